@@ -1,0 +1,368 @@
+//! The HTTP API: REST under `/api/v1`, git smart HTTP under `/git/<app>.git`, and the
+//! internal endpoint the pre-receive hook calls. Handlers are thin: they check the
+//! token, parse, and call the store, `receive` or the pipeline.
+//!
+//! Architecture invariant: only this module knows JSON wire types and status codes.
+
+use crate::app::{AppName, InvalidAppName};
+use crate::build::Source;
+use crate::logs::{LiveLog, LogDir};
+use crate::pipeline::{BuildRequest, Outcome, Pipeline};
+use crate::receive::{self, GitRequest, HookEnv, HookMessage, HookRequest, Repos, ZERO_OID};
+use crate::rollout::DockerTarget;
+use crate::store::{self, Store};
+use axum::body::{Body, Bytes};
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, RawQuery, State};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{any, get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::json;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::{broadcast, oneshot};
+
+/// Everything the handlers need.
+pub struct ApiState {
+    pub store: Arc<Store>,
+    pub repos: Repos,
+    pub logs: LogDir,
+    pub pipeline: Pipeline,
+    pub target: DockerTarget,
+    pub admin_token: String,
+    pub hook: HookEnv,
+    /// Shown in the 401 message: where the admin token is.
+    pub token_path: std::path::PathBuf,
+}
+
+/// An API error: a status code and a message that says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("missing or wrong token: send the admin token as 'Authorization: Bearer <token>' (API) or as the password of the git remote URL (http://hoist:<token>@host/git/<app>.git); it is in {0}")]
+    Unauthorized(String),
+    #[error(transparent)]
+    InvalidAppName(#[from] InvalidAppName),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("no app named {0:?}; create it with `hoist apps create {0}`")]
+    UnknownApp(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<store::Error> for ApiError {
+    fn from(error: store::Error) -> ApiError {
+        match error {
+            store::Error::AppExists(name) => ApiError::Conflict(format!("app {name:?} exists already")),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> ApiError {
+        ApiError::BadRequest(format!("the request body is not what this call takes: {}", rejection.body_text()))
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::InvalidAppName(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::UnknownApp(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            let challenge = header::HeaderValue::from_static("Basic realm=\"hoist\"");
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
+        }
+        response
+    }
+}
+
+type ApiResult<T> = Result<T, ApiError>;
+
+/// Proof that the request carried the admin token.
+pub struct Admin;
+
+impl FromRequestParts<Arc<ApiState>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<ApiState>) -> ApiResult<Admin> {
+        let given = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|h| h.to_str().ok())
+            .and_then(crate::auth::token_from_authorization);
+        match given {
+            Some(token) if crate::auth::token_matches(&token, &state.admin_token) => Ok(Admin),
+            _ => Err(ApiError::Unauthorized(state.token_path.display().to_string())),
+        }
+    }
+}
+
+/// The API as an axum router, so tests can drive it without a socket.
+pub fn router(state: Arc<ApiState>) -> Router {
+    Router::new()
+        .route("/api/v1/apps", get(list_apps).post(create_app))
+        .route("/api/v1/apps/{app}", get(show_app).delete(delete_app))
+        .route("/api/v1/apps/{app}/builds", get(list_builds))
+        .route("/api/v1/apps/{app}/builds/{id}", get(show_build))
+        .route("/api/v1/apps/{app}/builds/{id}/log", get(build_log))
+        .route("/api/v1/apps/{app}/releases", get(list_releases))
+        .route("/api/v1/apps/{app}/image-stream", get(image_stream))
+        .route("/git/{repo}/{*path}", any(git))
+        .route("/internal/v1/receive", post(receive_hook))
+        .with_state(state)
+}
+
+fn known_app(state: &ApiState, name: &str) -> ApiResult<store::App> {
+    let name = AppName::parse(name)?;
+    state.store.app(&name)?.ok_or_else(|| ApiError::UnknownApp(name.to_string()))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateApp {
+    name: String,
+    deploy_branch: Option<String>,
+}
+
+async fn create_app(
+    State(state): State<Arc<ApiState>>,
+    _: Admin,
+    body: Result<Json<CreateApp>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let Json(body) = body?;
+    let name = AppName::parse(&body.name)?;
+    let branch = body.deploy_branch.unwrap_or_else(|| "main".to_string());
+    if !git2::Reference::is_valid_name(&format!("refs/heads/{branch}")) {
+        return Err(ApiError::BadRequest(format!("invalid deploy branch {branch:?}: not a valid git branch name")));
+    }
+    let app = state.store.create_app(&name, &branch)?;
+    if let Err(error) = state.repos.create(&name) {
+        let _ = state.store.delete_app(&name);
+        return Err(ApiError::Internal(error.to_string()));
+    }
+    tracing::info!(app = %name, "app created");
+    Ok((StatusCode::CREATED, Json(json!(app))))
+}
+
+async fn list_apps(State(state): State<Arc<ApiState>>, _: Admin) -> ApiResult<Json<serde_json::Value>> {
+    Ok(Json(json!(state.store.apps()?)))
+}
+
+async fn show_app(State(state): State<Arc<ApiState>>, _: Admin, Path(app): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+    let app = known_app(&state, &app)?;
+    let live = state.store.live_release(&app.name)?;
+    Ok(Json(json!({
+        "name": app.name,
+        "deploy_branch": app.deploy_branch,
+        "created_at": app.created_at,
+        "live_release": live,
+    })))
+}
+
+async fn delete_app(State(state): State<Arc<ApiState>>, _: Admin, Path(app): Path<String>) -> ApiResult<StatusCode> {
+    let app = known_app(&state, &app)?;
+    state.target.remove_app(&app.name).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    state.store.delete_app(&app.name)?;
+    state.repos.delete(&app.name).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let _ = std::fs::remove_dir_all(state.logs.app_dir(&app.name));
+    tracing::info!(app = %app.name, "app deleted");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_builds(State(state): State<Arc<ApiState>>, _: Admin, Path(app): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+    let app = known_app(&state, &app)?;
+    Ok(Json(json!(state.store.builds(&app.name)?)))
+}
+
+fn known_build(state: &ApiState, app: &str, id: &str) -> ApiResult<(store::App, store::Build)> {
+    let app = known_app(state, app)?;
+    let missing = || ApiError::NotFound(format!("app {} has no build {id:?}; list them with `hoist builds {}`", app.name, app.name));
+    let id: i64 = id.parse().map_err(|_| missing())?;
+    let build = state.store.build(id)?.filter(|b| b.app == app.name.as_str()).ok_or_else(missing)?;
+    Ok((app, build))
+}
+
+async fn show_build(
+    State(state): State<Arc<ApiState>>,
+    _: Admin,
+    Path((app, id)): Path<(String, String)>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let (_, build) = known_build(&state, &app, &id)?;
+    Ok(Json(json!(build)))
+}
+
+async fn build_log(State(state): State<Arc<ApiState>>, _: Admin, Path((app, id)): Path<(String, String)>) -> ApiResult<Response> {
+    let (app, build) = known_build(&state, &app, &id)?;
+    let text = std::fs::read_to_string(state.logs.build_log(&app.name, build.id)).unwrap_or_default();
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+async fn list_releases(State(state): State<Arc<ApiState>>, _: Admin, Path(app): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+    let app = known_app(&state, &app)?;
+    Ok(Json(json!(state.store.releases(&app.name)?)))
+}
+
+async fn image_stream(State(state): State<Arc<ApiState>>, _: Admin, Path(app): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+    let app = known_app(&state, &app)?;
+    let mut tags: std::collections::BTreeMap<String, Vec<store::ImageStreamEntry>> = Default::default();
+    for entry in state.store.image_stream(&app.name)? {
+        tags.entry(entry.tag.clone()).or_default().push(entry);
+    }
+    Ok(Json(json!({ "app": app.name, "tags": tags })))
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn git(
+    State(state): State<Arc<ApiState>>,
+    _: Admin,
+    Path((repo, path)): Path<(String, String)>,
+    ConnectInfo(remote): ConnectInfo<SocketAddr>,
+    method: Method,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Body,
+) -> ApiResult<Response> {
+    let name = repo.strip_suffix(".git").unwrap_or(&repo);
+    let app = known_app(&state, name)?;
+    let allowed = ["info/refs", "git-receive-pack", "git-upload-pack", "HEAD"];
+    if !allowed.contains(&path.as_str()) {
+        return Err(ApiError::NotFound(format!("no such git path {path:?}")));
+    }
+    let request = GitRequest {
+        app: app.name,
+        path,
+        method,
+        query: query.unwrap_or_default(),
+        headers,
+        body,
+        remote_user: "hoist".to_string(),
+        remote_addr: remote.ip().to_string(),
+    };
+    receive::http_backend(&state.repos, &state.hook, request).await.map_err(|e| ApiError::Internal(e.to_string()))
+}
+
+/// Called by the pre-receive hook: starts the build of the deploy branch and streams
+/// its log back as NDJSON [`HookMessage`]s, the last one saying whether to accept.
+async fn receive_hook(
+    State(state): State<Arc<ApiState>>,
+    headers: HeaderMap,
+    body: Result<Json<HookRequest>, JsonRejection>,
+) -> ApiResult<Response> {
+    let token = headers.get("x-hoist-hook-token").and_then(|h| h.to_str().ok()).unwrap_or("");
+    if !crate::auth::token_matches(token, &state.hook.token) {
+        return Err(ApiError::Unauthorized("the hook token of this hoistd".to_string()));
+    }
+    let Json(request) = body?;
+    let app = known_app(&state, &request.app)?;
+    let deploy_ref = format!("refs/heads/{}", app.deploy_branch);
+    let mut notes = Vec::new();
+    let mut deploy = None;
+    for update in &request.updates {
+        if update.name == deploy_ref && update.new != ZERO_OID {
+            deploy = Some(update.clone());
+        } else if update.new == ZERO_OID {
+            notes.push(format!("-----> {} deleted; nothing deploys", update.name));
+        } else {
+            notes.push(format!("-----> {} stored; only {} deploys", update.name, app.deploy_branch));
+        }
+    }
+    let Some(deploy) = deploy else {
+        let end = HookMessage::End { ok: true, message: "=====> Pushed without deploying".to_string() };
+        return Ok(ndjson_once(notes, end));
+    };
+
+    let repo_path = state.repos.path(&app.name);
+    let (object_dirs, name, commit) = (request.object_dirs, app.name.clone(), deploy.new.clone());
+    let exported = tokio::task::spawn_blocking(move || receive::export_commit(&repo_path, &object_dirs, &name, &commit))
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?
+        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let (tar, files) = exported;
+    let build = state.store.create_build(&app.name, &deploy.new, &deploy.name)?;
+    let log = LiveLog::create(&state.logs.build_log(&app.name, build.id)).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let lines = log.subscribe();
+    for note in notes {
+        log.line(note);
+    }
+    let (done, outcome) = oneshot::channel();
+    let source = Source { app: app.name.clone(), build_id: build.id, commit: deploy.new, tar: Arc::new(tar), files };
+    state
+        .pipeline
+        .submit(BuildRequest { source, log, done })
+        .await
+        .map_err(|e| ApiError::Internal(e.to_string()))?;
+    Ok(ndjson_follow(lines, outcome))
+}
+
+fn ndjson(message: &HookMessage) -> Bytes {
+    let mut line = serde_json::to_vec(message).expect("hook messages serialise");
+    line.push(b'\n');
+    Bytes::from(line)
+}
+
+fn ndjson_once(lines: Vec<String>, end: HookMessage) -> Response {
+    let mut body: Vec<u8> = Vec::new();
+    for line in lines {
+        body.extend_from_slice(&ndjson(&HookMessage::Line { line }));
+    }
+    body.extend_from_slice(&ndjson(&end));
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
+}
+
+/// Streams the build log's lines until the outcome arrives, then the outcome.
+fn ndjson_follow(mut lines: broadcast::Receiver<String>, mut outcome: oneshot::Receiver<Outcome>) -> Response {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        let end = loop {
+            tokio::select! {
+                line = lines.recv() => match line {
+                    Ok(line) => { if tx.send(ndjson(&HookMessage::Line { line })).await.is_err() { return } }
+                    Err(broadcast::error::RecvError::Lagged(skipped)) => {
+                        let line = format!("       ({skipped} lines skipped; the whole log is in `hoist builds log`)");
+                        if tx.send(ndjson(&HookMessage::Line { line })).await.is_err() { return }
+                    }
+                    Err(broadcast::error::RecvError::Closed) => break (&mut outcome).await,
+                },
+                result = &mut outcome => break result,
+            }
+        };
+        // Lines written before the outcome was sent are still in the channel.
+        while let Ok(line) = lines.try_recv() {
+            if tx.send(ndjson(&HookMessage::Line { line })).await.is_err() {
+                return;
+            }
+        }
+        let end = match end {
+            Ok(outcome) => HookMessage::End {
+                ok: outcome.is_ok(),
+                message: match &outcome {
+                    Outcome::Failed { .. } => "=====> Push rejected: the app was not deployed; the running release keeps serving".to_string(),
+                    _ => String::new(),
+                },
+            },
+            Err(_) => HookMessage::End { ok: false, message: "hoist: the build stopped without a result".to_string() },
+        };
+        let _ = tx.send(ndjson(&end)).await;
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|bytes| (Ok::<_, std::convert::Infallible>(bytes), rx))
+    });
+    ([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(stream)).into_response()
+}

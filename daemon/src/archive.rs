@@ -1,0 +1,143 @@
+//! Tar archives as hoist writes them: every entry with one fixed time and owner, so
+//! the same files always give the same bytes, and Docker's build cache and the
+//! registry see an unchanged layer as unchanged.
+
+use std::io::Read;
+
+/// 1980-01-01T00:00:00Z: the fixed mtime of every entry (as reproducible-build tools use;
+/// some tools refuse times before 1980).
+pub const FIXED_MTIME: u64 = 315_532_800;
+
+/// The uid and gid files get in images: the `hoist` user of the stacks.
+pub const APP_UID: u64 = 1001;
+
+/// Appends a tar builder's entries with fixed metadata.
+pub struct Writer {
+    inner: tar::Builder<Vec<u8>>,
+    uid: u64,
+}
+
+impl Writer {
+    /// A new archive whose entries are owned by `uid` (and gid `uid`).
+    pub fn new(uid: u64) -> Writer {
+        let mut inner = tar::Builder::new(Vec::new());
+        inner.mode(tar::HeaderMode::Deterministic);
+        Writer { inner, uid }
+    }
+
+    fn header(&self, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
+        let mut header = tar::Header::new_gnu();
+        header.set_entry_type(kind);
+        header.set_mode(mode);
+        header.set_size(size);
+        header.set_mtime(FIXED_MTIME);
+        header.set_uid(self.uid);
+        header.set_gid(self.uid);
+        header
+    }
+
+    pub fn dir(&mut self, path: &str) -> std::io::Result<()> {
+        let mut header = self.header(tar::EntryType::Directory, 0o755, 0);
+        self.inner.append_data(&mut header, path, std::io::empty())
+    }
+
+    pub fn file(&mut self, path: &str, mode: u32, data: &[u8]) -> std::io::Result<()> {
+        let mut header = self.header(tar::EntryType::Regular, mode, data.len() as u64);
+        self.inner.append_data(&mut header, path, data)
+    }
+
+    pub fn symlink(&mut self, path: &str, target: &str) -> std::io::Result<()> {
+        let mut header = self.header(tar::EntryType::Symlink, 0o777, 0);
+        self.inner.append_link(&mut header, path, target)
+    }
+
+    /// Copies every entry of `archive` under `prefix` (which ends in `/` or is empty),
+    /// dropping `strip` leading path components first, sorted by path.
+    pub fn append_rebased(&mut self, archive: &[u8], strip: usize, prefix: &str) -> std::io::Result<usize> {
+        let mut entries = Vec::new();
+        let mut reader = tar::Archive::new(archive);
+        for entry in reader.entries()? {
+            let mut entry = entry?;
+            let path = entry.path()?.to_string_lossy().into_owned();
+            let rest: Vec<&str> = path.split('/').filter(|c| !c.is_empty() && *c != ".").skip(strip).collect();
+            if rest.is_empty() {
+                continue;
+            }
+            let path = format!("{prefix}{}", rest.join("/"));
+            let kind = entry.header().entry_type();
+            let mode = entry.header().mode()?;
+            let link = entry.link_name()?.map(|l| l.to_string_lossy().into_owned());
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data)?;
+            entries.push((path, kind, mode, link, data));
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        let count = entries.len();
+        for (path, kind, mode, link, data) in entries {
+            match kind {
+                tar::EntryType::Directory => self.dir(&path)?,
+                tar::EntryType::Symlink => self.symlink(&path, link.as_deref().unwrap_or(""))?,
+                tar::EntryType::Regular | tar::EntryType::Continuous => {
+                    let mode = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
+                    self.file(&path, mode, &data)?
+                }
+                // Hard links, devices and fifos have no place in an app image.
+                _ => {}
+            }
+        }
+        Ok(count)
+    }
+
+    pub fn finish(self) -> std::io::Result<Vec<u8>> {
+        self.inner.into_inner()
+    }
+}
+
+/// Reads one file out of an archive.
+pub fn read_file(archive: &[u8], wanted: &str) -> std::io::Result<Option<Vec<u8>>> {
+    let mut reader = tar::Archive::new(archive);
+    for entry in reader.entries()? {
+        let mut entry = entry?;
+        if entry.path()?.to_string_lossy().trim_start_matches("./") == wanted {
+            let mut data = Vec::new();
+            entry.read_to_end(&mut data)?;
+            return Ok(Some(data));
+        }
+    }
+    Ok(None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rebasing_is_deterministic_and_sorted() {
+        let mut source = Writer::new(0);
+        source.dir("app/").unwrap();
+        source.file("app/z.txt", 0o600, b"z").unwrap();
+        source.file("app/a.sh", 0o700, b"#!/bin/sh").unwrap();
+        let source = source.finish().unwrap();
+        let build = || {
+            let mut w = Writer::new(APP_UID);
+            assert_eq!(w.append_rebased(&source, 1, "ctx/app/").unwrap(), 2);
+            w.finish().unwrap()
+        };
+        let (first, second) = (build(), build());
+        assert_eq!(first, second);
+        let mut archive = tar::Archive::new(&first[..]);
+        let names: Vec<(String, u32, u64)> = archive
+            .entries()
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (e.path().unwrap().to_string_lossy().into_owned(), e.header().mode().unwrap(), e.header().uid().unwrap())
+            })
+            .collect();
+        assert_eq!(
+            names,
+            [("ctx/app/a.sh".into(), 0o755, APP_UID), ("ctx/app/z.txt".into(), 0o644, APP_UID)]
+        );
+        assert_eq!(read_file(&source, "app/z.txt").unwrap().unwrap(), b"z");
+    }
+}

@@ -1,0 +1,102 @@
+//! Tokens: the admin token that every API call and git push needs, and the hook token
+//! that only the pre-receive hook (a child of hoistd's own `git`) knows.
+
+use std::path::{Path, PathBuf};
+
+/// What can go wrong reading or creating the admin token.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read or write the admin token at {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A fresh random token: 32 bytes as hex.
+pub fn new_token() -> String {
+    let bytes: [u8; 32] = rand::random();
+    hex::encode(bytes)
+}
+
+/// Reads `data_dir/admin-token`, creating it (mode 0600) on first start.
+/// Returns the token and whether it was just created, so the caller prints it once.
+pub fn load_or_create_admin_token(data_dir: &Path) -> Result<(String, bool)> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = data_dir.join("admin-token");
+    let io = |source| Error::Io { path: path.clone(), source };
+    match std::fs::read_to_string(&path) {
+        Ok(token) if !token.trim().is_empty() => return Ok((token.trim().to_string(), false)),
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
+    }
+    let token = new_token();
+    let tmp = path.with_extension("tmp");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io)?;
+    file.write_all(token.as_bytes()).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)?;
+    Ok((token, true))
+}
+
+/// Compares two tokens in time independent of where they differ.
+pub fn token_matches(given: &str, expected: &str) -> bool {
+    let (a, b) = (given.as_bytes(), expected.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The token carried by an `Authorization` header: `Bearer <token>`, or HTTP basic
+/// with the token as password (what git sends).
+pub fn token_from_authorization(header: &str) -> Option<String> {
+    use base64::Engine;
+    let (scheme, value) = header.trim().split_once(' ')?;
+    if scheme.eq_ignore_ascii_case("bearer") {
+        return Some(value.trim().to_string());
+    }
+    if scheme.eq_ignore_ascii_case("basic") {
+        let decoded = base64::engine::general_purpose::STANDARD.decode(value.trim()).ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        let (_user, password) = decoded.split_once(':')?;
+        return Some(password.to_string());
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn authorization_headers() {
+        assert_eq!(token_from_authorization("Bearer abc").as_deref(), Some("abc"));
+        // "git:secret" in base64.
+        assert_eq!(token_from_authorization("Basic Z2l0OnNlY3JldA==").as_deref(), Some("secret"));
+        assert_eq!(token_from_authorization("Basic !!!"), None);
+        assert_eq!(token_from_authorization("Digest x"), None);
+        assert!(token_matches("abc", "abc"));
+        assert!(!token_matches("abd", "abc"));
+        assert!(!token_matches("ab", "abc"));
+    }
+
+    #[test]
+    fn admin_token_is_created_once() {
+        let dir = std::env::temp_dir().join(format!("hoist-auth-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (first, created) = load_or_create_admin_token(&dir).unwrap();
+        assert!(created);
+        let (second, created_again) = load_or_create_admin_token(&dir).unwrap();
+        assert!(!created_again);
+        assert_eq!(first, second);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

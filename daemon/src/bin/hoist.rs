@@ -1,0 +1,183 @@
+//! hoist: the command line client of hoistd's API.
+#![forbid(unsafe_code)]
+
+use anyhow::{bail, Context};
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+#[derive(Parser)]
+#[command(version, about = "hoist: git push to deploy; this CLI manages apps on a hoistd")]
+struct Args {
+    /// hoistd's API address.
+    #[arg(long, env = "HOIST_URL", default_value = "http://127.0.0.1:7070", global = true)]
+    url: String,
+    /// The admin token; by default read from $HOIST_DATA_DIR/admin-token.
+    #[arg(long, env = "HOIST_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create, list, show or delete apps.
+    Apps {
+        #[command(subcommand)]
+        command: AppsCommand,
+    },
+    /// An app's builds, newest first; or one build, or its log.
+    Builds {
+        app: String,
+        #[command(subcommand)]
+        command: Option<BuildsCommand>,
+    },
+    /// An app's releases, newest first.
+    Releases { app: String },
+    /// An app's image stream: every tag with its history of digests.
+    ImageStream { app: String },
+}
+
+#[derive(Subcommand)]
+enum AppsCommand {
+    Create {
+        name: String,
+        /// Pushes to this branch deploy.
+        #[arg(long, default_value = "main")]
+        deploy_branch: String,
+    },
+    List,
+    Show { name: String },
+    Delete { name: String },
+}
+
+#[derive(Subcommand)]
+enum BuildsCommand {
+    Show { id: i64 },
+    Log { id: i64 },
+}
+
+struct Client {
+    url: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<reqwest::Response> {
+        let mut request = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.with_context(|| format!("cannot reach hoistd at {}; is it running?", self.url))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            let message = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or(text);
+            bail!("{message} (HTTP {})", status.as_u16());
+        }
+        Ok(response)
+    }
+
+    async fn json(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let response = self.call(method, path, body).await?;
+        if response.status() == reqwest::StatusCode::NO_CONTENT {
+            return Ok(Value::Null);
+        }
+        Ok(response.json().await?)
+    }
+}
+
+fn token(given: Option<String>) -> anyhow::Result<String> {
+    if let Some(token) = given {
+        return Ok(token);
+    }
+    let dir = std::env::var("HOIST_DATA_DIR").unwrap_or_else(|_| "/var/lib/hoist".to_string());
+    let path = std::path::Path::new(&dir).join("admin-token");
+    let token = std::fs::read_to_string(&path)
+        .with_context(|| format!("no token: pass --token, set HOIST_TOKEN, or make {} readable", path.display()))?;
+    Ok(token.trim().to_string())
+}
+
+fn s(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let client = Client { url: args.url.trim_end_matches('/').to_string(), token: token(args.token)?, http: reqwest::Client::new() };
+    use reqwest::Method;
+    match args.command {
+        Command::Apps { command: AppsCommand::Create { name, deploy_branch } } => {
+            let body = serde_json::json!({ "name": name, "deploy_branch": deploy_branch });
+            client.json(Method::POST, "/api/v1/apps", Some(body)).await?;
+            println!("created app {name}");
+            println!("push to it:  git remote add hoist {}/git/{name}.git && git push hoist {deploy_branch}", client.url);
+        }
+        Command::Apps { command: AppsCommand::List } => {
+            for app in client.json(Method::GET, "/api/v1/apps", None).await?.as_array().into_iter().flatten() {
+                println!("{}\t(deploys {})", s(&app["name"]), s(&app["deploy_branch"]));
+            }
+        }
+        Command::Apps { command: AppsCommand::Show { name } } => {
+            let app = client.json(Method::GET, &format!("/api/v1/apps/{name}"), None).await?;
+            println!("{}", serde_json::to_string_pretty(&app)?);
+        }
+        Command::Apps { command: AppsCommand::Delete { name } } => {
+            client.json(Method::DELETE, &format!("/api/v1/apps/{name}"), None).await?;
+            println!("deleted app {name}");
+        }
+        Command::Builds { app, command: None } => {
+            println!("ID\tSTATUS\tBUILDPACK\tCOMMIT\tCREATED");
+            for build in client.json(Method::GET, &format!("/api/v1/apps/{app}/builds"), None).await?.as_array().into_iter().flatten() {
+                let commit = s(&build["commit"]);
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    s(&build["id"]),
+                    s(&build["status"]),
+                    s(&build["buildpack"]),
+                    &commit[..commit.len().min(12)],
+                    s(&build["created_at"])
+                );
+            }
+        }
+        Command::Builds { app, command: Some(BuildsCommand::Show { id }) } => {
+            let build = client.json(Method::GET, &format!("/api/v1/apps/{app}/builds/{id}"), None).await?;
+            println!("{}", serde_json::to_string_pretty(&build)?);
+        }
+        Command::Builds { app, command: Some(BuildsCommand::Log { id }) } => {
+            let text = client.call(Method::GET, &format!("/api/v1/apps/{app}/builds/{id}/log"), None).await?.text().await?;
+            print!("{text}");
+        }
+        Command::Releases { app } => {
+            println!("RELEASE\tSTATUS\tBUILD\tIMAGE\tCREATED");
+            for release in client.json(Method::GET, &format!("/api/v1/apps/{app}/releases"), None).await?.as_array().into_iter().flatten() {
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    s(&release["number"]),
+                    s(&release["status"]),
+                    s(&release["build_id"]),
+                    s(&release["image"]),
+                    s(&release["created_at"])
+                );
+            }
+        }
+        Command::ImageStream { app } => {
+            let stream = client.json(Method::GET, &format!("/api/v1/apps/{app}/image-stream"), None).await?;
+            for (tag, history) in stream["tags"].as_object().into_iter().flatten() {
+                println!("{tag}:");
+                for entry in history.as_array().into_iter().flatten() {
+                    println!("  {}\t{}\tbuild {}\t{}", s(&entry["digest"]), s(&entry["source"]), s(&entry["build_id"]), s(&entry["created_at"]));
+                }
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,56 @@
+//! hoistd: parse config, start tracing, start the daemon, wait for a signal.
+//! `hoistd hook pre-receive` is the git hook hoistd installs in every app repo.
+#![forbid(unsafe_code)]
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(version, about = "hoistd: the hoist daemon (git push in, running app out)")]
+struct Args {
+    /// TOML config file; HOIST_* environment variables override it.
+    #[arg(long, env = "HOIST_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Runs a git hook (hoistd installs these in app repos; not for people).
+    Hook {
+        #[arg(value_parser = ["pre-receive"])]
+        name: String,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    if let Some(Command::Hook { .. }) = args.command {
+        let code = runtime.block_on(hoist::receive::run_pre_receive_hook());
+        std::process::exit(code);
+    }
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("HOIST_LOG").unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let config = hoist::config::Config::load(args.config.as_deref())?;
+    runtime.block_on(async {
+        let daemon = hoist::daemon::Daemon::start(config).await?;
+        if let Some(token) = &daemon.new_admin_token {
+            println!("hoistd: created the admin token (shown only this once; also in the data dir):\n{token}");
+        }
+        println!("hoistd: API and git on http://{}  apps on http://<app>.localhost:{}", daemon.api_addr, daemon.router_addr.port());
+        let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("stopping");
+        daemon.stop();
+        anyhow::Ok(())
+    })
+}

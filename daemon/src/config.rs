@@ -1,0 +1,233 @@
+//! hoistd's configuration: a TOML file, then `HOIST_*` environment overrides, over
+//! embedded defaults that run everything on one machine.
+
+use serde::Deserialize;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+/// What can go wrong loading the configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid: {source}")]
+    Parse { path: PathBuf, source: Box<toml::de::Error> },
+    #[error("environment variable {name}={value:?} is not valid: {reason}")]
+    Env { name: &'static str, value: String, reason: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The whole configuration of one hoistd.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Where state lives: the SQLite database, bare repos, logs, the admin token.
+    pub data_dir: PathBuf,
+    /// The API and git-over-HTTP listener.
+    pub api_addr: SocketAddr,
+    /// The app router: `<app>.<router_domain>` by Host header.
+    pub router_addr: SocketAddr,
+    /// Apps are served as `<app>.<router_domain>`.
+    pub router_domain: String,
+    /// A name that prefixes every container and volume this hoistd creates, so two
+    /// hoistds (tests do this) can share one dockerd.
+    pub instance: String,
+    /// Where dockerd listens.
+    pub docker_host: String,
+    pub registry: RegistryConfig,
+    pub build: BuildConfig,
+    pub rollout: RolloutConfig,
+}
+
+/// The OCI registry images are pushed to and run from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistryConfig {
+    /// host:port of the registry, reached over plain HTTP on loopback.
+    pub addr: SocketAddr,
+    /// true: use a registry that runs already; false: hoistd starts and supervises
+    /// Debian's `docker-registry` on `addr` with storage under the data dir.
+    pub external: bool,
+    /// The registry program started when not external.
+    pub program: PathBuf,
+}
+
+/// The build stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BuildConfig {
+    /// How many apps may build at the same time.
+    pub parallel: usize,
+    /// A build running longer than this is stopped and failed.
+    pub timeout_secs: u64,
+    /// Folder with one folder per buildpack (and `stacks/`).
+    pub buildpacks_dir: PathBuf,
+}
+
+/// The rollout stage.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RolloutConfig {
+    /// Where releases run. Only `docker` exists so far.
+    pub target: Target,
+    /// The port an app listens on inside its container; passed as `PORT`.
+    pub app_port: u16,
+    /// How long a new release has to answer HTTP before it is failed (Dokku's CHECKS).
+    pub checks_timeout_secs: u64,
+    /// Pause between two health checks.
+    pub checks_interval_ms: u64,
+}
+
+/// A deploy target.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Target {
+    /// Containers on the local dockerd, behind hoistd's router.
+    Docker,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            data_dir: PathBuf::from("/var/lib/hoist"),
+            api_addr: "127.0.0.1:7070".parse().unwrap(),
+            router_addr: "127.0.0.1:8080".parse().unwrap(),
+            router_domain: "localhost".to_string(),
+            instance: "hoist".to_string(),
+            docker_host: "unix:///var/run/docker.sock".to_string(),
+            registry: RegistryConfig::default(),
+            build: BuildConfig::default(),
+            rollout: RolloutConfig::default(),
+        }
+    }
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            addr: "127.0.0.1:5000".parse().unwrap(),
+            external: false,
+            program: PathBuf::from("docker-registry"),
+        }
+    }
+}
+
+impl Default for BuildConfig {
+    fn default() -> Self {
+        BuildConfig {
+            parallel: 2,
+            timeout_secs: 15 * 60,
+            // The buildpacks of the source tree hoistd was built from.
+            buildpacks_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../buildpacks"),
+        }
+    }
+}
+
+impl Default for RolloutConfig {
+    fn default() -> Self {
+        RolloutConfig { target: Target::Docker, app_port: 5000, checks_timeout_secs: 60, checks_interval_ms: 500 }
+    }
+}
+
+impl Config {
+    /// Loads `path` if given (a missing file is an error), then applies the environment.
+    pub fn load(path: Option<&Path>) -> Result<Config> {
+        let mut config = match path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+                Config::from_toml(&text)
+                    .map_err(|source| Error::Parse { path: path.to_path_buf(), source: Box::new(source) })?
+            }
+            None => Config::default(),
+        };
+        config.apply_env(|name| std::env::var(name).ok())?;
+        Ok(config)
+    }
+
+    /// Parses a TOML document; absent keys keep their defaults.
+    pub fn from_toml(text: &str) -> Result<Config, toml::de::Error> {
+        toml::from_str(text)
+    }
+
+    /// Applies `HOIST_*` overrides read through `var`.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> Result<()> {
+        fn parse<T: std::str::FromStr>(name: &'static str, value: String) -> Result<T>
+        where
+            T::Err: std::fmt::Display,
+        {
+            value.parse().map_err(|e: T::Err| Error::Env { name, value, reason: e.to_string() })
+        }
+        if let Some(v) = var("HOIST_DATA_DIR") {
+            self.data_dir = PathBuf::from(v);
+        }
+        if let Some(v) = var("HOIST_API_ADDR") {
+            self.api_addr = parse("HOIST_API_ADDR", v)?;
+        }
+        if let Some(v) = var("HOIST_ROUTER_ADDR") {
+            self.router_addr = parse("HOIST_ROUTER_ADDR", v)?;
+        }
+        if let Some(v) = var("HOIST_ROUTER_DOMAIN") {
+            self.router_domain = v;
+        }
+        if let Some(v) = var("HOIST_INSTANCE") {
+            self.instance = v;
+        }
+        if let Some(v) = var("HOIST_DOCKER_HOST") {
+            self.docker_host = v;
+        }
+        if let Some(v) = var("HOIST_REGISTRY_ADDR") {
+            self.registry.addr = parse("HOIST_REGISTRY_ADDR", v)?;
+        }
+        if let Some(v) = var("HOIST_REGISTRY_EXTERNAL") {
+            self.registry.external = parse("HOIST_REGISTRY_EXTERNAL", v)?;
+        }
+        if let Some(v) = var("HOIST_BUILD_PARALLEL") {
+            self.build.parallel = parse("HOIST_BUILD_PARALLEL", v)?;
+        }
+        if let Some(v) = var("HOIST_BUILDPACKS_DIR") {
+            self.build.buildpacks_dir = PathBuf::from(v);
+        }
+        if let Some(v) = var("HOIST_CHECKS_TIMEOUT_SECS") {
+            self.rollout.checks_timeout_secs = parse("HOIST_CHECKS_TIMEOUT_SECS", v)?;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn toml_then_env() {
+        let mut config = Config::from_toml(
+            "data_dir = \"/tmp/h\"\n[registry]\nexternal = true\n[build]\nparallel = 4\n",
+        )
+        .unwrap();
+        assert_eq!(config.data_dir, PathBuf::from("/tmp/h"));
+        assert!(config.registry.external);
+        assert_eq!(config.build.parallel, 4);
+        assert_eq!(config.rollout.app_port, 5000, "absent keys keep defaults");
+        config
+            .apply_env(|name| match name {
+                "HOIST_BUILD_PARALLEL" => Some("1".into()),
+                "HOIST_API_ADDR" => Some("127.0.0.1:9999".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config.build.parallel, 1);
+        assert_eq!(config.api_addr.port(), 9999);
+        let err = config
+            .apply_env(|name| (name == "HOIST_API_ADDR").then(|| "nowhere".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("HOIST_API_ADDR=\"nowhere\""), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(Config::from_toml("api_adr = \"127.0.0.1:1\"").is_err());
+    }
+}

@@ -1,0 +1,93 @@
+//! Image streams: per app, every tag with its history of digests. A new digest on a
+//! tag the app tracks is what starts a rollout — the only thing that does.
+//!
+//! Architecture invariant: this module decides *whether* to roll out, never *how*.
+
+use crate::app::AppName;
+use crate::logs::LiveLog;
+use crate::rollout::RolloutRequest;
+use crate::store::{self, Release, Store};
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot};
+
+/// The tag an app's releases follow.
+pub const TRACKED_TAG: &str = "latest";
+
+/// What can go wrong recording a tag.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Store(#[from] store::Error),
+    #[error("the rollout stage has stopped; restart hoistd")]
+    RolloutStopped,
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A tag now points at a digest.
+#[derive(Debug)]
+pub struct TagUpdate {
+    pub app: AppName,
+    pub tag: String,
+    pub repository: String,
+    pub digest: String,
+    /// Where it came from: `build` for hoist's own builds.
+    pub source: &'static str,
+    pub build_id: Option<i64>,
+    /// The build log that follows the rollout it may start.
+    pub cause_log: Option<Arc<LiveLog>>,
+}
+
+/// What recording did.
+#[derive(Debug)]
+pub enum Recorded {
+    /// Same digest as before: nothing to roll out.
+    Unchanged,
+    /// The tag is recorded but not tracked by any release.
+    Untracked,
+    /// A rollout started; the receiver tells how it ended.
+    RolloutStarted(oneshot::Receiver<crate::rollout::Result<Release>>),
+}
+
+/// The image streams of all apps.
+#[derive(Clone)]
+pub struct ImageStreams {
+    store: Arc<Store>,
+    rollouts: mpsc::Sender<RolloutRequest>,
+}
+
+impl ImageStreams {
+    pub fn new(store: Arc<Store>, rollouts: mpsc::Sender<RolloutRequest>) -> ImageStreams {
+        ImageStreams { store, rollouts }
+    }
+
+    /// Appends `update` to its tag's history unless the tag points there already, and
+    /// starts a rollout when the tag is tracked.
+    pub async fn record(&self, update: TagUpdate) -> Result<Recorded> {
+        let current = self.store.current_digest(&update.app, &update.tag)?;
+        if current.as_deref() == Some(update.digest.as_str()) {
+            return Ok(Recorded::Unchanged);
+        }
+        self.store.record_tag(
+            &update.app,
+            &update.tag,
+            &update.repository,
+            &update.digest,
+            update.source,
+            update.build_id,
+        )?;
+        if update.tag != TRACKED_TAG {
+            return Ok(Recorded::Untracked);
+        }
+        let (done, outcome) = oneshot::channel();
+        let request = RolloutRequest {
+            image: format!("{}@{}", update.repository, update.digest),
+            app: update.app,
+            build_id: update.build_id,
+            cause_log: update.cause_log,
+            done: Some(done),
+        };
+        self.rollouts.send(request).await.map_err(|_| Error::RolloutStopped)?;
+        Ok(Recorded::RolloutStarted(outcome))
+    }
+}

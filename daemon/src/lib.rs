@@ -1,0 +1,29 @@
+//! hoist: a git-push PaaS. `git push` in, a running app out.
+//!
+//! The daemon (`hoistd`) is glue over the modules here; see ARCHITECTURE.md for the map.
+//! The pipeline of one push, stage by stage:
+//!
+//! ```text
+//!  receive ──BuildRequest──▶ pipeline (queue per app) ──▶ build ──▶ registry push
+//!                                                                    │ digest
+//!                                   rollout ◀──RolloutRequest── image_stream
+//! ```
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod archive;
+pub mod auth;
+pub mod build;
+pub mod buildpack;
+pub mod config;
+pub mod daemon;
+pub mod docker;
+pub mod image_stream;
+pub mod logs;
+pub mod pipeline;
+pub mod receive;
+pub mod registry;
+pub mod rollout;
+pub mod router;
+pub mod store;

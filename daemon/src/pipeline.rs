@@ -1,0 +1,296 @@
+//! The pipeline: stages joined by bounded channels, each a task.
+//!
+//! ```text
+//!  receive ──BuildRequest──▶ scheduler ──(permit)──▶ build job ──▶ image_stream ──RolloutRequest──▶ rollout stage
+//!                          one queue per app                                                  one at a time per app
+//! ```
+//!
+//! A build's states, as recorded in the store:
+//!
+//! ```text
+//!  queued ─▶ building ─▶ pushing ─▶ deploying ─▶ succeeded
+//!    │          │           │           └──────▶ failed (rollout never healthy)
+//!    │          └───────────┴──────────────────▶ failed
+//!    └─ a newer push to the same app arrived ──▶ superseded
+//!  (any unfinished state when hoistd stops)    ─▶ interrupted, on the next start
+//! ```
+//!
+//! Per app at most one build runs; of those waiting, only the newest is kept (it
+//! supersedes the others). Builds of different apps run in parallel up to a limit.
+
+use crate::app::AppName;
+use crate::build::{Builder, Source};
+use crate::image_stream::{ImageStreams, Recorded, TagUpdate, TRACKED_TAG};
+use crate::logs::LiveLog;
+use crate::registry::Registry;
+use crate::rollout::{DockerTarget, RolloutRequest};
+use crate::store::{BuildStatus, Store};
+use serde::Serialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+use tokio::sync::{mpsc, oneshot, Mutex, Semaphore};
+use tracing::instrument;
+
+/// How a push's build ended, as told to the pushing `git`.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "result", rename_all = "lowercase")]
+pub enum Outcome {
+    /// The new release serves traffic.
+    Live { release: i64 },
+    /// The image is the one already running; nothing was rolled out.
+    Unchanged { digest: String },
+    /// A newer push to the same app replaced this one before it started.
+    Superseded { by: i64 },
+    /// The build or its rollout failed.
+    Failed { message: String },
+}
+
+impl Outcome {
+    pub fn is_ok(&self) -> bool {
+        matches!(self, Outcome::Live { .. } | Outcome::Unchanged { .. } | Outcome::Superseded { .. })
+    }
+}
+
+/// One build to run.
+#[derive(Debug)]
+pub struct BuildRequest {
+    pub source: Source,
+    pub log: Arc<LiveLog>,
+    pub done: oneshot::Sender<Outcome>,
+}
+
+/// The per-app queue as a pure state machine: one running, at most one waiting.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct AppQueue {
+    running: Option<i64>,
+    waiting: Option<i64>,
+}
+
+/// What to do with a build just submitted.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Admission {
+    /// Nothing runs for this app: start it now.
+    Start,
+    /// Wait for the running build.
+    Wait,
+    /// Wait, and the build that waited before is superseded.
+    WaitSuperseding(i64),
+}
+
+impl AppQueue {
+    pub fn submit(&mut self, build: i64) -> Admission {
+        if self.running.is_none() {
+            self.running = Some(build);
+            return Admission::Start;
+        }
+        match self.waiting.replace(build) {
+            Some(old) => Admission::WaitSuperseding(old),
+            None => Admission::Wait,
+        }
+    }
+
+    /// The running build finished; returns the one to start next.
+    pub fn finish(&mut self) -> Option<i64> {
+        self.running = self.waiting.take();
+        self.running
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.running.is_none() && self.waiting.is_none()
+    }
+}
+
+enum Message {
+    Submit(BuildRequest),
+    Finished(AppName),
+}
+
+/// A handle to submit builds.
+#[derive(Clone)]
+pub struct Pipeline {
+    scheduler: mpsc::Sender<Message>,
+}
+
+/// What the build jobs use.
+#[derive(Clone)]
+pub struct Stages {
+    pub store: Arc<Store>,
+    pub builder: Builder,
+    pub registry: Registry,
+    pub docker: bollard::Docker,
+    pub image_streams: ImageStreams,
+}
+
+impl Pipeline {
+    /// Starts the scheduler task; at most `parallel` builds run at once.
+    pub fn start(stages: Stages, parallel: usize) -> Pipeline {
+        let (tx, rx) = mpsc::channel(256);
+        tokio::spawn(schedule(rx, tx.clone(), stages, Arc::new(Semaphore::new(parallel.max(1)))));
+        Pipeline { scheduler: tx }
+    }
+
+    /// Queues a build. Its outcome arrives on `request.done`.
+    pub async fn submit(&self, request: BuildRequest) -> Result<(), &'static str> {
+        self.scheduler.send(Message::Submit(request)).await.map_err(|_| "the build scheduler has stopped; restart hoistd")
+    }
+}
+
+async fn schedule(mut rx: mpsc::Receiver<Message>, tx: mpsc::Sender<Message>, stages: Stages, permits: Arc<Semaphore>) {
+    let mut queues: HashMap<AppName, AppQueue> = HashMap::new();
+    let mut waiting: HashMap<i64, BuildRequest> = HashMap::new();
+    let start = |request: BuildRequest| {
+        let (stages, permits, tx) = (stages.clone(), permits.clone(), tx.clone());
+        tokio::spawn(async move {
+            let app = request.source.app.clone();
+            let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
+            let outcome = run_build(&stages, &request).await;
+            request.log.line(match &outcome {
+                Outcome::Live { release } => format!("=====> Done: release {release} is live"),
+                Outcome::Unchanged { digest } => format!("=====> Done: image unchanged ({digest}); nothing to roll out"),
+                Outcome::Superseded { by } => format!("=====> Superseded by build {by}"),
+                Outcome::Failed { message } => format!("=====> Failed: {message}"),
+            });
+            let _ = request.done.send(outcome);
+            let _ = tx.send(Message::Finished(app)).await;
+        });
+    };
+    while let Some(message) = rx.recv().await {
+        match message {
+            Message::Submit(request) => {
+                let app = request.source.app.clone();
+                let id = request.source.build_id;
+                match queues.entry(app).or_default().submit(id) {
+                    Admission::Start => start(request),
+                    Admission::Wait => {
+                        request.log.line("-----> Waiting for the build before it to finish");
+                        waiting.insert(id, request);
+                    }
+                    Admission::WaitSuperseding(old) => {
+                        request.log.line("-----> Waiting for the build before it to finish");
+                        waiting.insert(id, request);
+                        if let Some(old) = waiting.remove(&old) {
+                            let _ = stages.store.set_build_status(old.source.build_id, BuildStatus::Superseded);
+                            old.log.line(format!("=====> Superseded by build {id}, a newer push"));
+                            let _ = old.done.send(Outcome::Superseded { by: id });
+                        }
+                    }
+                }
+            }
+            Message::Finished(app) => {
+                let queue = queues.entry(app.clone()).or_default();
+                if let Some(next) = queue.finish() {
+                    if let Some(request) = waiting.remove(&next) {
+                        start(request);
+                    }
+                }
+                if queue.is_idle() {
+                    queues.remove(&app);
+                }
+            }
+        }
+    }
+}
+
+/// One build: build, push, record in the image stream, wait for the rollout.
+#[instrument(skip_all, fields(app = %request.source.app, build = request.source.build_id))]
+async fn run_build(stages: &Stages, request: &BuildRequest) -> Outcome {
+    let source = &request.source;
+    let log = &request.log;
+    let id = source.build_id;
+    let fail = |message: String| {
+        let _ = stages.store.fail_build(id, &message);
+        Outcome::Failed { message }
+    };
+    let _ = stages.store.set_build_status(id, BuildStatus::Building);
+    log.line(format!("-----> Building {} at {} (build {id})", source.app, &source.commit[..source.commit.len().min(12)]));
+    let repository = stages.registry.repository(source.app.as_str());
+    let tag = format!("build-{id}");
+    let built = match stages.builder.build(source, &format!("{repository}:{tag}"), log).await {
+        Ok(built) => built,
+        Err(error) => return fail(format!("build of app {:?} failed: {error}", source.app.as_str())),
+    };
+    let _ = stages.store.set_build_buildpack(id, &built.buildpack);
+
+    let _ = stages.store.set_build_status(id, BuildStatus::Pushing);
+    let digest = match stages.registry.push(&stages.docker, &built.reference, &repository, &tag, log).await {
+        Ok(digest) => digest,
+        Err(error) => return fail(error.to_string()),
+    };
+    let _ = stages.store.set_build_digest(id, &digest);
+
+    let _ = stages.store.set_build_status(id, BuildStatus::Deploying);
+    let update = TagUpdate {
+        app: source.app.clone(),
+        tag: TRACKED_TAG.to_string(),
+        repository,
+        digest: digest.clone(),
+        source: "build",
+        build_id: Some(id),
+        cause_log: Some(log.clone()),
+    };
+    let outcome = match stages.image_streams.record(update).await {
+        Err(error) => return fail(error.to_string()),
+        Ok(Recorded::Unchanged) | Ok(Recorded::Untracked) => Outcome::Unchanged { digest },
+        Ok(Recorded::RolloutStarted(done)) => match done.await {
+            Ok(Ok(release)) => Outcome::Live { release: release.number },
+            Ok(Err(error)) => return fail(format!("rollout failed: {error}")),
+            Err(_) => return fail("the rollout stage stopped before finishing; restart hoistd".to_string()),
+        },
+    };
+    let _ = stages.store.set_build_status(id, BuildStatus::Succeeded);
+    outcome
+}
+
+/// The rollout stage: takes rollout requests in order and runs them, one at a time per
+/// app, different apps in parallel.
+pub fn start_rollout_stage(target: DockerTarget) -> mpsc::Sender<RolloutRequest> {
+    let (tx, mut rx) = mpsc::channel::<RolloutRequest>(64);
+    tokio::spawn(async move {
+        let locks: Arc<std::sync::Mutex<HashMap<AppName, Arc<Mutex<()>>>>> = Default::default();
+        while let Some(mut request) = rx.recv().await {
+            let lock = locks.lock().unwrap_or_else(|p| p.into_inner()).entry(request.app.clone()).or_default().clone();
+            let target = target.clone();
+            tokio::spawn(async move {
+                let _one_at_a_time = lock.lock().await;
+                let result = target.roll_out(&request).await;
+                if let Err(error) = &result {
+                    tracing::warn!(app = %request.app, %error, "rollout failed");
+                }
+                if let Some(done) = request.done.take() {
+                    let _ = done.send(result);
+                }
+            });
+        }
+    });
+    tx
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queue_per_app_keeps_only_the_newest_waiting_build() {
+        let mut queue = AppQueue::default();
+        assert_eq!(queue.submit(1), Admission::Start);
+        assert_eq!(queue.submit(2), Admission::Wait);
+        assert_eq!(queue.submit(3), Admission::WaitSuperseding(2));
+        assert_eq!(queue.submit(4), Admission::WaitSuperseding(3));
+        assert_eq!(queue.finish(), Some(4));
+        assert!(!queue.is_idle());
+        assert_eq!(queue.submit(5), Admission::Wait);
+        assert_eq!(queue.finish(), Some(5));
+        assert_eq!(queue.finish(), None);
+        assert!(queue.is_idle());
+        assert_eq!(queue.submit(6), Admission::Start);
+    }
+
+    #[test]
+    fn outcomes_that_accept_the_push() {
+        assert!(Outcome::Live { release: 1 }.is_ok());
+        assert!(Outcome::Unchanged { digest: "d".into() }.is_ok());
+        assert!(!Outcome::Failed { message: "m".into() }.is_ok());
+        let json = serde_json::to_string(&Outcome::Live { release: 2 }).unwrap();
+        assert_eq!(json, r#"{"result":"live","release":2}"#);
+    }
+}

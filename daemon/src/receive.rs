@@ -1,0 +1,420 @@
+//! Receive: git over smart HTTP into one bare repo per app, served by the real
+//! `git http-backend` as a CGI program; and the pre-receive hook that hands pushed
+//! commits to the pipeline and streams the build back as `remote:` lines.
+//!
+//! How a push flows:
+//!
+//! ```text
+//!  git push ──HTTP──▶ api (auth) ──CGI──▶ git http-backend ──▶ receive-pack
+//!                                                              └─ hooks/pre-receive
+//!                                                                  = `hoistd hook pre-receive`
+//!                                                                  ──POST /internal/v1/receive──▶ api
+//!                                                                  ◀── build log lines, outcome ──
+//! ```
+//! While the hook runs, the pushed objects sit in git's quarantine directory; hoistd
+//! reads the commit from there with git2 (as an alternate object directory) and takes
+//! a tar of its tree before the hook returns. A failed build makes the hook exit 1, so
+//! git rejects the push and the branch does not move.
+//!
+//! Architecture invariant: only this module runs git or knows its protocol.
+
+use crate::app::AppName;
+use crate::archive;
+use axum::body::Body;
+use axum::http::{HeaderMap, Method, StatusCode};
+use axum::response::Response;
+use futures_util::TryStreamExt;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::process::Command;
+use tokio_util::io::ReaderStream;
+
+/// What can go wrong receiving a push.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("git repository of app {app}: {source}")]
+    Git { app: String, source: git2::Error },
+    #[error("cannot write the repository of app {app} at {path}: {source}")]
+    Io { app: String, path: PathBuf, source: std::io::Error },
+    #[error("cannot run git http-backend: {0}; install git (tests/env/up does)")]
+    Backend(std::io::Error),
+    #[error("commit {commit} of app {app} cannot be read: {source}")]
+    Commit { app: String, commit: String, source: git2::Error },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The 40 zeros git sends for a ref that is created or deleted.
+pub const ZERO_OID: &str = "0000000000000000000000000000000000000000";
+
+/// The bare repositories, one per app: `<root>/<app>.git`.
+#[derive(Debug, Clone)]
+pub struct Repos {
+    root: PathBuf,
+}
+
+impl Repos {
+    pub fn new(root: PathBuf) -> Repos {
+        Repos { root }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn path(&self, app: &AppName) -> PathBuf {
+        self.root.join(format!("{app}.git"))
+    }
+
+    /// Creates the app's bare repo with hoist's pre-receive hook.
+    pub fn create(&self, app: &AppName) -> Result<()> {
+        let path = self.path(app);
+        let git = |source| Error::Git { app: app.to_string(), source };
+        let repo = git2::Repository::init_bare(&path).map_err(git)?;
+        let mut config = repo.config().map_err(git)?;
+        config.set_bool("http.receivepack", true).map_err(git)?;
+        config.set_bool("http.uploadpack", true).map_err(git)?;
+        // A deploy branch must not be rewritten behind hoist's back silently; force pushes
+        // are fine (they deploy), deletions of refs are allowed but never deploy.
+        config.set_bool("receive.denyNonFastForwards", false).map_err(git)?;
+        let hook = path.join("hooks/pre-receive");
+        let io = |source| Error::Io { app: app.to_string(), path: hook.clone(), source };
+        std::fs::create_dir_all(path.join("hooks")).map_err(io)?;
+        std::fs::write(&hook, PRE_RECEIVE_HOOK).map_err(io)?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
+        Ok(())
+    }
+
+    pub fn delete(&self, app: &AppName) -> Result<()> {
+        let path = self.path(app);
+        match std::fs::remove_dir_all(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(Error::Io { app: app.to_string(), path, source }),
+        }
+    }
+}
+
+/// The hook every app repo gets. hoistd passes the program and where to call back in
+/// the environment of `git http-backend`, which git hands down to its hooks.
+const PRE_RECEIVE_HOOK: &str = "#!/bin/sh
+# Installed by hoistd: hands the pushed commit to hoist's pipeline and prints the build.
+if [ -z \"$HOIST_HOOK_PROGRAM\" ]; then
+  echo 'hoist: this repository only accepts pushes through hoistd' >&2
+  exit 1
+fi
+exec \"$HOIST_HOOK_PROGRAM\" hook pre-receive
+";
+
+/// What the hook sends to hoistd.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HookRequest {
+    pub app: String,
+    /// `<old> <new> <ref>` lines from git, parsed.
+    pub updates: Vec<RefUpdate>,
+    /// Where the pushed objects are while the hook runs (git's quarantine).
+    pub object_dirs: Vec<PathBuf>,
+}
+
+/// One ref a push updates.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RefUpdate {
+    pub old: String,
+    pub new: String,
+    pub name: String,
+}
+
+/// Parses the pre-receive hook's standard input.
+pub fn parse_ref_updates(input: &str) -> Vec<RefUpdate> {
+    input
+        .lines()
+        .filter_map(|line| {
+            let mut parts = line.split_whitespace();
+            Some(RefUpdate { old: parts.next()?.into(), new: parts.next()?.into(), name: parts.next()?.into() })
+        })
+        .collect()
+}
+
+/// A message from hoistd to the hook: a line to print, or how the push ends.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum HookMessage {
+    Line { line: String },
+    End { ok: bool, message: String },
+}
+
+/// The tree of `commit` as a deterministic tar, and the paths of its files.
+/// `object_dirs` are searched too (the quarantine of a push in progress).
+pub fn export_commit(
+    repo_path: &Path,
+    object_dirs: &[PathBuf],
+    app: &AppName,
+    commit: &str,
+) -> Result<(Vec<u8>, Vec<String>)> {
+    let commit_error = |source| Error::Commit { app: app.to_string(), commit: commit.to_string(), source };
+    let repo = git2::Repository::open_bare(repo_path).map_err(|source| Error::Git { app: app.to_string(), source })?;
+    let odb = repo.odb().map_err(commit_error)?;
+    for dir in object_dirs {
+        odb.add_disk_alternate(&dir.to_string_lossy()).map_err(commit_error)?;
+    }
+    let oid = git2::Oid::from_str(commit).map_err(commit_error)?;
+    let tree = repo.find_commit(oid).and_then(|c| c.tree()).map_err(commit_error)?;
+    let mut files = Vec::new();
+    let mut entries: Vec<(String, i32, git2::Oid)> = Vec::new();
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
+        let name = entry.name().unwrap_or("");
+        entries.push((format!("{dir}{name}"), entry.filemode(), entry.id()));
+        git2::TreeWalkResult::Ok
+    })
+    .map_err(commit_error)?;
+    let mut tar = archive::Writer::new(0);
+    for (path, mode, id) in entries {
+        let io = |source| Error::Io { app: app.to_string(), path: PathBuf::from(&path), source };
+        match mode {
+            0o040000 => tar.dir(&format!("{path}/")).map_err(io)?,
+            0o120000 => {
+                let blob = repo.find_blob(id).map_err(commit_error)?;
+                tar.symlink(&path, &String::from_utf8_lossy(blob.content())).map_err(io)?;
+                files.push(path);
+            }
+            0o100644 | 0o100755 => {
+                let blob = repo.find_blob(id).map_err(commit_error)?;
+                let file_mode = if mode == 0o100755 { 0o755 } else { 0o644 };
+                tar.file(&path, file_mode, blob.content()).map_err(io)?;
+                files.push(path);
+            }
+            // Submodules (0o160000) have no content in this repo.
+            _ => {}
+        }
+    }
+    let tar = tar.finish().map_err(|source| Error::Io { app: app.to_string(), path: repo_path.into(), source })?;
+    Ok((tar, files))
+}
+
+/// What hoistd tells `git http-backend` (and so the hook) about itself.
+#[derive(Debug, Clone)]
+pub struct HookEnv {
+    /// The program the hook runs: hoistd itself.
+    pub program: PathBuf,
+    /// `http://…/internal/v1/receive`.
+    pub url: String,
+    pub token: String,
+}
+
+/// A git smart-HTTP request for one app, to hand to `git http-backend`.
+pub struct GitRequest {
+    pub app: AppName,
+    /// Path below the repo, e.g. `info/refs` or `git-receive-pack`.
+    pub path: String,
+    pub method: Method,
+    pub query: String,
+    pub headers: HeaderMap,
+    pub body: Body,
+    pub remote_user: String,
+    pub remote_addr: String,
+}
+
+/// Runs `git http-backend` as a CGI program for `request` and streams its answer.
+pub async fn http_backend(repos: &Repos, hook: &HookEnv, request: GitRequest) -> Result<Response> {
+    let mut command = Command::new("git");
+    command
+        .arg("http-backend")
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("GIT_PROJECT_ROOT", repos.root())
+        .env("GIT_HTTP_EXPORT_ALL", "1")
+        .env("PATH_INFO", format!("/{}.git/{}", request.app, request.path))
+        .env("REQUEST_METHOD", request.method.as_str())
+        .env("QUERY_STRING", &request.query)
+        .env("REMOTE_USER", &request.remote_user)
+        .env("REMOTE_ADDR", &request.remote_addr)
+        .env("GATEWAY_INTERFACE", "CGI/1.1")
+        .env("SERVER_PROTOCOL", "HTTP/1.1")
+        .env("HOIST_HOOK_PROGRAM", &hook.program)
+        .env("HOIST_HOOK_URL", &hook.url)
+        .env("HOIST_HOOK_TOKEN", &hook.token)
+        .env("HOIST_APP", request.app.as_str())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    if let Some(home) = std::env::var_os("HOME") {
+        command.env("HOME", home);
+    }
+    for (name, value) in &request.headers {
+        let Ok(value) = value.to_str() else { continue };
+        match name.as_str() {
+            "content-type" => command.env("CONTENT_TYPE", value),
+            "content-length" => command.env("CONTENT_LENGTH", value),
+            "authorization" => continue,
+            other => command.env(format!("HTTP_{}", other.to_ascii_uppercase().replace('-', "_")), value),
+        };
+    }
+    let mut child = command.spawn().map_err(Error::Backend)?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let body = request.body;
+    tokio::spawn(async move {
+        let mut stream = body.into_data_stream();
+        while let Ok(Some(chunk)) = stream.try_next().await {
+            if stdin.write_all(&chunk).await.is_err() {
+                break;
+            }
+        }
+        // Dropping stdin closes it: http-backend reads to EOF when there is no length.
+    });
+    let stderr = child.stderr.take().expect("stderr is piped");
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(stderr).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            tracing::warn!(target: "hoist::git", "{line}");
+        }
+    });
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+    tokio::spawn(async move {
+        let _ = child.wait().await;
+    });
+
+    let mut response = Response::builder();
+    let mut status = StatusCode::OK;
+    loop {
+        let mut line = String::new();
+        if stdout.read_line(&mut line).await.map_err(Error::Backend)? == 0 {
+            break;
+        }
+        let line = line.trim_end_matches(['\r', '\n']);
+        if line.is_empty() {
+            break;
+        }
+        let Some((name, value)) = line.split_once(':') else { continue };
+        let value = value.trim();
+        if name.eq_ignore_ascii_case("status") {
+            let code = value.split_whitespace().next().and_then(|c| c.parse().ok());
+            status = code.and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        } else {
+            response = response.header(name, value);
+        }
+    }
+    let body = Body::from_stream(ReaderStream::new(stdout));
+    Ok(response.status(status).body(body).expect("headers from git http-backend are valid"))
+}
+
+/// The hook side: runs inside git's pre-receive, talks to hoistd, prints what it says.
+/// Returns the exit code for the hook.
+pub async fn run_pre_receive_hook() -> i32 {
+    use tokio::io::AsyncReadExt;
+    let env = |name: &str| std::env::var(name).unwrap_or_default();
+    let (url, token, app) = (env("HOIST_HOOK_URL"), env("HOIST_HOOK_TOKEN"), env("HOIST_APP"));
+    if url.is_empty() || app.is_empty() {
+        println!("hoist: the pre-receive hook runs only inside a push to hoistd");
+        return 1;
+    }
+    let mut input = String::new();
+    if let Err(e) = tokio::io::stdin().read_to_string(&mut input).await {
+        println!("hoist: cannot read the pushed refs: {e}");
+        return 1;
+    }
+    let mut object_dirs = Vec::new();
+    for name in ["GIT_QUARANTINE_PATH", "GIT_OBJECT_DIRECTORY"] {
+        if let Some(dir) = std::env::var_os(name) {
+            object_dirs.push(PathBuf::from(dir));
+        }
+    }
+    if let Some(alternates) = std::env::var_os("GIT_ALTERNATE_OBJECT_DIRECTORIES") {
+        object_dirs.extend(std::env::split_paths(&alternates));
+    }
+    let request = HookRequest { app, updates: parse_ref_updates(&input), object_dirs };
+    let response = reqwest::Client::new().post(&url).header("x-hoist-hook-token", token).json(&request).send().await;
+    let response = match response {
+        Ok(response) if response.status().is_success() => response,
+        Ok(response) => {
+            let status = response.status();
+            println!("hoist: hoistd refused the push ({status}): {}", response.text().await.unwrap_or_default().trim());
+            return 1;
+        }
+        Err(e) => {
+            println!("hoist: cannot reach hoistd at {url}: {e}");
+            return 1;
+        }
+    };
+    let mut stream = response.bytes_stream();
+    let mut buffer = Vec::new();
+    loop {
+        let chunk = match stream.try_next().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(e) => {
+                println!("hoist: lost the connection to hoistd: {e}; see `hoist builds` for how the build ended");
+                return 1;
+            }
+        };
+        buffer.extend_from_slice(&chunk);
+        while let Some(end) = buffer.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            match serde_json::from_slice::<HookMessage>(&line) {
+                Ok(HookMessage::Line { line }) => println!("{line}"),
+                Ok(HookMessage::End { ok, message }) => {
+                    if !message.is_empty() {
+                        println!("{message}");
+                    }
+                    return if ok { 0 } else { 1 };
+                }
+                Err(_) => println!("{}", String::from_utf8_lossy(&line).trim_end()),
+            }
+        }
+    }
+    println!("hoist: hoistd ended the push without a result; see `hoist builds` for how the build ended");
+    1
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ref_updates() {
+        let input = format!("{ZERO_OID} abc refs/heads/main\nabc def refs/heads/feature\n\n");
+        let updates = parse_ref_updates(&input);
+        assert_eq!(updates.len(), 2);
+        assert_eq!(updates[0], RefUpdate { old: ZERO_OID.into(), new: "abc".into(), name: "refs/heads/main".into() });
+        assert_eq!(updates[1].name, "refs/heads/feature");
+    }
+
+    #[test]
+    fn hook_messages_round_trip() {
+        let line: HookMessage = serde_json::from_str(r#"{"line":"-----> Building"}"#).unwrap();
+        assert!(matches!(line, HookMessage::Line { line } if line == "-----> Building"));
+        let end: HookMessage = serde_json::from_str(r#"{"ok":false,"message":"no"}"#).unwrap();
+        assert!(matches!(end, HookMessage::End { ok: false, .. }));
+    }
+
+    #[test]
+    fn commits_export_with_their_modes() {
+        let dir = std::env::temp_dir().join(format!("hoist-export-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let repo = git2::Repository::init_bare(&dir).unwrap();
+        let index_html = repo.blob(b"<h1>hi</h1>").unwrap();
+        let script = repo.blob(b"#!/bin/sh\n").unwrap();
+        let mut bin = repo.treebuilder(None).unwrap();
+        bin.insert("assemble", script, 0o100755).unwrap();
+        let bin = bin.write().unwrap();
+        let mut s2i = repo.treebuilder(None).unwrap();
+        s2i.insert("bin", bin, 0o040000).unwrap();
+        let s2i = s2i.write().unwrap();
+        let mut root = repo.treebuilder(None).unwrap();
+        root.insert("index.html", index_html, 0o100644).unwrap();
+        root.insert(".s2i", s2i, 0o040000).unwrap();
+        let tree = repo.find_tree(root.write().unwrap()).unwrap();
+        let who = git2::Signature::now("t", "t@example.invalid").unwrap();
+        let commit = repo.commit(None, &who, &who, "m", &tree, &[]).unwrap();
+        let app = AppName::parse("web1").unwrap();
+        let (tar, mut files) = export_commit(&dir, &[], &app, &commit.to_string()).unwrap();
+        files.sort();
+        assert_eq!(files, [".s2i/bin/assemble", "index.html"]);
+        assert_eq!(archive::read_file(&tar, "index.html").unwrap().unwrap(), b"<h1>hi</h1>");
+        let missing = export_commit(&dir, &[], &app, &"1".repeat(40)).unwrap_err().to_string();
+        assert!(missing.contains("cannot be read"), "{missing}");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,186 @@
+//! The OCI registry: Debian's `docker-registry`, started and supervised by hoistd unless
+//! the config names an external one; pushing built images to it; asking it for digests.
+//!
+//! Pushes go through dockerd (`docker push`): the layers of a freshly built image live
+//! in dockerd already, and dockerd asks the registry for every blob before sending it,
+//! so only new layers travel. The digest of what landed is then asked of the registry
+//! itself with oci-client: the registry, not the pusher, is the authority on digests.
+//!
+//! Architecture invariant: nothing outside this module knows the registry's wire
+//! protocol or how it is started.
+
+use crate::logs::LiveLog;
+use bollard::query_parameters::{PushImageOptionsBuilder, TagImageOptionsBuilder};
+use bollard::Docker;
+use futures_util::StreamExt;
+use oci_client::client::{ClientConfig, ClientProtocol};
+use oci_client::secrets::RegistryAuth;
+use oci_client::{Client, Reference};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::process::Command;
+
+/// What can go wrong with the registry.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("cannot start the registry {program}: {source}; install Debian's docker-registry (tests/env/up does)")]
+    Spawn { program: PathBuf, source: std::io::Error },
+    #[error("the registry at {addr} did not answer within {waited:?}; see {log}")]
+    NotReady { addr: SocketAddr, waited: Duration, log: PathBuf },
+    #[error("cannot write the registry's files under {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("pushing {reference} to the registry failed: {message}")]
+    Push { reference: String, message: String },
+    #[error("the registry does not know {reference} after pushing it: {message}")]
+    Digest { reference: String, message: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Where images go.
+#[derive(Clone)]
+pub struct Registry {
+    addr: SocketAddr,
+    client: Client,
+}
+
+impl Registry {
+    pub fn new(addr: SocketAddr) -> Registry {
+        let client = Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
+        Registry { addr, client }
+    }
+
+    /// The repository of an app's images: `host:port/<app>`.
+    pub fn repository(&self, app: &str) -> String {
+        format!("{}/{}", self.addr, app)
+    }
+
+    /// Pushes the dockerd image `local` as `repository:tag` and returns the manifest
+    /// digest the registry now serves for it.
+    pub async fn push(&self, docker: &Docker, local: &str, repository: &str, tag: &str, log: &LiveLog) -> Result<String> {
+        let reference = format!("{repository}:{tag}");
+        let push_error = |message: String| Error::Push { reference: reference.clone(), message };
+        if local != reference {
+            let options = TagImageOptionsBuilder::default().repo(repository).tag(tag).build();
+            docker.tag_image(local, Some(options)).await.map_err(|e| push_error(e.to_string()))?;
+        }
+        log.line(format!("-----> Pushing {reference}"));
+        let options = PushImageOptionsBuilder::default().tag(tag).build();
+        let mut progress = docker.push_image(repository, Some(options), None);
+        let (mut pushed, mut existed) = (0, 0);
+        while let Some(item) = progress.next().await {
+            let info = item.map_err(|e| push_error(e.to_string()))?;
+            match info.status.as_deref() {
+                Some("Pushed") => pushed += 1,
+                Some("Layer already exists") => existed += 1,
+                _ => {}
+            }
+        }
+        log.line(format!("       {pushed} layers pushed, {existed} already in the registry"));
+        let digest = self.digest(&reference).await?;
+        log.line(format!("       digest {digest}"));
+        Ok(digest)
+    }
+
+    /// The digest the registry serves for `reference` (`host:port/repo:tag`).
+    pub async fn digest(&self, reference: &str) -> Result<String> {
+        let digest_error = |message: String| Error::Digest { reference: reference.to_string(), message };
+        let parsed: Reference = reference.parse().map_err(|e: oci_client::ParseError| digest_error(e.to_string()))?;
+        self.client
+            .fetch_manifest_digest(&parsed, &RegistryAuth::Anonymous)
+            .await
+            .map_err(|e| digest_error(e.to_string()))
+    }
+}
+
+/// Starts `docker-registry` on `addr` with storage under `dir`, restarts it whenever it
+/// exits, and returns once it answers. The child dies with hoistd (kill_on_drop) and a
+/// registry left by a hoistd killed with SIGKILL is stopped through its pid file.
+pub async fn start_supervised(program: &Path, addr: SocketAddr, dir: &Path) -> Result<tokio::task::JoinHandle<()>> {
+    let io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    std::fs::create_dir_all(dir.join("storage")).map_err(io(dir))?;
+    let config_path = dir.join("config.yml");
+    let config = format!(
+        "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+        dir.join("storage").display()
+    );
+    std::fs::write(&config_path, config).map_err(io(&config_path))?;
+    let pid_path = dir.join("registry.pid");
+    stop_stale(&pid_path).await;
+    let log_path = dir.join("registry.log");
+
+    let spawn = {
+        let (program, config_path, log_path, pid_path) =
+            (program.to_path_buf(), config_path.clone(), log_path.clone(), pid_path.clone());
+        move || -> Result<tokio::process::Child> {
+            let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(io(&log_path))?;
+            let log_err = log.try_clone().map_err(io(&log_path))?;
+            let child = Command::new(&program)
+                .arg("serve")
+                .arg(&config_path)
+                .stdin(std::process::Stdio::null())
+                .stdout(log)
+                .stderr(log_err)
+                .kill_on_drop(true)
+                .spawn()
+                .map_err(|source| Error::Spawn { program: program.clone(), source })?;
+            if let Some(pid) = child.id() {
+                let _ = std::fs::write(&pid_path, pid.to_string());
+            }
+            Ok(child)
+        }
+    };
+    let mut child = spawn()?;
+    wait_ready(addr, Duration::from_secs(20), &log_path).await?;
+    tracing::info!(%addr, "registry ready");
+    Ok(tokio::spawn(async move {
+        loop {
+            let status = child.wait().await;
+            tracing::warn!(?status, "the registry exited; starting it again");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            match spawn() {
+                Ok(new_child) => child = new_child,
+                Err(error) => {
+                    tracing::error!(%error, "cannot restart the registry");
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            }
+        }
+    }))
+}
+
+/// Stops a registry left running by an earlier hoistd that was killed.
+async fn stop_stale(pid_path: &Path) {
+    let Ok(pid) = std::fs::read_to_string(pid_path) else { return };
+    let pid = pid.trim();
+    let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if cmdline.contains("serve") {
+        tracing::info!(pid, "stopping the registry an earlier hoistd left running");
+        let _ = Command::new("kill").arg(pid).status().await;
+        for _ in 0..50 {
+            if !Path::new(&format!("/proc/{pid}")).exists() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+/// Polls `GET /v2/` until it answers.
+pub async fn wait_ready(addr: SocketAddr, deadline: Duration, log: &Path) -> Result<()> {
+    let client = reqwest::Client::new();
+    let started = std::time::Instant::now();
+    while started.elapsed() < deadline {
+        if let Ok(response) = client.get(format!("http://{addr}/v2/")).send().await {
+            if response.status().is_success() {
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    Err(Error::NotReady { addr, waited: deadline, log: log.to_path_buf() })
+}

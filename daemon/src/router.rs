@@ -1,0 +1,107 @@
+//! The app router: an HTTP reverse proxy that sends `<app>.<domain>` (by Host header)
+//! to the container of the app's live release. The rollout stage switches an app's
+//! route only after the new release answered its health check.
+//!
+//! Architecture invariant: the router knows routes, never releases or Docker.
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{header, StatusCode, Uri};
+use axum::response::{IntoResponse, Response};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+/// app name → address of its live container.
+#[derive(Clone, Default)]
+pub struct Routes(Arc<RwLock<HashMap<String, SocketAddr>>>);
+
+impl Routes {
+    pub fn set(&self, app: &str, upstream: SocketAddr) {
+        self.0.write().unwrap_or_else(|p| p.into_inner()).insert(app.to_string(), upstream);
+    }
+
+    pub fn remove(&self, app: &str) {
+        self.0.write().unwrap_or_else(|p| p.into_inner()).remove(app);
+    }
+
+    pub fn get(&self, app: &str) -> Option<SocketAddr> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).get(app).copied()
+    }
+}
+
+#[derive(Clone)]
+struct RouterState {
+    routes: Routes,
+    domain: String,
+    client: Client<HttpConnector, Body>,
+}
+
+/// The app named by a Host header under `domain`: `web1.localhost:8080` → `web1`.
+pub fn app_from_host(host: &str, domain: &str) -> Option<String> {
+    let host = host.rsplit_once(':').map_or(host, |(name, port)| {
+        if port.chars().all(|c| c.is_ascii_digit()) { name } else { host }
+    });
+    let app = host.strip_suffix(domain)?.strip_suffix('.')?;
+    (!app.is_empty() && !app.contains('.')).then(|| app.to_ascii_lowercase())
+}
+
+/// The router as an axum app, so tests can drive it.
+pub fn router(routes: Routes, domain: String) -> axum::Router {
+    let client = Client::builder(TokioExecutor::new()).build(HttpConnector::new());
+    axum::Router::new().fallback(proxy).with_state(RouterState { routes, domain, client })
+}
+
+async fn proxy(State(state): State<RouterState>, mut request: Request) -> Response {
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .or_else(|| request.uri().host())
+        .unwrap_or("")
+        .to_string();
+    let Some(app) = app_from_host(&host, &state.domain) else {
+        let message = format!("hoist router: no app in host {host:?}; use http://<app>.{}/\n", state.domain);
+        return (StatusCode::NOT_FOUND, message).into_response();
+    };
+    let Some(upstream) = state.routes.get(&app) else {
+        let message = format!("hoist router: app {app:?} has no live release; git push to deploy it\n");
+        return (StatusCode::NOT_FOUND, message).into_response();
+    };
+    let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
+    *request.uri_mut() = match Uri::try_from(format!("http://{upstream}{path}")) {
+        Ok(uri) => uri,
+        Err(_) => return (StatusCode::BAD_REQUEST, "hoist router: bad request path\n").into_response(),
+    };
+    match state.client.request(request).await {
+        Ok(response) => response.map(Body::new),
+        Err(error) => {
+            tracing::warn!(%app, %upstream, %error, "upstream failed");
+            let message = format!("hoist router: app {app:?} did not answer: {error}\n");
+            (StatusCode::BAD_GATEWAY, message).into_response()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts() {
+        let cases = [
+            ("web1.localhost:8080", Some("web1")),
+            ("web1.localhost", Some("web1")),
+            ("WEB1.localhost", Some("web1")),
+            ("localhost:8080", None),
+            ("a.b.localhost", None),
+            ("web1.example.com", None),
+            (".localhost", None),
+        ];
+        for (host, app) in cases {
+            assert_eq!(app_from_host(host, "localhost").as_deref(), app, "{host}");
+        }
+    }
+}

@@ -1,0 +1,572 @@
+//! Durable state in SQLite: apps, builds, image streams and releases.
+//!
+//! Every write is one statement or one transaction, in WAL mode, so a hoistd killed at
+//! any point leaves a consistent database; [`Store::recover_after_restart`] then marks
+//! the work that was cut off.
+//!
+//! Architecture invariant: this module knows rows, not Docker, git or HTTP.
+
+use crate::app::AppName;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::Serialize;
+use std::path::Path;
+use std::sync::Mutex;
+
+/// What can go wrong with the database.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("app {0:?} exists already")]
+    AppExists(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// One app.
+#[derive(Debug, Clone, Serialize)]
+pub struct App {
+    pub name: AppName,
+    /// Pushes to this branch deploy; others are only stored.
+    pub deploy_branch: String,
+    pub created_at: String,
+}
+
+/// Where a build is. The state machine lives in `pipeline`; this is its record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildStatus {
+    Queued,
+    Building,
+    Pushing,
+    Deploying,
+    Succeeded,
+    Failed,
+    Superseded,
+    Interrupted,
+}
+
+impl BuildStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            BuildStatus::Queued => "queued",
+            BuildStatus::Building => "building",
+            BuildStatus::Pushing => "pushing",
+            BuildStatus::Deploying => "deploying",
+            BuildStatus::Succeeded => "succeeded",
+            BuildStatus::Failed => "failed",
+            BuildStatus::Superseded => "superseded",
+            BuildStatus::Interrupted => "interrupted",
+        }
+    }
+
+    fn parse(s: &str) -> BuildStatus {
+        match s {
+            "queued" => BuildStatus::Queued,
+            "building" => BuildStatus::Building,
+            "pushing" => BuildStatus::Pushing,
+            "deploying" => BuildStatus::Deploying,
+            "succeeded" => BuildStatus::Succeeded,
+            "failed" => BuildStatus::Failed,
+            "superseded" => BuildStatus::Superseded,
+            _ => BuildStatus::Interrupted,
+        }
+    }
+}
+
+/// One build of one pushed commit.
+#[derive(Debug, Clone, Serialize)]
+pub struct Build {
+    pub id: i64,
+    pub app: String,
+    pub commit: String,
+    pub git_ref: String,
+    pub status: BuildStatus,
+    pub buildpack: Option<String>,
+    pub image_digest: Option<String>,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+}
+
+/// One entry in a tag's history: the tag pointed at `digest` from `created_at` on.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageStreamEntry {
+    pub app: String,
+    pub tag: String,
+    pub digest: String,
+    /// The image reference without digest, e.g. `127.0.0.1:5000/web1`.
+    pub repository: String,
+    /// `build` for hoist's own builds.
+    pub source: String,
+    pub build_id: Option<i64>,
+    pub created_at: String,
+}
+
+/// Where a release is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReleaseStatus {
+    /// Being rolled out.
+    Pending,
+    /// Serving traffic.
+    Live,
+    /// Served traffic until a newer release went live.
+    Retired,
+    /// Never became healthy; the previous release kept serving.
+    Failed,
+    /// hoistd stopped during its rollout.
+    Interrupted,
+}
+
+impl ReleaseStatus {
+    fn parse(s: &str) -> ReleaseStatus {
+        match s {
+            "pending" => ReleaseStatus::Pending,
+            "live" => ReleaseStatus::Live,
+            "retired" => ReleaseStatus::Retired,
+            "failed" => ReleaseStatus::Failed,
+            _ => ReleaseStatus::Interrupted,
+        }
+    }
+}
+
+/// A numbered deploy of one image.
+#[derive(Debug, Clone, Serialize)]
+pub struct Release {
+    pub app: String,
+    pub number: i64,
+    /// Full reference by digest: `repository@sha256:…`.
+    pub image: String,
+    pub build_id: Option<i64>,
+    pub status: ReleaseStatus,
+    pub container_id: Option<String>,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+}
+
+const SCHEMA: &str = "
+PRAGMA journal_mode = WAL;
+PRAGMA synchronous = NORMAL;
+PRAGMA foreign_keys = ON;
+CREATE TABLE IF NOT EXISTS apps (
+    name TEXT PRIMARY KEY,
+    deploy_branch TEXT NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+);
+CREATE TABLE IF NOT EXISTS builds (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+    commit_sha TEXT NOT NULL,
+    git_ref TEXT NOT NULL,
+    status TEXT NOT NULL,
+    buildpack TEXT,
+    image_digest TEXT,
+    error TEXT,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+    finished_at TEXT
+);
+CREATE TABLE IF NOT EXISTS image_stream (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+    tag TEXT NOT NULL,
+    digest TEXT NOT NULL,
+    repository TEXT NOT NULL,
+    source TEXT NOT NULL,
+    build_id INTEGER,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
+);
+CREATE TABLE IF NOT EXISTS releases (
+    app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+    number INTEGER NOT NULL,
+    image TEXT NOT NULL,
+    build_id INTEGER,
+    status TEXT NOT NULL,
+    container_id TEXT,
+    error TEXT,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+    finished_at TEXT,
+    PRIMARY KEY (app, number)
+);
+";
+
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ','now')";
+
+/// The database. Calls are short; one connection behind a mutex is enough for a
+/// control plane and keeps every write serialised.
+pub struct Store {
+    conn: Mutex<Connection>,
+}
+
+impl Store {
+    /// Opens (creating when absent) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(Store { conn: Mutex::new(conn) })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    pub fn create_app(&self, name: &AppName, deploy_branch: &str) -> Result<App> {
+        let conn = self.conn();
+        let inserted = conn.execute(
+            "INSERT OR IGNORE INTO apps (name, deploy_branch) VALUES (?1, ?2)",
+            params![name.as_str(), deploy_branch],
+        )?;
+        if inserted == 0 {
+            return Err(Error::AppExists(name.to_string()));
+        }
+        drop(conn);
+        Ok(self.app(name)?.expect("app was just inserted"))
+    }
+
+    pub fn app(&self, name: &AppName) -> Result<Option<App>> {
+        let conn = self.conn();
+        let app = conn
+            .query_row(
+                "SELECT name, deploy_branch, created_at FROM apps WHERE name = ?1",
+                params![name.as_str()],
+                |row| Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?)),
+            )
+            .optional()?;
+        Ok(app.map(|(name, deploy_branch, created_at)| App {
+            name: AppName::parse(&name).expect("names in the database were validated"),
+            deploy_branch,
+            created_at,
+        }))
+    }
+
+    pub fn apps(&self) -> Result<Vec<App>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT name, deploy_branch, created_at FROM apps ORDER BY name")?;
+        let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?)))?;
+        let mut apps = Vec::new();
+        for row in rows {
+            let (name, deploy_branch, created_at) = row?;
+            let name = AppName::parse(&name).expect("names in the database were validated");
+            apps.push(App { name, deploy_branch, created_at });
+        }
+        Ok(apps)
+    }
+
+    /// Deletes the app and, by cascade, its builds, image stream and releases.
+    pub fn delete_app(&self, name: &AppName) -> Result<bool> {
+        Ok(self.conn().execute("DELETE FROM apps WHERE name = ?1", params![name.as_str()])? > 0)
+    }
+
+    pub fn create_build(&self, app: &AppName, commit: &str, git_ref: &str) -> Result<Build> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO builds (app, commit_sha, git_ref, status) VALUES (?1, ?2, ?3, 'queued')",
+            params![app.as_str(), commit, git_ref],
+        )?;
+        let id = conn.last_insert_rowid();
+        drop(conn);
+        Ok(self.build(id)?.expect("build was just inserted"))
+    }
+
+    const BUILD_COLUMNS: &'static str =
+        "id, app, commit_sha, git_ref, status, buildpack, image_digest, error, created_at, finished_at";
+
+    fn build_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Build> {
+        Ok(Build {
+            id: row.get(0)?,
+            app: row.get(1)?,
+            commit: row.get(2)?,
+            git_ref: row.get(3)?,
+            status: BuildStatus::parse(&row.get::<_, String>(4)?),
+            buildpack: row.get(5)?,
+            image_digest: row.get(6)?,
+            error: row.get(7)?,
+            created_at: row.get(8)?,
+            finished_at: row.get(9)?,
+        })
+    }
+
+    pub fn build(&self, id: i64) -> Result<Option<Build>> {
+        let sql = format!("SELECT {} FROM builds WHERE id = ?1", Self::BUILD_COLUMNS);
+        Ok(self.conn().query_row(&sql, params![id], Self::build_from_row).optional()?)
+    }
+
+    /// The app's builds, newest first.
+    pub fn builds(&self, app: &AppName) -> Result<Vec<Build>> {
+        let sql = format!("SELECT {} FROM builds WHERE app = ?1 ORDER BY id DESC", Self::BUILD_COLUMNS);
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&sql)?;
+        let builds = stmt.query_map(params![app.as_str()], Self::build_from_row)?.collect::<Result<_, _>>()?;
+        Ok(builds)
+    }
+
+    pub fn set_build_status(&self, id: i64, status: BuildStatus) -> Result<()> {
+        let finished = matches!(
+            status,
+            BuildStatus::Succeeded | BuildStatus::Failed | BuildStatus::Superseded | BuildStatus::Interrupted
+        );
+        let sql = if finished {
+            format!("UPDATE builds SET status = ?2, finished_at = {NOW} WHERE id = ?1")
+        } else {
+            "UPDATE builds SET status = ?2 WHERE id = ?1".to_string()
+        };
+        self.conn().execute(&sql, params![id, status.as_str()])?;
+        Ok(())
+    }
+
+    pub fn set_build_buildpack(&self, id: i64, buildpack: &str) -> Result<()> {
+        self.conn().execute("UPDATE builds SET buildpack = ?2 WHERE id = ?1", params![id, buildpack])?;
+        Ok(())
+    }
+
+    pub fn set_build_digest(&self, id: i64, digest: &str) -> Result<()> {
+        self.conn().execute("UPDATE builds SET image_digest = ?2 WHERE id = ?1", params![id, digest])?;
+        Ok(())
+    }
+
+    pub fn fail_build(&self, id: i64, error: &str) -> Result<()> {
+        self.conn().execute(
+            &format!("UPDATE builds SET status = 'failed', error = ?2, finished_at = {NOW} WHERE id = ?1"),
+            params![id, error],
+        )?;
+        Ok(())
+    }
+
+    /// The digest `tag` points at now, if any.
+    pub fn current_digest(&self, app: &AppName, tag: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT digest FROM image_stream WHERE app = ?1 AND tag = ?2 ORDER BY id DESC LIMIT 1",
+                params![app.as_str(), tag],
+                |row| row.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Appends to `tag`'s history.
+    pub fn record_tag(
+        &self,
+        app: &AppName,
+        tag: &str,
+        repository: &str,
+        digest: &str,
+        source: &str,
+        build_id: Option<i64>,
+    ) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO image_stream (app, tag, digest, repository, source, build_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![app.as_str(), tag, digest, repository, source, build_id],
+        )?;
+        Ok(())
+    }
+
+    /// The app's image stream: every tag's history, newest first.
+    pub fn image_stream(&self, app: &AppName) -> Result<Vec<ImageStreamEntry>> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT app, tag, digest, repository, source, build_id, created_at FROM image_stream
+             WHERE app = ?1 ORDER BY tag, id DESC",
+        )?;
+        let entries = stmt
+            .query_map(params![app.as_str()], |row| {
+                Ok(ImageStreamEntry {
+                    app: row.get(0)?,
+                    tag: row.get(1)?,
+                    digest: row.get(2)?,
+                    repository: row.get(3)?,
+                    source: row.get(4)?,
+                    build_id: row.get(5)?,
+                    created_at: row.get(6)?,
+                })
+            })?
+            .collect::<Result<_, _>>()?;
+        Ok(entries)
+    }
+
+    /// Creates release N+1 in state pending.
+    pub fn create_release(&self, app: &AppName, image: &str, build_id: Option<i64>) -> Result<Release> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let number: i64 = tx.query_row(
+            "SELECT COALESCE(MAX(number), 0) + 1 FROM releases WHERE app = ?1",
+            params![app.as_str()],
+            |row| row.get(0),
+        )?;
+        tx.execute(
+            "INSERT INTO releases (app, number, image, build_id, status) VALUES (?1, ?2, ?3, ?4, 'pending')",
+            params![app.as_str(), number, image, build_id],
+        )?;
+        tx.commit()?;
+        drop(conn);
+        Ok(self.release(app, number)?.expect("release was just inserted"))
+    }
+
+    const RELEASE_COLUMNS: &'static str =
+        "app, number, image, build_id, status, container_id, error, created_at, finished_at";
+
+    fn release_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Release> {
+        Ok(Release {
+            app: row.get(0)?,
+            number: row.get(1)?,
+            image: row.get(2)?,
+            build_id: row.get(3)?,
+            status: ReleaseStatus::parse(&row.get::<_, String>(4)?),
+            container_id: row.get(5)?,
+            error: row.get(6)?,
+            created_at: row.get(7)?,
+            finished_at: row.get(8)?,
+        })
+    }
+
+    pub fn release(&self, app: &AppName, number: i64) -> Result<Option<Release>> {
+        let sql = format!("SELECT {} FROM releases WHERE app = ?1 AND number = ?2", Self::RELEASE_COLUMNS);
+        Ok(self.conn().query_row(&sql, params![app.as_str(), number], Self::release_from_row).optional()?)
+    }
+
+    /// The app's releases, newest first.
+    pub fn releases(&self, app: &AppName) -> Result<Vec<Release>> {
+        let sql = format!("SELECT {} FROM releases WHERE app = ?1 ORDER BY number DESC", Self::RELEASE_COLUMNS);
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&sql)?;
+        let releases = stmt.query_map(params![app.as_str()], Self::release_from_row)?.collect::<Result<_, _>>()?;
+        Ok(releases)
+    }
+
+    /// The release serving traffic, if any.
+    pub fn live_release(&self, app: &AppName) -> Result<Option<Release>> {
+        let sql = format!(
+            "SELECT {} FROM releases WHERE app = ?1 AND status = 'live' ORDER BY number DESC LIMIT 1",
+            Self::RELEASE_COLUMNS
+        );
+        Ok(self.conn().query_row(&sql, params![app.as_str()], Self::release_from_row).optional()?)
+    }
+
+    pub fn set_release_container(&self, app: &AppName, number: i64, container_id: &str) -> Result<()> {
+        self.conn().execute(
+            "UPDATE releases SET container_id = ?3 WHERE app = ?1 AND number = ?2",
+            params![app.as_str(), number, container_id],
+        )?;
+        Ok(())
+    }
+
+    /// Makes release `number` live and retires the one before it, in one transaction.
+    pub fn make_release_live(&self, app: &AppName, number: i64) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "UPDATE releases SET status = 'retired' WHERE app = ?1 AND status = 'live' AND number != ?2",
+            params![app.as_str(), number],
+        )?;
+        tx.execute(
+            &format!("UPDATE releases SET status = 'live', finished_at = {NOW} WHERE app = ?1 AND number = ?2"),
+            params![app.as_str(), number],
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn fail_release(&self, app: &AppName, number: i64, error: &str) -> Result<()> {
+        self.conn().execute(
+            &format!(
+                "UPDATE releases SET status = 'failed', error = ?3, finished_at = {NOW} WHERE app = ?1 AND number = ?2"
+            ),
+            params![app.as_str(), number, error],
+        )?;
+        Ok(())
+    }
+
+    /// Marks every build and release that was in flight when hoistd stopped as
+    /// interrupted. Returns the interrupted build ids and the interrupted releases.
+    pub fn recover_after_restart(&self) -> Result<(Vec<i64>, Vec<Release>)> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let builds: Vec<i64> = {
+            let mut stmt = tx.prepare(
+                "SELECT id FROM builds WHERE status IN ('queued', 'building', 'pushing', 'deploying')",
+            )?;
+            let ids = stmt.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
+            ids
+        };
+        tx.execute(
+            &format!(
+                "UPDATE builds SET status = 'interrupted', error = 'hoistd stopped during this build; push again',
+                 finished_at = {NOW} WHERE status IN ('queued', 'building', 'pushing', 'deploying')"
+            ),
+            [],
+        )?;
+        let releases: Vec<Release> = {
+            let sql = format!("SELECT {} FROM releases WHERE status = 'pending'", Self::RELEASE_COLUMNS);
+            let mut stmt = tx.prepare(&sql)?;
+            let rows = stmt.query_map([], Self::release_from_row)?.collect::<Result<_, _>>()?;
+            rows
+        };
+        tx.execute(
+            &format!(
+                "UPDATE releases SET status = 'interrupted', error = 'hoistd stopped during this rollout',
+                 finished_at = {NOW} WHERE status = 'pending'"
+            ),
+            [],
+        )?;
+        tx.commit()?;
+        Ok((builds, releases))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store() -> Store {
+        Store::open(Path::new(":memory:")).unwrap()
+    }
+
+    #[test]
+    fn releases_are_numbered_and_one_is_live() {
+        let store = store();
+        let app = AppName::parse("web1").unwrap();
+        store.create_app(&app, "main").unwrap();
+        assert!(matches!(store.create_app(&app, "main"), Err(Error::AppExists(_))));
+        let r1 = store.create_release(&app, "r@sha256:1", None).unwrap();
+        let r2 = store.create_release(&app, "r@sha256:2", None).unwrap();
+        assert_eq!((r1.number, r2.number), (1, 2));
+        store.make_release_live(&app, 1).unwrap();
+        store.make_release_live(&app, 2).unwrap();
+        let statuses: Vec<_> = store.releases(&app).unwrap().iter().map(|r| r.status).collect();
+        assert_eq!(statuses, [ReleaseStatus::Live, ReleaseStatus::Retired]);
+        assert_eq!(store.live_release(&app).unwrap().unwrap().number, 2);
+    }
+
+    #[test]
+    fn restart_interrupts_work_in_flight() {
+        let store = store();
+        let app = AppName::parse("web1").unwrap();
+        store.create_app(&app, "main").unwrap();
+        let done = store.create_build(&app, "a", "refs/heads/main").unwrap();
+        store.set_build_status(done.id, BuildStatus::Succeeded).unwrap();
+        let running = store.create_build(&app, "b", "refs/heads/main").unwrap();
+        store.set_build_status(running.id, BuildStatus::Building).unwrap();
+        store.create_release(&app, "r@sha256:1", Some(done.id)).unwrap();
+        let (builds, releases) = store.recover_after_restart().unwrap();
+        assert_eq!(builds, [running.id]);
+        assert_eq!(releases.len(), 1);
+        assert_eq!(store.build(running.id).unwrap().unwrap().status, BuildStatus::Interrupted);
+        assert_eq!(store.build(done.id).unwrap().unwrap().status, BuildStatus::Succeeded);
+        assert_eq!(store.release(&app, 1).unwrap().unwrap().status, ReleaseStatus::Interrupted);
+    }
+
+    #[test]
+    fn image_stream_keeps_history() {
+        let store = store();
+        let app = AppName::parse("web1").unwrap();
+        store.create_app(&app, "main").unwrap();
+        store.record_tag(&app, "latest", "r", "sha256:1", "build", Some(1)).unwrap();
+        store.record_tag(&app, "latest", "r", "sha256:2", "build", Some(2)).unwrap();
+        assert_eq!(store.current_digest(&app, "latest").unwrap().as_deref(), Some("sha256:2"));
+        assert_eq!(store.image_stream(&app).unwrap().len(), 2);
+        store.delete_app(&app).unwrap();
+        assert!(store.image_stream(&app).unwrap().is_empty());
+    }
+}

@@ -1,0 +1,82 @@
+# Shared helpers of the environment scripts. Sourced, never run.
+# Debian's own docker client comes first: /usr/local/bin/docker (newer, no buildx) cannot
+# build with BuildKit against Debian's dockerd 20.10.
+DOCKER=/usr/bin/docker
+CACHE_DIR="${HOIST_CACHE_DIR:-$HOME/.cache/hoist-test}"
+mkdir -p "$CACHE_DIR"
+
+log() { printf '[env %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+_step_name=""; _step_t0=0
+step_start() { _step_name="$1"; _step_t0=$(date +%s); log "$_step_name ..."; }
+step_end() { log "$_step_name done in $(( $(date +%s) - _step_t0 )) s"; }
+
+# need_packages PKG...: apt-get install the packages that are not installed yet.
+need_packages() {
+  local missing=()
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  if ((${#missing[@]})); then
+    log "installing ${missing[*]}"
+    if [[ $(id -u) != 0 ]]; then die "installing packages needs root: run as root or install ${missing[*]}"; fi
+    # The package lists may be missing on a fresh machine; refresh them once.
+    if ! apt-get install -y -q --no-install-recommends "${missing[@]}" >"$CACHE_DIR/apt.log" 2>&1; then
+      apt-get update -q >>"$CACHE_DIR/apt.log" 2>&1 || { cat "$CACHE_DIR/apt.log" >&2; die "apt-get update failed"; }
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}" >>"$CACHE_DIR/apt.log" 2>&1 \
+        || { tail -30 "$CACHE_DIR/apt.log" >&2; die "apt-get install ${missing[*]} failed"; }
+    fi
+  fi
+}
+
+docker_up() { "$DOCKER" version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+# start_dockerd: start Debian's dockerd unless one answers already; wait up to 60 s.
+start_dockerd() {
+  if docker_up; then log "dockerd already running"; return; fi
+  log "starting dockerd (log: /var/log/dockerd.log)"
+  setsid nohup /usr/sbin/dockerd >/var/log/dockerd.log 2>&1 < /dev/null &
+  for _ in $(seq 1 120); do
+    docker_up && return
+    sleep 0.5
+  done
+  tail -30 /var/log/dockerd.log >&2
+  die "dockerd did not answer within 60 s (log above)"
+}
+
+# ensure_base_image: debian:bookworm-slim from debootstrap, since nothing can be pulled.
+# The root filesystem tarball is cached, so a machine whose images were wiped re-imports
+# it in seconds.
+ensure_base_image() {
+  if "$DOCKER" image inspect debian:bookworm-slim >/dev/null 2>&1; then log "present"; return; fi
+  local tarball="$CACHE_DIR/debian-bookworm-minbase.tar"
+  if [[ ! -s "$tarball" ]]; then
+    local rootfs
+    rootfs="$(mktemp -d /tmp/hoist-rootfs.XXXXXX)"
+    log "debootstrap bookworm (minbase) into $rootfs"
+    debootstrap --variant=minbase bookworm "$rootfs" http://deb.debian.org/debian >"$CACHE_DIR/debootstrap.log" 2>&1 \
+      || { tail -30 "$CACHE_DIR/debootstrap.log" >&2; die "debootstrap failed"; }
+    # Slim it like the real image: no package lists or docs.
+    rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/var/cache/apt/*.bin
+    tar -C "$rootfs" -cf "$tarball.tmp" .
+    mv "$tarball.tmp" "$tarball"
+    rm -rf "$rootfs"
+  fi
+  "$DOCKER" import "$tarball" debian:bookworm-slim >/dev/null
+}
+
+# ensure_stack_image STACK KIND DIR: build DIR/KIND.Dockerfile as hoist/stack-STACK:KIND
+# unless an image built from the same Dockerfile content exists already.
+ensure_stack_image() {
+  local stack="$1" kind="$2" dir="$3"
+  local dockerfile="$dir/$kind.Dockerfile"
+  [[ -f "$dockerfile" ]] || die "missing $dockerfile"
+  local want have image="hoist/stack-$stack:$kind"
+  want="$(cat "$dockerfile" | sha256sum | cut -c1-16)"
+  have="$("$DOCKER" image inspect -f '{{index .Config.Labels "org.hoist.dockerfile-sha"}}' "$image" 2>/dev/null || true)"
+  if [[ "$want" == "$have" ]]; then log "$image is current"; return; fi
+  log "building $image"
+  DOCKER_BUILDKIT=0 "$DOCKER" build -q -f "$dockerfile" --label "org.hoist.dockerfile-sha=$want" -t "$image" "$dir" >"$CACHE_DIR/stack-$stack-$kind.log" 2>&1 \
+    || { tail -40 "$CACHE_DIR/stack-$stack-$kind.log" >&2; die "building $image failed"; }
+}
