@@ -1,0 +1,330 @@
+//! The harness of hoist's integration tests (in the manner of ripgrep's `tests/util.rs`):
+//! a fresh temp dir per test, a real hoistd on free ports with its own real registry,
+//! the real `git` client, and on failure a report with the daemon's log tail.
+//!
+//! Tests need what `tests/env/up` installs and starts (dockerd, docker-registry, the
+//! stack images). A test that finds them missing fails and says so.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+/// Debian's docker client (the newer one in /usr/local/bin lacks buildx).
+pub const DOCKER: &str = "/usr/bin/docker";
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// The directory of the workspace's binaries (`target/debug`).
+fn bin_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("the test binary knows its path");
+    // target/debug/deps/it-<hash> → target/debug
+    exe.parent().and_then(Path::parent).expect("test binary lives in target/<profile>/deps").to_path_buf()
+}
+
+/// Path of a workspace binary, checked to exist.
+pub fn binary(name: &str) -> PathBuf {
+    let path = bin_dir().join(name);
+    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first (tests/run does)", path.display());
+    path
+}
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn check_environment() {
+    let docker = Command::new(DOCKER).args(["version", "--format", "{{.Server.Version}}"]).output();
+    let docker_ok = matches!(&docker, Ok(out) if out.status.success());
+    assert!(docker_ok, "dockerd does not answer: run tests/env/up first (it installs and starts it)\n{docker:?}");
+    let registry = Command::new("docker-registry").arg("--version").output();
+    assert!(registry.is_ok(), "docker-registry is not installed: run tests/env/up first");
+    let stack = Command::new(DOCKER).args(["image", "inspect", "hoist/stack-base:run"]).output().unwrap();
+    assert!(stack.status.success(), "stack image hoist/stack-base:run is missing: run tests/env/up first");
+}
+
+/// A running hoistd of one test.
+pub struct Hoistd {
+    pub dir: PathBuf,
+    pub instance: String,
+    pub api_port: u16,
+    pub router_port: u16,
+    pub registry_port: u16,
+    pub token: String,
+    child: Option<Child>,
+    http: reqwest::blocking::Client,
+}
+
+impl Hoistd {
+    /// Starts a fresh hoistd in a new temp dir. `env` adds HOIST_* settings.
+    pub fn start(env: &[(&str, &str)]) -> Hoistd {
+        check_environment();
+        let instance = format!("t{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        let dir = std::env::temp_dir().join(format!("hoist-it-{instance}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut config = String::new();
+        for (key, value) in env {
+            config.push_str(&format!("{key}={value}\n"));
+        }
+        std::fs::write(dir.join("env"), config).unwrap();
+        let mut hoistd = Hoistd {
+            dir,
+            instance,
+            api_port: free_port(),
+            router_port: free_port(),
+            registry_port: free_port(),
+            token: String::new(),
+            child: None,
+            http: reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
+        };
+        hoistd.spawn();
+        hoistd
+    }
+
+    fn spawn(&mut self) {
+        let stderr = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("hoistd.log")).unwrap();
+        let stdout = stderr.try_clone().unwrap();
+        let mut command = Command::new(binary("hoistd"));
+        command
+            .env("HOIST_DATA_DIR", self.dir.join("data"))
+            .env("HOIST_API_ADDR", format!("127.0.0.1:{}", self.api_port))
+            .env("HOIST_ROUTER_ADDR", format!("127.0.0.1:{}", self.router_port))
+            .env("HOIST_REGISTRY_ADDR", format!("127.0.0.1:{}", self.registry_port))
+            .env("HOIST_INSTANCE", &self.instance)
+            .env("HOIST_LOG", "info,hoist=debug")
+            .stdin(Stdio::null())
+            .stdout(stdout)
+            .stderr(stderr);
+        let env = std::fs::read_to_string(self.dir.join("env")).unwrap();
+        for line in env.lines() {
+            if let Some((key, value)) = line.split_once('=') {
+                command.env(key, value);
+            }
+        }
+        self.child = Some(command.spawn().expect("hoistd starts"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let token_path = self.dir.join("data/admin-token");
+        loop {
+            if let Ok(token) = std::fs::read_to_string(&token_path) {
+                self.token = token.trim().to_string();
+                let probe = self.http.get(format!("{}/api/v1/apps", self.api_url())).bearer_auth(&self.token).send();
+                if matches!(probe, Ok(response) if response.status() == 200) {
+                    return;
+                }
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("hoistd exited with {status} while starting\n{}", self.log_tail(40));
+            }
+            assert!(Instant::now() < deadline, "hoistd did not answer within 30 s\n{}", self.log_tail(40));
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// SIGKILL: no chance to clean up, like a crash or an OOM kill.
+    pub fn kill9(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Starts hoistd again on the same data dir and ports.
+    pub fn restart(&mut self) {
+        self.kill9();
+        self.spawn();
+    }
+
+    pub fn api_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.api_port)
+    }
+
+    /// The git remote of `app`, with the admin token as password.
+    pub fn remote(&self, app: &str) -> String {
+        format!("http://hoist:{}@127.0.0.1:{}/git/{app}.git", self.token, self.api_port)
+    }
+
+    /// An API call with the admin token: (status, body).
+    pub fn call(&self, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        self.call_as(Some(&self.token), method, path, body)
+    }
+
+    /// An API call with the given token, or none.
+    pub fn call_as(&self, token: Option<&str>, method: &str, path: &str, body: Option<&str>) -> (u16, String) {
+        let method = reqwest::Method::from_bytes(method.as_bytes()).unwrap();
+        let mut request = self.http.request(method, format!("{}{path}", self.api_url()));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.header("content-type", "application/json").body(body.to_string());
+        }
+        let response = request.send().unwrap_or_else(|e| panic!("{path}: {e}\n{}", self.log_tail(30)));
+        (response.status().as_u16(), response.text().unwrap())
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        self.call("GET", path, None)
+    }
+
+    /// GET that must succeed, parsed as JSON.
+    pub fn get_json(&self, path: &str) -> serde_json::Value {
+        let (status, body) = self.get(path);
+        assert_eq!(status, 200, "GET {path}: {body}\n{}", self.log_tail(30));
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// Runs the `hoist` CLI against this hoistd.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let output = Command::new(binary("hoist"))
+            .args(args)
+            .env("HOIST_URL", self.api_url())
+            .env("HOIST_TOKEN", &self.token)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "hoist {args:?} failed\n{}", show(&output));
+        output
+    }
+
+    pub fn create_app(&self, name: &str) {
+        let output = self.cli(&["apps", "create", name]);
+        assert!(String::from_utf8_lossy(&output.stdout).contains("created app"), "{}", show(&output));
+    }
+
+    /// GET `http://<app>.localhost:<router>/path` through hoistd's router: (status, body).
+    pub fn visit(&self, app: &str, path: &str) -> (u16, String) {
+        let response = self
+            .http
+            .get(format!("http://127.0.0.1:{}{path}", self.router_port))
+            .header("host", format!("{app}.localhost:{}", self.router_port))
+            .send()
+            .unwrap_or_else(|e| panic!("router: {e}\n{}", self.log_tail(30)));
+        (response.status().as_u16(), response.text().unwrap())
+    }
+
+    /// The last `n` lines of hoistd's own log (stdout and stderr).
+    pub fn log_tail(&self, n: usize) -> String {
+        let text = std::fs::read_to_string(self.dir.join("hoistd.log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        format!("--- hoistd log (last {n} lines) ---\n{}", lines[lines.len().saturating_sub(n)..].join("\n"))
+    }
+}
+
+impl Drop for Hoistd {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("{}", self.log_tail(80));
+            let registry = std::fs::read_to_string(self.dir.join("data/registry/registry.log")).unwrap_or_default();
+            let lines: Vec<&str> = registry.lines().collect();
+            eprintln!("--- registry log (last 10 lines) ---\n{}", lines[lines.len().saturating_sub(10)..].join("\n"));
+        }
+        self.kill9();
+        // The registry dies with hoistd only on a clean stop; stop it through its pid file.
+        if let Ok(pid) = std::fs::read_to_string(self.dir.join("data/registry/registry.pid")) {
+            let _ = Command::new("kill").arg(pid.trim()).status();
+        }
+        let label = format!("label=org.hoist.instance={}", self.instance);
+        let ids = Command::new(DOCKER).args(["ps", "-aq", "--filter", &label]).output().unwrap();
+        for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
+            let _ = Command::new(DOCKER).args(["rm", "-f", "-v", id]).output();
+        }
+        let volumes = Command::new(DOCKER).args(["volume", "ls", "-q", "--filter", &format!("name={}-cache-", self.instance)]).output().unwrap();
+        for volume in String::from_utf8_lossy(&volumes.stdout).split_whitespace() {
+            let _ = Command::new(DOCKER).args(["volume", "rm", "-f", volume]).output();
+        }
+        if !std::thread::panicking() {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+}
+
+/// A command's exit status and output, for failure messages.
+pub fn show(output: &Output) -> String {
+    format!(
+        "status: {}\n--- stdout ---\n{}\n--- stderr ---\n{}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    )
+}
+
+/// A local git working copy of a test app.
+pub struct WorkTree {
+    pub dir: PathBuf,
+}
+
+impl WorkTree {
+    /// A new repo on branch main holding a copy of `examples/<example>` (or nothing).
+    pub fn new(hoistd: &Hoistd, name: &str, example: Option<&str>) -> WorkTree {
+        let dir = hoistd.dir.join("src").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        if let Some(example) = example {
+            let from = repo_root().join("examples").join(example);
+            let status = Command::new("cp").arg("-a").arg(format!("{}/.", from.display())).arg(&dir).status().unwrap();
+            assert!(status.success());
+        }
+        let tree = WorkTree { dir };
+        tree.git(&["init", "-q", "-b", "main"]);
+        tree
+    }
+
+    pub fn write(&self, path: &str, text: &str) -> &Self {
+        let path = self.dir.join(path);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+        self
+    }
+
+    pub fn remove(&self, path: &str) -> &Self {
+        std::fs::remove_file(self.dir.join(path)).unwrap();
+        self
+    }
+
+    /// Runs git; panics with its output when it fails.
+    pub fn git(&self, args: &[&str]) -> Output {
+        let output = self.git_may_fail(args);
+        assert!(output.status.success(), "git {args:?} failed\n{}", show(&output));
+        output
+    }
+
+    /// Runs git and returns whatever happened.
+    pub fn git_may_fail(&self, args: &[&str]) -> Output {
+        Command::new("git")
+            .args(["-c", "user.name=hoist-test", "-c", "user.email=test@hoist.invalid"])
+            .args(args)
+            .current_dir(&self.dir)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .env("GIT_ASKPASS", "/bin/true")
+            .output()
+            .unwrap()
+    }
+
+    pub fn commit(&self, message: &str) -> &Self {
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", message]);
+        self
+    }
+
+    /// `git push <remote> <refspec>`, whatever happens.
+    pub fn push(&self, remote: &str, refspec: &str) -> Output {
+        self.git_may_fail(&["push", remote, refspec])
+    }
+}
+
+/// Polls `check` every 200 ms until it returns Some, or panics after `timeout`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "gave up waiting {timeout:?} for {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}

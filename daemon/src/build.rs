@@ -132,7 +132,9 @@ impl Builder {
             match item {
                 Ok(info) => {
                     if let Some(text) = info.stream {
-                        log.line(indent(&text));
+                        for line in text.lines().filter(|line| !is_docker_build_noise(line)) {
+                            log.line(indent(line));
+                        }
                     }
                 }
                 Err(bollard::errors::Error::DockerStreamError { error }) => {
@@ -346,6 +348,15 @@ fn run_dockerfile(image: &RunImage<'_>) -> String {
     lines.join("\n") + "\n"
 }
 
+/// Lines of the classic builder's output that say nothing to a user.
+fn is_docker_build_noise(line: &str) -> bool {
+    let line = line.trim();
+    line.is_empty()
+        || line.starts_with("---> ")
+        || line.starts_with("Removing intermediate container")
+        || line.starts_with("Successfully built")
+}
+
 /// Indents build output under hoist's `----->` headings, like Heroku's.
 fn indent(text: &str) -> String {
     text.lines().map(|l| format!("       {l}")).collect::<Vec<_>>().join("\n")
@@ -368,6 +379,8 @@ mod tests {
         let app = dockerfile.find("app /app").unwrap();
         assert!(deps < app, "{dockerfile}");
         assert!(dockerfile.contains(r#"CMD ["/bin/sh", "-c", "exec ./serve \"$PORT\""]"#), "{dockerfile}");
+        assert!(is_docker_build_noise(" ---> Running in 61927d140c7a"));
+        assert!(!is_docker_build_noise("Step 2/11 : COPY app /app"));
         let plain = run_dockerfile(&RunImage { from: "x", has_deps: false, has_app: true, port: 5000, web_command: None });
         assert!(!plain.contains("deps"), "{plain}");
         assert!(plain.ends_with("CMD [\"/hoist/run\"]\n"), "{plain}");

@@ -27,3 +27,9 @@ pub mod registry;
 pub mod rollout;
 pub mod router;
 pub mod store;
+
+/// Installs the TLS crypto provider (ring) that HTTPS clients use, e.g. for an external
+/// registry. Every binary calls this first; calling it twice is harmless.
+pub fn install_tls_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}

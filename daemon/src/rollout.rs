@@ -112,8 +112,10 @@ impl DockerTarget {
                 self.store.make_release_live(app, release.number)?;
                 log.line(format!("       release {} is live; traffic switched", release.number));
                 if let Some(previous) = previous {
-                    self.remove_container(&self.container_name(app, previous.number)).await;
-                    log.line(format!("       release {} stopped", previous.number));
+                    // Traffic has moved; stopping the old container need not hold up the push.
+                    let (target, name) = (self.clone(), self.container_name(app, previous.number));
+                    log.line(format!("       stopping release {}", previous.number));
+                    tokio::spawn(async move { target.remove_container(&name).await });
                 }
                 Ok(self.store.release(app, release.number)?.expect("release exists"))
             }
@@ -167,6 +169,8 @@ impl DockerTarget {
                     port_key,
                     Some(vec![PortBinding { host_ip: Some("127.0.0.1".to_string()), host_port: Some(String::new()) }]),
                 )])),
+                // tini as PID 1 forwards SIGTERM and reaps, so stopping a release is quick.
+                init: Some(true),
                 restart_policy: Some(RestartPolicy {
                     name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                     maximum_retry_count: None,

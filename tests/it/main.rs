@@ -1,1 +1,6 @@
+//! hoist's one integration test binary. Every test talks to real parts: the `git`
+//! client, dockerd, Debian's docker-registry, and a hoistd of its own.
 
+mod api;
+mod push;
+mod restart;

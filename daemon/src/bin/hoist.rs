@@ -111,6 +111,7 @@ fn s(value: &Value) -> String {
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
+    hoist::install_tls_provider();
     let args = Args::parse();
     let client = Client { url: args.url.trim_end_matches('/').to_string(), token: token(args.token)?, http: reqwest::Client::new() };
     use reqwest::Method;

@@ -25,6 +25,7 @@ enum Command {
 }
 
 fn main() -> anyhow::Result<()> {
+    hoist::install_tls_provider();
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     if let Some(Command::Hook { .. }) = args.command {
@@ -33,6 +34,7 @@ fn main() -> anyhow::Result<()> {
     }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("HOIST_LOG").unwrap_or_else(|_| "info".into()),
         )

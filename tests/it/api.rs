@@ -1,0 +1,68 @@
+//! Tokens, app names and the errors of the API.
+
+use hoist_tests::{Hoistd, WorkTree};
+
+#[test]
+fn no_token_or_a_wrong_one_is_refused_and_nothing_is_stored() {
+    let hoistd = Hoistd::start(&[]);
+    let create = Some(r#"{"name":"web1"}"#);
+    for token in [None, Some("wrong")] {
+        let (status, body) = hoistd.call_as(token, "POST", "/api/v1/apps", create);
+        assert_eq!(status, 401, "{body}");
+        assert!(body.contains("admin-token"), "says where the token is: {body}");
+        assert_eq!(hoistd.call_as(token, "GET", "/api/v1/apps", None).0, 401);
+    }
+    assert_eq!(hoistd.get_json("/api/v1/apps"), serde_json::json!([]), "nothing was created");
+
+    hoistd.create_app("web1");
+    let site = WorkTree::new(&hoistd, "web1", Some("static-site"));
+    site.commit("first");
+    let no_token = format!("http://127.0.0.1:{}/git/web1.git", hoistd.api_port);
+    let wrong_token = format!("http://hoist:wrong@127.0.0.1:{}/git/web1.git", hoistd.api_port);
+    for remote in [&no_token, &wrong_token] {
+        let push = site.push(remote, "main");
+        let stderr = String::from_utf8_lossy(&push.stderr);
+        assert!(!push.status.success(), "{stderr}");
+        assert!(stderr.contains("Authentication failed") || stderr.contains("401"), "{stderr}");
+    }
+    // Nothing reached the repo or the pipeline.
+    let refs = site.git(&["ls-remote", &hoistd.remote("web1")]);
+    assert!(refs.stdout.is_empty(), "{}", String::from_utf8_lossy(&refs.stdout));
+    assert!(hoistd.get_json("/api/v1/apps/web1/builds").as_array().unwrap().is_empty());
+}
+
+#[test]
+fn invalid_app_names_and_bodies_get_400_with_the_reason() {
+    let hoistd = Hoistd::start(&[]);
+    let long = "a".repeat(300);
+    for name in ["../x", "A B", long.as_str(), "", "web_1"] {
+        let body = serde_json::json!({ "name": name }).to_string();
+        let (status, text) = hoistd.call("POST", "/api/v1/apps", Some(&body));
+        assert_eq!(status, 400, "{name:?}: {text}");
+        assert!(text.contains("invalid app name"), "{text}");
+    }
+    let (status, text) = hoistd.call("POST", "/api/v1/apps", Some("{not json"));
+    assert_eq!(status, 400, "{text}");
+    let (status, text) = hoistd.call("POST", "/api/v1/apps", Some(r#"{"name":"ok","deploy_branch":"a..b"}"#));
+    assert_eq!(status, 400, "{text}");
+    assert!(text.contains("invalid deploy branch"), "{text}");
+    assert_eq!(hoistd.get_json("/api/v1/apps"), serde_json::json!([]));
+
+    hoistd.create_app("web1");
+    let (status, text) = hoistd.call("POST", "/api/v1/apps", Some(r#"{"name":"web1"}"#));
+    assert_eq!(status, 409, "{text}");
+    let (status, text) = hoistd.get("/api/v1/apps/nope");
+    assert_eq!(status, 404, "{text}");
+    assert!(text.contains("hoist apps create nope"), "{text}");
+    assert_eq!(hoistd.get("/api/v1/apps/web1/builds/99").0, 404);
+
+    // A push to an app that does not exist is refused and creates nothing.
+    let site = WorkTree::new(&hoistd, "ghost", Some("static-site"));
+    site.commit("first");
+    let push = site.push(&hoistd.remote("ghost"), "main");
+    assert!(!push.status.success());
+    assert_eq!(hoistd.get("/api/v1/apps/ghost").0, 404);
+
+    assert_eq!(hoistd.call("DELETE", "/api/v1/apps/web1", None).0, 204);
+    assert_eq!(hoistd.get("/api/v1/apps/web1").0, 404);
+}

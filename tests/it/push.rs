@@ -1,0 +1,152 @@
+//! git push → build → registry → image stream → rollout, and every way it can fail.
+
+use hoist_tests::{show, wait_for, Hoistd, WorkTree};
+use std::time::Duration;
+
+fn text(output: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+#[test]
+fn static_site_goes_live_and_an_update_becomes_release_2() {
+    let hoistd = Hoistd::start(&[]);
+    hoistd.create_app("web1");
+    let site = WorkTree::new(&hoistd, "web1", Some("static-site"));
+    site.commit("first");
+
+    let push = site.push(&hoistd.remote("web1"), "main");
+    let output = text(&push);
+    assert!(push.status.success(), "first push failed\n{}", show(&push));
+    for expected in ["Detected static site app (index.html)", "Pushing 127.0.0.1:", "release 1 is live"] {
+        assert!(output.contains(&format!("remote: {expected}")) || output.contains(expected), "missing {expected:?} in\n{output}");
+    }
+    assert!(output.contains("remote: "), "the build streams as remote: lines\n{output}");
+    let (status, page) = hoistd.visit("web1", "/");
+    assert_eq!(status, 200, "{page}");
+    assert!(page.contains("Hello from hoist"), "{page}");
+
+    site.write("index.html", "<h1>Second version</h1>\n").commit("second");
+    let push = site.push(&hoistd.remote("web1"), "main");
+    assert!(push.status.success(), "second push failed\n{}", show(&push));
+    assert!(hoistd.visit("web1", "/").1.contains("Second version"));
+
+    let releases = hoistd.get_json("/api/v1/apps/web1/releases");
+    let statuses: Vec<(i64, &str)> =
+        releases.as_array().unwrap().iter().map(|r| (r["number"].as_i64().unwrap(), r["status"].as_str().unwrap())).collect();
+    assert_eq!(statuses, [(2, "live"), (1, "retired")]);
+
+    // The image stream keeps both digests of `latest`, newest first, each from its build.
+    let stream = hoistd.get_json("/api/v1/apps/web1/image-stream");
+    let latest = stream["tags"]["latest"].as_array().unwrap();
+    assert_eq!(latest.len(), 2, "{stream}");
+    assert_eq!(latest[0]["build_id"], 2);
+    assert!(latest[0]["digest"].as_str().unwrap().starts_with("sha256:"));
+    assert_ne!(latest[0]["digest"], latest[1]["digest"]);
+
+    // The build log is kept and served.
+    let builds = hoistd.get_json("/api/v1/apps/web1/builds");
+    assert_eq!(builds[0]["status"], "succeeded", "{builds}");
+    assert_eq!(builds[0]["buildpack"], "static");
+    let log = hoistd.cli(&["builds", "web1", "log", "2"]);
+    assert!(String::from_utf8_lossy(&log.stdout).contains("release 2 is live"), "{}", show(&log));
+
+    // Only one release container runs; the old one is stopped once traffic moved.
+    let label = format!("label=org.hoist.instance={}", hoistd.instance);
+    wait_for("release 1's container to go", Duration::from_secs(30), || {
+        let ps = std::process::Command::new(hoist_tests::DOCKER).args(["ps", "-q", "--filter", &label]).output().unwrap();
+        (String::from_utf8_lossy(&ps.stdout).lines().count() == 1).then_some(())
+    });
+}
+
+#[test]
+fn broken_dockerfile_is_rejected_and_the_old_release_keeps_serving() {
+    let hoistd = Hoistd::start(&[]);
+    hoistd.create_app("shop");
+    let site = WorkTree::new(&hoistd, "shop", Some("dockerfile-site"));
+    site.commit("works");
+    let push = site.push(&hoistd.remote("shop"), "main");
+    assert!(push.status.success(), "{}", show(&push));
+    assert!(hoistd.visit("shop", "/").1.contains("Built from a Dockerfile"));
+
+    site.write("Dockerfile", "FROM hoist/stack-base:run\nRUN echo compiling && echo 'error: missing semicolon' >&2 && exit 3\n")
+        .commit("broken");
+    let push = site.push(&hoistd.remote("shop"), "main");
+    let output = text(&push);
+    assert!(!push.status.success(), "a failed build must reject the push\n{output}");
+    assert!(output.contains("remote:        compiling"), "the build's own output reaches the pusher\n{output}");
+    assert!(output.contains("error: missing semicolon"), "{output}");
+    assert!(output.contains("build of app \"shop\" failed"), "{output}");
+    assert!(output.contains("pre-receive hook declined"), "{output}");
+
+    assert!(hoistd.visit("shop", "/").1.contains("Built from a Dockerfile"), "the old release still serves");
+    let builds = hoistd.get_json("/api/v1/apps/shop/builds");
+    assert_eq!(builds[0]["status"], "failed", "{builds}");
+    assert!(builds[0]["error"].as_str().unwrap().contains("docker build failed"), "{builds}");
+    assert_eq!(hoistd.get_json("/api/v1/apps/shop/releases").as_array().unwrap().len(), 1);
+    // The rejected commit did not move the branch.
+    let remote_head = site.git(&["ls-remote", &hoistd.remote("shop"), "refs/heads/main"]);
+    let first = site.git(&["rev-parse", "HEAD~1"]);
+    assert_eq!(String::from_utf8_lossy(&remote_head.stdout).split_whitespace().next(), String::from_utf8_lossy(&first.stdout).split_whitespace().next());
+}
+
+#[test]
+fn a_release_that_never_answers_is_failed_and_the_old_one_keeps_serving() {
+    let hoistd = Hoistd::start(&[("HOIST_CHECKS_TIMEOUT_SECS", "8")]);
+    hoistd.create_app("api");
+    let site = WorkTree::new(&hoistd, "api", Some("dockerfile-site"));
+    site.commit("works");
+    let push = site.push(&hoistd.remote("api"), "main");
+    assert!(push.status.success(), "{}", show(&push));
+
+    // Builds fine, then dies at start: the health check must catch it.
+    site.write(
+        "Dockerfile",
+        "FROM hoist/stack-base:run\nCMD [\"sh\", \"-c\", \"echo 'fatal: DATABASE_URL is not set' >&2; exit 1\"]\n",
+    )
+    .commit("crashes at start");
+    let push = site.push(&hoistd.remote("api"), "main");
+    let output = text(&push);
+    assert!(!push.status.success(), "a release that never became healthy rejects the push\n{output}");
+    assert!(output.contains("release 2 of api never became healthy"), "{output}");
+    assert!(output.contains("fatal: DATABASE_URL is not set"), "the container's last lines reach the pusher\n{output}");
+    assert!(output.contains("release 1 keeps serving"), "{output}");
+
+    assert!(hoistd.visit("api", "/").1.contains("Built from a Dockerfile"));
+    let releases = hoistd.get_json("/api/v1/apps/api/releases");
+    assert_eq!(releases[0]["status"], "failed", "{releases}");
+    assert_eq!(releases[1]["status"], "live", "{releases}");
+}
+
+#[test]
+fn a_repo_no_buildpack_matches_is_rejected_with_what_was_looked_for() {
+    let hoistd = Hoistd::start(&[]);
+    hoistd.create_app("docs");
+    let repo = WorkTree::new(&hoistd, "docs", None);
+    repo.write("README.md", "# just words\n").commit("readme");
+    let push = repo.push(&hoistd.remote("docs"), "main");
+    let output = text(&push);
+    assert!(!push.status.success(), "{output}");
+    assert!(output.contains("no buildpack matched: looked for Dockerfile, pom.xml, package.json"), "{output}");
+    assert!(output.contains("add one of them"), "{output}");
+    assert_eq!(hoistd.visit("docs", "/").0, 404);
+
+    // A language without its buildpack yet says so, and how to get going anyway.
+    repo.write("pom.xml", "<project/>\n").commit("maven");
+    let output = text(&repo.push(&hoistd.remote("docs"), "main"));
+    assert!(output.contains("detected a Java (Maven) app (pom.xml), but this hoistd has no \"maven\" buildpack"), "{output}");
+}
+
+#[test]
+fn other_branches_are_stored_without_deploying() {
+    let hoistd = Hoistd::start(&[]);
+    hoistd.create_app("blog");
+    let site = WorkTree::new(&hoistd, "blog", Some("static-site"));
+    site.commit("first");
+    site.git(&["checkout", "-q", "-b", "feature"]);
+    let push = site.push(&hoistd.remote("blog"), "feature");
+    let output = text(&push);
+    assert!(push.status.success(), "{output}");
+    assert!(output.contains("refs/heads/feature stored; only main deploys"), "{output}");
+    assert!(hoistd.get_json("/api/v1/apps/blog/builds").as_array().unwrap().is_empty());
+    assert_eq!(hoistd.visit("blog", "/").0, 404);
+}
