@@ -64,6 +64,8 @@ pub struct Hoistd {
 impl Hoistd {
     /// Starts a fresh hoistd in a new temp dir. `env` adds HOIST_* settings.
     pub fn start(env: &[(&str, &str)]) -> Hoistd {
+        // reqwest is built without a TLS crypto provider of its own in this workspace.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         check_environment();
         let instance = format!("t{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
         let dir = std::env::temp_dir().join(format!("hoist-it-{instance}"));
