@@ -354,6 +354,7 @@ fn ndjson_follow(mut lines: broadcast::Receiver<String>, mut outcome: oneshot::R
                 ok: outcome.is_ok(),
                 message: match &outcome {
                     Outcome::Failed { .. } => "=====> Push rejected: the app was not deployed; the running release keeps serving".to_string(),
+                    Outcome::Superseded { by } => format!("=====> Push rejected: build {by} of a newer push replaced it before it started"),
                     _ => String::new(),
                 },
             },

@@ -106,8 +106,18 @@ impl Builder {
         match tokio::time::timeout(self.settings.timeout, work).await {
             Ok(Ok(())) => Ok(BuiltImage { reference: reference.to_string(), buildpack: detection.buildpack }),
             Ok(Err(e)) => Err(e),
-            Err(_) => Err(Error::Timeout(self.settings.timeout)),
+            Err(_) => {
+                // The builder container outlives the dropped future; a docker build is
+                // cancelled by dockerd when its connection closes.
+                let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+                let _ = self.docker.remove_container(&self.builder_container(source), Some(remove)).await;
+                Err(Error::Timeout(self.settings.timeout))
+            }
         }
+    }
+
+    fn builder_container(&self, source: &Source) -> String {
+        format!("{}-build-{}-{}", self.settings.instance, source.app, source.build_id)
     }
 
     fn labels(&self, source: &Source) -> HashMap<String, String> {
@@ -168,7 +178,7 @@ impl Builder {
     ) -> Result<()> {
         self.ensure_image(&buildpack.build_image()).await?;
         self.ensure_image(&buildpack.run_image()).await?;
-        let container = format!("{}-build-{}-{}", self.settings.instance, source.app, source.build_id);
+        let container = self.builder_container(source);
         let result = self.assemble(source, detection, buildpack, &container, log).await;
         let outputs = match result {
             Ok(()) => self.collect_outputs(&container).await,

@@ -46,8 +46,10 @@ pub enum Outcome {
 }
 
 impl Outcome {
+    /// Whether git should accept the push. A superseded push is refused: its commit was
+    /// never deployed, so the deploy branch must not point at it.
     pub fn is_ok(&self) -> bool {
-        matches!(self, Outcome::Live { .. } | Outcome::Unchanged { .. } | Outcome::Superseded { .. })
+        matches!(self, Outcome::Live { .. } | Outcome::Unchanged { .. })
     }
 }
 
@@ -170,7 +172,9 @@ async fn schedule(mut rx: mpsc::Receiver<Message>, tx: mpsc::Sender<Message>, st
                         waiting.insert(id, request);
                         if let Some(old) = waiting.remove(&old) {
                             let _ = stages.store.set_build_status(old.source.build_id, BuildStatus::Superseded);
-                            old.log.line(format!("=====> Superseded by build {id}, a newer push"));
+                            old.log.line(format!(
+                                "=====> Superseded by build {id}, a newer push to the same app; this commit was not deployed"
+                            ));
                             let _ = old.done.send(Outcome::Superseded { by: id });
                         }
                     }
@@ -290,6 +294,7 @@ mod tests {
         assert!(Outcome::Live { release: 1 }.is_ok());
         assert!(Outcome::Unchanged { digest: "d".into() }.is_ok());
         assert!(!Outcome::Failed { message: "m".into() }.is_ok());
+        assert!(!Outcome::Superseded { by: 3 }.is_ok());
         let json = serde_json::to_string(&Outcome::Live { release: 2 }).unwrap();
         assert_eq!(json, r#"{"result":"live","release":2}"#);
     }

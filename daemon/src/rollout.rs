@@ -299,6 +299,11 @@ impl DockerTarget {
                 self.remove_container(&id).await;
             }
         }
+        let cache_volume = format!("{}-cache-{}", self.settings.instance, app);
+        match self.docker.remove_volume(&cache_volume, None::<bollard::query_parameters::RemoveVolumeOptions>).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(error) => tracing::warn!(volume = %cache_volume, %error, "cannot remove the build cache"),
+        }
         Ok(())
     }
 }

@@ -56,6 +56,16 @@ fn static_site_goes_live_and_an_update_becomes_release_2() {
         let ps = std::process::Command::new(hoist_tests::DOCKER).args(["ps", "-q", "--filter", &label]).output().unwrap();
         (String::from_utf8_lossy(&ps.stdout).lines().count() == 1).then_some(())
     });
+
+    // Deleting the app stops it and removes its containers and build cache.
+    let volume = format!("{}-cache-web1", hoistd.instance);
+    let inspect = |what: &str| std::process::Command::new(hoist_tests::DOCKER).args(["volume", "inspect", what]).output().unwrap();
+    assert!(inspect(&volume).status.success(), "the static buildpack's build had a cache volume");
+    hoistd.cli(&["apps", "delete", "web1"]);
+    assert_eq!(hoistd.visit("web1", "/").0, 404);
+    assert!(!inspect(&volume).status.success(), "the build cache is gone with the app");
+    let ps = std::process::Command::new(hoist_tests::DOCKER).args(["ps", "-aq", "--filter", &label]).output().unwrap();
+    assert!(ps.stdout.is_empty(), "no container of the app is left");
 }
 
 #[test]
