@@ -330,3 +330,114 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         std::thread::sleep(Duration::from_millis(200));
     }
 }
+
+/// The Kubernetes test cluster that `tests/env/cluster up` started.
+pub struct Cluster {
+    /// `KUBECONFIG`, `PATH` (with kubectl and helm) and `HOIST_TEST_REGISTRY`.
+    env: Vec<(String, String)>,
+    pub registry: String,
+    /// A namespace of this test's own, deleted on drop.
+    pub namespace: String,
+}
+
+impl Cluster {
+    /// Connects to the running test cluster and makes a namespace for the test.
+    /// Fails, saying what to run, when the cluster is not up.
+    pub fn connect() -> Cluster {
+        let script = repo_root().join("tests/env/cluster");
+        let output = Command::new("bash").arg(&script).arg("env").output().unwrap();
+        assert!(output.status.success(), "tests/env/cluster env failed\n{}", show(&output));
+        let mut env = Vec::new();
+        for line in String::from_utf8_lossy(&output.stdout).lines() {
+            let Some((key, value)) = line.trim_start_matches("export ").split_once('=') else { continue };
+            let value = value.replace("$PATH", &std::env::var("PATH").unwrap_or_default());
+            env.push((key.to_string(), value));
+        }
+        let registry = env.iter().find(|(k, _)| k == "HOIST_TEST_REGISTRY").map(|(_, v)| v.clone()).unwrap_or_default();
+        let namespace = format!("t{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        let cluster = Cluster { env, registry, namespace };
+        let nodes = cluster.kubectl_may_fail(&["get", "nodes", "-o", "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}"]);
+        assert!(
+            nodes.status.success() && String::from_utf8_lossy(&nodes.stdout).contains("True"),
+            "the Kubernetes test cluster is not up: run `bash tests/env/cluster up` (tests/run does)\n{}",
+            show(&nodes)
+        );
+        cluster.kubectl(&["create", "namespace", &cluster.namespace]);
+        cluster
+    }
+
+    fn command(&self, program: &str) -> Command {
+        let mut command = Command::new(program);
+        for (key, value) in &self.env {
+            command.env(key, value);
+        }
+        command
+    }
+
+    pub fn kubectl_may_fail(&self, args: &[&str]) -> Output {
+        self.command("kubectl").args(["--request-timeout=30s"]).args(args).output().expect("kubectl runs")
+    }
+
+    pub fn kubectl(&self, args: &[&str]) -> Output {
+        let output = self.kubectl_may_fail(args);
+        assert!(output.status.success(), "kubectl {args:?} failed\n{}", show(&output));
+        output
+    }
+
+    /// Runs helm in the test's namespace, whatever happens.
+    pub fn helm(&self, args: &[&str]) -> Output {
+        self.command("helm").args(args).args(["--namespace", &self.namespace]).output().expect("helm runs")
+    }
+
+    /// Builds `dockerfile` (with `files`) with dockerd and pushes it to the cluster's
+    /// registry; returns the image reference.
+    pub fn push_image(&self, name: &str, dockerfile: &str, files: &[(&str, &str)]) -> String {
+        let dir = std::env::temp_dir().join(format!("hoist-image-{}-{name}", self.namespace));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("Dockerfile"), dockerfile).unwrap();
+        for (path, text) in files {
+            std::fs::write(dir.join(path), text).unwrap();
+        }
+        let image = format!("{}/hoist-test/{name}:{}", self.registry, self.namespace);
+        let build = Command::new(DOCKER).args(["build", "-q", "-t", &image]).arg(&dir).output().unwrap();
+        assert!(build.status.success(), "docker build failed\n{}", show(&build));
+        let push = Command::new(DOCKER).args(["push", &image]).output().unwrap();
+        assert!(push.status.success(), "docker push failed\n{}", show(&push));
+        let _ = std::fs::remove_dir_all(&dir);
+        image
+    }
+
+    /// GET / of a Deployment's pod through `kubectl port-forward` on 127.0.0.1.
+    pub fn get_through_port_forward(&self, deployment: &str, port: u16) -> String {
+        use std::io::{BufRead, BufReader};
+        let mut forward = self
+            .command("kubectl")
+            .args(["port-forward", "-n", &self.namespace, &format!("deploy/{deployment}"), &format!(":{port}")])
+            .arg("--address=127.0.0.1")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        // Kept open until the request is done: kubectl writes a line per connection.
+        let mut stdout = BufReader::new(forward.stdout.take().unwrap());
+        stdout.read_line(&mut line).unwrap();
+        // "Forwarding from 127.0.0.1:41234 -> 8080"
+        let local = line.split_whitespace().nth(2).unwrap_or("").to_string();
+        let body = reqwest::blocking::get(format!("http://{local}/")).and_then(|r| r.text());
+        let _ = forward.kill();
+        drop(stdout);
+        let output = forward.wait_with_output().unwrap();
+        body.unwrap_or_else(|e| panic!("port-forward said {line:?}; GET failed: {e}\n{}", show(&output)))
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            let events = self.kubectl_may_fail(&["get", "events", "-n", &self.namespace, "--sort-by=.lastTimestamp"]);
+            eprintln!("--- events in namespace {} ---\n{}", self.namespace, String::from_utf8_lossy(&events.stdout));
+        }
+        let _ = self.kubectl_may_fail(&["delete", "namespace", &self.namespace, "--wait=false"]);
+    }
+}

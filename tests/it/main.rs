@@ -2,5 +2,6 @@
 //! client, dockerd, Debian's docker-registry, and a hoistd of its own.
 
 mod api;
+mod cluster;
 mod push;
 mod restart;
