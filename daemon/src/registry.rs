@@ -30,6 +30,12 @@ pub enum Error {
     NotReady { addr: SocketAddr, waited: Duration, log: PathBuf },
     #[error("cannot write the registry's files under {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error(
+        "cannot start the registry on {addr}: something else listens there ({source}); \
+         stop it (the test cluster's: bash tests/env/cluster down), choose another registry.addr, \
+         or set registry.external = true to use it"
+    )]
+    AddrInUse { addr: SocketAddr, source: std::io::Error },
     #[error("pushing {reference} to the registry failed: {message}")]
     Push { reference: String, message: String },
     #[error("the registry does not know {reference} after pushing it: {message}")]
@@ -111,6 +117,8 @@ pub async fn start_supervised(program: &Path, addr: SocketAddr, dir: &Path) -> R
     std::fs::write(&config_path, config).map_err(io(&config_path))?;
     let pid_path = dir.join("registry.pid");
     stop_stale(&pid_path).await;
+    // A registry that cannot bind exits at once and would be restarted forever; say why now.
+    drop(std::net::TcpListener::bind(addr).map_err(|source| Error::AddrInUse { addr, source })?);
     let log_path = dir.join("registry.log");
 
     let spawn = {
@@ -138,15 +146,23 @@ pub async fn start_supervised(program: &Path, addr: SocketAddr, dir: &Path) -> R
     wait_ready(addr, Duration::from_secs(20), &log_path).await?;
     tracing::info!(%addr, "registry ready");
     Ok(tokio::spawn(async move {
+        let mut backoff = Duration::from_secs(1);
         loop {
+            let started = std::time::Instant::now();
             let status = child.wait().await;
-            tracing::warn!(?status, "the registry exited; starting it again");
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            match spawn() {
-                Ok(new_child) => child = new_child,
-                Err(error) => {
-                    tracing::error!(%error, "cannot restart the registry");
-                    tokio::time::sleep(Duration::from_secs(5)).await;
+            if started.elapsed() > Duration::from_secs(60) {
+                backoff = Duration::from_secs(1);
+            }
+            tracing::warn!(?status, ?backoff, log = %log_path.display(), "the registry exited; starting it again");
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(30));
+            loop {
+                match spawn() {
+                    Ok(new_child) => break child = new_child,
+                    Err(error) => {
+                        tracing::error!(%error, "cannot restart the registry");
+                        tokio::time::sleep(Duration::from_secs(30)).await;
+                    }
                 }
             }
         }
