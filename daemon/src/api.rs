@@ -7,7 +7,7 @@
 use crate::app::{AppName, InvalidAppName};
 use crate::build::Source;
 use crate::logs::{LiveLog, LogDir};
-use crate::pipeline::{BuildRequest, Outcome, Pipeline};
+use crate::pipeline::{BuildRequest, Outcome, Pipeline, PushedRef};
 use crate::receive::{self, GitRequest, HookEnv, HookMessage, HookRequest, Repos, ZERO_OID};
 use crate::rollout::DockerTarget;
 use crate::store::{self, Store};
@@ -302,10 +302,11 @@ async fn receive_hook(
         log.line(note);
     }
     let (done, outcome) = oneshot::channel();
+    let push = PushedRef { repo: state.repos.path(&app.name), name: deploy.name, old: deploy.old };
     let source = Source { app: app.name.clone(), build_id: build.id, commit: deploy.new, tar: Arc::new(tar), files };
     state
         .pipeline
-        .submit(BuildRequest { source, log, done })
+        .submit(BuildRequest { source, log, done, push: Some(push) })
         .await
         .map_err(|e| ApiError::Internal(e.to_string()))?;
     Ok(ndjson_follow(lines, outcome))

@@ -59,6 +59,21 @@ pub struct BuildRequest {
     pub source: Source,
     pub log: Arc<LiveLog>,
     pub done: oneshot::Sender<Outcome>,
+    /// The branch update this build belongs to, when it came from a push.
+    pub push: Option<PushedRef>,
+}
+
+/// The ref a push wants to move, and where the pusher thought it was.
+///
+/// git moves a branch only if it still points where the pusher saw it (compare and
+/// swap). A push that waited behind another push to the same branch therefore cannot
+/// land once that one did, so it must not deploy either: it is checked before its build
+/// starts, and the next build starts only once the branch of the one before has moved.
+#[derive(Debug, Clone)]
+pub struct PushedRef {
+    pub repo: std::path::PathBuf,
+    pub name: String,
+    pub old: String,
 }
 
 /// The per-app queue as a pure state machine: one running, at most one waiting.
@@ -146,6 +161,7 @@ async fn schedule(mut rx: mpsc::Receiver<Message>, tx: mpsc::Sender<Message>, st
             let app = request.source.app.clone();
             let _permit = permits.acquire_owned().await.expect("the semaphore is never closed");
             let outcome = run_build(&stages, &request).await;
+            let accepted = outcome.is_ok();
             request.log.line(match &outcome {
                 Outcome::Live { release } => format!("=====> Done: release {release} is live"),
                 Outcome::Unchanged { digest } => format!("=====> Done: image unchanged ({digest}); nothing to roll out"),
@@ -153,6 +169,9 @@ async fn schedule(mut rx: mpsc::Receiver<Message>, tx: mpsc::Sender<Message>, st
                 Outcome::Failed { message } => format!("=====> Failed: {message}"),
             });
             let _ = request.done.send(outcome);
+            if let (true, Some(push)) = (accepted, &request.push) {
+                wait_for_branch(push, &request.source.commit).await;
+            }
             let _ = tx.send(Message::Finished(app)).await;
         });
     };
@@ -205,6 +224,17 @@ async fn run_build(stages: &Stages, request: &BuildRequest) -> Outcome {
         let _ = stages.store.fail_build(id, &message);
         Outcome::Failed { message }
     };
+    if let Some(push) = &request.push {
+        let current = crate::receive::branch_head(&push.repo, &push.name);
+        let current = current.as_deref().unwrap_or(crate::receive::ZERO_OID);
+        if current != push.old {
+            return fail(format!(
+                "{} moved to {} while this push waited for the build before it; fetch, rebase or merge, and push again",
+                push.name,
+                &current[..current.len().min(12)]
+            ));
+        }
+    }
     let _ = stages.store.set_build_status(id, BuildStatus::Building);
     log.line(format!("-----> Building {} at {} (build {id})", source.app, &source.commit[..source.commit.len().min(12)]));
     let repository = stages.registry.repository(source.app.as_str());
@@ -243,6 +273,18 @@ async fn run_build(stages: &Stages, request: &BuildRequest) -> Outcome {
     };
     let _ = stages.store.set_build_status(id, BuildStatus::Succeeded);
     outcome
+}
+
+/// Waits (up to 10 s) until git has moved the pushed branch to `commit`: git does so right
+/// after the hook accepted, and the next push's check must see it.
+async fn wait_for_branch(push: &PushedRef, commit: &str) {
+    for _ in 0..100 {
+        if crate::receive::branch_head(&push.repo, &push.name).as_deref() == Some(commit) {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    tracing::warn!(branch = %push.name, commit, "git did not move the branch within 10 s of accepting the push");
 }
 
 /// The rollout stage: takes rollout requests in order and runs them, one at a time per

@@ -194,6 +194,13 @@ pub fn export_commit(
     Ok((tar, files))
 }
 
+/// Where branch `name` (`refs/heads/…`) of the repo at `repo_path` points, if anywhere.
+pub fn branch_head(repo_path: &Path, name: &str) -> Option<String> {
+    let repo = git2::Repository::open_bare(repo_path).ok()?;
+    let reference = repo.find_reference(name).ok()?;
+    reference.target().map(|oid| oid.to_string())
+}
+
 /// What hoistd tells `git http-backend` (and so the hook) about itself.
 #[derive(Debug, Clone)]
 pub struct HookEnv {

@@ -160,3 +160,68 @@ fn other_branches_are_stored_without_deploying() {
     assert!(hoistd.get_json("/api/v1/apps/blog/builds").as_array().unwrap().is_empty());
     assert_eq!(hoistd.visit("blog", "/").0, 404);
 }
+
+#[test]
+fn pushes_to_one_app_queue_one_at_a_time_and_the_newest_replaces_the_waiting_one() {
+    let hoistd = Hoistd::start(&[]);
+    hoistd.create_app("busy");
+    let base = WorkTree::new(&hoistd, "busy", Some("dockerfile-site"));
+    base.commit("first");
+    let push = base.push(&hoistd.remote("busy"), "main");
+    assert!(push.status.success(), "{}", show(&push));
+
+    // Three developers push on top of the same commit, one right after the other.
+    let clone = |name: &str, dockerfile: &str| {
+        let tree = WorkTree::new(&hoistd, name, None);
+        tree.git(&["pull", "-q", &hoistd.remote("busy"), "main"]);
+        tree.write("Dockerfile", dockerfile).commit(name);
+        tree
+    };
+    let slow = clone("slow", "FROM hoist/stack-base:run\nRUN sleep 8 && mkdir /www && echo slow > /www/index.html\nCMD [\"sh\", \"-c\", \"exec busybox httpd -f -p $PORT -h /www\"]\n");
+    let middle = clone("middle", "FROM hoist/stack-base:run\nRUN mkdir /www && echo middle > /www/index.html\nCMD [\"sh\", \"-c\", \"exec busybox httpd -f -p $PORT -h /www\"]\n");
+    let newest = clone("newest", "FROM hoist/stack-base:run\nRUN mkdir /www && echo newest > /www/index.html\nCMD [\"sh\", \"-c\", \"exec busybox httpd -f -p $PORT -h /www\"]\n");
+    let start_push = |tree: &WorkTree| {
+        let (dir, remote) = (tree.dir.clone(), hoistd.remote("busy"));
+        std::thread::spawn(move || WorkTree { dir }.push(&remote, "main"))
+    };
+    let build_status = |id: i64| {
+        let (status, body) = hoistd.get(&format!("/api/v1/apps/busy/builds/{id}"));
+        (status == 200).then(|| serde_json::from_str::<serde_json::Value>(&body).unwrap()["status"].as_str().unwrap().to_string())
+    };
+
+    let slow_push = start_push(&slow);
+    wait_for("build 2 to run", Duration::from_secs(60), || (build_status(2)? == "building").then_some(()));
+    let middle_push = start_push(&middle);
+    wait_for("build 3 to queue", Duration::from_secs(30), || (build_status(3)? == "queued").then_some(()));
+    let newest_push = start_push(&newest);
+    wait_for("build 4 to queue", Duration::from_secs(30), || (build_status(4)? == "queued").then_some(()));
+    assert_eq!(build_status(2).unwrap(), "building", "the first build was still running while two more waited");
+
+    let middle_push = middle_push.join().unwrap();
+    let output = text(&middle_push);
+    assert!(!middle_push.status.success(), "a superseded push is refused\n{output}");
+    assert!(output.contains("Superseded by build 4"), "{output}");
+    assert_eq!(build_status(3).unwrap(), "superseded");
+
+    let slow_push = slow_push.join().unwrap();
+    assert!(slow_push.status.success(), "{}", show(&slow_push));
+    assert!(hoistd.visit("busy", "/").1.contains("slow"));
+
+    // The newest push waited its turn; by then its base was no longer the branch's head,
+    // so git could not have moved the branch to it: it is refused before building.
+    let newest_push = newest_push.join().unwrap();
+    let output = text(&newest_push);
+    assert!(!newest_push.status.success(), "{output}");
+    assert!(output.contains("Waiting for the build before it to finish"), "{output}");
+    assert!(output.contains("refs/heads/main moved to"), "{output}");
+    assert!(output.contains("fetch, rebase or merge, and push again"), "{output}");
+    assert_eq!(build_status(4).unwrap(), "failed");
+    assert!(hoistd.visit("busy", "/").1.contains("slow"), "the slow push's release still serves");
+    assert_eq!(hoistd.get_json("/api/v1/apps/busy/releases").as_array().unwrap().len(), 2);
+
+    // Rebased on the new head, it goes through.
+    newest.git(&["pull", "-q", "--rebase", "-X", "theirs", &hoistd.remote("busy"), "main"]);
+    let push = newest.push(&hoistd.remote("busy"), "main");
+    assert!(push.status.success(), "{}", show(&push));
+    assert!(hoistd.visit("busy", "/").1.contains("newest"));
+}
