@@ -144,9 +144,12 @@ struct CreateApp {
 async fn create_app(
     State(state): State<Arc<ApiState>>,
     _: Admin,
-    body: Result<Json<CreateApp>, JsonRejection>,
+    body: Bytes,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
-    let Json(body) = body?;
+    // Any content type: `curl -d '{"name":"web1"}'` sends a form type with a JSON body.
+    let body: CreateApp = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!("the request body must be JSON like {{\"name\": \"web1\"}}: {e}"))
+    })?;
     let name = AppName::parse(&body.name)?;
     let branch = body.deploy_branch.unwrap_or_else(|| "main".to_string());
     if !git2::Reference::is_valid_name(&format!("refs/heads/{branch}")) {

@@ -48,7 +48,15 @@ fn invalid_app_names_and_bodies_get_400_with_the_reason() {
     assert!(text.contains("invalid deploy branch"), "{text}");
     assert_eq!(hoistd.get_json("/api/v1/apps"), serde_json::json!([]));
 
-    hoistd.create_app("web1");
+    // The plain curl of the README (its -d sends a form content type) creates an app.
+    let curl = std::process::Command::new("curl")
+        .args(["-s", "-w", "\n%{http_code}", "-X", "POST", "-H", &format!("Authorization: Bearer {}", hoistd.token)])
+        .arg(format!("{}/api/v1/apps", hoistd.api_url()))
+        .args(["-d", r#"{"name":"web1"}"#])
+        .output()
+        .unwrap();
+    let curl = String::from_utf8_lossy(&curl.stdout);
+    assert!(curl.ends_with("\n201"), "{curl}");
     let (status, text) = hoistd.call("POST", "/api/v1/apps", Some(r#"{"name":"web1"}"#));
     assert_eq!(status, 409, "{text}");
     let (status, text) = hoistd.get("/api/v1/apps/nope");

@@ -109,10 +109,18 @@ fn s(value: &Value) -> String {
     }
 }
 
-#[tokio::main(flavor = "current_thread")]
-async fn main() -> anyhow::Result<()> {
+fn main() {
     hoist::install_tls_provider();
     let args = Args::parse();
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
+    if let Err(error) = runtime.block_on(run(args)) {
+        // The message is for people: no backtrace, whatever RUST_BACKTRACE says.
+        eprintln!("hoist: {error:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
     let client = Client { url: args.url.trim_end_matches('/').to_string(), token: token(args.token)?, http: reqwest::Client::new() };
     use reqwest::Method;
     match args.command {
