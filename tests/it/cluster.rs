@@ -1,7 +1,8 @@
 //! The Kubernetes test cluster (tests/env/cluster) is real: helm installs charts on it,
 //! its kubelet runs images built here, and a container that crashes really crashes.
 
-use hoist_tests::{repo_root, show, Cluster};
+use hoist_tests::{repo_root, show, wait_for, Cluster};
+use std::time::Duration;
 
 fn smoke_chart() -> String {
     repo_root().join("tests/it/charts/smoke").display().to_string()
@@ -47,10 +48,12 @@ fn a_deployment_whose_container_exits_1_never_becomes_available() {
         "-o", "jsonpath={.status.conditions[?(@.type==\"Available\")].status}",
     ]);
     assert_eq!(String::from_utf8_lossy(&available.stdout), "False");
-    // The kubelet really ran it and saw it exit 1.
-    let exit_code = cluster.kubectl(&[
-        "get", "pods", "-n", &cluster.namespace, "-l", "app=crash",
-        "-o", "jsonpath={.items[0].status.containerStatuses[0].lastState.terminated.exitCode}",
-    ]);
-    assert_eq!(String::from_utf8_lossy(&exit_code.stdout), "1", "the container exited 1 and was restarted");
+    // The kubelet really ran it, saw it exit 1, and restarted it.
+    wait_for("the container's exit code 1 in its last state", Duration::from_secs(60), || {
+        let exit_code = cluster.kubectl(&[
+            "get", "pods", "-n", &cluster.namespace, "-l", "app=crash",
+            "-o", "jsonpath={.items[0].status.containerStatuses[0].lastState.terminated.exitCode}",
+        ]);
+        (String::from_utf8_lossy(&exit_code.stdout) == "1").then_some(())
+    });
 }

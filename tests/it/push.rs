@@ -3,6 +3,23 @@
 use hoist_tests::{show, wait_for, Hoistd, WorkTree};
 use std::time::Duration;
 
+/// Opens the gate of a Dockerfile `RUN` step that waits for /tmp/open: finds the build's
+/// container by the marker its command echoes, and creates the file in it.
+fn open_gate(marker: &str) {
+    let container = wait_for("the gated RUN step to start", Duration::from_secs(60), || {
+        let ps = std::process::Command::new(hoist_tests::DOCKER)
+            .args(["ps", "--no-trunc", "--format", "{{.ID}} {{.Command}}"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&ps.stdout)
+            .lines()
+            .find(|line| line.contains(marker))
+            .and_then(|line| line.split_whitespace().next().map(str::to_string))
+    });
+    let exec = std::process::Command::new(hoist_tests::DOCKER).args(["exec", &container, "touch", "/tmp/open"]).output().unwrap();
+    assert!(exec.status.success(), "{}", show(&exec));
+}
+
 fn text(output: &std::process::Output) -> String {
     format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
 }
@@ -177,7 +194,15 @@ fn pushes_to_one_app_queue_one_at_a_time_and_the_newest_replaces_the_waiting_one
         tree.write("Dockerfile", dockerfile).commit(name);
         tree
     };
-    let slow = clone("slow", "FROM hoist/stack-base:run\nRUN sleep 8 && mkdir /www && echo slow > /www/index.html\nCMD [\"sh\", \"-c\", \"exec busybox httpd -f -p $PORT -h /www\"]\n");
+    // The first build waits at a gate the test opens, so the others surely queue behind it.
+    // The marker is unique per run, so Docker's build cache never skips the step.
+    let gate = format!("hoist-test-gate-{}", hoistd.instance);
+    let slow = clone(
+        "slow",
+        &"FROM hoist/stack-base:run\nRUN echo GATE; i=0; while [ ! -e /tmp/open ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done; \
+         mkdir /www && echo slow > /www/index.html\nCMD [\"sh\", \"-c\", \"exec busybox httpd -f -p $PORT -h /www\"]\n"
+            .replace("GATE", &gate),
+    );
     let middle = clone("middle", "FROM hoist/stack-base:run\nRUN mkdir /www && echo middle > /www/index.html\nCMD [\"sh\", \"-c\", \"exec busybox httpd -f -p $PORT -h /www\"]\n");
     let newest = clone("newest", "FROM hoist/stack-base:run\nRUN mkdir /www && echo newest > /www/index.html\nCMD [\"sh\", \"-c\", \"exec busybox httpd -f -p $PORT -h /www\"]\n");
     let start_push = |tree: &WorkTree| {
@@ -196,6 +221,7 @@ fn pushes_to_one_app_queue_one_at_a_time_and_the_newest_replaces_the_waiting_one
     let newest_push = start_push(&newest);
     wait_for("build 4 to queue", Duration::from_secs(30), || (build_status(4)? == "queued").then_some(()));
     assert_eq!(build_status(2).unwrap(), "building", "the first build was still running while two more waited");
+    open_gate(&gate);
 
     let middle_push = middle_push.join().unwrap();
     let output = text(&middle_push);
