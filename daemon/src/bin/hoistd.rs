@@ -48,10 +48,14 @@ fn run() -> anyhow::Result<()> {
         )
         .init();
     let config = hoist::config::Config::load(args.config.as_deref())?;
+    let token_path = config.data_dir.join("admin-token");
     runtime.block_on(async {
         let daemon = hoist::daemon::Daemon::start(config).await?;
         if let Some(token) = &daemon.new_admin_token {
-            println!("hoistd: created the admin token (shown only this once; also in the data dir):\n{token}");
+            println!("hoistd: created the admin token (shown only this once; also in {}):\n{token}", token_path.display());
+        } else {
+            // Also covers a first start that failed after the token was written.
+            println!("hoistd: the admin token is in {}", token_path.display());
         }
         println!("hoistd: API and git on http://{}  apps on http://<app>.localhost:{}", daemon.api_addr, daemon.router_addr.port());
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
