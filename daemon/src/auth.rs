@@ -18,12 +18,17 @@ pub fn new_token() -> String {
     hex::encode(bytes)
 }
 
+/// Where the admin token lives in a data dir: hoistd creates it, the CLI reads it.
+pub fn admin_token_path(data_dir: &Path) -> PathBuf {
+    data_dir.join("admin-token")
+}
+
 /// Reads `data_dir/admin-token`, creating it (mode 0600) on first start.
 /// Returns the token and whether it was just created, so the caller prints it once.
 pub fn load_or_create_admin_token(data_dir: &Path) -> Result<(String, bool)> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let path = data_dir.join("admin-token");
+    let path = admin_token_path(data_dir);
     let io = |source| Error::Io { path: path.clone(), source };
     match std::fs::read_to_string(&path) {
         Ok(token) if !token.trim().is_empty() => return Ok((token.trim().to_string(), false)),

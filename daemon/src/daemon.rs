@@ -143,7 +143,7 @@ impl Daemon {
             target,
             admin_token: admin_token.clone(),
             hook,
-            token_path: data_dir.join("admin-token"),
+            token_path: auth::admin_token_path(&data_dir),
         });
         let api = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
         tasks.push(tokio::spawn(async move {

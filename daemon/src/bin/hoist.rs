@@ -95,7 +95,7 @@ fn token(given: Option<String>) -> anyhow::Result<String> {
         return Ok(token);
     }
     let dir = std::env::var("HOIST_DATA_DIR").unwrap_or_else(|_| "/var/lib/hoist".to_string());
-    let path = std::path::Path::new(&dir).join("admin-token");
+    let path = hoist::auth::admin_token_path(std::path::Path::new(&dir));
     let token = std::fs::read_to_string(&path)
         .with_context(|| format!("no token: pass --token, set HOIST_TOKEN, or make {} readable", path.display()))?;
     Ok(token.trim().to_string())

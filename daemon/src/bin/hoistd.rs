@@ -48,7 +48,7 @@ fn run() -> anyhow::Result<()> {
         )
         .init();
     let config = hoist::config::Config::load(args.config.as_deref())?;
-    let token_path = config.data_dir.join("admin-token");
+    let token_path = hoist::auth::admin_token_path(&config.data_dir);
     runtime.block_on(async {
         let daemon = hoist::daemon::Daemon::start(config).await?;
         if let Some(token) = &daemon.new_admin_token {
