@@ -26,7 +26,11 @@ fn bin_dir() -> PathBuf {
 /// Path of a workspace binary, checked to exist.
 pub fn binary(name: &str) -> PathBuf {
     let path = bin_dir().join(name);
-    assert!(path.exists(), "{} is missing: run `cargo build --workspace --bins` first (tests/run does)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build --workspace --bins` first (tests/run does)",
+        path.display()
+    );
     path
 }
 
@@ -236,7 +240,10 @@ impl Drop for Hoistd {
         for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
             let _ = Command::new(DOCKER).args(["rm", "-f", "-v", id]).output();
         }
-        let volumes = Command::new(DOCKER).args(["volume", "ls", "-q", "--filter", &format!("name={}-cache-", self.instance)]).output().unwrap();
+        let volumes = Command::new(DOCKER)
+            .args(["volume", "ls", "-q", "--filter", &format!("name={}-cache-", self.instance)])
+            .output()
+            .unwrap();
         for volume in String::from_utf8_lossy(&volumes.stdout).split_whitespace() {
             let _ = Command::new(DOCKER).args(["volume", "rm", "-f", volume]).output();
         }
@@ -356,7 +363,12 @@ impl Cluster {
         let registry = env.iter().find(|(k, _)| k == "HOIST_TEST_REGISTRY").map(|(_, v)| v.clone()).unwrap_or_default();
         let namespace = format!("t{}x{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
         let cluster = Cluster { env, registry, namespace };
-        let nodes = cluster.kubectl_may_fail(&["get", "nodes", "-o", "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}"]);
+        let nodes = cluster.kubectl_may_fail(&[
+            "get",
+            "nodes",
+            "-o",
+            "jsonpath={.items[*].status.conditions[?(@.type==\"Ready\")].status}",
+        ]);
         assert!(
             nodes.status.success() && String::from_utf8_lossy(&nodes.stdout).contains("True"),
             "the Kubernetes test cluster is not up: run `bash tests/env/cluster up` (tests/run does)\n{}",

@@ -147,9 +147,8 @@ async fn create_app(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     // Any content type: `curl -d '{"name":"web1"}'` sends a form type with a JSON body.
-    let body: CreateApp = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::BadRequest(format!("the request body must be JSON like {{\"name\": \"web1\"}}: {e}"))
-    })?;
+    let body: CreateApp = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("the request body must be JSON like {{\"name\": \"web1\"}}: {e}")))?;
     let name = AppName::parse(&body.name)?;
     let branch = body.deploy_branch.unwrap_or_else(|| "main".to_string());
     if !git2::Reference::is_valid_name(&format!("refs/heads/{branch}")) {
@@ -168,7 +167,11 @@ async fn list_apps(State(state): State<Arc<ApiState>>, _: Admin) -> ApiResult<Js
     Ok(Json(json!(state.store.apps()?)))
 }
 
-async fn show_app(State(state): State<Arc<ApiState>>, _: Admin, Path(app): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+async fn show_app(
+    State(state): State<Arc<ApiState>>,
+    _: Admin,
+    Path(app): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
     let app = known_app(&state, &app)?;
     let live = state.store.live_release(&app.name)?;
     Ok(Json(json!({
@@ -189,14 +192,20 @@ async fn delete_app(State(state): State<Arc<ApiState>>, _: Admin, Path(app): Pat
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn list_builds(State(state): State<Arc<ApiState>>, _: Admin, Path(app): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+async fn list_builds(
+    State(state): State<Arc<ApiState>>,
+    _: Admin,
+    Path(app): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
     let app = known_app(&state, &app)?;
     Ok(Json(json!(state.store.builds(&app.name)?)))
 }
 
 fn known_build(state: &ApiState, app: &str, id: &str) -> ApiResult<(store::App, store::Build)> {
     let app = known_app(state, app)?;
-    let missing = || ApiError::NotFound(format!("app {} has no build {id:?}; list them with `hoist builds {}`", app.name, app.name));
+    let missing = || {
+        ApiError::NotFound(format!("app {} has no build {id:?}; list them with `hoist builds {}`", app.name, app.name))
+    };
     let id: i64 = id.parse().map_err(|_| missing())?;
     let build = state.store.build(id)?.filter(|b| b.app == app.name.as_str()).ok_or_else(missing)?;
     Ok((app, build))
@@ -211,18 +220,30 @@ async fn show_build(
     Ok(Json(json!(build)))
 }
 
-async fn build_log(State(state): State<Arc<ApiState>>, _: Admin, Path((app, id)): Path<(String, String)>) -> ApiResult<Response> {
+async fn build_log(
+    State(state): State<Arc<ApiState>>,
+    _: Admin,
+    Path((app, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
     let (app, build) = known_build(&state, &app, &id)?;
     let text = std::fs::read_to_string(state.logs.build_log(&app.name, build.id)).unwrap_or_default();
     Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
 }
 
-async fn list_releases(State(state): State<Arc<ApiState>>, _: Admin, Path(app): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+async fn list_releases(
+    State(state): State<Arc<ApiState>>,
+    _: Admin,
+    Path(app): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
     let app = known_app(&state, &app)?;
     Ok(Json(json!(state.store.releases(&app.name)?)))
 }
 
-async fn image_stream(State(state): State<Arc<ApiState>>, _: Admin, Path(app): Path<String>) -> ApiResult<Json<serde_json::Value>> {
+async fn image_stream(
+    State(state): State<Arc<ApiState>>,
+    _: Admin,
+    Path(app): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
     let app = known_app(&state, &app)?;
     let mut tags: std::collections::BTreeMap<String, Vec<store::ImageStreamEntry>> = Default::default();
     for entry in state.store.image_stream(&app.name)? {
@@ -293,13 +314,15 @@ async fn receive_hook(
 
     let repo_path = state.repos.path(&app.name);
     let (object_dirs, name, commit) = (request.object_dirs, app.name.clone(), deploy.new.clone());
-    let exported = tokio::task::spawn_blocking(move || receive::export_commit(&repo_path, &object_dirs, &name, &commit))
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?
-        .map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let exported =
+        tokio::task::spawn_blocking(move || receive::export_commit(&repo_path, &object_dirs, &name, &commit))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))?
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let (tar, files) = exported;
     let build = state.store.create_build(&app.name, &deploy.new, &deploy.name)?;
-    let log = LiveLog::create(&state.logs.build_log(&app.name, build.id)).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let log =
+        LiveLog::create(&state.logs.build_log(&app.name, build.id)).map_err(|e| ApiError::Internal(e.to_string()))?;
     let lines = log.subscribe();
     for note in notes {
         log.line(note);
@@ -357,8 +380,12 @@ fn ndjson_follow(mut lines: broadcast::Receiver<String>, mut outcome: oneshot::R
             Ok(outcome) => HookMessage::End {
                 ok: outcome.is_ok(),
                 message: match &outcome {
-                    Outcome::Failed { .. } => "=====> Push rejected: the app was not deployed; the running release keeps serving".to_string(),
-                    Outcome::Superseded { by } => format!("=====> Push rejected: build {by} of a newer push replaced it before it started"),
+                    Outcome::Failed { .. } => {
+                        "=====> Push rejected: the app was not deployed; the running release keeps serving".to_string()
+                    }
+                    Outcome::Superseded { by } => {
+                        format!("=====> Push rejected: build {by} of a newer push replaced it before it started")
+                    }
                     _ => String::new(),
                 },
             },

@@ -131,13 +131,14 @@ mod tests {
             .unwrap()
             .map(|e| {
                 let e = e.unwrap();
-                (e.path().unwrap().to_string_lossy().into_owned(), e.header().mode().unwrap(), e.header().uid().unwrap())
+                (
+                    e.path().unwrap().to_string_lossy().into_owned(),
+                    e.header().mode().unwrap(),
+                    e.header().uid().unwrap(),
+                )
             })
             .collect();
-        assert_eq!(
-            names,
-            [("ctx/app/a.sh".into(), 0o755, APP_UID), ("ctx/app/z.txt".into(), 0o644, APP_UID)]
-        );
+        assert_eq!(names, [("ctx/app/a.sh".into(), 0o755, APP_UID), ("ctx/app/z.txt".into(), 0o644, APP_UID)]);
         assert_eq!(read_file(&source, "app/z.txt").unwrap().unwrap(), b"z");
     }
 }

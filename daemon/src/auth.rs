@@ -38,13 +38,8 @@ pub fn load_or_create_admin_token(data_dir: &Path) -> Result<(String, bool)> {
     }
     let token = new_token();
     let tmp = path.with_extension("tmp");
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(io)?;
+    let mut file =
+        std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io)?;
     file.write_all(token.as_bytes()).map_err(io)?;
     file.sync_all().map_err(io)?;
     std::fs::rename(&tmp, &path).map_err(io)?;

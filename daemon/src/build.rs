@@ -17,8 +17,8 @@ use crate::docker::{LABEL_APP, LABEL_INSTANCE, LABEL_ROLE};
 use crate::logs::LiveLog;
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder,
-    LogsOptionsBuilder, RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
@@ -94,7 +94,10 @@ impl Builder {
     #[instrument(skip_all, fields(app = %source.app, build = source.build_id))]
     pub async fn build(&self, source: &Source, reference: &str, log: &LiveLog) -> Result<BuiltImage> {
         let detection = buildpack::detect(&source.files)?;
-        log.line(format!("-----> Detected {} app ({}): buildpack {}", detection.language, detection.marker, detection.buildpack));
+        log.line(format!(
+            "-----> Detected {} app ({}): buildpack {}",
+            detection.language, detection.marker, detection.buildpack
+        ));
         let work = async {
             if detection.buildpack == buildpack::DOCKERFILE {
                 self.docker_build(source, source.tar.as_ref().clone(), reference, log).await
@@ -313,10 +316,7 @@ impl Builder {
     async fn collect_outputs(&self, container: &str) -> Result<(Vec<u8>, Vec<u8>)> {
         let download = |path: &str| {
             let options = DownloadFromContainerOptionsBuilder::default().path(path).build();
-            self.docker
-                .download_from_container(container, Some(options))
-                .map_ok(|bytes| bytes.to_vec())
-                .try_concat()
+            self.docker.download_from_container(container, Some(options)).map_ok(|bytes| bytes.to_vec()).try_concat()
         };
         let app = download("/workspace/app").await?;
         let deps = download("/workspace/deps").await?;
@@ -391,7 +391,8 @@ mod tests {
         assert!(dockerfile.contains(r#"CMD ["/bin/sh", "-c", "exec ./serve \"$PORT\""]"#), "{dockerfile}");
         assert!(is_docker_build_noise(" ---> Running in 61927d140c7a"));
         assert!(!is_docker_build_noise("Step 2/11 : COPY app /app"));
-        let plain = run_dockerfile(&RunImage { from: "x", has_deps: false, has_app: true, port: 5000, web_command: None });
+        let plain =
+            run_dockerfile(&RunImage { from: "x", has_deps: false, has_app: true, port: 5000, web_command: None });
         assert!(!plain.contains("deps"), "{plain}");
         assert!(plain.ends_with("CMD [\"/hoist/run\"]\n"), "{plain}");
     }

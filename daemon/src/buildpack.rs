@@ -183,7 +183,7 @@ mod tests {
         check(&[".s2i/bin/assemble"], Some("base"));
         check(&["public/index.html"], None);
         check(&["README.md"], None);
-        check::<>(&[], None);
+        check(&[], None);
     }
 
     #[test]
@@ -201,7 +201,10 @@ mod tests {
 
     #[test]
     fn procfile() {
-        assert_eq!(procfile_web_command("worker: x\nweb: ./serve --port $PORT\n").as_deref(), Some("./serve --port $PORT"));
+        assert_eq!(
+            procfile_web_command("worker: x\nweb: ./serve --port $PORT\n").as_deref(),
+            Some("./serve --port $PORT")
+        );
         assert_eq!(procfile_web_command("worker: x\n"), None);
         assert_eq!(procfile_web_command("web:\n"), None);
     }

@@ -135,8 +135,8 @@ impl Config {
     pub fn load(path: Option<&Path>) -> Result<Config> {
         let mut config = match path {
             Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| Error::Read { path: path.to_path_buf(), source })?;
                 Config::from_toml(&text)
                     .map_err(|source| Error::Parse { path: path.to_path_buf(), source: Box::new(source) })?
             }
@@ -202,10 +202,8 @@ mod tests {
 
     #[test]
     fn toml_then_env() {
-        let mut config = Config::from_toml(
-            "data_dir = \"/tmp/h\"\n[registry]\nexternal = true\n[build]\nparallel = 4\n",
-        )
-        .unwrap();
+        let mut config =
+            Config::from_toml("data_dir = \"/tmp/h\"\n[registry]\nexternal = true\n[build]\nparallel = 4\n").unwrap();
         assert_eq!(config.data_dir, PathBuf::from("/tmp/h"));
         assert!(config.registry.external);
         assert_eq!(config.build.parallel, 4);
@@ -219,10 +217,8 @@ mod tests {
             .unwrap();
         assert_eq!(config.build.parallel, 1);
         assert_eq!(config.api_addr.port(), 9999);
-        let err = config
-            .apply_env(|name| (name == "HOIST_API_ADDR").then(|| "nowhere".into()))
-            .unwrap_err()
-            .to_string();
+        let err =
+            config.apply_env(|name| (name == "HOIST_API_ADDR").then(|| "nowhere".into())).unwrap_err().to_string();
         assert!(err.contains("HOIST_API_ADDR=\"nowhere\""), "{err}");
     }
 

@@ -66,10 +66,12 @@ impl Daemon {
         let mut tasks = Vec::new();
 
         if config.registry.external {
-            registry::wait_ready(config.registry.addr, Duration::from_secs(10), &PathBuf::from("(external registry)")).await?;
+            registry::wait_ready(config.registry.addr, Duration::from_secs(10), &PathBuf::from("(external registry)"))
+                .await?;
         } else {
             tasks.push(
-                registry::start_supervised(&config.registry.program, config.registry.addr, &data_dir.join("registry")).await?,
+                registry::start_supervised(&config.registry.program, config.registry.addr, &data_dir.join("registry"))
+                    .await?,
             );
         }
         let registry = Registry::new(config.registry.addr);

@@ -148,7 +148,10 @@ impl Pipeline {
 
     /// Queues a build. Its outcome arrives on `request.done`.
     pub async fn submit(&self, request: BuildRequest) -> Result<(), &'static str> {
-        self.scheduler.send(Message::Submit(request)).await.map_err(|_| "the build scheduler has stopped; restart hoistd")
+        self.scheduler
+            .send(Message::Submit(request))
+            .await
+            .map_err(|_| "the build scheduler has stopped; restart hoistd")
     }
 }
 
@@ -164,7 +167,9 @@ async fn schedule(mut rx: mpsc::Receiver<Message>, tx: mpsc::Sender<Message>, st
             let accepted = outcome.is_ok();
             request.log.line(match &outcome {
                 Outcome::Live { release } => format!("=====> Done: release {release} is live"),
-                Outcome::Unchanged { digest } => format!("=====> Done: image unchanged ({digest}); nothing to roll out"),
+                Outcome::Unchanged { digest } => {
+                    format!("=====> Done: image unchanged ({digest}); nothing to roll out")
+                }
                 Outcome::Superseded { by } => format!("=====> Superseded by build {by}"),
                 Outcome::Failed { message } => format!("=====> Failed: {message}"),
             });
@@ -236,7 +241,11 @@ async fn run_build(stages: &Stages, request: &BuildRequest) -> Outcome {
         }
     }
     let _ = stages.store.set_build_status(id, BuildStatus::Building);
-    log.line(format!("-----> Building {} at {} (build {id})", source.app, &source.commit[..source.commit.len().min(12)]));
+    log.line(format!(
+        "-----> Building {} at {} (build {id})",
+        source.app,
+        &source.commit[..source.commit.len().min(12)]
+    ));
     let repository = stages.registry.repository(source.app.as_str());
     let tag = format!("build-{id}");
     let built = match stages.builder.build(source, &format!("{repository}:{tag}"), log).await {

@@ -64,7 +64,14 @@ impl Registry {
 
     /// Pushes the dockerd image `local` as `repository:tag` and returns the manifest
     /// digest the registry now serves for it.
-    pub async fn push(&self, docker: &Docker, local: &str, repository: &str, tag: &str, log: &LiveLog) -> Result<String> {
+    pub async fn push(
+        &self,
+        docker: &Docker,
+        local: &str,
+        repository: &str,
+        tag: &str,
+        log: &LiveLog,
+    ) -> Result<String> {
         let reference = format!("{repository}:{tag}");
         let push_error = |message: String| Error::Push { reference: reference.clone(), message };
         if local != reference {

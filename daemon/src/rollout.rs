@@ -181,7 +181,11 @@ impl DockerTarget {
         };
         self.remove_container(&name).await;
         let create = CreateContainerOptionsBuilder::default().name(&name).build();
-        let created = self.docker.create_container(Some(create), body).await.map_err(|e| format!("cannot create container: {e}"))?;
+        let created = self
+            .docker
+            .create_container(Some(create), body)
+            .await
+            .map_err(|e| format!("cannot create container: {e}"))?;
         self.store.set_release_container(app, release.number, &created.id).map_err(|e| e.to_string())?;
         self.docker.start_container(&name, None).await.map_err(|e| format!("cannot start container: {e}"))?;
         let upstream = self.published_addr(&name).await.map_err(|e| format!("cannot find its port: {e}"))?;

@@ -41,9 +41,16 @@ struct RouterState {
 
 /// The app named by a Host header under `domain`: `web1.localhost:8080` → `web1`.
 pub fn app_from_host(host: &str, domain: &str) -> Option<String> {
-    let host = host.rsplit_once(':').map_or(host, |(name, port)| {
-        if port.chars().all(|c| c.is_ascii_digit()) { name } else { host }
-    });
+    let host = host.rsplit_once(':').map_or(
+        host,
+        |(name, port)| {
+            if port.chars().all(|c| c.is_ascii_digit()) {
+                name
+            } else {
+                host
+            }
+        },
+    );
     let app = host.strip_suffix(domain)?.strip_suffix('.')?;
     (!app.is_empty() && !app.contains('.')).then(|| app.to_ascii_lowercase())
 }

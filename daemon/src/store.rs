@@ -484,9 +484,8 @@ impl Store {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let builds: Vec<i64> = {
-            let mut stmt = tx.prepare(
-                "SELECT id FROM builds WHERE status IN ('queued', 'building', 'pushing', 'deploying')",
-            )?;
+            let mut stmt =
+                tx.prepare("SELECT id FROM builds WHERE status IN ('queued', 'building', 'pushing', 'deploying')")?;
             let ids = stmt.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
             ids
         };

@@ -14,17 +14,37 @@ const SITE: &str = "FROM hoist/stack-base:run\nCOPY index.html /www/index.html\n
 fn helm_installs_a_chart_whose_pod_becomes_ready_and_answers_http() {
     let cluster = Cluster::connect();
     let image = cluster.push_image("site", SITE, &[("index.html", "<h1>served by a real kubelet</h1>\n")]);
-    let install = cluster.helm(&["install", "web", &smoke_chart(), "--set", &format!("image={image}"), "--wait", "--timeout", "120s"]);
+    let install = cluster.helm(&[
+        "install",
+        "web",
+        &smoke_chart(),
+        "--set",
+        &format!("image={image}"),
+        "--wait",
+        "--timeout",
+        "120s",
+    ]);
     assert!(install.status.success(), "helm install failed\n{}", show(&install));
-    let ready = cluster.kubectl(&["get", "deploy", "web", "-n", &cluster.namespace, "-o", "jsonpath={.status.readyReplicas}"]);
+    let ready =
+        cluster.kubectl(&["get", "deploy", "web", "-n", &cluster.namespace, "-o", "jsonpath={.status.readyReplicas}"]);
     assert_eq!(String::from_utf8_lossy(&ready.stdout), "1");
     let page = cluster.get_through_port_forward("web", 8080);
     assert!(page.contains("served by a real kubelet"), "{page}");
 
     // An upgrade to a crashing version with --atomic is rolled back; the old pod serves on.
     let upgrade = cluster.helm(&[
-        "upgrade", "--install", "web", &smoke_chart(), "--set", &format!("image={image}"),
-        "--set", "command={sh,-c,echo crashing on purpose; exit 1}", "--atomic", "--wait", "--timeout", "25s",
+        "upgrade",
+        "--install",
+        "web",
+        &smoke_chart(),
+        "--set",
+        &format!("image={image}"),
+        "--set",
+        "command={sh,-c,echo crashing on purpose; exit 1}",
+        "--atomic",
+        "--wait",
+        "--timeout",
+        "25s",
     ]);
     assert!(!upgrade.status.success(), "an upgrade that never becomes ready must fail\n{}", show(&upgrade));
     assert!(String::from_utf8_lossy(&upgrade.stderr).contains("rolled back"), "{}", show(&upgrade));
@@ -39,20 +59,39 @@ fn a_deployment_whose_container_exits_1_never_becomes_available() {
     let cluster = Cluster::connect();
     let image = cluster.push_image("crash", SITE, &[("index.html", "never served\n")]);
     let install = cluster.helm(&[
-        "install", "crash", &smoke_chart(), "--set", &format!("image={image}"),
-        "--set", "command={sh,-c,exit 1}", "--wait", "--timeout", "20s",
+        "install",
+        "crash",
+        &smoke_chart(),
+        "--set",
+        &format!("image={image}"),
+        "--set",
+        "command={sh,-c,exit 1}",
+        "--wait",
+        "--timeout",
+        "20s",
     ]);
     assert!(!install.status.success(), "helm --wait must fail for a crashing container\n{}", show(&install));
     let available = cluster.kubectl(&[
-        "get", "deploy", "crash", "-n", &cluster.namespace,
-        "-o", "jsonpath={.status.conditions[?(@.type==\"Available\")].status}",
+        "get",
+        "deploy",
+        "crash",
+        "-n",
+        &cluster.namespace,
+        "-o",
+        "jsonpath={.status.conditions[?(@.type==\"Available\")].status}",
     ]);
     assert_eq!(String::from_utf8_lossy(&available.stdout), "False");
     // The kubelet really ran it, saw it exit 1, and restarted it.
     wait_for("the container's exit code 1 in its last state", Duration::from_secs(60), || {
         let exit_code = cluster.kubectl(&[
-            "get", "pods", "-n", &cluster.namespace, "-l", "app=crash",
-            "-o", "jsonpath={.items[0].status.containerStatuses[0].lastState.terminated.exitCode}",
+            "get",
+            "pods",
+            "-n",
+            &cluster.namespace,
+            "-l",
+            "app=crash",
+            "-o",
+            "jsonpath={.items[0].status.containerStatuses[0].lastState.terminated.exitCode}",
         ]);
         (String::from_utf8_lossy(&exit_code.stdout) == "1").then_some(())
     });

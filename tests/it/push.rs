@@ -16,7 +16,10 @@ fn open_gate(marker: &str) {
             .find(|line| line.contains(marker))
             .and_then(|line| line.split_whitespace().next().map(str::to_string))
     });
-    let exec = std::process::Command::new(hoist_tests::DOCKER).args(["exec", &container, "touch", "/tmp/open"]).output().unwrap();
+    let exec = std::process::Command::new(hoist_tests::DOCKER)
+        .args(["exec", &container, "touch", "/tmp/open"])
+        .output()
+        .unwrap();
     assert!(exec.status.success(), "{}", show(&exec));
 }
 
@@ -35,7 +38,10 @@ fn static_site_goes_live_and_an_update_becomes_release_2() {
     let output = text(&push);
     assert!(push.status.success(), "first push failed\n{}", show(&push));
     for expected in ["Detected static site app (index.html)", "Pushing 127.0.0.1:", "release 1 is live"] {
-        assert!(output.contains(&format!("remote: {expected}")) || output.contains(expected), "missing {expected:?} in\n{output}");
+        assert!(
+            output.contains(&format!("remote: {expected}")) || output.contains(expected),
+            "missing {expected:?} in\n{output}"
+        );
     }
     assert!(output.contains("remote: "), "the build streams as remote: lines\n{output}");
     let (status, page) = hoistd.visit("web1", "/");
@@ -48,8 +54,12 @@ fn static_site_goes_live_and_an_update_becomes_release_2() {
     assert!(hoistd.visit("web1", "/").1.contains("Second version"));
 
     let releases = hoistd.get_json("/api/v1/apps/web1/releases");
-    let statuses: Vec<(i64, &str)> =
-        releases.as_array().unwrap().iter().map(|r| (r["number"].as_i64().unwrap(), r["status"].as_str().unwrap())).collect();
+    let statuses: Vec<(i64, &str)> = releases
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["number"].as_i64().unwrap(), r["status"].as_str().unwrap()))
+        .collect();
     assert_eq!(statuses, [(2, "live"), (1, "retired")]);
 
     // The image stream keeps both digests of `latest`, newest first, each from its build.
@@ -70,13 +80,16 @@ fn static_site_goes_live_and_an_update_becomes_release_2() {
     // Only one release container runs; the old one is stopped once traffic moved.
     let label = format!("label=org.hoist.instance={}", hoistd.instance);
     wait_for("release 1's container to go", Duration::from_secs(30), || {
-        let ps = std::process::Command::new(hoist_tests::DOCKER).args(["ps", "-q", "--filter", &label]).output().unwrap();
+        let ps =
+            std::process::Command::new(hoist_tests::DOCKER).args(["ps", "-q", "--filter", &label]).output().unwrap();
         (String::from_utf8_lossy(&ps.stdout).lines().count() == 1).then_some(())
     });
 
     // Deleting the app stops it and removes its containers and build cache.
     let volume = format!("{}-cache-web1", hoistd.instance);
-    let inspect = |what: &str| std::process::Command::new(hoist_tests::DOCKER).args(["volume", "inspect", what]).output().unwrap();
+    let inspect = |what: &str| {
+        std::process::Command::new(hoist_tests::DOCKER).args(["volume", "inspect", what]).output().unwrap()
+    };
     assert!(inspect(&volume).status.success(), "the static buildpack's build had a cache volume");
     hoistd.cli(&["apps", "delete", "web1"]);
     assert_eq!(hoistd.visit("web1", "/").0, 404);
@@ -95,8 +108,11 @@ fn broken_dockerfile_is_rejected_and_the_old_release_keeps_serving() {
     assert!(push.status.success(), "{}", show(&push));
     assert!(hoistd.visit("shop", "/").1.contains("Built from a Dockerfile"));
 
-    site.write("Dockerfile", "FROM hoist/stack-base:run\nRUN echo compiling && echo 'error: missing semicolon' >&2 && exit 3\n")
-        .commit("broken");
+    site.write(
+        "Dockerfile",
+        "FROM hoist/stack-base:run\nRUN echo compiling && echo 'error: missing semicolon' >&2 && exit 3\n",
+    )
+    .commit("broken");
     let push = site.push(&hoistd.remote("shop"), "main");
     let output = text(&push);
     assert!(!push.status.success(), "a failed build must reject the push\n{output}");
@@ -113,7 +129,10 @@ fn broken_dockerfile_is_rejected_and_the_old_release_keeps_serving() {
     // The rejected commit did not move the branch.
     let remote_head = site.git(&["ls-remote", &hoistd.remote("shop"), "refs/heads/main"]);
     let first = site.git(&["rev-parse", "HEAD~1"]);
-    assert_eq!(String::from_utf8_lossy(&remote_head.stdout).split_whitespace().next(), String::from_utf8_lossy(&first.stdout).split_whitespace().next());
+    assert_eq!(
+        String::from_utf8_lossy(&remote_head.stdout).split_whitespace().next(),
+        String::from_utf8_lossy(&first.stdout).split_whitespace().next()
+    );
 }
 
 #[test]
@@ -160,7 +179,10 @@ fn a_repo_no_buildpack_matches_is_rejected_with_what_was_looked_for() {
     // A language without its buildpack yet says so, and how to get going anyway.
     repo.write("pom.xml", "<project/>\n").commit("maven");
     let output = text(&repo.push(&hoistd.remote("docs"), "main"));
-    assert!(output.contains("detected a Java (Maven) app (pom.xml), but this hoistd has no \"maven\" buildpack"), "{output}");
+    assert!(
+        output.contains("detected a Java (Maven) app (pom.xml), but this hoistd has no \"maven\" buildpack"),
+        "{output}"
+    );
 }
 
 #[test]
@@ -211,7 +233,8 @@ fn pushes_to_one_app_queue_one_at_a_time_and_the_newest_replaces_the_waiting_one
     };
     let build_status = |id: i64| {
         let (status, body) = hoistd.get(&format!("/api/v1/apps/busy/builds/{id}"));
-        (status == 200).then(|| serde_json::from_str::<serde_json::Value>(&body).unwrap()["status"].as_str().unwrap().to_string())
+        (status == 200)
+            .then(|| serde_json::from_str::<serde_json::Value>(&body).unwrap()["status"].as_str().unwrap().to_string())
     };
 
     let slow_push = start_push(&slow);

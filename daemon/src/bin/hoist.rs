@@ -46,8 +46,12 @@ enum AppsCommand {
         deploy_branch: String,
     },
     List,
-    Show { name: String },
-    Delete { name: String },
+    Show {
+        name: String,
+    },
+    Delete {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -63,12 +67,18 @@ struct Client {
 }
 
 impl Client {
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> anyhow::Result<reqwest::Response> {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<reqwest::Response> {
         let mut request = self.http.request(method, format!("{}{path}", self.url)).bearer_auth(&self.token);
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.with_context(|| format!("cannot reach hoistd at {}; is it running?", self.url))?;
+        let response =
+            request.send().await.with_context(|| format!("cannot reach hoistd at {}; is it running?", self.url))?;
         if !response.status().is_success() {
             let status = response.status();
             let text = response.text().await.unwrap_or_default();
@@ -121,14 +131,21 @@ fn main() {
 }
 
 async fn run(args: Args) -> anyhow::Result<()> {
-    let client = Client { url: args.url.trim_end_matches('/').to_string(), token: token(args.token)?, http: reqwest::Client::new() };
+    let client = Client {
+        url: args.url.trim_end_matches('/').to_string(),
+        token: token(args.token)?,
+        http: reqwest::Client::new(),
+    };
     use reqwest::Method;
     match args.command {
         Command::Apps { command: AppsCommand::Create { name, deploy_branch } } => {
             let body = serde_json::json!({ "name": name, "deploy_branch": deploy_branch });
             client.json(Method::POST, "/api/v1/apps", Some(body)).await?;
             println!("created app {name}");
-            println!("push to it:  git remote add hoist {}/git/{name}.git && git push hoist {deploy_branch}", client.url);
+            println!(
+                "push to it:  git remote add hoist {}/git/{name}.git && git push hoist {deploy_branch}",
+                client.url
+            );
         }
         Command::Apps { command: AppsCommand::List } => {
             for app in client.json(Method::GET, "/api/v1/apps", None).await?.as_array().into_iter().flatten() {
@@ -145,7 +162,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         Command::Builds { app, command: None } => {
             println!("ID\tSTATUS\tBUILDPACK\tCOMMIT\tCREATED");
-            for build in client.json(Method::GET, &format!("/api/v1/apps/{app}/builds"), None).await?.as_array().into_iter().flatten() {
+            for build in client
+                .json(Method::GET, &format!("/api/v1/apps/{app}/builds"), None)
+                .await?
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
                 let commit = s(&build["commit"]);
                 println!(
                     "{}\t{}\t{}\t{}\t{}",
@@ -162,12 +185,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&build)?);
         }
         Command::Builds { app, command: Some(BuildsCommand::Log { id }) } => {
-            let text = client.call(Method::GET, &format!("/api/v1/apps/{app}/builds/{id}/log"), None).await?.text().await?;
+            let text =
+                client.call(Method::GET, &format!("/api/v1/apps/{app}/builds/{id}/log"), None).await?.text().await?;
             print!("{text}");
         }
         Command::Releases { app } => {
             println!("RELEASE\tSTATUS\tBUILD\tIMAGE\tCREATED");
-            for release in client.json(Method::GET, &format!("/api/v1/apps/{app}/releases"), None).await?.as_array().into_iter().flatten() {
+            for release in client
+                .json(Method::GET, &format!("/api/v1/apps/{app}/releases"), None)
+                .await?
+                .as_array()
+                .into_iter()
+                .flatten()
+            {
                 println!(
                     "{}\t{}\t{}\t{}\t{}",
                     s(&release["number"]),
@@ -183,7 +213,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
             for (tag, history) in stream["tags"].as_object().into_iter().flatten() {
                 println!("{tag}:");
                 for entry in history.as_array().into_iter().flatten() {
-                    println!("  {}\t{}\tbuild {}\t{}", s(&entry["digest"]), s(&entry["source"]), s(&entry["build_id"]), s(&entry["created_at"]));
+                    println!(
+                        "  {}\t{}\tbuild {}\t{}",
+                        s(&entry["digest"]),
+                        s(&entry["source"]),
+                        s(&entry["build_id"]),
+                        s(&entry["created_at"])
+                    );
                 }
             }
         }

@@ -43,21 +43,26 @@ fn run() -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("HOIST_LOG").unwrap_or_else(|_| "info".into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("HOIST_LOG").unwrap_or_else(|_| "info".into()))
         .init();
     let config = hoist::config::Config::load(args.config.as_deref())?;
     let token_path = hoist::auth::admin_token_path(&config.data_dir);
     runtime.block_on(async {
         let daemon = hoist::daemon::Daemon::start(config).await?;
         if let Some(token) = &daemon.new_admin_token {
-            println!("hoistd: created the admin token (shown only this once; also in {}):\n{token}", token_path.display());
+            println!(
+                "hoistd: created the admin token (shown only this once; also in {}):\n{token}",
+                token_path.display()
+            );
         } else {
             // Also covers a first start that failed after the token was written.
             println!("hoistd: the admin token is in {}", token_path.display());
         }
-        println!("hoistd: API and git on http://{}  apps on http://<app>.localhost:{}", daemon.api_addr, daemon.router_addr.port());
+        println!(
+            "hoistd: API and git on http://{}  apps on http://<app>.localhost:{}",
+            daemon.api_addr,
+            daemon.router_addr.port()
+        );
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
