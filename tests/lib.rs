@@ -49,8 +49,17 @@ fn check_environment() {
     assert!(docker_ok, "dockerd does not answer: run tests/env/up first (it installs and starts it)\n{docker:?}");
     let registry = Command::new("docker-registry").arg("--version").output();
     assert!(registry.is_ok(), "docker-registry is not installed: run tests/env/up first");
-    let stack = Command::new(DOCKER).args(["image", "inspect", "hoist/stack-base:run"]).output().unwrap();
-    assert!(stack.status.success(), "stack image hoist/stack-base:run is missing: run tests/env/up first");
+    ensure_base_stack();
+}
+
+/// Makes the base stack (`hoist/stack-base:build|run`, which test Dockerfiles start
+/// `FROM`) once per test run, the way hoistd makes every stack.
+pub fn ensure_base_stack() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let output = Command::new(binary("hoistd")).args(["stacks", "prepare", "base"]).output().unwrap();
+        assert!(output.status.success(), "hoistd stacks prepare base failed\n{}", show(&output));
+    });
 }
 
 /// A running hoistd of one test.
@@ -61,6 +70,8 @@ pub struct Hoistd {
     pub router_port: u16,
     pub registry_port: u16,
     pub token: String,
+    /// The hoistd program this test runs (the workspace's, unless the test copied it).
+    program: PathBuf,
     child: Option<Child>,
     http: reqwest::blocking::Client,
 }
@@ -68,6 +79,11 @@ pub struct Hoistd {
 impl Hoistd {
     /// Starts a fresh hoistd in a new temp dir. `env` adds HOIST_* settings.
     pub fn start(env: &[(&str, &str)]) -> Hoistd {
+        Hoistd::start_program(binary("hoistd"), env)
+    }
+
+    /// Starts `program` (a copy of hoistd, say) the way [`Hoistd::start`] starts hoistd.
+    pub fn start_program(program: PathBuf, env: &[(&str, &str)]) -> Hoistd {
         // reqwest is built without a TLS crypto provider of its own in this workspace.
         let _ = rustls::crypto::ring::default_provider().install_default();
         check_environment();
@@ -87,6 +103,7 @@ impl Hoistd {
             router_port: free_port(),
             registry_port: free_port(),
             token: String::new(),
+            program,
             child: None,
             http: reqwest::blocking::Client::builder().timeout(Duration::from_secs(30)).build().unwrap(),
         };
@@ -97,7 +114,7 @@ impl Hoistd {
     fn spawn(&mut self) {
         let stderr = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("hoistd.log")).unwrap();
         let stdout = stderr.try_clone().unwrap();
-        let mut command = Command::new(binary("hoistd"));
+        let mut command = Command::new(&self.program);
         command
             .env("HOIST_DATA_DIR", self.dir.join("data"))
             .env("HOIST_API_ADDR", format!("127.0.0.1:{}", self.api_port))
@@ -410,6 +427,7 @@ impl Cluster {
         for (path, text) in files {
             std::fs::write(dir.join(path), text).unwrap();
         }
+        ensure_base_stack();
         let image = format!("{}/hoist-test/{name}:{}", self.registry, self.namespace);
         let build = Command::new(DOCKER).args(["build", "-q", "-t", &image]).arg(&dir).output().unwrap();
         assert!(build.status.success(), "docker build failed\n{}", show(&build));

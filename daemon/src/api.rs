@@ -36,6 +36,8 @@ pub struct ApiState {
     pub hook: HookEnv,
     /// Shown in the 401 message: where the admin token is.
     pub token_path: std::path::PathBuf,
+    /// The buildpacks an app's `buildpack` setting may name.
+    pub buildpacks: Vec<String>,
 }
 
 /// An API error: a status code and a message that says what to do.
@@ -118,7 +120,7 @@ impl FromRequestParts<Arc<ApiState>> for Admin {
 pub fn router(state: Arc<ApiState>) -> Router {
     Router::new()
         .route("/api/v1/apps", get(list_apps).post(create_app))
-        .route("/api/v1/apps/{app}", get(show_app).delete(delete_app))
+        .route("/api/v1/apps/{app}", get(show_app).patch(update_app).delete(delete_app))
         .route("/api/v1/apps/{app}/builds", get(list_builds))
         .route("/api/v1/apps/{app}/builds/{id}", get(show_build))
         .route("/api/v1/apps/{app}/builds/{id}/log", get(build_log))
@@ -139,6 +141,33 @@ fn known_app(state: &ApiState, name: &str) -> ApiResult<store::App> {
 struct CreateApp {
     name: String,
     deploy_branch: Option<String>,
+    buildpack: Option<String>,
+}
+
+/// `PATCH /api/v1/apps/{app}`: settings to change; `"buildpack": null` clears it.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UpdateApp {
+    #[serde(default, with = "double_option")]
+    buildpack: Option<Option<String>>,
+}
+
+/// Tells an absent field (`None`) from a `null` one (`Some(None)`).
+mod double_option {
+    use serde::{Deserialize, Deserializer};
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
+}
+
+fn check_buildpack(state: &ApiState, buildpack: Option<&str>) -> ApiResult<()> {
+    match buildpack {
+        Some(name) if !state.buildpacks.iter().any(|known| known == name) => Err(ApiError::BadRequest(format!(
+            "unknown buildpack {name:?}: this hoistd has {}",
+            state.buildpacks.join(", ")
+        ))),
+        _ => Ok(()),
+    }
 }
 
 async fn create_app(
@@ -154,13 +183,31 @@ async fn create_app(
     if !git2::Reference::is_valid_name(&format!("refs/heads/{branch}")) {
         return Err(ApiError::BadRequest(format!("invalid deploy branch {branch:?}: not a valid git branch name")));
     }
-    let app = state.store.create_app(&name, &branch)?;
+    check_buildpack(&state, body.buildpack.as_deref())?;
+    let app = state.store.create_app(&name, &branch, body.buildpack.as_deref())?;
     if let Err(error) = state.repos.create(&name) {
         let _ = state.store.delete_app(&name);
         return Err(ApiError::Internal(error.to_string()));
     }
     tracing::info!(app = %name, "app created");
     Ok((StatusCode::CREATED, Json(json!(app))))
+}
+
+async fn update_app(
+    State(state): State<Arc<ApiState>>,
+    _: Admin,
+    Path(app): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let app = known_app(&state, &app)?;
+    let body: UpdateApp = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!("the request body must be JSON like {{\"buildpack\": \"node\"}}: {e}"))
+    })?;
+    if let Some(buildpack) = body.buildpack {
+        check_buildpack(&state, buildpack.as_deref())?;
+        state.store.set_app_buildpack(&app.name, buildpack.as_deref())?;
+    }
+    Ok(Json(json!(known_app(&state, app.name.as_str())?)))
 }
 
 async fn list_apps(State(state): State<Arc<ApiState>>, _: Admin) -> ApiResult<Json<serde_json::Value>> {
@@ -177,6 +224,7 @@ async fn show_app(
     Ok(Json(json!({
         "name": app.name,
         "deploy_branch": app.deploy_branch,
+        "buildpack": app.buildpack,
         "created_at": app.created_at,
         "live_release": live,
     })))
@@ -329,7 +377,14 @@ async fn receive_hook(
     }
     let (done, outcome) = oneshot::channel();
     let push = PushedRef { repo: state.repos.path(&app.name), name: deploy.name, old: deploy.old };
-    let source = Source { app: app.name.clone(), build_id: build.id, commit: deploy.new, tar: Arc::new(tar), files };
+    let source = Source {
+        app: app.name.clone(),
+        build_id: build.id,
+        commit: deploy.new,
+        tar: Arc::new(tar),
+        files,
+        buildpack_setting: app.buildpack.clone(),
+    };
     state
         .pipeline
         .submit(BuildRequest { source, log, done, push: Some(push) })

@@ -12,9 +12,12 @@
 
 use crate::app::AppName;
 use crate::archive;
-use crate::buildpack::{self, Buildpack, Detection};
+use crate::buildpack::{self, Buildpack, Catalog, Detection};
 use crate::docker::{LABEL_APP, LABEL_INSTANCE, LABEL_ROLE};
 use crate::logs::LiveLog;
+use crate::runtime_version::{self, Default as DefaultVersion};
+use crate::stack::{self, StackImages, StackSpec, Stacks};
+use crate::version_source::{self, VersionSources};
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
     BuildImageOptionsBuilder, CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, LogsOptionsBuilder,
@@ -23,7 +26,7 @@ use bollard::query_parameters::{
 use bollard::Docker;
 use futures_util::{StreamExt, TryStreamExt};
 use std::collections::HashMap;
-use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 use tracing::instrument;
 
@@ -32,10 +35,19 @@ use tracing::instrument;
 pub enum Error {
     #[error(transparent)]
     Detect(#[from] buildpack::Error),
-    #[error("stack image {image} is missing from dockerd; run tests/env/up to build the stacks")]
-    StackMissing { image: String },
+    #[error(transparent)]
+    RuntimeVersion(#[from] runtime_version::Error),
+    #[error(transparent)]
+    VersionSource(#[from] version_source::Error),
+    #[error(transparent)]
+    Stack(#[from] stack::Error),
     #[error("assemble of buildpack {buildpack:?} failed with exit code {code}; see its output above")]
     AssembleFailed { buildpack: String, code: i64 },
+    #[error(
+        "the build ran out of memory (limit {limit_mb} MiB, build.memory_mb) and was stopped; \
+         raise build.memory_mb (HOIST_BUILD_MEMORY_MB) or make the build use less"
+    )]
+    OutOfMemory { limit_mb: u64 },
     #[error("docker build failed: {0}")]
     DockerBuild(String),
     #[error("the build took longer than {0:?} and was stopped; raise build.timeout_secs or make it faster")]
@@ -58,6 +70,8 @@ pub struct Source {
     pub tar: std::sync::Arc<Vec<u8>>,
     /// Every file path in the tree, for detection.
     pub files: Vec<String>,
+    /// The app's `buildpack` setting: overrides detection when set.
+    pub buildpack_setting: Option<String>,
 }
 
 /// An image the build left in dockerd.
@@ -68,42 +82,68 @@ pub struct BuiltImage {
     pub buildpack: String,
 }
 
+/// Limits of one builder container.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub memory_mb: u64,
+    pub cpus: f64,
+    pub pids: i64,
+}
+
 /// Settings of the build stage.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub instance: String,
-    pub buildpacks_dir: PathBuf,
     pub timeout: Duration,
     /// `PORT` an app listens on, baked into its image.
     pub app_port: u16,
+    pub limits: Limits,
 }
 
 /// Runs builds against dockerd.
 #[derive(Clone)]
 pub struct Builder {
     docker: Docker,
+    catalog: Arc<Catalog>,
+    stacks: Stacks,
+    versions: VersionSources,
     settings: Settings,
 }
 
 impl Builder {
-    pub fn new(docker: Docker, settings: Settings) -> Builder {
-        Builder { docker, settings }
+    pub fn new(
+        docker: Docker,
+        catalog: Arc<Catalog>,
+        stacks: Stacks,
+        versions: VersionSources,
+        settings: Settings,
+    ) -> Builder {
+        Builder { docker, catalog, stacks, versions, settings }
     }
 
     /// Builds `source` into the local image `reference`, writing progress to `log`.
     #[instrument(skip_all, fields(app = %source.app, build = source.build_id))]
     pub async fn build(&self, source: &Source, reference: &str, log: &LiveLog) -> Result<BuiltImage> {
-        let detection = buildpack::detect(&source.files)?;
+        let detection = self.catalog.detect(&source.files, source.buildpack_setting.as_deref())?;
         log.line(format!(
             "-----> Detected {} app ({}): buildpack {}",
-            detection.language, detection.marker, detection.buildpack
+            detection.language, detection.reason, detection.buildpack
         ));
+        if !detection.also_matched.is_empty() {
+            let others: Vec<String> =
+                detection.also_matched.iter().map(|(name, marker)| format!("{name} ({marker})")).collect();
+            log.line(format!(
+                "       also found: {}; {} goes first (set the app's buildpack to choose another)",
+                others.join(", "),
+                detection.buildpack
+            ));
+        }
         let work = async {
             if detection.buildpack == buildpack::DOCKERFILE {
                 self.docker_build(source, source.tar.as_ref().clone(), reference, log).await
             } else {
-                let buildpack = buildpack::load(&self.settings.buildpacks_dir, &detection)?;
-                self.buildpack_build(source, &detection, &buildpack, reference, log).await
+                let buildpack = self.catalog.get(&detection.buildpack).expect("detection names a buildpack it has");
+                self.buildpack_build(source, &detection, buildpack, reference, log).await
             }
         };
         match tokio::time::timeout(self.settings.timeout, work).await {
@@ -129,6 +169,37 @@ impl Builder {
             (LABEL_APP.to_string(), source.app.to_string()),
             ("org.opencontainers.image.revision".to_string(), source.commit.clone()),
         ])
+    }
+
+    /// The stack `buildpack` builds on for this source: its runtime version resolved
+    /// from the app's version files, before anything is built.
+    async fn choose_stack(&self, source: &Source, buildpack: &Buildpack, log: &LiveLog) -> Result<StackSpec> {
+        let stack = buildpack.manifest.stack.clone();
+        let Some(runtime) = &buildpack.manifest.runtime else {
+            return Ok(StackSpec { name: stack, suite: stack::BOOTSTRAP_SUITE.to_string(), version: None });
+        };
+        let mut request = None;
+        for file in &runtime.files {
+            if let Some(bytes) = archive::read_file(&source.tar, &file.path)? {
+                let text = String::from_utf8_lossy(&bytes);
+                if let Some(found) = runtime_version::read_request(file.format, &file.path, &text) {
+                    request = Some(found);
+                    break;
+                }
+            }
+        }
+        let candidates = self.versions.candidates(runtime).await?;
+        let default = match runtime.default.as_str() {
+            "lts" => DefaultVersion::NodeLts,
+            other => DefaultVersion::Matching(other.to_string()),
+        };
+        let resolution = runtime_version::resolve(&runtime.name, request.as_ref(), &candidates, &default)?;
+        log.line(format!("-----> {}", resolution.note));
+        if let Some(warning) = &resolution.warning {
+            log.line(format!(" !     Warning: {warning}"));
+        }
+        let suite = version_source::debian_suite(&resolution.candidate).unwrap_or(&runtime.suite).to_string();
+        Ok(StackSpec { name: stack, suite, version: Some(resolution.candidate.version.to_string()) })
     }
 
     /// `docker build` of `context`, its output streamed to `log`.
@@ -160,17 +231,8 @@ impl Builder {
         Ok(())
     }
 
-    async fn ensure_image(&self, image: &str) -> Result<()> {
-        match self.docker.inspect_image(image).await {
-            Ok(_) => Ok(()),
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
-                Err(Error::StackMissing { image: image.to_string() })
-            }
-            Err(e) => Err(e.into()),
-        }
-    }
-
-    /// Runs the buildpack's assemble in a builder container, then builds the run image.
+    /// Runs the buildpack's assemble in a builder container of its stack, then builds
+    /// the run image.
     async fn buildpack_build(
         &self,
         source: &Source,
@@ -179,10 +241,10 @@ impl Builder {
         reference: &str,
         log: &LiveLog,
     ) -> Result<()> {
-        self.ensure_image(&buildpack.build_image()).await?;
-        self.ensure_image(&buildpack.run_image()).await?;
+        let spec = self.choose_stack(source, buildpack, log).await?;
+        let stack = self.stacks.ensure(&spec, log).await?;
         let container = self.builder_container(source);
-        let result = self.assemble(source, detection, buildpack, &container, log).await;
+        let result = self.assemble(source, detection, buildpack, &stack, &spec, &container, log).await;
         let outputs = match result {
             Ok(()) => self.collect_outputs(&container).await,
             Err(e) => Err(e),
@@ -206,7 +268,7 @@ impl Builder {
         let app_files = context.append_rebased(&app_tar, 1, "app/")?;
         context.file("run", 0o755, &run_script)?;
         let dockerfile = run_dockerfile(&RunImage {
-            from: &buildpack.run_image(),
+            from: &stack.run,
             has_deps: deps_files > 0,
             has_app: app_files > 0,
             port: self.settings.app_port,
@@ -216,20 +278,23 @@ impl Builder {
         self.docker_build(source, context.finish()?, reference, log).await
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn assemble(
         &self,
         source: &Source,
         detection: &Detection,
         buildpack: &Buildpack,
+        stack: &StackImages,
+        spec: &StackSpec,
         container: &str,
         log: &LiveLog,
     ) -> Result<()> {
-        // The builder's files: source, empty outputs, the buildpack's scripts.
+        // The builder's files: the source and the buildpack's scripts. /app and /deps,
+        // where assemble leaves its outputs, are in the stack, owned by the hoist user:
+        // the paths a build writes are the paths the app runs from.
         let mut files = archive::Writer::new(archive::APP_UID);
         files.dir("workspace/source/")?;
         files.append_rebased(&source.tar, 0, "workspace/source/")?;
-        files.dir("workspace/app/")?;
-        files.dir("workspace/deps/")?;
         let mut scripts = archive::Writer::new(0);
         for script in ["assemble", "run"] {
             scripts.file(&format!("bin/{script}"), 0o755, &std::fs::read(buildpack.dir.join("bin").join(script))?)?;
@@ -242,23 +307,40 @@ impl Builder {
             "/hoist/buildpack/bin/assemble"
         };
 
+        let mut env = vec![
+            format!("HOIST_APP={}", source.app),
+            format!("HOIST_COMMIT={}", source.commit),
+            "SOURCE_DIR=/workspace/source".to_string(),
+            "APP_DIR=/app".to_string(),
+            "DEPS_DIR=/deps".to_string(),
+            "CACHE_DIR=/cache".to_string(),
+            "HOME=/workspace".to_string(),
+            format!("PORT={}", self.settings.app_port),
+        ];
+        if let Some(version) = &spec.version {
+            env.push(format!("HOIST_RUNTIME_VERSION={version}"));
+        }
+        // S2I's .s2i/environment reaches assemble (and so the build tools it runs).
+        if let Some(bytes) = archive::read_file(&source.tar, ".s2i/environment")? {
+            let variables = buildpack::parse_s2i_environment(&String::from_utf8_lossy(&bytes));
+            if !variables.is_empty() {
+                let names: Vec<&str> = variables.iter().map(|(name, _)| name.as_str()).collect();
+                log.line(format!("-----> .s2i/environment sets {}", names.join(", ")));
+            }
+            env.extend(variables.into_iter().map(|(name, value)| format!("{name}={value}")));
+        }
+
         let mut labels = self.labels(source);
         labels.insert(LABEL_ROLE.to_string(), "builder".to_string());
         let cache_volume = format!("{}-cache-{}", self.settings.instance, source.app);
+        let limits = &self.settings.limits;
+        let memory = (limits.memory_mb * 1024 * 1024) as i64;
         let body = ContainerCreateBody {
-            image: Some(buildpack.build_image()),
+            image: Some(stack.build.clone()),
             cmd: Some(vec![assemble.to_string()]),
             user: Some(archive::APP_UID.to_string()),
             working_dir: Some("/workspace/source".to_string()),
-            env: Some(vec![
-                format!("HOIST_APP={}", source.app),
-                format!("HOIST_COMMIT={}", source.commit),
-                "SOURCE_DIR=/workspace/source".to_string(),
-                "APP_DIR=/workspace/app".to_string(),
-                "DEPS_DIR=/workspace/deps".to_string(),
-                "CACHE_DIR=/cache".to_string(),
-                "HOME=/workspace".to_string(),
-            ]),
+            env: Some(env),
             labels: Some(labels),
             host_config: Some(HostConfig {
                 mounts: Some(vec![Mount {
@@ -267,6 +349,11 @@ impl Builder {
                     typ: Some(MountType::VOLUME),
                     ..Default::default()
                 }]),
+                // Memory and swap alike: a build that needs more is stopped, not swapped.
+                memory: Some(memory),
+                memory_swap: Some(memory),
+                nano_cpus: Some((limits.cpus * 1e9) as i64),
+                pids_limit: Some(limits.pids),
                 ..Default::default()
             }),
             ..Default::default()
@@ -296,6 +383,17 @@ impl Builder {
             log.line(indent(&partial));
         }
         let code = self.exit_code(container).await?;
+        let out_of_memory = self
+            .docker
+            .inspect_container(container, None)
+            .await
+            .ok()
+            .and_then(|inspect| inspect.state)
+            .and_then(|state| state.oom_killed)
+            .unwrap_or(false);
+        if out_of_memory {
+            return Err(Error::OutOfMemory { limit_mb: limits.memory_mb });
+        }
         if code != 0 {
             return Err(Error::AssembleFailed { buildpack: buildpack.name.clone(), code });
         }
@@ -312,14 +410,14 @@ impl Builder {
         }
     }
 
-    /// The `app/` and `deps/` folders assemble left, as tars rooted at `app/` and `deps/`.
+    /// The `/app` and `/deps` folders assemble left, as tars rooted at `app/` and `deps/`.
     async fn collect_outputs(&self, container: &str) -> Result<(Vec<u8>, Vec<u8>)> {
         let download = |path: &str| {
             let options = DownloadFromContainerOptionsBuilder::default().path(path).build();
             self.docker.download_from_container(container, Some(options)).map_ok(|bytes| bytes.to_vec()).try_concat()
         };
-        let app = download("/workspace/app").await?;
-        let deps = download("/workspace/deps").await?;
+        let app = download("/app").await?;
+        let deps = download("/deps").await?;
         Ok((app, deps))
     }
 }
@@ -349,9 +447,11 @@ fn run_dockerfile(image: &RunImage<'_>) -> String {
     lines.push(format!("ENV PORT={} HOME=/app", image.port));
     lines.push(format!("EXPOSE {}", image.port));
     match image.web_command {
+        // As Heroku does: the whole line through bash, so `a; b`, `exec x` and `$PORT` work;
+        // bash runs a lone command in its own place, so signals reach it.
         Some(command) => lines.push(format!(
-            "CMD [\"/bin/sh\", \"-c\", {}]",
-            serde_json::to_string(&format!("exec {command}")).expect("a string serialises")
+            "CMD [\"/bin/bash\", \"-c\", {}]",
+            serde_json::to_string(command).expect("a string serialises")
         )),
         None => lines.push("CMD [\"/hoist/run\"]".to_string()),
     }
@@ -388,7 +488,7 @@ mod tests {
         let deps = dockerfile.find("deps /deps").unwrap();
         let app = dockerfile.find("app /app").unwrap();
         assert!(deps < app, "{dockerfile}");
-        assert!(dockerfile.contains(r#"CMD ["/bin/sh", "-c", "exec ./serve \"$PORT\""]"#), "{dockerfile}");
+        assert!(dockerfile.contains(r#"CMD ["/bin/bash", "-c", "./serve \"$PORT\""]"#), "{dockerfile}");
         assert!(is_docker_build_noise(" ---> Running in 61927d140c7a"));
         assert!(!is_docker_build_noise("Step 2/11 : COPY app /app"));
         let plain =

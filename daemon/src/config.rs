@@ -61,8 +61,22 @@ pub struct BuildConfig {
     pub parallel: usize,
     /// A build running longer than this is stopped and failed.
     pub timeout_secs: u64,
-    /// Folder with one folder per buildpack (and `stacks/`).
-    pub buildpacks_dir: PathBuf,
+    /// Folder with one folder per buildpack (and `stacks/`). Unset: the buildpacks built
+    /// into hoistd, unpacked into `<data_dir>/buildpacks` at start.
+    pub buildpacks_dir: Option<PathBuf>,
+    /// Memory of one builder container, in MiB; a build that needs more is stopped.
+    pub memory_mb: u64,
+    /// CPUs one builder container may use.
+    pub cpus: f64,
+    /// Processes one builder container may run at once.
+    pub pids_limit: i64,
+    /// Extra CA certificates every stack trusts (files, or folders of `*.crt`): the
+    /// certificates of a TLS-intercepting proxy, say. Missing paths are skipped.
+    pub ca_certificates: Vec<PathBuf>,
+    /// Where Node versions are listed (the npm registry).
+    pub npm_registry: String,
+    /// Where Go versions are listed (the Go module proxy).
+    pub go_proxy: String,
 }
 
 /// The rollout stage.
@@ -118,8 +132,14 @@ impl Default for BuildConfig {
         BuildConfig {
             parallel: 2,
             timeout_secs: 15 * 60,
-            // The buildpacks of the source tree hoistd was built from.
-            buildpacks_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../buildpacks"),
+            buildpacks_dir: None,
+            memory_mb: 2048,
+            cpus: 2.0,
+            pids_limit: 4096,
+            // Debian's folder for local CA certificates: the host's extra ones.
+            ca_certificates: vec![PathBuf::from("/usr/local/share/ca-certificates")],
+            npm_registry: "https://registry.npmjs.org".to_string(),
+            go_proxy: "https://proxy.golang.org".to_string(),
         }
     }
 }
@@ -187,7 +207,13 @@ impl Config {
             self.build.parallel = parse("HOIST_BUILD_PARALLEL", v)?;
         }
         if let Some(v) = var("HOIST_BUILDPACKS_DIR") {
-            self.build.buildpacks_dir = PathBuf::from(v);
+            self.build.buildpacks_dir = Some(PathBuf::from(v));
+        }
+        if let Some(v) = var("HOIST_BUILD_MEMORY_MB") {
+            self.build.memory_mb = parse("HOIST_BUILD_MEMORY_MB", v)?;
+        }
+        if let Some(v) = var("HOIST_BUILD_TIMEOUT_SECS") {
+            self.build.timeout_secs = parse("HOIST_BUILD_TIMEOUT_SECS", v)?;
         }
         if let Some(v) = var("HOIST_CHECKS_TIMEOUT_SECS") {
             self.rollout.checks_timeout_secs = parse("HOIST_CHECKS_TIMEOUT_SECS", v)?;

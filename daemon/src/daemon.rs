@@ -4,6 +4,7 @@
 use crate::api::{self, ApiState};
 use crate::app::AppName;
 use crate::build::{self, Builder};
+use crate::buildpack::{self, Catalog};
 use crate::config::Config;
 use crate::docker::{LABEL_INSTANCE, LABEL_ROLE};
 use crate::image_stream::ImageStreams;
@@ -13,7 +14,9 @@ use crate::receive::{HookEnv, Repos};
 use crate::registry::{self, Registry};
 use crate::rollout::{self, DockerTarget};
 use crate::router::{self, Routes};
+use crate::stack::{self, CaCertificates, StackSpec, Stacks};
 use crate::store::Store;
+use crate::version_source::VersionSources;
 use crate::{auth, docker, store};
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -40,6 +43,10 @@ pub enum Error {
     Listen { addr: SocketAddr, source: std::io::Error },
     #[error("cannot find hoistd's own program to run as git hook: {0}")]
     OwnProgram(std::io::Error),
+    #[error(transparent)]
+    Buildpacks(#[from] buildpack::Error),
+    #[error(transparent)]
+    Stack(#[from] stack::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -108,13 +115,23 @@ impl Daemon {
 
         let rollouts = pipeline::start_rollout_stage(target.clone());
         let image_streams = ImageStreams::new(store.clone(), rollouts);
+        let (catalog, stacks) = load_buildpacks(&config, &docker, &data_dir.join("buildpacks"))?;
+        let buildpack_names = catalog.names();
+        tracing::info!(buildpacks = %catalog.names().join(","), dir = %catalog.dir.display(), "buildpacks loaded");
         let builder = Builder::new(
             docker.clone(),
+            Arc::new(catalog),
+            stacks,
+            VersionSources::new(&config.build.npm_registry, &config.build.go_proxy),
             build::Settings {
                 instance: config.instance.clone(),
-                buildpacks_dir: config.build.buildpacks_dir.clone(),
                 timeout: Duration::from_secs(config.build.timeout_secs),
                 app_port: config.rollout.app_port,
+                limits: build::Limits {
+                    memory_mb: config.build.memory_mb,
+                    cpus: config.build.cpus,
+                    pids: config.build.pids_limit,
+                },
             },
         );
         let pipeline = Pipeline::start(
@@ -146,6 +163,7 @@ impl Daemon {
             admin_token: admin_token.clone(),
             hook,
             token_path: auth::admin_token_path(&data_dir),
+            buildpacks: buildpack_names,
         });
         let api = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
         tasks.push(tokio::spawn(async move {
@@ -169,6 +187,47 @@ impl Daemon {
             task.abort();
         }
     }
+}
+
+/// The catalog of buildpacks and the stacks they build on: from `build.buildpacks_dir`
+/// when set, else the ones built into hoistd, unpacked into `unpack_into`.
+fn load_buildpacks(
+    config: &Config,
+    docker: &bollard::Docker,
+    unpack_into: &std::path::Path,
+) -> Result<(Catalog, Stacks)> {
+    let dir = match &config.build.buildpacks_dir {
+        Some(dir) => dir.clone(),
+        None => buildpack::unpack_embedded(unpack_into)?,
+    };
+    let catalog = Catalog::load(&dir)?;
+    let certificates = CaCertificates::read(&config.build.ca_certificates)?;
+    let stacks = Stacks::new(docker.clone(), stack::stacks_dir(&dir), certificates);
+    Ok((catalog, stacks))
+}
+
+/// `hoistd stacks prepare NAME [VERSION]`: makes a stack's images now rather than at
+/// the first build that needs them, printing progress.
+pub async fn prepare_stack(config: Config, name: &str, suite: &str, version: Option<String>) -> Result<()> {
+    let docker = docker::connect(&config.docker_host).await?;
+    let scratch = std::env::temp_dir().join(format!("hoist-stacks-{}", std::process::id()));
+    let (_, stacks) = load_buildpacks(&config, &docker, &scratch.join("buildpacks"))?;
+    let log = LiveLog::create(&scratch.join("prepare.log"))
+        .map_err(|source| Error::DataDir { path: scratch.clone(), source })?;
+    let mut lines = log.subscribe();
+    let printer = tokio::spawn(async move {
+        while let Ok(line) = lines.recv().await {
+            println!("{line}");
+        }
+    });
+    let spec = StackSpec { name: name.to_string(), suite: suite.to_string(), version };
+    let result = stacks.ensure(&spec, &log).await;
+    drop(log);
+    let _ = printer.await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    let images = result?;
+    println!("stack {}: {} and {}", spec.describe(), images.build, images.run);
+    Ok(())
 }
 
 /// Builder containers outlive a hoistd that was killed mid-build; remove them.

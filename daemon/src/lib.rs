@@ -26,7 +26,10 @@ pub mod receive;
 pub mod registry;
 pub mod rollout;
 pub mod router;
+pub mod runtime_version;
+pub mod stack;
 pub mod store;
+pub mod version_source;
 
 /// Installs the TLS crypto provider (ring) that HTTPS clients use, e.g. for an external
 /// registry. Every binary calls this first; calling it twice is harmless.

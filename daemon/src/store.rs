@@ -29,6 +29,8 @@ pub struct App {
     pub name: AppName,
     /// Pushes to this branch deploy; others are only stored.
     pub deploy_branch: String,
+    /// The buildpack to use instead of detecting one; `None`: detect.
+    pub buildpack: Option<String>,
     pub created_at: String,
 }
 
@@ -205,6 +207,14 @@ impl Store {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        // Columns added after the first release of the schema.
+        let has_buildpack: bool =
+            conn.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('apps') WHERE name = 'buildpack'", [], |row| {
+                row.get(0)
+            })?;
+        if !has_buildpack {
+            conn.execute_batch("ALTER TABLE apps ADD COLUMN buildpack TEXT")?;
+        }
         Ok(Store { conn: Mutex::new(conn) })
     }
 
@@ -212,11 +222,11 @@ impl Store {
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn create_app(&self, name: &AppName, deploy_branch: &str) -> Result<App> {
+    pub fn create_app(&self, name: &AppName, deploy_branch: &str, buildpack: Option<&str>) -> Result<App> {
         let conn = self.conn();
         let inserted = conn.execute(
-            "INSERT OR IGNORE INTO apps (name, deploy_branch) VALUES (?1, ?2)",
-            params![name.as_str(), deploy_branch],
+            "INSERT OR IGNORE INTO apps (name, deploy_branch, buildpack) VALUES (?1, ?2, ?3)",
+            params![name.as_str(), deploy_branch, buildpack],
         )?;
         if inserted == 0 {
             return Err(Error::AppExists(name.to_string()));
@@ -229,29 +239,36 @@ impl Store {
         let conn = self.conn();
         let app = conn
             .query_row(
-                "SELECT name, deploy_branch, created_at FROM apps WHERE name = ?1",
+                "SELECT name, deploy_branch, created_at, buildpack FROM apps WHERE name = ?1",
                 params![name.as_str()],
-                |row| Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?)),
+                |row| Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
             )
             .optional()?;
-        Ok(app.map(|(name, deploy_branch, created_at)| App {
+        Ok(app.map(|(name, deploy_branch, created_at, buildpack)| App {
             name: AppName::parse(&name).expect("names in the database were validated"),
             deploy_branch,
+            buildpack,
             created_at,
         }))
     }
 
     pub fn apps(&self) -> Result<Vec<App>> {
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT name, deploy_branch, created_at FROM apps ORDER BY name")?;
-        let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?)))?;
+        let mut stmt = conn.prepare("SELECT name, deploy_branch, created_at, buildpack FROM apps ORDER BY name")?;
+        let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?;
         let mut apps = Vec::new();
         for row in rows {
-            let (name, deploy_branch, created_at) = row?;
+            let (name, deploy_branch, created_at, buildpack) = row?;
             let name = AppName::parse(&name).expect("names in the database were validated");
-            apps.push(App { name, deploy_branch, created_at });
+            apps.push(App { name, deploy_branch, buildpack, created_at });
         }
         Ok(apps)
+    }
+
+    /// Sets (or, with `None`, clears) the app's buildpack setting.
+    pub fn set_app_buildpack(&self, name: &AppName, buildpack: Option<&str>) -> Result<()> {
+        self.conn().execute("UPDATE apps SET buildpack = ?2 WHERE name = ?1", params![name.as_str(), buildpack])?;
+        Ok(())
     }
 
     /// Deletes the app and, by cascade, its builds, image stream and releases.
@@ -526,8 +543,8 @@ mod tests {
     fn releases_are_numbered_and_one_is_live() {
         let store = store();
         let app = AppName::parse("web1").unwrap();
-        store.create_app(&app, "main").unwrap();
-        assert!(matches!(store.create_app(&app, "main"), Err(Error::AppExists(_))));
+        store.create_app(&app, "main", None).unwrap();
+        assert!(matches!(store.create_app(&app, "main", None), Err(Error::AppExists(_))));
         let r1 = store.create_release(&app, "r@sha256:1", None).unwrap();
         let r2 = store.create_release(&app, "r@sha256:2", None).unwrap();
         assert_eq!((r1.number, r2.number), (1, 2));
@@ -542,7 +559,7 @@ mod tests {
     fn restart_interrupts_work_in_flight() {
         let store = store();
         let app = AppName::parse("web1").unwrap();
-        store.create_app(&app, "main").unwrap();
+        store.create_app(&app, "main", None).unwrap();
         let done = store.create_build(&app, "a", "refs/heads/main").unwrap();
         store.set_build_status(done.id, BuildStatus::Succeeded).unwrap();
         let running = store.create_build(&app, "b", "refs/heads/main").unwrap();
@@ -560,7 +577,7 @@ mod tests {
     fn image_stream_keeps_history() {
         let store = store();
         let app = AppName::parse("web1").unwrap();
-        store.create_app(&app, "main").unwrap();
+        store.create_app(&app, "main", None).unwrap();
         store.record_tag(&app, "latest", "r", "sha256:1", "build", Some(1)).unwrap();
         store.record_tag(&app, "latest", "r", "sha256:2", "build", Some(2)).unwrap();
         assert_eq!(store.current_digest(&app, "latest").unwrap().as_deref(), Some("sha256:2"));

@@ -65,18 +65,3 @@ ensure_base_image() {
   fi
   "$DOCKER" import "$tarball" debian:bookworm-slim >/dev/null
 }
-
-# ensure_stack_image STACK KIND DIR: build DIR/KIND.Dockerfile as hoist/stack-STACK:KIND
-# unless an image built from the same Dockerfile content exists already.
-ensure_stack_image() {
-  local stack="$1" kind="$2" dir="$3"
-  local dockerfile="$dir/$kind.Dockerfile"
-  [[ -f "$dockerfile" ]] || die "missing $dockerfile"
-  local want have image="hoist/stack-$stack:$kind"
-  want="$(cat "$dockerfile" | sha256sum | cut -c1-16)"
-  have="$("$DOCKER" image inspect -f '{{index .Config.Labels "org.hoist.dockerfile-sha"}}' "$image" 2>/dev/null || true)"
-  if [[ "$want" == "$have" ]]; then log "$image is current"; return; fi
-  log "building $image"
-  DOCKER_BUILDKIT=0 "$DOCKER" build -q -f "$dockerfile" --label "org.hoist.dockerfile-sha=$want" -t "$image" "$dir" >"$CACHE_DIR/stack-$stack-$kind.log" 2>&1 \
-    || { tail -40 "$CACHE_DIR/stack-$stack-$kind.log" >&2; die "building $image failed"; }
-}

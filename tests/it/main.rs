@@ -2,6 +2,7 @@
 //! client, dockerd, Debian's docker-registry, and a hoistd of its own.
 
 mod api;
+mod buildpacks;
 mod cluster;
 mod push;
 mod restart;

@@ -175,14 +175,6 @@ fn a_repo_no_buildpack_matches_is_rejected_with_what_was_looked_for() {
     assert!(output.contains("no buildpack matched: looked for Dockerfile, pom.xml, package.json"), "{output}");
     assert!(output.contains("add one of them"), "{output}");
     assert_eq!(hoistd.visit("docs", "/").0, 404);
-
-    // A language without its buildpack yet says so, and how to get going anyway.
-    repo.write("pom.xml", "<project/>\n").commit("maven");
-    let output = text(&repo.push(&hoistd.remote("docs"), "main"));
-    assert!(
-        output.contains("detected a Java (Maven) app (pom.xml), but this hoistd has no \"maven\" buildpack"),
-        "{output}"
-    );
 }
 
 #[test]

@@ -44,6 +44,14 @@ enum AppsCommand {
         /// Pushes to this branch deploy.
         #[arg(long, default_value = "main")]
         deploy_branch: String,
+        /// Use this buildpack instead of detecting one (e.g. node when a repo also has a pom.xml).
+        #[arg(long)]
+        buildpack: Option<String>,
+    },
+    /// Sets the buildpack an app builds with; `--buildpack detect` goes back to detection.
+    SetBuildpack {
+        name: String,
+        buildpack: String,
     },
     List,
     Show {
@@ -138,8 +146,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     use reqwest::Method;
     match args.command {
-        Command::Apps { command: AppsCommand::Create { name, deploy_branch } } => {
-            let body = serde_json::json!({ "name": name, "deploy_branch": deploy_branch });
+        Command::Apps { command: AppsCommand::SetBuildpack { name, buildpack } } => {
+            let value = if buildpack == "detect" { Value::Null } else { Value::String(buildpack.clone()) };
+            let body = serde_json::json!({ "buildpack": value });
+            client.json(Method::PATCH, &format!("/api/v1/apps/{name}"), Some(body)).await?;
+            println!("app {name} builds with: {buildpack}");
+        }
+        Command::Apps { command: AppsCommand::Create { name, deploy_branch, buildpack } } => {
+            let body = serde_json::json!({ "name": name, "deploy_branch": deploy_branch, "buildpack": buildpack });
             client.json(Method::POST, "/api/v1/apps", Some(body)).await?;
             println!("created app {name}");
             println!(

@@ -22,6 +22,27 @@ enum Command {
         #[arg(value_parser = ["pre-receive"])]
         name: String,
     },
+    /// Stacks: the builder and run images (made at the first build that needs one).
+    Stacks {
+        #[command(subcommand)]
+        command: StacksCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum StacksCommand {
+    /// Makes a stack's images now, e.g. `hoistd stacks prepare base` or
+    /// `hoistd stacks prepare node --version 22.12.0`.
+    Prepare {
+        /// A folder of buildpacks/stacks: base, node, python, go, java, rust.
+        name: String,
+        /// The runtime version, for stacks that have one.
+        #[arg(long)]
+        version: Option<String>,
+        /// The Debian suite.
+        #[arg(long, default_value = "bookworm")]
+        suite: String,
+    },
 }
 
 fn main() {
@@ -36,9 +57,17 @@ fn run() -> anyhow::Result<()> {
     hoist::install_tls_provider();
     let args = Args::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
-    if let Some(Command::Hook { .. }) = args.command {
-        let code = runtime.block_on(hoist::receive::run_pre_receive_hook());
-        std::process::exit(code);
+    match args.command {
+        Some(Command::Hook { .. }) => {
+            let code = runtime.block_on(hoist::receive::run_pre_receive_hook());
+            std::process::exit(code);
+        }
+        Some(Command::Stacks { command: StacksCommand::Prepare { name, version, suite } }) => {
+            let config = hoist::config::Config::load(args.config.as_deref())?;
+            runtime.block_on(hoist::daemon::prepare_stack(config, &name, &suite, version))?;
+            return Ok(());
+        }
+        None => {}
     }
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)

@@ -1,0 +1,21 @@
+# What every stack shares, on one Debian suite (FROM is debian:bookworm-slim or
+# hoist/debian:<suite>): ca-certificates plus the extra CA certificates hoistd was given
+# (by default the host's /usr/local/share/ca-certificates), with every toolchain told
+# to use the system store; the unprivileged `hoist` user (uid 1001) that builds and runs
+# apps; and the folders a build fills: /app (the app), /deps (its dependencies),
+# /workspace (the builder's home and the source).
+ARG FROM
+FROM ${FROM}
+ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
+RUN apt-get update -q && apt-get install -y -q --no-install-recommends ca-certificates >/dev/null \
+ && rm -rf /var/lib/apt/lists/*
+COPY ca-certificates/ /usr/local/share/ca-certificates/hoist/
+RUN update-ca-certificates >/dev/null 2>&1
+ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
+    CURL_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
+    NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt \
+    PIP_CERT=/etc/ssl/certs/ca-certificates.crt \
+    REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
+    CARGO_HTTP_CAINFO=/etc/ssl/certs/ca-certificates.crt
+RUN useradd --uid 1001 --user-group --no-create-home --home-dir /workspace hoist \
+ && mkdir -p /app /deps /workspace && chown hoist:hoist /app /deps /workspace

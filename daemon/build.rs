@@ -1,0 +1,39 @@
+//! Embeds `../buildpacks` (buildpacks and stacks) into hoistd as a tar, so a hoistd
+//! binary copied or installed anywhere still has its buildpacks; hoistd unpacks them
+//! into its data dir at start unless `build.buildpacks_dir` names a folder.
+
+use std::path::Path;
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../buildpacks");
+    // Cargo rescans a folder named here for changed files.
+    println!("cargo:rerun-if-changed={}", root.display());
+    let out = Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("buildpacks.tar");
+    let mut files = Vec::new();
+    collect(&root, &root, &mut files);
+    files.sort();
+    let mut tar = tar::Builder::new(std::fs::File::create(&out).expect("OUT_DIR is writable"));
+    for relative in files {
+        let path = root.join(&relative);
+        let data = std::fs::read(&path).expect("buildpack files are readable");
+        let executable = std::os::unix::fs::PermissionsExt::mode(&path.metadata().unwrap().permissions()) & 0o111 != 0;
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(if executable { 0o755 } else { 0o644 });
+        header.set_mtime(315_532_800);
+        header.set_entry_type(tar::EntryType::Regular);
+        tar.append_data(&mut header, &relative, &data[..]).expect("tar writes");
+    }
+    tar.finish().expect("tar finishes");
+}
+
+fn collect(root: &Path, dir: &Path, files: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).expect("the buildpacks folder is readable") {
+        let path = entry.expect("entries are readable").path();
+        if path.is_dir() {
+            collect(root, &path, files);
+        } else {
+            files.push(path.strip_prefix(root).unwrap().to_string_lossy().into_owned());
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Buildpacks end to end: each language's example app pushed with the real `git`, built
+//! in a stack hoistd makes itself (downloading toolchains and dependencies over HTTPS
+//! through the host's extra CA certificates), and answering through the router.
+
+use hoist_tests::{binary, show, Hoistd, WorkTree};
+
+fn text(output: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&output.stdout), String::from_utf8_lossy(&output.stderr))
+}
+
+/// Pushes `tree` to `app` and fails the test, with everything, if the push fails.
+fn push_ok(hoistd: &Hoistd, tree: &WorkTree, app: &str) -> String {
+    let push = tree.push(&hoistd.remote(app), "main");
+    let output = text(&push);
+    assert!(push.status.success(), "push to {app} failed\n{}\n{}", show(&push), hoistd.log_tail(40));
+    output
+}
+
+fn page(hoistd: &Hoistd, app: &str) -> String {
+    let (status, body) = hoistd.visit(app, "/");
+    assert_eq!(status, 200, "{app}: {body}");
+    body
+}
+
+/// "N layers pushed" of the image push in a build's output.
+fn layers_pushed(output: &str) -> usize {
+    let line = output.lines().find(|l| l.contains("layers pushed")).unwrap_or_else(|| panic!("no push in\n{output}"));
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let at = words.iter().position(|w| *w == "layers").unwrap();
+    words[at - 1].parse().unwrap()
+}
+
+#[test]
+fn node_express_app_goes_live_and_a_code_change_reuses_every_dependency() {
+    let hoistd = Hoistd::start(&[]);
+    hoistd.create_app("expr");
+    let app = WorkTree::new(&hoistd, "expr", Some("node-express"));
+    app.commit("express");
+    let output = push_ok(&hoistd, &app, "expr");
+    assert!(output.contains("Detected Node.js app (package.json): buildpack node"), "{output}");
+    assert!(output.contains("package.json (engines.node) asks for 22.x"), "the version is honoured\n{output}");
+    assert!(output.contains("Installing dependencies: npm ci"), "{output}");
+    let body = page(&hoistd, "expr");
+    assert!(body.starts_with("Hello from Express on Node v22."), "{body}");
+
+    // A one-line change: no dependency is installed again, and only the app layer travels.
+    app.write("index.js", &std::fs::read_to_string(app.dir.join("index.js")).unwrap().replace("Hello", "Howdy"));
+    app.commit("one line");
+    let output = push_ok(&hoistd, &app, "expr");
+    assert!(output.contains("Dependencies unchanged"), "{output}");
+    assert!(!output.contains("npm ci"), "npm ran again\n{output}");
+    assert_eq!(layers_pushed(&output), 1, "only the app layer is new\n{output}");
+    assert!(page(&hoistd, "expr").starts_with("Howdy from Express"));
+}
+
+#[test]
+fn django_app_builds_on_the_nearest_python_with_a_warning_and_serves_its_static_files() {
+    let hoistd = Hoistd::start(&[]);
+    hoistd.create_app("django");
+    let app = WorkTree::new(&hoistd, "django", Some("python-django"));
+    app.commit("django");
+    let output = push_ok(&hoistd, &app, "django");
+    assert!(output.contains("Detected Python app (requirements.txt)"), "{output}");
+    assert!(
+        output.contains("Warning: Python 3.11.9 is not available; building with 3.11.2"),
+        "runtime.txt asks for a patch release Debian does not carry\n{output}"
+    );
+    assert!(output.contains("collectstatic --noinput"), "{output}");
+    assert!(page(&hoistd, "django").starts_with("Hello from Django on Python 3.11.2"));
+    let (status, css) = hoistd.visit("django", "/static/site.css");
+    assert_eq!((status, css.contains("font-family")), (200, true), "collectstatic's files are served: {css}");
+}
+
+#[test]
+fn go_module_builds_with_the_toolchain_its_go_line_asks_for() {
+    let hoistd = Hoistd::start(&[]);
+    hoistd.create_app("gomod");
+    let app = WorkTree::new(&hoistd, "gomod", Some("go-module"));
+    app.commit("go");
+    let output = push_ok(&hoistd, &app, "gomod");
+    assert!(output.contains("go.mod (go) asks for 1.22"), "{output}");
+    let body = page(&hoistd, "gomod");
+    assert!(body.starts_with("Hello from Go go1.22."), "{body}");
+}
+
+#[test]
+fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
+    let hoistd = Hoistd::start(&[]);
+    hoistd.create_app("spring");
+    let app = WorkTree::new(&hoistd, "spring", Some("java-spring-boot"));
+    app.commit("spring boot");
+    let output = push_ok(&hoistd, &app, "spring");
+    assert!(output.contains("Java 17 (system.properties (java.runtime.version) asks for 17)"), "{output}");
+    assert!(output.contains("Using the repo's ./mvnw"), "{output}");
+    let body = page(&hoistd, "spring");
+    assert!(body.starts_with("Hello from Spring Boot on Java 17."), "{body}");
+
+    let java = app.dir.join("src/main/java/com/example/demo/DemoApplication.java");
+    std::fs::write(&java, std::fs::read_to_string(&java).unwrap().replace("Hello from", "Hi from")).unwrap();
+    app.commit("one line");
+    let output = push_ok(&hoistd, &app, "spring");
+    assert!(output.contains("Downloaded 0 files into the Maven cache"), "{output}");
+    assert!(page(&hoistd, "spring").starts_with("Hi from Spring Boot"));
+}
+
+#[test]
+fn cargo_binary_goes_live_on_the_default_rust() {
+    let hoistd = Hoistd::start(&[]);
+    hoistd.create_app("crab");
+    let app = WorkTree::new(&hoistd, "crab", Some("rust-cargo"));
+    app.commit("rust");
+    let output = push_ok(&hoistd, &app, "crab");
+    assert!(output.contains("Rust 1.85.0 (the default; nothing asked for it)"), "{output}");
+    assert!(output.contains("cargo build --release --locked"), "{output}");
+    assert_eq!(page(&hoistd, "crab"), "Hello from Rust\n");
+}
+
+#[test]
+fn a_version_that_cannot_be_had_is_rejected_before_anything_is_built() {
+    let hoistd = Hoistd::start(&[]);
+    hoistd.create_app("oldpy");
+    let app = WorkTree::new(&hoistd, "oldpy", None);
+    app.write("requirements.txt", "flask\n").write("runtime.txt", "python-3.8.10\n").commit("old python");
+    let push = app.push(&hoistd.remote("oldpy"), "main");
+    let output = text(&push);
+    assert!(!push.status.success(), "{output}");
+    assert!(
+        output.contains("Python \"3.8.10\" (asked for in runtime.txt) cannot be had here; available: 3.13.5 (Debian trixie), 3.11.2 (Debian bookworm); change runtime.txt"),
+        "{output}"
+    );
+    assert!(!output.contains("Preparing") && !output.contains("Running assemble"), "nothing was built\n{output}");
+    let builds = hoistd.get_json("/api/v1/apps/oldpy/builds");
+    assert_eq!(builds[0]["status"], "failed", "{builds}");
+}
+
+#[test]
+fn the_app_setting_picks_among_several_markers_and_the_others_are_named() {
+    let hoistd = Hoistd::start(&[]);
+    let output = hoistd.cli(&["apps", "create", "both", "--buildpack", "static"]);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("created app both"), "{}", show(&output));
+    let app = WorkTree::new(&hoistd, "both", Some("static-site"));
+    app.write("package.json", "{\"name\": \"both\"}\n").commit("two markers");
+    let output = push_ok(&hoistd, &app, "both");
+    assert!(output.contains("Detected static site app (the app's buildpack setting): buildpack static"), "{output}");
+    assert!(output.contains("also found: node (package.json)"), "{output}");
+    assert!(page(&hoistd, "both").contains("Hello from hoist"));
+
+    let (status, body) = hoistd.call("PATCH", "/api/v1/apps/both", Some(r#"{"buildpack": "cobol"}"#));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("unknown buildpack \\\"cobol\\\""), "{body}");
+    let (status, body) = hoistd.call("PATCH", "/api/v1/apps/both", Some(r#"{"buildpack": null}"#));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(hoistd.get_json("/api/v1/apps/both")["buildpack"], serde_json::Value::Null);
+}
+
+#[test]
+fn a_build_that_runs_out_of_memory_says_which_limit_and_the_old_release_keeps_serving() {
+    let hoistd = Hoistd::start(&[("HOIST_BUILD_MEMORY_MB", "64")]);
+    hoistd.create_app("hog");
+    let app = WorkTree::new(&hoistd, "hog", Some("static-site"));
+    app.commit("site");
+    push_ok(&hoistd, &app, "hog");
+
+    // Holds 300 MB in a shell variable: far past the 64 MiB limit.
+    app.write(
+        ".s2i/bin/assemble",
+        "#!/bin/sh\necho allocating\nx=$(head -c 300000000 /dev/zero | tr '\\0' a)\necho never\n",
+    );
+    std::process::Command::new("chmod").arg("+x").arg(app.dir.join(".s2i/bin/assemble")).status().unwrap();
+    app.commit("hog memory");
+    let push = app.push(&hoistd.remote("hog"), "main");
+    let output = text(&push);
+    assert!(!push.status.success(), "{output}");
+    assert!(output.contains("the build ran out of memory (limit 64 MiB, build.memory_mb)"), "{output}");
+    assert!(page(&hoistd, "hog").contains("Hello from hoist"), "the running release is untouched");
+}
+
+#[test]
+fn an_installed_hoistd_finds_its_buildpacks_without_the_source_tree() {
+    // A copy of the binary, away from the source tree, as an install would put it.
+    let place = std::env::temp_dir().join(format!("hoist-installed-{}", std::process::id()));
+    std::fs::create_dir_all(&place).unwrap();
+    let program = place.join("hoistd");
+    std::fs::copy(binary("hoistd"), &program).unwrap();
+    let hoistd = Hoistd::start_program(program, &[]);
+    hoistd.create_app("inst");
+    let app = WorkTree::new(&hoistd, "inst", Some("static-site"));
+    app.commit("site");
+    let output = push_ok(&hoistd, &app, "inst");
+    assert!(!output.contains("/daemon/../buildpacks"), "{output}");
+    assert!(page(&hoistd, "inst").contains("Hello from hoist"));
+    let log = std::fs::read_to_string(hoistd.dir.join("hoistd.log")).unwrap();
+    assert!(log.contains(&format!("{}", hoistd.dir.join("data/buildpacks").display())), "{log}");
+    let _ = std::fs::remove_dir_all(&place);
+}
