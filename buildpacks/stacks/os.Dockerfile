@@ -3,7 +3,8 @@
 # (by default the host's /usr/local/share/ca-certificates), with every toolchain told
 # to use the system store; the unprivileged `hoist` user (uid 1001) that builds and runs
 # apps; and the folders a build fills: /app (the app), /deps (its dependencies),
-# /workspace (the builder's home and the source).
+# /workspace (the builder's home and the source), and /cache, where the app's cache volume is
+# mounted (a new volume takes the owner of the folder it is mounted on).
 ARG FROM
 FROM ${FROM}
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
@@ -18,4 +19,4 @@ ENV SSL_CERT_FILE=/etc/ssl/certs/ca-certificates.crt \
     REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt \
     CARGO_HTTP_CAINFO=/etc/ssl/certs/ca-certificates.crt
 RUN useradd --uid 1001 --user-group --no-create-home --home-dir /workspace hoist \
- && mkdir -p /app /deps /workspace && chown hoist:hoist /app /deps /workspace
+ && mkdir -p /app /deps /workspace /cache && chown hoist:hoist /app /deps /workspace /cache

@@ -431,17 +431,18 @@ struct RunImage<'a> {
     web_command: Option<&'a str>,
 }
 
-/// The Dockerfile of an app's run image. Dependencies come first, each in its own
-/// layer, so a change of app code leaves the dependency layer as it was.
+/// The Dockerfile of an app's run image. The start script, then dependencies, then the
+/// app, each in its own layer, so a change of app code makes only the last layer new.
 fn run_dockerfile(image: &RunImage<'_>) -> String {
-    let mut lines = vec![format!("FROM {}", image.from)];
+    // The start script first: it changes with the buildpack, not the app, and a layer
+    // after a changed one is new even when its files are not (its folders' times differ).
+    let mut lines = vec![format!("FROM {}", image.from), "COPY run /hoist/run".to_string()];
     if image.has_deps {
         lines.push("COPY --chown=1001:1001 deps /deps".to_string());
     }
     if image.has_app {
         lines.push("COPY --chown=1001:1001 app /app".to_string());
     }
-    lines.push("COPY run /hoist/run".to_string());
     lines.push("USER 1001".to_string());
     lines.push("WORKDIR /app".to_string());
     lines.push(format!("ENV PORT={} HOME=/app", image.port));
@@ -485,9 +486,10 @@ mod tests {
             port: 5000,
             web_command: Some("./serve \"$PORT\""),
         });
+        let run = dockerfile.find("run /hoist/run").unwrap();
         let deps = dockerfile.find("deps /deps").unwrap();
         let app = dockerfile.find("app /app").unwrap();
-        assert!(deps < app, "{dockerfile}");
+        assert!(run < deps && deps < app, "only the app layer follows what changes with the app\n{dockerfile}");
         assert!(dockerfile.contains(r#"CMD ["/bin/bash", "-c", "./serve \"$PORT\""]"#), "{dockerfile}");
         assert!(is_docker_build_noise(" ---> Running in 61927d140c7a"));
         assert!(!is_docker_build_noise("Step 2/11 : COPY app /app"));

@@ -30,13 +30,16 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 /// How long a fetched list is trusted.
 const FRESH_FOR: Duration = Duration::from_secs(3600);
 
+/// Version lists fetched from registries, with when they were fetched.
+type Fetched = HashMap<VersionSource, (Instant, Vec<Candidate>)>;
+
 /// Lists versions; cheap to clone.
 #[derive(Clone)]
 pub struct VersionSources {
     http: reqwest::Client,
     npm_registry: String,
     go_proxy: String,
-    fetched: Arc<Mutex<HashMap<VersionSource, (Instant, Vec<Candidate>)>>>,
+    fetched: Arc<Mutex<Fetched>>,
 }
 
 impl VersionSources {
