@@ -8,6 +8,12 @@
 ARG FROM
 FROM ${FROM}
 ENV DEBIAN_FRONTEND=noninteractive LANG=C.UTF-8
+# What Debian's official images carry as docker-clean: apt keeps no downloaded .debs and
+# no package caches, so no stack layer ships them.
+RUN printf '%s\n' \
+    'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };' \
+    'APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };' \
+    'Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";' >/etc/apt/apt.conf.d/docker-clean
 RUN apt-get update -q && apt-get install -y -q --no-install-recommends ca-certificates >/dev/null \
  && rm -rf /var/lib/apt/lists/*
 COPY ca-certificates/ /usr/local/share/ca-certificates/hoist/
