@@ -1,21 +1,27 @@
-//! Embeds `../buildpacks` (buildpacks and stacks) into hoistd as a tar, so a hoistd
-//! binary copied or installed anywhere still has its buildpacks; hoistd unpacks them
-//! into its data dir at start unless `build.buildpacks_dir` names a folder.
+//! Embeds `../buildpacks` (buildpacks and stacks) and `../deploy/chart` (the chart of the
+//! kubernetes target) into hoistd as tars, so a hoistd binary copied or installed anywhere
+//! still has them; hoistd unpacks them into its data dir at start unless its config names
+//! folders of its own.
 
 use std::path::Path;
 
 fn main() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../buildpacks");
+    embed("../buildpacks", "buildpacks.tar");
+    embed("../deploy/chart", "chart.tar");
+}
+
+fn embed(folder: &str, tar_name: &str) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
     // Cargo rescans a folder named here for changed files.
     println!("cargo:rerun-if-changed={}", root.display());
-    let out = Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("buildpacks.tar");
+    let out = Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join(tar_name);
     let mut files = Vec::new();
     collect(&root, &root, &mut files);
     files.sort();
     let mut tar = tar::Builder::new(std::fs::File::create(&out).expect("OUT_DIR is writable"));
     for relative in files {
         let path = root.join(&relative);
-        let data = std::fs::read(&path).expect("buildpack files are readable");
+        let data = std::fs::read(&path).expect("embedded files are readable");
         let executable = std::os::unix::fs::PermissionsExt::mode(&path.metadata().unwrap().permissions()) & 0o111 != 0;
         let mut header = tar::Header::new_gnu();
         header.set_size(data.len() as u64);
@@ -28,7 +34,7 @@ fn main() {
 }
 
 fn collect(root: &Path, dir: &Path, files: &mut Vec<String>) {
-    for entry in std::fs::read_dir(dir).expect("the buildpacks folder is readable") {
+    for entry in std::fs::read_dir(dir).expect("embedded folders are readable") {
         let path = entry.expect("entries are readable").path();
         if path.is_dir() {
             collect(root, &path, files);

@@ -5,11 +5,13 @@
 //! Architecture invariant: only this module knows JSON wire types and status codes.
 
 use crate::app::{AppName, InvalidAppName};
+use crate::build::Builder;
 use crate::build::Source;
+use crate::config::TargetKind;
 use crate::logs::{LiveLog, LogDir};
 use crate::pipeline::{BuildRequest, Outcome, Pipeline, PushedRef};
 use crate::receive::{self, GitRequest, HookEnv, HookMessage, HookRequest, Repos, ZERO_OID};
-use crate::rollout::DockerTarget;
+use crate::rollout::{self, Change, RolloutRequest, Rollouts};
 use crate::store::{self, Store};
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::JsonRejection;
@@ -31,7 +33,12 @@ pub struct ApiState {
     pub repos: Repos,
     pub logs: LogDir,
     pub pipeline: Pipeline,
-    pub target: DockerTarget,
+    pub builder: Builder,
+    pub rollouts: Rollouts,
+    /// Config changes and rollbacks go to the rollout stage here.
+    pub rollout_requests: tokio::sync::mpsc::Sender<RolloutRequest>,
+    /// The target of an app created without one.
+    pub default_target: TargetKind,
     pub admin_token: String,
     pub hook: HookEnv,
     /// Shown in the 401 message: where the admin token is.
@@ -55,6 +62,9 @@ pub enum ApiError {
     NotFound(String),
     #[error("{0}")]
     Conflict(String),
+    /// A release was made and did not go live; the one before keeps serving.
+    #[error("{0}")]
+    ReleaseFailed(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -81,6 +91,7 @@ impl IntoResponse for ApiError {
             ApiError::InvalidAppName(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::UnknownApp(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::ReleaseFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
@@ -125,6 +136,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/apps/{app}/builds/{id}", get(show_build))
         .route("/api/v1/apps/{app}/builds/{id}/log", get(build_log))
         .route("/api/v1/apps/{app}/releases", get(list_releases))
+        .route("/api/v1/apps/{app}/releases/{number}/log", get(release_log))
+        .route("/api/v1/apps/{app}/config", get(show_config).patch(change_config))
+        .route("/api/v1/apps/{app}/rollback", post(rollback))
         .route("/api/v1/apps/{app}/image-stream", get(image_stream))
         .route("/git/{repo}/{*path}", any(git))
         .route("/internal/v1/receive", post(receive_hook))
@@ -142,6 +156,7 @@ struct CreateApp {
     name: String,
     deploy_branch: Option<String>,
     buildpack: Option<String>,
+    target: Option<String>,
 }
 
 /// `PATCH /api/v1/apps/{app}`: settings to change; `"buildpack": null` clears it.
@@ -184,7 +199,12 @@ async fn create_app(
         return Err(ApiError::BadRequest(format!("invalid deploy branch {branch:?}: not a valid git branch name")));
     }
     check_buildpack(&state, body.buildpack.as_deref())?;
-    let app = state.store.create_app(&name, &branch, body.buildpack.as_deref())?;
+    let target = match body.target.as_deref() {
+        Some(target) => target.parse::<TargetKind>().map_err(ApiError::BadRequest)?,
+        None => state.default_target,
+    };
+    state.rollouts.targets().get(target).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let app = state.store.create_app(&name, &branch, body.buildpack.as_deref(), target)?;
     if let Err(error) = state.repos.create(&name) {
         let _ = state.store.delete_app(&name);
         return Err(ApiError::Internal(error.to_string()));
@@ -225,6 +245,8 @@ async fn show_app(
         "name": app.name,
         "deploy_branch": app.deploy_branch,
         "buildpack": app.buildpack,
+        "target": app.target,
+        "config_version": app.config_version,
         "created_at": app.created_at,
         "live_release": live,
     })))
@@ -232,7 +254,8 @@ async fn show_app(
 
 async fn delete_app(State(state): State<Arc<ApiState>>, _: Admin, Path(app): Path<String>) -> ApiResult<StatusCode> {
     let app = known_app(&state, &app)?;
-    state.target.remove_app(&app.name).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    state.rollouts.remove_app(&app).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+    state.builder.remove_cache(&app.name).await;
     state.store.delete_app(&app.name)?;
     state.repos.delete(&app.name).map_err(|e| ApiError::Internal(e.to_string()))?;
     let _ = std::fs::remove_dir_all(state.logs.app_dir(&app.name));
@@ -285,6 +308,128 @@ async fn list_releases(
 ) -> ApiResult<Json<serde_json::Value>> {
     let app = known_app(&state, &app)?;
     Ok(Json(json!(state.store.releases(&app.name)?)))
+}
+
+async fn release_log(
+    State(state): State<Arc<ApiState>>,
+    _: Admin,
+    Path((app, number)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let app = known_app(&state, &app)?;
+    let missing = || {
+        ApiError::NotFound(format!(
+            "app {} has no release {number:?}; list them with `hoist releases {}`",
+            app.name, app.name
+        ))
+    };
+    let number: i64 = number.parse().map_err(|_| missing())?;
+    state.store.release(&app.name, number)?.ok_or_else(missing)?;
+    let text = std::fs::read_to_string(state.logs.release_log(&app.name, number)).unwrap_or_default();
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+}
+
+/// `GET /api/v1/apps/{app}/config`: the config vars and their version.
+async fn show_config(
+    State(state): State<Arc<ApiState>>,
+    _: Admin,
+    Path(app): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let app = known_app(&state, &app)?;
+    let (version, vars) = state.store.app_config(&app.name)?;
+    Ok(Json(json!({ "version": version, "vars": vars })))
+}
+
+/// A config var's name: what a shell and Kubernetes accept as an environment variable.
+fn check_config_key(key: &str) -> ApiResult<()> {
+    let valid = !key.is_empty()
+        && key.len() <= 253
+        && !key.starts_with(|c: char| c.is_ascii_digit())
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(ApiError::BadRequest(format!(
+            "invalid config var name {:?}: use letters, digits and '_', not starting with a digit",
+            key.chars().take(60).collect::<String>()
+        )));
+    }
+    if key == "PORT" {
+        return Err(ApiError::BadRequest("PORT is set by hoist (the port the app must listen on)".to_string()));
+    }
+    Ok(())
+}
+
+/// Sends a rollout request and waits for its end.
+async fn roll_out(state: &ApiState, app: &AppName, change: Change) -> ApiResult<store::Release> {
+    let (done, outcome) = oneshot::channel();
+    let request = RolloutRequest { app: app.clone(), change, cause_log: None, done: Some(done) };
+    let stopped = || ApiError::Internal("the rollout stage has stopped; restart hoistd".to_string());
+    state.rollout_requests.send(request).await.map_err(|_| stopped())?;
+    match outcome.await.map_err(|_| stopped())? {
+        Ok(release) => Ok(release),
+        Err(error @ rollout::Error::Failed { .. }) => Err(ApiError::ReleaseFailed(error.to_string())),
+        Err(error @ (rollout::Error::NothingDeployed { .. } | rollout::Error::Target(_))) => {
+            Err(ApiError::Conflict(error.to_string()))
+        }
+        Err(error @ rollout::Error::UnknownRelease { .. }) => Err(ApiError::NotFound(error.to_string())),
+        Err(error) => Err(ApiError::Internal(error.to_string())),
+    }
+}
+
+/// `PATCH /api/v1/apps/{app}/config`: `{"NAME": "value", "OLD": null}` sets and unsets;
+/// a change makes a new release of the live image (no build).
+async fn change_config(
+    State(state): State<Arc<ApiState>>,
+    _: Admin,
+    Path(app): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let app = known_app(&state, &app)?;
+    let changes: std::collections::BTreeMap<String, Option<String>> = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the request body must be a JSON object of names to strings (set) or null (unset), like {{\"GREETING\": \"hi\"}}: {e}"
+        ))
+    })?;
+    for key in changes.keys() {
+        check_config_key(key)?;
+    }
+    let names: Vec<String> =
+        changes.iter().map(|(key, value)| if value.is_some() { key.clone() } else { format!("-{key}") }).collect();
+    let Some((version, vars)) = state.store.change_app_config(&app.name, &changes)? else {
+        let (version, vars) = state.store.app_config(&app.name)?;
+        return Ok(Json(json!({ "version": version, "vars": vars, "release": null, "message": "nothing changed" })));
+    };
+    if state.store.live_release(&app.name)?.is_none() {
+        let message = "saved; no release is live yet, the next deploy uses it";
+        return Ok(Json(json!({ "version": version, "vars": vars, "release": null, "message": message })));
+    }
+    let description = format!("config {} (v{version})", names.join(" "));
+    let release = roll_out(&state, &app.name, Change::Config { description }).await.map_err(|error| match error {
+        ApiError::ReleaseFailed(message) => {
+            ApiError::ReleaseFailed(format!("config v{version} is saved, but {message}"))
+        }
+        other => other,
+    })?;
+    Ok(Json(json!({ "version": version, "vars": vars, "release": release })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Rollback {
+    release: i64,
+}
+
+/// `POST /api/v1/apps/{app}/rollback` `{"release": N}`: a new release of release N's
+/// image and config.
+async fn rollback(
+    State(state): State<Arc<ApiState>>,
+    _: Admin,
+    Path(app): Path<String>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    let app = known_app(&state, &app)?;
+    let body: Rollback = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("the request body must be JSON like {{\"release\": 1}}: {e}")))?;
+    let release = roll_out(&state, &app.name, Change::Rollback { to: body.release }).await?;
+    Ok((StatusCode::CREATED, Json(json!(release))))
 }
 
 async fn image_stream(

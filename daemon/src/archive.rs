@@ -107,6 +107,21 @@ pub fn read_file(archive: &[u8], wanted: &str) -> std::io::Result<Option<Vec<u8>
     Ok(None)
 }
 
+/// Replaces `dir` with the contents of the tar `archive`: unpacked next to it first, then
+/// renamed into place, so a crash never leaves a half-unpacked `dir`.
+pub fn replace_dir_with_tar(archive: &[u8], dir: &std::path::Path) -> std::io::Result<()> {
+    let fresh = dir.with_extension("unpacking");
+    let _ = std::fs::remove_dir_all(&fresh);
+    std::fs::create_dir_all(&fresh)?;
+    tar::Archive::new(archive).unpack(&fresh)?;
+    match std::fs::remove_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e),
+    }
+    std::fs::rename(&fresh, dir)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -122,6 +122,20 @@ impl Builder {
     }
 
     /// Builds `source` into the local image `reference`, writing progress to `log`.
+    /// The volume that holds an app's dependency caches across builds.
+    fn cache_volume(&self, app: &AppName) -> String {
+        format!("{}-cache-{}", self.settings.instance, app)
+    }
+
+    /// Removes the app's dependency cache (the app is being deleted).
+    pub async fn remove_cache(&self, app: &AppName) {
+        let volume = self.cache_volume(app);
+        match self.docker.remove_volume(&volume, None::<bollard::query_parameters::RemoveVolumeOptions>).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(error) => tracing::warn!(%volume, %error, "cannot remove the build cache"),
+        }
+    }
+
     #[instrument(skip_all, fields(app = %source.app, build = source.build_id))]
     pub async fn build(&self, source: &Source, reference: &str, log: &LiveLog) -> Result<BuiltImage> {
         let detection = self.catalog.detect(&source.files, source.buildpack_setting.as_deref())?;
@@ -332,7 +346,7 @@ impl Builder {
 
         let mut labels = self.labels(source);
         labels.insert(LABEL_ROLE.to_string(), "builder".to_string());
-        let cache_volume = format!("{}-cache-{}", self.settings.instance, source.app);
+        let cache_volume = self.cache_volume(&source.app);
         let limits = &self.settings.limits;
         let memory = (limits.memory_mb * 1024 * 1024) as i64;
         let body = ContainerCreateBody {

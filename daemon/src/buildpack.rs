@@ -272,17 +272,8 @@ const EMBEDDED: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/buildpacks.tar
 /// Unpacks the buildpacks built into hoistd into `dir`, replacing what was there, so an
 /// installed hoistd needs no source tree. Returns `dir`.
 pub fn unpack_embedded(dir: &Path) -> Result<PathBuf> {
-    let io = |source| Error::Io { dir: dir.to_path_buf(), source };
-    let fresh = dir.with_extension("unpacking");
-    let _ = std::fs::remove_dir_all(&fresh);
-    std::fs::create_dir_all(&fresh).map_err(io)?;
-    tar::Archive::new(EMBEDDED).unpack(&fresh).map_err(io)?;
-    match std::fs::remove_dir_all(dir) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(io(e)),
-    }
-    std::fs::rename(&fresh, dir).map_err(io)?;
+    crate::archive::replace_dir_with_tar(EMBEDDED, dir)
+        .map_err(|source| Error::Io { dir: dir.to_path_buf(), source })?;
     Ok(dir.to_path_buf())
 }
 

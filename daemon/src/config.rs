@@ -38,6 +38,7 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub build: BuildConfig,
     pub rollout: RolloutConfig,
+    pub kubernetes: KubernetesConfig,
 }
 
 /// The OCI registry images are pushed to and run from.
@@ -83,8 +84,8 @@ pub struct BuildConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct RolloutConfig {
-    /// Where releases run. Only `docker` exists so far.
-    pub target: Target,
+    /// Where the releases of a new app run unless it names a target.
+    pub target: TargetKind,
     /// The port an app listens on inside its container; passed as `PORT`.
     pub app_port: u16,
     /// How long a new release has to answer HTTP before it is failed (Dokku's CHECKS).
@@ -93,12 +94,64 @@ pub struct RolloutConfig {
     pub checks_interval_ms: u64,
 }
 
-/// A deploy target.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// Where an app's releases run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Target {
+pub enum TargetKind {
     /// Containers on the local dockerd, behind hoistd's router.
     Docker,
+    /// A Helm release of hoist's chart on a Kubernetes cluster.
+    Kubernetes,
+}
+
+impl TargetKind {
+    pub const ALL: [TargetKind; 2] = [TargetKind::Docker, TargetKind::Kubernetes];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TargetKind::Docker => "docker",
+            TargetKind::Kubernetes => "kubernetes",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TargetKind> {
+        TargetKind::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for TargetKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for TargetKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<TargetKind, String> {
+        TargetKind::parse(s).ok_or_else(|| format!("unknown target {s:?}: use docker or kubernetes"))
+    }
+}
+
+/// The kubernetes target: where the cluster is and how hoist deploys to it.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct KubernetesConfig {
+    /// The kubeconfig to use. Unset: `KUBECONFIG`, then `~/.kube/config`, then the
+    /// in-cluster service account.
+    pub kubeconfig: Option<PathBuf>,
+    /// Put every app in this namespace. Unset: each app gets `<instance>-<app>`.
+    pub namespace: Option<String>,
+    /// The helm program (Helm 3 or 4).
+    pub helm: PathBuf,
+    /// How long Helm waits for a release's pods to be Ready before it rolls back.
+    pub timeout_secs: u64,
+    /// The registry as the cluster's nodes reach it (`host:port`). Unset: `registry.addr`.
+    pub registry: Option<String>,
+    /// The chart every app is deployed with. Unset: the chart built into hoistd. An app
+    /// may bring its own in its repo (`chart/`), which wins over both.
+    pub chart: Option<PathBuf>,
+    /// Seconds a new pod must stay Ready before it counts as available (`minReadySeconds`).
+    pub min_ready_secs: u32,
 }
 
 impl Default for Config {
@@ -113,6 +166,7 @@ impl Default for Config {
             registry: RegistryConfig::default(),
             build: BuildConfig::default(),
             rollout: RolloutConfig::default(),
+            kubernetes: KubernetesConfig::default(),
         }
     }
 }
@@ -144,9 +198,23 @@ impl Default for BuildConfig {
     }
 }
 
+impl Default for KubernetesConfig {
+    fn default() -> Self {
+        KubernetesConfig {
+            kubeconfig: None,
+            namespace: None,
+            helm: PathBuf::from("helm"),
+            timeout_secs: 120,
+            registry: None,
+            chart: None,
+            min_ready_secs: 0,
+        }
+    }
+}
+
 impl Default for RolloutConfig {
     fn default() -> Self {
-        RolloutConfig { target: Target::Docker, app_port: 5000, checks_timeout_secs: 60, checks_interval_ms: 500 }
+        RolloutConfig { target: TargetKind::Docker, app_port: 5000, checks_timeout_secs: 60, checks_interval_ms: 500 }
     }
 }
 
@@ -217,6 +285,26 @@ impl Config {
         }
         if let Some(v) = var("HOIST_CHECKS_TIMEOUT_SECS") {
             self.rollout.checks_timeout_secs = parse("HOIST_CHECKS_TIMEOUT_SECS", v)?;
+        }
+        if let Some(v) = var("HOIST_TARGET") {
+            self.rollout.target = parse("HOIST_TARGET", v)?;
+        }
+        if let Some(v) = var("HOIST_KUBECONFIG").or_else(|| var("KUBECONFIG")) {
+            if self.kubernetes.kubeconfig.is_none() || var("HOIST_KUBECONFIG").is_some() {
+                self.kubernetes.kubeconfig = Some(PathBuf::from(v));
+            }
+        }
+        if let Some(v) = var("HOIST_KUBERNETES_NAMESPACE") {
+            self.kubernetes.namespace = Some(v);
+        }
+        if let Some(v) = var("HOIST_HELM") {
+            self.kubernetes.helm = PathBuf::from(v);
+        }
+        if let Some(v) = var("HOIST_KUBERNETES_TIMEOUT_SECS") {
+            self.kubernetes.timeout_secs = parse("HOIST_KUBERNETES_TIMEOUT_SECS", v)?;
+        }
+        if let Some(v) = var("HOIST_KUBERNETES_REGISTRY") {
+            self.kubernetes.registry = Some(v);
         }
         Ok(())
     }

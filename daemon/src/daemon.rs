@@ -9,13 +9,14 @@ use crate::config::Config;
 use crate::docker::{LABEL_INSTANCE, LABEL_ROLE};
 use crate::image_stream::ImageStreams;
 use crate::logs::{LiveLog, LogDir};
-use crate::pipeline::{self, Pipeline, Stages};
+use crate::pipeline::{Pipeline, Stages};
 use crate::receive::{HookEnv, Repos};
 use crate::registry::{self, Registry};
-use crate::rollout::{self, DockerTarget};
+use crate::rollout::{self, Rollouts};
 use crate::router::{self, Routes};
 use crate::stack::{self, CaCertificates, StackSpec, Stacks};
 use crate::store::Store;
+use crate::target::{docker::DockerTarget, kubernetes::KubernetesTarget, Targets};
 use crate::version_source::VersionSources;
 use crate::{auth, docker, store};
 use std::collections::HashMap;
@@ -85,18 +86,22 @@ impl Daemon {
 
         let logs = LogDir::new(data_dir.join("logs"));
         let routes = Routes::default();
-        let target = DockerTarget::new(
-            docker.clone(),
-            store.clone(),
-            routes.clone(),
-            logs.clone(),
-            rollout::Settings {
-                instance: config.instance.clone(),
-                app_port: config.rollout.app_port,
-                checks_timeout: Duration::from_secs(config.rollout.checks_timeout_secs),
-                checks_interval: Duration::from_millis(config.rollout.checks_interval_ms),
-            },
-        );
+        let targets = Targets {
+            docker: Arc::new(DockerTarget::new(
+                docker.clone(),
+                crate::target::docker::Settings {
+                    instance: config.instance.clone(),
+                    app_port: config.rollout.app_port,
+                    checks_timeout: Duration::from_secs(config.rollout.checks_timeout_secs),
+                    checks_interval: Duration::from_millis(config.rollout.checks_interval_ms),
+                },
+            )),
+            kubernetes: connect_kubernetes(&config, &data_dir, routes.clone()).await,
+        };
+        if let Err(why) = &targets.kubernetes {
+            tracing::info!(reason = %why, "kubernetes target not available");
+        }
+        let rollouts = Rollouts::new(store.clone(), targets, routes.clone(), logs.clone());
 
         // Work cut off by a crash or kill: mark it, clean its containers, restore routes.
         let (interrupted_builds, interrupted_releases) = store.recover_after_restart()?;
@@ -111,10 +116,10 @@ impl Daemon {
             tracing::warn!(build = id, "build interrupted by a restart");
         }
         remove_builder_containers(&docker, &config.instance).await;
-        target.restore(&interrupted_releases).await?;
+        rollouts.restore(&interrupted_releases).await?;
 
-        let rollouts = pipeline::start_rollout_stage(target.clone());
-        let image_streams = ImageStreams::new(store.clone(), rollouts);
+        let rollout_requests = rollout::start_stage(rollouts.clone());
+        let image_streams = ImageStreams::new(store.clone(), rollout_requests.clone());
         let (catalog, stacks) = load_buildpacks(&config, &docker, &data_dir.join("buildpacks"))?;
         let buildpack_names = catalog.names();
         tracing::info!(buildpacks = %catalog.names().join(","), dir = %catalog.dir.display(), "buildpacks loaded");
@@ -135,7 +140,7 @@ impl Daemon {
             },
         );
         let pipeline = Pipeline::start(
-            Stages { store: store.clone(), builder, registry, docker: docker.clone(), image_streams },
+            Stages { store: store.clone(), builder: builder.clone(), registry, docker: docker.clone(), image_streams },
             config.build.parallel,
         );
 
@@ -159,7 +164,10 @@ impl Daemon {
             repos: Repos::new(data_dir.join("repos")),
             logs,
             pipeline,
-            target,
+            builder,
+            rollouts,
+            rollout_requests,
+            default_target: config.rollout.target,
             admin_token: admin_token.clone(),
             hook,
             token_path: auth::admin_token_path(&data_dir),
@@ -187,6 +195,38 @@ impl Daemon {
             task.abort();
         }
     }
+}
+
+/// The kubernetes target, or why it cannot be used. Its chart is `kubernetes.chart`, or
+/// the one built into hoistd, unpacked into the data dir.
+async fn connect_kubernetes(
+    config: &Config,
+    data_dir: &std::path::Path,
+    routes: Routes,
+) -> std::result::Result<Arc<KubernetesTarget>, String> {
+    let chart = match &config.kubernetes.chart {
+        Some(chart) => chart.clone(),
+        None => {
+            let dir = data_dir.join("chart");
+            crate::archive::replace_dir_with_tar(crate::target::kubernetes::EMBEDDED_CHART, &dir)
+                .map_err(|e| format!("cannot unpack the chart into {}: {e}", dir.display()))?;
+            dir
+        }
+    };
+    let settings = crate::target::kubernetes::Settings {
+        instance: config.instance.clone(),
+        kubeconfig: config.kubernetes.kubeconfig.clone(),
+        namespace: config.kubernetes.namespace.clone(),
+        helm: config.kubernetes.helm.clone(),
+        timeout: Duration::from_secs(config.kubernetes.timeout_secs),
+        registry_pushed: config.registry.addr.to_string(),
+        registry_pulled: config.kubernetes.registry.clone(),
+        chart,
+        app_port: config.rollout.app_port,
+        min_ready_secs: config.kubernetes.min_ready_secs,
+        work_dir: data_dir.join("helm"),
+    };
+    KubernetesTarget::connect(settings, routes).await
 }
 
 /// The catalog of buildpacks and the stacks they build on: from `build.buildpacks_dir`

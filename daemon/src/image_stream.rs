@@ -5,7 +5,7 @@
 
 use crate::app::AppName;
 use crate::logs::LiveLog;
-use crate::rollout::RolloutRequest;
+use crate::rollout::{Change, RolloutRequest};
 use crate::store::{self, Release, Store};
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
@@ -81,9 +81,11 @@ impl ImageStreams {
         }
         let (done, outcome) = oneshot::channel();
         let request = RolloutRequest {
-            image: format!("{}@{}", update.repository, update.digest),
+            change: Change::Image {
+                image: format!("{}@{}", update.repository, update.digest),
+                build_id: update.build_id,
+            },
             app: update.app,
-            build_id: update.build_id,
             cause_log: update.cause_log,
             done: Some(done),
         };

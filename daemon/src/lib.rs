@@ -29,6 +29,7 @@ pub mod router;
 pub mod runtime_version;
 pub mod stack;
 pub mod store;
+pub mod target;
 pub mod version_source;
 
 /// Installs the TLS crypto provider (ring) that HTTPS clients use, e.g. for an external

@@ -23,12 +23,11 @@ use crate::build::{Builder, Source};
 use crate::image_stream::{ImageStreams, Recorded, TagUpdate, TRACKED_TAG};
 use crate::logs::LiveLog;
 use crate::registry::Registry;
-use crate::rollout::{DockerTarget, RolloutRequest};
 use crate::store::{BuildStatus, Store};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::sync::Arc;
-use tokio::sync::{mpsc, oneshot, Mutex, Semaphore};
+use tokio::sync::{mpsc, oneshot, Semaphore};
 use tracing::instrument;
 
 /// How a push's build ended, as told to the pushing `git`.
@@ -294,30 +293,6 @@ async fn wait_for_branch(push: &PushedRef, commit: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     tracing::warn!(branch = %push.name, commit, "git did not move the branch within 10 s of accepting the push");
-}
-
-/// The rollout stage: takes rollout requests in order and runs them, one at a time per
-/// app, different apps in parallel.
-pub fn start_rollout_stage(target: DockerTarget) -> mpsc::Sender<RolloutRequest> {
-    let (tx, mut rx) = mpsc::channel::<RolloutRequest>(64);
-    tokio::spawn(async move {
-        let locks: Arc<std::sync::Mutex<HashMap<AppName, Arc<Mutex<()>>>>> = Default::default();
-        while let Some(mut request) = rx.recv().await {
-            let lock = locks.lock().unwrap_or_else(|p| p.into_inner()).entry(request.app.clone()).or_default().clone();
-            let target = target.clone();
-            tokio::spawn(async move {
-                let _one_at_a_time = lock.lock().await;
-                let result = target.roll_out(&request).await;
-                if let Err(error) = &result {
-                    tracing::warn!(app = %request.app, %error, "rollout failed");
-                }
-                if let Some(done) = request.done.take() {
-                    let _ = done.send(result);
-                }
-            });
-        }
-    });
-    tx
 }
 
 #[cfg(test)]

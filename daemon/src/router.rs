@@ -14,21 +14,37 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
-/// app name → address of its live container.
+/// app name → the addresses that serve it: the live container (docker target) or the
+/// ready endpoints of its Service (kubernetes target), taken in turn.
 #[derive(Clone, Default)]
-pub struct Routes(Arc<RwLock<HashMap<String, SocketAddr>>>);
+pub struct Routes(Arc<RwLock<HashMap<String, Upstreams>>>);
+
+struct Upstreams {
+    addresses: Vec<SocketAddr>,
+    next: std::sync::atomic::AtomicUsize,
+}
 
 impl Routes {
     pub fn set(&self, app: &str, upstream: SocketAddr) {
-        self.0.write().unwrap_or_else(|p| p.into_inner()).insert(app.to_string(), upstream);
+        self.set_all(app, vec![upstream]);
+    }
+
+    /// Routes `app` to `upstreams` (not empty), one request after the other.
+    pub fn set_all(&self, app: &str, upstreams: Vec<SocketAddr>) {
+        let upstreams = Upstreams { addresses: upstreams, next: Default::default() };
+        self.0.write().unwrap_or_else(|p| p.into_inner()).insert(app.to_string(), upstreams);
     }
 
     pub fn remove(&self, app: &str) {
         self.0.write().unwrap_or_else(|p| p.into_inner()).remove(app);
     }
 
+    /// The address the next request for `app` goes to.
     pub fn get(&self, app: &str) -> Option<SocketAddr> {
-        self.0.read().unwrap_or_else(|p| p.into_inner()).get(app).copied()
+        let routes = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let upstreams = routes.get(app)?;
+        let turn = upstreams.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        upstreams.addresses.get(turn % upstreams.addresses.len().max(1)).copied()
     }
 }
 

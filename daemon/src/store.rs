@@ -7,6 +7,7 @@
 //! Architecture invariant: this module knows rows, not Docker, git or HTTP.
 
 use crate::app::AppName;
+use crate::config::TargetKind;
 use rusqlite::{params, Connection, OptionalExtension};
 use serde::Serialize;
 use std::path::Path;
@@ -31,8 +32,15 @@ pub struct App {
     pub deploy_branch: String,
     /// The buildpack to use instead of detecting one; `None`: detect.
     pub buildpack: Option<String>,
+    /// Where its releases run.
+    pub target: TargetKind,
+    /// Bumped by every config change; releases record the version they run.
+    pub config_version: i64,
     pub created_at: String,
 }
+
+/// An app's config vars, given to its processes as environment variables.
+pub type ConfigVars = std::collections::BTreeMap<String, String>;
 
 /// Where a build is. The state machine lives in `pipeline`; this is its record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -107,7 +115,7 @@ pub struct ImageStreamEntry {
 
 /// Where a release is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum ReleaseStatus {
     /// Being rolled out.
     Pending,
@@ -117,6 +125,9 @@ pub enum ReleaseStatus {
     Retired,
     /// Never became healthy; the previous release kept serving.
     Failed,
+    /// Deployed, failed, and undone by the target (Helm's rollback); the previous
+    /// release kept or got back its traffic.
+    RolledBack,
     /// hoistd stopped during its rollout.
     Interrupted,
 }
@@ -128,6 +139,7 @@ impl ReleaseStatus {
             "live" => ReleaseStatus::Live,
             "retired" => ReleaseStatus::Retired,
             "failed" => ReleaseStatus::Failed,
+            "rolled_back" => ReleaseStatus::RolledBack,
             _ => ReleaseStatus::Interrupted,
         }
     }
@@ -142,10 +154,31 @@ pub struct Release {
     pub image: String,
     pub build_id: Option<i64>,
     pub status: ReleaseStatus,
-    pub container_id: Option<String>,
+    /// Where it runs.
+    pub target: TargetKind,
+    /// The target's own number for it: the Helm revision on kubernetes.
+    pub revision: Option<i64>,
+    /// The config version it runs with.
+    pub config_version: i64,
+    /// The config vars it runs with; never put on the wire (values may be secrets).
+    #[serde(skip)]
+    pub config: ConfigVars,
+    /// What made it: `build 3`, `config set GREETING`, `rollback to 1`.
+    pub cause: String,
     pub error: Option<String>,
     pub created_at: String,
     pub finished_at: Option<String>,
+}
+
+/// What a new release is made of.
+#[derive(Debug, Clone)]
+pub struct NewRelease {
+    pub image: String,
+    pub build_id: Option<i64>,
+    pub target: TargetKind,
+    pub config_version: i64,
+    pub config: ConfigVars,
+    pub cause: String,
 }
 
 const SCHEMA: &str = "
@@ -208,12 +241,25 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
         // Columns added after the first release of the schema.
-        let has_buildpack: bool =
-            conn.query_row("SELECT COUNT(*) > 0 FROM pragma_table_info('apps') WHERE name = 'buildpack'", [], |row| {
-                row.get(0)
-            })?;
-        if !has_buildpack {
-            conn.execute_batch("ALTER TABLE apps ADD COLUMN buildpack TEXT")?;
+        for (table, column, declaration) in [
+            ("apps", "buildpack", "TEXT"),
+            ("apps", "target", "TEXT NOT NULL DEFAULT 'docker'"),
+            ("apps", "config", "TEXT NOT NULL DEFAULT '{}'"),
+            ("apps", "config_version", "INTEGER NOT NULL DEFAULT 0"),
+            ("releases", "target", "TEXT NOT NULL DEFAULT 'docker'"),
+            ("releases", "revision", "INTEGER"),
+            ("releases", "config", "TEXT NOT NULL DEFAULT '{}'"),
+            ("releases", "config_version", "INTEGER NOT NULL DEFAULT 0"),
+            ("releases", "cause", "TEXT NOT NULL DEFAULT ''"),
+        ] {
+            let present: bool = conn.query_row(
+                &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
+                params![column],
+                |row| row.get(0),
+            )?;
+            if !present {
+                conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {declaration}"))?;
+            }
         }
         Ok(Store { conn: Mutex::new(conn) })
     }
@@ -222,11 +268,17 @@ impl Store {
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    pub fn create_app(&self, name: &AppName, deploy_branch: &str, buildpack: Option<&str>) -> Result<App> {
+    pub fn create_app(
+        &self,
+        name: &AppName,
+        deploy_branch: &str,
+        buildpack: Option<&str>,
+        target: TargetKind,
+    ) -> Result<App> {
         let conn = self.conn();
         let inserted = conn.execute(
-            "INSERT OR IGNORE INTO apps (name, deploy_branch, buildpack) VALUES (?1, ?2, ?3)",
-            params![name.as_str(), deploy_branch, buildpack],
+            "INSERT OR IGNORE INTO apps (name, deploy_branch, buildpack, target) VALUES (?1, ?2, ?3, ?4)",
+            params![name.as_str(), deploy_branch, buildpack, target.as_str()],
         )?;
         if inserted == 0 {
             return Err(Error::AppExists(name.to_string()));
@@ -235,33 +287,29 @@ impl Store {
         Ok(self.app(name)?.expect("app was just inserted"))
     }
 
+    const APP_COLUMNS: &'static str = "name, deploy_branch, created_at, buildpack, target, config_version";
+
+    fn app_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<App> {
+        Ok(App {
+            name: AppName::parse(&row.get::<_, String>(0)?).expect("names in the database were validated"),
+            deploy_branch: row.get(1)?,
+            created_at: row.get(2)?,
+            buildpack: row.get(3)?,
+            target: TargetKind::parse(&row.get::<_, String>(4)?).unwrap_or(TargetKind::Docker),
+            config_version: row.get(5)?,
+        })
+    }
+
     pub fn app(&self, name: &AppName) -> Result<Option<App>> {
-        let conn = self.conn();
-        let app = conn
-            .query_row(
-                "SELECT name, deploy_branch, created_at, buildpack FROM apps WHERE name = ?1",
-                params![name.as_str()],
-                |row| Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
-            )
-            .optional()?;
-        Ok(app.map(|(name, deploy_branch, created_at, buildpack)| App {
-            name: AppName::parse(&name).expect("names in the database were validated"),
-            deploy_branch,
-            buildpack,
-            created_at,
-        }))
+        let sql = format!("SELECT {} FROM apps WHERE name = ?1", Self::APP_COLUMNS);
+        Ok(self.conn().query_row(&sql, params![name.as_str()], Self::app_from_row).optional()?)
     }
 
     pub fn apps(&self) -> Result<Vec<App>> {
+        let sql = format!("SELECT {} FROM apps ORDER BY name", Self::APP_COLUMNS);
         let conn = self.conn();
-        let mut stmt = conn.prepare("SELECT name, deploy_branch, created_at, buildpack FROM apps ORDER BY name")?;
-        let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get(1)?, row.get(2)?, row.get(3)?)))?;
-        let mut apps = Vec::new();
-        for row in rows {
-            let (name, deploy_branch, created_at, buildpack) = row?;
-            let name = AppName::parse(&name).expect("names in the database were validated");
-            apps.push(App { name, deploy_branch, buildpack, created_at });
-        }
+        let mut stmt = conn.prepare(&sql)?;
+        let apps = stmt.query_map([], Self::app_from_row)?.collect::<Result<_, _>>()?;
         Ok(apps)
     }
 
@@ -269,6 +317,55 @@ impl Store {
     pub fn set_app_buildpack(&self, name: &AppName, buildpack: Option<&str>) -> Result<()> {
         self.conn().execute("UPDATE apps SET buildpack = ?2 WHERE name = ?1", params![name.as_str(), buildpack])?;
         Ok(())
+    }
+
+    /// Moves the app to another target; its next release runs there.
+    pub fn set_app_target(&self, name: &AppName, target: TargetKind) -> Result<()> {
+        self.conn().execute("UPDATE apps SET target = ?2 WHERE name = ?1", params![name.as_str(), target.as_str()])?;
+        Ok(())
+    }
+
+    /// The app's config vars and their version.
+    pub fn app_config(&self, name: &AppName) -> Result<(i64, ConfigVars)> {
+        let (version, text): (i64, String) = self.conn().query_row(
+            "SELECT config_version, config FROM apps WHERE name = ?1",
+            params![name.as_str()],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )?;
+        Ok((version, serde_json::from_str(&text).unwrap_or_default()))
+    }
+
+    /// Sets (`Some`) and removes (`None`) config vars in one transaction; returns the
+    /// new version and vars, or `None` when nothing changed.
+    pub fn change_app_config(
+        &self,
+        name: &AppName,
+        changes: &std::collections::BTreeMap<String, Option<String>>,
+    ) -> Result<Option<(i64, ConfigVars)>> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let (version, text): (i64, String) =
+            tx.query_row("SELECT config_version, config FROM apps WHERE name = ?1", params![name.as_str()], |row| {
+                Ok((row.get(0)?, row.get(1)?))
+            })?;
+        let mut vars: ConfigVars = serde_json::from_str(&text).unwrap_or_default();
+        let before = vars.clone();
+        for (key, value) in changes {
+            match value {
+                Some(value) => vars.insert(key.clone(), value.clone()),
+                None => vars.remove(key),
+            };
+        }
+        if vars == before {
+            return Ok(None);
+        }
+        let version = version + 1;
+        tx.execute(
+            "UPDATE apps SET config = ?2, config_version = ?3 WHERE name = ?1",
+            params![name.as_str(), serde_json::to_string(&vars).expect("a map of strings serialises"), version],
+        )?;
+        tx.commit()?;
+        Ok(Some((version, vars)))
     }
 
     /// Deletes the app and, by cascade, its builds, image stream and releases.
@@ -404,7 +501,7 @@ impl Store {
     }
 
     /// Creates release N+1 in state pending.
-    pub fn create_release(&self, app: &AppName, image: &str, build_id: Option<i64>) -> Result<Release> {
+    pub fn create_release(&self, app: &AppName, new: &NewRelease) -> Result<Release> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         let number: i64 = tx.query_row(
@@ -413,16 +510,26 @@ impl Store {
             |row| row.get(0),
         )?;
         tx.execute(
-            "INSERT INTO releases (app, number, image, build_id, status) VALUES (?1, ?2, ?3, ?4, 'pending')",
-            params![app.as_str(), number, image, build_id],
+            "INSERT INTO releases (app, number, image, build_id, status, target, config_version, config, cause)
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8)",
+            params![
+                app.as_str(),
+                number,
+                new.image,
+                new.build_id,
+                new.target.as_str(),
+                new.config_version,
+                serde_json::to_string(&new.config).expect("a map of strings serialises"),
+                new.cause,
+            ],
         )?;
         tx.commit()?;
         drop(conn);
         Ok(self.release(app, number)?.expect("release was just inserted"))
     }
 
-    const RELEASE_COLUMNS: &'static str =
-        "app, number, image, build_id, status, container_id, error, created_at, finished_at";
+    const RELEASE_COLUMNS: &'static str = "app, number, image, build_id, status, error, created_at, finished_at, \
+         target, revision, config_version, config, cause";
 
     fn release_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Release> {
         Ok(Release {
@@ -431,10 +538,14 @@ impl Store {
             image: row.get(2)?,
             build_id: row.get(3)?,
             status: ReleaseStatus::parse(&row.get::<_, String>(4)?),
-            container_id: row.get(5)?,
-            error: row.get(6)?,
-            created_at: row.get(7)?,
-            finished_at: row.get(8)?,
+            error: row.get(5)?,
+            created_at: row.get(6)?,
+            finished_at: row.get(7)?,
+            target: TargetKind::parse(&row.get::<_, String>(8)?).unwrap_or(TargetKind::Docker),
+            revision: row.get(9)?,
+            config_version: row.get(10)?,
+            config: serde_json::from_str(&row.get::<_, String>(11)?).unwrap_or_default(),
+            cause: row.get(12)?,
         })
     }
 
@@ -461,16 +572,8 @@ impl Store {
         Ok(self.conn().query_row(&sql, params![app.as_str()], Self::release_from_row).optional()?)
     }
 
-    pub fn set_release_container(&self, app: &AppName, number: i64, container_id: &str) -> Result<()> {
-        self.conn().execute(
-            "UPDATE releases SET container_id = ?3 WHERE app = ?1 AND number = ?2",
-            params![app.as_str(), number, container_id],
-        )?;
-        Ok(())
-    }
-
     /// Makes release `number` live and retires the one before it, in one transaction.
-    pub fn make_release_live(&self, app: &AppName, number: i64) -> Result<()> {
+    pub fn make_release_live(&self, app: &AppName, number: i64, revision: Option<i64>) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
         tx.execute(
@@ -478,19 +581,33 @@ impl Store {
             params![app.as_str(), number],
         )?;
         tx.execute(
-            &format!("UPDATE releases SET status = 'live', finished_at = {NOW} WHERE app = ?1 AND number = ?2"),
-            params![app.as_str(), number],
+            &format!(
+                "UPDATE releases SET status = 'live', revision = COALESCE(?3, revision), finished_at = {NOW}
+                 WHERE app = ?1 AND number = ?2"
+            ),
+            params![app.as_str(), number, revision],
         )?;
         tx.commit()?;
         Ok(())
     }
 
-    pub fn fail_release(&self, app: &AppName, number: i64, error: &str) -> Result<()> {
+    /// Ends a release that never served: `failed`, or `rolled_back` when the target
+    /// deployed it and undid that.
+    pub fn fail_release(
+        &self,
+        app: &AppName,
+        number: i64,
+        error: &str,
+        rolled_back: bool,
+        revision: Option<i64>,
+    ) -> Result<()> {
+        let status = if rolled_back { "rolled_back" } else { "failed" };
         self.conn().execute(
             &format!(
-                "UPDATE releases SET status = 'failed', error = ?3, finished_at = {NOW} WHERE app = ?1 AND number = ?2"
+                "UPDATE releases SET status = ?4, error = ?3, revision = COALESCE(?5, revision), finished_at = {NOW}
+                 WHERE app = ?1 AND number = ?2"
             ),
-            params![app.as_str(), number, error],
+            params![app.as_str(), number, error, status, revision],
         )?;
         Ok(())
     }
@@ -543,28 +660,65 @@ mod tests {
     fn releases_are_numbered_and_one_is_live() {
         let store = store();
         let app = AppName::parse("web1").unwrap();
-        store.create_app(&app, "main", None).unwrap();
-        assert!(matches!(store.create_app(&app, "main", None), Err(Error::AppExists(_))));
-        let r1 = store.create_release(&app, "r@sha256:1", None).unwrap();
-        let r2 = store.create_release(&app, "r@sha256:2", None).unwrap();
+        store.create_app(&app, "main", None, TargetKind::Docker).unwrap();
+        assert!(matches!(store.create_app(&app, "main", None, TargetKind::Docker), Err(Error::AppExists(_))));
+        let r1 = store.create_release(&app, &new_release("r@sha256:1", None)).unwrap();
+        let r2 = store.create_release(&app, &new_release("r@sha256:2", None)).unwrap();
         assert_eq!((r1.number, r2.number), (1, 2));
-        store.make_release_live(&app, 1).unwrap();
-        store.make_release_live(&app, 2).unwrap();
-        let statuses: Vec<_> = store.releases(&app).unwrap().iter().map(|r| r.status).collect();
-        assert_eq!(statuses, [ReleaseStatus::Live, ReleaseStatus::Retired]);
+        store.make_release_live(&app, 1, None).unwrap();
+        store.make_release_live(&app, 2, Some(7)).unwrap();
+        let r3 = store.create_release(&app, &new_release("r@sha256:3", None)).unwrap();
+        store.fail_release(&app, r3.number, "crashed", true, Some(8)).unwrap();
+        let statuses: Vec<_> = store.releases(&app).unwrap().iter().map(|r| (r.status, r.revision)).collect();
+        assert_eq!(
+            statuses,
+            [(ReleaseStatus::RolledBack, Some(8)), (ReleaseStatus::Live, Some(7)), (ReleaseStatus::Retired, None)]
+        );
         assert_eq!(store.live_release(&app).unwrap().unwrap().number, 2);
+        let json = serde_json::to_value(store.release(&app, 3).unwrap().unwrap()).unwrap();
+        assert_eq!(json["status"], "rolled_back");
+    }
+
+    fn new_release(image: &str, build_id: Option<i64>) -> NewRelease {
+        NewRelease {
+            image: image.to_string(),
+            build_id,
+            target: TargetKind::Docker,
+            config_version: 0,
+            config: ConfigVars::new(),
+            cause: "test".to_string(),
+        }
+    }
+
+    #[test]
+    fn config_changes_bump_the_version_and_stay_off_the_wire() {
+        let store = store();
+        let app = AppName::parse("web1").unwrap();
+        store.create_app(&app, "main", None, TargetKind::Docker).unwrap();
+        let set = |k: &str, v: Option<&str>| std::collections::BTreeMap::from([(k.to_string(), v.map(String::from))]);
+        let (version, vars) = store.change_app_config(&app, &set("TOKEN", Some("s3cret"))).unwrap().unwrap();
+        assert_eq!((version, vars.get("TOKEN").map(String::as_str)), (1, Some("s3cret")));
+        assert!(store.change_app_config(&app, &set("TOKEN", Some("s3cret"))).unwrap().is_none(), "no change");
+        assert!(store.change_app_config(&app, &set("NOPE", None)).unwrap().is_none(), "unsetting nothing");
+        let mut release = new_release("r@sha256:1", None);
+        (release.config_version, release.config) = (version, vars);
+        store.create_release(&app, &release).unwrap();
+        let stored = store.release(&app, 1).unwrap().unwrap();
+        assert_eq!(stored.config.get("TOKEN").map(String::as_str), Some("s3cret"));
+        assert!(!serde_json::to_string(&stored).unwrap().contains("s3cret"));
+        assert_eq!(store.change_app_config(&app, &set("TOKEN", None)).unwrap().unwrap().0, 2);
     }
 
     #[test]
     fn restart_interrupts_work_in_flight() {
         let store = store();
         let app = AppName::parse("web1").unwrap();
-        store.create_app(&app, "main", None).unwrap();
+        store.create_app(&app, "main", None, TargetKind::Docker).unwrap();
         let done = store.create_build(&app, "a", "refs/heads/main").unwrap();
         store.set_build_status(done.id, BuildStatus::Succeeded).unwrap();
         let running = store.create_build(&app, "b", "refs/heads/main").unwrap();
         store.set_build_status(running.id, BuildStatus::Building).unwrap();
-        store.create_release(&app, "r@sha256:1", Some(done.id)).unwrap();
+        store.create_release(&app, &new_release("r@sha256:1", Some(done.id))).unwrap();
         let (builds, releases) = store.recover_after_restart().unwrap();
         assert_eq!(builds, [running.id]);
         assert_eq!(releases.len(), 1);
@@ -577,7 +731,7 @@ mod tests {
     fn image_stream_keeps_history() {
         let store = store();
         let app = AppName::parse("web1").unwrap();
-        store.create_app(&app, "main", None).unwrap();
+        store.create_app(&app, "main", None, TargetKind::Docker).unwrap();
         store.record_tag(&app, "latest", "r", "sha256:1", "build", Some(1)).unwrap();
         store.record_tag(&app, "latest", "r", "sha256:2", "build", Some(2)).unwrap();
         assert_eq!(store.current_digest(&app, "latest").unwrap().as_deref(), Some("sha256:2"));

@@ -31,8 +31,18 @@ enum Command {
         #[command(subcommand)]
         command: Option<BuildsCommand>,
     },
-    /// An app's releases, newest first.
+    /// An app's releases, newest first: status, target revision, cause, config version.
     Releases { app: String },
+    /// An app's config vars: `hoist config APP`; `set`/`unset` make a new release.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Config {
+        #[arg(required = true)]
+        app: Option<String>,
+        #[command(subcommand)]
+        command: Option<ConfigCommand>,
+    },
+    /// Makes a new release of release N's image and config.
+    Rollback { app: String, release: i64 },
     /// An app's image stream: every tag with its history of digests.
     ImageStream { app: String },
 }
@@ -47,6 +57,9 @@ enum AppsCommand {
         /// Use this buildpack instead of detecting one (e.g. node when a repo also has a pom.xml).
         #[arg(long)]
         buildpack: Option<String>,
+        /// Where its releases run: docker or kubernetes (default: hoistd's `rollout.target`).
+        #[arg(long)]
+        target: Option<String>,
     },
     /// Sets the buildpack an app builds with; `--buildpack detect` goes back to detection.
     SetBuildpack {
@@ -59,6 +72,22 @@ enum AppsCommand {
     },
     Delete {
         name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// `hoist config set APP NAME=value...`
+    Set {
+        app: String,
+        #[arg(required = true)]
+        vars: Vec<String>,
+    },
+    /// `hoist config unset APP NAME...`
+    Unset {
+        app: String,
+        #[arg(required = true)]
+        names: Vec<String>,
     },
 }
 
@@ -152,10 +181,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             client.json(Method::PATCH, &format!("/api/v1/apps/{name}"), Some(body)).await?;
             println!("app {name} builds with: {buildpack}");
         }
-        Command::Apps { command: AppsCommand::Create { name, deploy_branch, buildpack } } => {
-            let body = serde_json::json!({ "name": name, "deploy_branch": deploy_branch, "buildpack": buildpack });
-            client.json(Method::POST, "/api/v1/apps", Some(body)).await?;
-            println!("created app {name}");
+        Command::Apps { command: AppsCommand::Create { name, deploy_branch, buildpack, target } } => {
+            let body = serde_json::json!({
+                "name": name, "deploy_branch": deploy_branch, "buildpack": buildpack, "target": target
+            });
+            let app = client.json(Method::POST, "/api/v1/apps", Some(body)).await?;
+            println!("created app {name} (target {})", s(&app["target"]));
             println!(
                 "push to it:  git remote add hoist {}/git/{name}.git && git push hoist {deploy_branch}",
                 client.url
@@ -204,7 +235,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             print!("{text}");
         }
         Command::Releases { app } => {
-            println!("RELEASE\tSTATUS\tBUILD\tIMAGE\tCREATED");
+            println!("RELEASE\tSTATUS\tTARGET\tREVISION\tCONFIG\tCAUSE\tIMAGE\tCREATED");
             for release in client
                 .json(Method::GET, &format!("/api/v1/apps/{app}/releases"), None)
                 .await?
@@ -212,15 +243,63 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 .into_iter()
                 .flatten()
             {
+                let image = s(&release["image"]);
+                let digest = image.rsplit_once('@').map_or(image.as_str(), |(_, d)| d);
                 println!(
-                    "{}\t{}\t{}\t{}\t{}",
+                    "{}\t{}\t{}\t{}\tv{}\t{}\t{}\t{}",
                     s(&release["number"]),
                     s(&release["status"]),
-                    s(&release["build_id"]),
-                    s(&release["image"]),
+                    s(&release["target"]),
+                    s(&release["revision"]),
+                    s(&release["config_version"]),
+                    s(&release["cause"]),
+                    &digest[..digest.len().min(19)],
                     s(&release["created_at"])
                 );
+                if let Some(error) = release["error"].as_str() {
+                    println!("\t  reason: {error}");
+                }
             }
+        }
+        Command::Config { app: Some(app), command: None } => {
+            let config = client.json(Method::GET, &format!("/api/v1/apps/{app}/config"), None).await?;
+            println!("# {app} config v{}", s(&config["version"]));
+            for (name, value) in config["vars"].as_object().into_iter().flatten() {
+                println!("{name}={}", s(value));
+            }
+        }
+        Command::Config { app: None, command: None } => bail!("name the app: hoist config APP"),
+        Command::Config { app: _, command: Some(change) } => {
+            let mut body = serde_json::Map::new();
+            let app = match &change {
+                ConfigCommand::Set { app, .. } | ConfigCommand::Unset { app, .. } => app.clone(),
+            };
+            match change {
+                ConfigCommand::Set { vars, .. } => {
+                    for var in vars {
+                        let Some((name, value)) = var.split_once('=') else {
+                            bail!("{var:?} is not NAME=value");
+                        };
+                        body.insert(name.to_string(), Value::String(value.to_string()));
+                    }
+                }
+                ConfigCommand::Unset { names, .. } => {
+                    for name in names {
+                        body.insert(name, Value::Null);
+                    }
+                }
+            }
+            let changed =
+                client.json(Method::PATCH, &format!("/api/v1/apps/{app}/config"), Some(Value::Object(body))).await?;
+            match changed["release"]["number"].as_i64() {
+                Some(number) => println!("config v{}: release {number} of {app} is live", s(&changed["version"])),
+                None => println!("config v{}: {}", s(&changed["version"]), s(&changed["message"])),
+            }
+        }
+        Command::Rollback { app, release } => {
+            let body = serde_json::json!({ "release": release });
+            let made = client.json(Method::POST, &format!("/api/v1/apps/{app}/rollback"), Some(body)).await?;
+            println!("release {} of {app} is live, running release {release}'s image and config", s(&made["number"]));
         }
         Command::ImageStream { app } => {
             let stream = client.json(Method::GET, &format!("/api/v1/apps/{app}/image-stream"), None).await?;

@@ -1,0 +1,113 @@
+//! Where releases run: the seam between the rollout stage and the places it deploys to.
+//!
+//! A target deploys one release and answers whether it became ready, removes an app,
+//! and brings an app back after a restart. It never decides which release should run
+//! or records anything: that is `rollout`'s state machine. Two targets exist:
+//!
+//! - [`docker::DockerTarget`], the embedded default: a container on the local dockerd,
+//!   health-checked over HTTP; the rollout stage switches hoistd's router to it.
+//! - [`kubernetes::KubernetesTarget`]: a Helm release of hoist's chart
+//!   (`helm upgrade --install --atomic --wait`), watched with kube-rs while Helm waits; the
+//!   router follows the ready endpoints of the app's Service.
+//!
+//! Architecture invariant: `rollout` is the only caller; a target never writes a release's
+//! status.
+
+pub mod docker;
+pub mod kubernetes;
+
+use crate::app::AppName;
+use crate::config::TargetKind;
+use crate::logs::Tee;
+use crate::store::Release;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// What can go wrong outside a deploy (removing an app, restoring after a restart).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("dockerd: {0}")]
+    Docker(#[from] bollard::errors::Error),
+    #[error("Kubernetes: {0}")]
+    Kubernetes(#[from] kube::Error),
+    #[error("{0}")]
+    Helm(String),
+    #[error("the kubernetes target is not available: {0}")]
+    Unavailable(String),
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// How the router reaches a deployed release.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reach {
+    /// At this address: the rollout stage switches the route to it.
+    Address(SocketAddr),
+    /// Through a Service whose ready endpoints the target keeps routed itself.
+    Service,
+}
+
+/// A release that became ready.
+#[derive(Debug)]
+pub struct Deployed {
+    pub reach: Reach,
+    /// The target's own number for it (Helm's revision).
+    pub revision: Option<i64>,
+}
+
+/// A release that did not become ready. The release that served before still serves.
+#[derive(Debug)]
+pub struct Failure {
+    /// Why, for the release record and the pushing user.
+    pub reason: String,
+    /// The target deployed it and undid that (Helm's rollback); false: it never served.
+    pub rolled_back: bool,
+    pub revision: Option<i64>,
+}
+
+impl Failure {
+    pub fn before_deploy(reason: impl Into<String>) -> Failure {
+        Failure { reason: reason.into(), rolled_back: false, revision: None }
+    }
+}
+
+/// One place releases run.
+#[async_trait::async_trait]
+pub trait Target: Send + Sync {
+    fn kind(&self) -> TargetKind;
+
+    /// Deploys `release` (its image and config) and waits until it is ready or has
+    /// failed. Progress goes to `log`. On failure the previous release keeps serving.
+    async fn deploy(&self, app: &AppName, release: &Release, log: &Tee) -> Result<Deployed, Failure>;
+
+    /// `previous` served until the release after it went live; free what it holds.
+    async fn retire(&self, app: &AppName, previous: &Release);
+
+    /// Removes everything the app runs (not its builds or images).
+    async fn remove_app(&self, app: &AppName) -> Result<()>;
+
+    /// After hoistd restarted: repairs what a killed rollout left (containers of
+    /// `interrupted` releases, a Helm release stuck in `pending-*`) and brings the `live`
+    /// release back. Returns how it is reached now.
+    async fn restore(&self, app: &AppName, live: Option<&Release>, interrupted: &[Release]) -> Result<Option<Reach>>;
+}
+
+/// The targets of this hoistd, by kind.
+#[derive(Clone)]
+pub struct Targets {
+    pub docker: Arc<docker::DockerTarget>,
+    /// `Err`: why it cannot be used (no cluster configured, helm missing).
+    pub kubernetes: Result<Arc<kubernetes::KubernetesTarget>, String>,
+}
+
+impl Targets {
+    pub fn get(&self, kind: TargetKind) -> Result<Arc<dyn Target>> {
+        match kind {
+            TargetKind::Docker => Ok(self.docker.clone()),
+            TargetKind::Kubernetes => match &self.kubernetes {
+                Ok(target) => Ok(target.clone()),
+                Err(why) => Err(Error::Unavailable(why.clone())),
+            },
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! The docker target, the embedded default: releases as containers on the local dockerd.
+//!
+//! Deploying: pull the image by digest, start `<instance>-<app>-r<N>` with `PORT` and the
+//! config vars set, published on 127.0.0.1 only, tini as PID 1; poll it over HTTP until it
+//! answers below 500 (Dokku's CHECKS), the container exits, or the checks time out. The
+//! rollout stage then switches the router to it and retires the old container.
+//!
+//! Architecture invariant: the only code that creates or removes release containers.
+
+use super::{Deployed, Failure, Reach, Result, Target};
+use crate::app::AppName;
+use crate::config::TargetKind;
+use crate::docker::{LABEL_APP, LABEL_INSTANCE, LABEL_RELEASE, LABEL_ROLE};
+use crate::logs::Tee;
+use crate::store::Release;
+use bollard::models::{ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum};
+use bollard::query_parameters::{
+    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, ListContainersOptionsBuilder, LogsOptionsBuilder,
+    RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
+};
+use bollard::Docker;
+use futures_util::StreamExt;
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Settings of the docker target.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub instance: String,
+    pub app_port: u16,
+    pub checks_timeout: Duration,
+    pub checks_interval: Duration,
+}
+
+/// Releases as containers on the local dockerd.
+#[derive(Clone)]
+pub struct DockerTarget {
+    docker: Docker,
+    settings: Settings,
+    http: reqwest::Client,
+}
+
+impl DockerTarget {
+    pub fn new(docker: Docker, settings: Settings) -> DockerTarget {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("a plain HTTP client builds");
+        DockerTarget { docker, settings, http }
+    }
+
+    fn container_name(&self, app: &AppName, number: i64) -> String {
+        format!("{}-{}-r{}", self.settings.instance, app, number)
+    }
+
+    /// Starts the release's container and waits until it answers HTTP.
+    /// Errors are reasons, for the release record and the user.
+    async fn start_and_check(&self, app: &AppName, release: &Release, log: &Tee) -> Result<SocketAddr, String> {
+        let name = self.container_name(app, release.number);
+        let (repository, digest) = release.image.split_once('@').unwrap_or((&release.image, ""));
+        let pull = CreateImageOptionsBuilder::default().from_image(repository).tag(digest).build();
+        let mut pulling = self.docker.create_image(Some(pull), None, None);
+        while let Some(item) = pulling.next().await {
+            item.map_err(|e| format!("cannot pull {}: {e}", release.image))?;
+        }
+
+        let port_key = format!("{}/tcp", self.settings.app_port);
+        let labels = HashMap::from([
+            (LABEL_INSTANCE.to_string(), self.settings.instance.clone()),
+            (LABEL_APP.to_string(), app.to_string()),
+            (LABEL_RELEASE.to_string(), release.number.to_string()),
+            (LABEL_ROLE.to_string(), "release".to_string()),
+        ]);
+        let mut env: Vec<String> = release.config.iter().map(|(key, value)| format!("{key}={value}")).collect();
+        env.push(format!("PORT={}", self.settings.app_port));
+        let body = ContainerCreateBody {
+            image: Some(release.image.clone()),
+            env: Some(env),
+            exposed_ports: Some(vec![port_key.clone()]),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                port_bindings: Some(HashMap::from([(
+                    port_key,
+                    Some(vec![PortBinding { host_ip: Some("127.0.0.1".to_string()), host_port: Some(String::new()) }]),
+                )])),
+                // tini as PID 1 forwards SIGTERM and reaps, so stopping a release is quick.
+                init: Some(true),
+                restart_policy: Some(RestartPolicy {
+                    name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                    maximum_retry_count: None,
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        self.remove_container(&name).await;
+        let create = CreateContainerOptionsBuilder::default().name(&name).build();
+        self.docker.create_container(Some(create), body).await.map_err(|e| format!("cannot create container: {e}"))?;
+        self.docker.start_container(&name, None).await.map_err(|e| format!("cannot start container: {e}"))?;
+        let upstream = self.published_addr(&name).await.map_err(|e| format!("cannot find its port: {e}"))?;
+        log.line(format!(
+            "       started {name}; checking http://{upstream}/ for up to {} s",
+            self.settings.checks_timeout.as_secs()
+        ));
+        self.wait_healthy(&name, upstream).await?;
+        Ok(upstream)
+    }
+
+    /// The 127.0.0.1 address dockerd published the app port on.
+    async fn published_addr(&self, container: &str) -> Result<SocketAddr, String> {
+        let inspect = self.docker.inspect_container(container, None).await.map_err(|e| e.to_string())?;
+        let key = format!("{}/tcp", self.settings.app_port);
+        let port = inspect
+            .network_settings
+            .and_then(|n| n.ports)
+            .and_then(|ports| ports.get(&key).cloned().flatten())
+            .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port))
+            .and_then(|port| port.parse::<u16>().ok())
+            .ok_or_else(|| format!("no published port for {key}"))?;
+        Ok(SocketAddr::from(([127, 0, 0, 1], port)))
+    }
+
+    async fn wait_healthy(&self, container: &str, upstream: SocketAddr) -> Result<(), String> {
+        let started = Instant::now();
+        let mut last = String::from("no answer yet");
+        let mut attempts = 0;
+        while started.elapsed() < self.settings.checks_timeout {
+            attempts += 1;
+            let state = self.docker.inspect_container(container, None).await.map_err(|e| e.to_string())?.state;
+            if let Some(state) = state {
+                if state.running == Some(false) {
+                    return Err(format!("its container exited with code {}", state.exit_code.unwrap_or(-1)));
+                }
+            }
+            match self.http.get(format!("http://{upstream}/")).send().await {
+                Ok(response) if response.status().as_u16() < 500 => return Ok(()),
+                Ok(response) => last = format!("HTTP {}", response.status()),
+                Err(e) => last = if e.is_connect() { "connection refused".to_string() } else { e.to_string() },
+            }
+            tokio::time::sleep(self.settings.checks_interval).await;
+        }
+        Err(format!(
+            "no HTTP answer below 500 on port {} within {} s ({attempts} checks, last: {last})",
+            self.settings.app_port,
+            self.settings.checks_timeout.as_secs()
+        ))
+    }
+
+    async fn container_log_tail(&self, container: &str, lines: usize) -> Vec<String> {
+        let options = LogsOptionsBuilder::default().stdout(true).stderr(true).tail(&lines.to_string()).build();
+        let mut output = self.docker.logs(container, Some(options));
+        let mut text = String::new();
+        while let Some(Ok(chunk)) = output.next().await {
+            text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+        }
+        crate::logs::tail(&text, lines).into_iter().map(str::to_string).collect()
+    }
+
+    async fn remove_container(&self, name: &str) {
+        let stop = StopContainerOptionsBuilder::default().t(5).build();
+        let _ = self.docker.stop_container(name, Some(stop)).await;
+        let remove = RemoveContainerOptionsBuilder::default().force(true).build();
+        match self.docker.remove_container(name, Some(remove)).await {
+            Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
+            Err(error) => tracing::warn!(container = name, %error, "cannot remove container"),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Target for DockerTarget {
+    fn kind(&self) -> TargetKind {
+        TargetKind::Docker
+    }
+
+    async fn deploy(&self, app: &AppName, release: &Release, log: &Tee) -> Result<Deployed, Failure> {
+        match self.start_and_check(app, release, log).await {
+            Ok(upstream) => Ok(Deployed { reach: Reach::Address(upstream), revision: None }),
+            Err(reason) => {
+                let container = self.container_name(app, release.number);
+                let tail = self.container_log_tail(&container, 20).await;
+                if !tail.is_empty() {
+                    log.line(format!("       last lines of release {}'s output:", release.number));
+                    for line in &tail {
+                        log.line(format!("       | {line}"));
+                    }
+                }
+                self.remove_container(&container).await;
+                Err(Failure::before_deploy(reason))
+            }
+        }
+    }
+
+    async fn retire(&self, app: &AppName, previous: &Release) {
+        // Traffic has moved already; stopping the old container need not hold up the push.
+        let (target, name) = (self.clone(), self.container_name(app, previous.number));
+        tokio::spawn(async move { target.remove_container(&name).await });
+    }
+
+    async fn remove_app(&self, app: &AppName) -> Result<()> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![format!("{LABEL_INSTANCE}={}", self.settings.instance), format!("{LABEL_APP}={app}")],
+        )]);
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        for container in self.docker.list_containers(Some(options)).await? {
+            if let Some(id) = container.id {
+                self.remove_container(&id).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn restore(&self, app: &AppName, live: Option<&Release>, interrupted: &[Release]) -> Result<Option<Reach>> {
+        for release in interrupted {
+            self.remove_container(&self.container_name(app, release.number)).await;
+        }
+        let Some(live) = live else { return Ok(None) };
+        let name = self.container_name(app, live.number);
+        let running = matches!(
+            self.docker.inspect_container(&name, None).await,
+            Ok(inspect) if inspect.state.as_ref().and_then(|s| s.running) == Some(true)
+        );
+        if !running {
+            self.docker.start_container(&name, None).await?;
+        }
+        match self.published_addr(&name).await {
+            Ok(upstream) => Ok(Some(Reach::Address(upstream))),
+            Err(error) => {
+                tracing::error!(%app, release = live.number, %error, "cannot find the live release's port");
+                Ok(None)
+            }
+        }
+    }
+}

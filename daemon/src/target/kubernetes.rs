@@ -1,0 +1,680 @@
+//! The kubernetes target: each release is a Helm release of hoist's chart
+//! (`deploy/chart/`, built into hoistd), installed with the real `helm`:
+//!
+//! ```text
+//! helm upgrade --install <app> <chart> -n <ns> --atomic --wait --timeout <t> -f values.json
+//! ```
+//!
+//! (`--rollback-on-failure` on Helm 4). While Helm waits, a watcher polls the release's
+//! pods, their events and the Deployment with kube-rs, prints every change, and keeps the
+//! last log lines of crashing and not-ready pods, so they reach the user even after the
+//! rollback has deleted the pods. A release left `pending-*` by a killed helm is rolled
+//! back to its last good revision before the next deploy and on restart.
+//!
+//! The router reaches an app through its Service: a reflector on the EndpointSlices of
+//! this hoistd's Services keeps `<app>.<domain>` routed to their ready endpoints, the way an
+//! ingress controller does (no kube-proxy needed, pod IPs must be reachable from hoistd).
+
+use super::{Deployed, Failure, Reach, Result, Target};
+use crate::app::AppName;
+use crate::config::TargetKind;
+use crate::logs::Tee;
+use crate::router::Routes;
+use crate::store::Release;
+use futures_util::StreamExt;
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
+use k8s_openapi::api::discovery::v1::EndpointSlice;
+use kube::api::{Api, DeleteParams, ListParams, LogParams};
+use kube::runtime::{reflector, watcher, WatchStreamExt};
+use serde::Deserialize;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+/// `deploy/chart/`, built into hoistd by `daemon/build.rs`.
+pub const EMBEDDED_CHART: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/chart.tar"));
+
+const SETPRIV: &str = "/usr/bin/setpriv";
+
+/// Label keys the chart puts on everything it makes.
+const LABEL_APP: &str = "hoist.dev/app";
+const LABEL_INSTANCE: &str = "hoist.dev/instance";
+const LABEL_RELEASE: &str = "hoist.dev/release";
+
+/// Settings of the kubernetes target.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub instance: String,
+    pub kubeconfig: Option<PathBuf>,
+    /// Every app in this namespace; `None`: `<instance>-<app>`.
+    pub namespace: Option<String>,
+    pub helm: PathBuf,
+    pub timeout: Duration,
+    /// The registry as hoistd pushes to it, and as the cluster's nodes reach it.
+    pub registry_pushed: String,
+    pub registry_pulled: Option<String>,
+    pub chart: PathBuf,
+    pub app_port: u16,
+    pub min_ready_secs: u32,
+    /// Where values files live while helm runs (they hold config values: mode 0600).
+    pub work_dir: PathBuf,
+}
+
+/// Releases as Helm releases on a Kubernetes cluster.
+pub struct KubernetesTarget {
+    client: kube::Client,
+    settings: Settings,
+    /// `--atomic` (Helm 3) or `--rollback-on-failure` (Helm 4).
+    atomic_flag: &'static str,
+    routes: Routes,
+}
+
+/// One line of `helm history -o json`.
+#[derive(Debug, Clone, Deserialize)]
+struct HistoryEntry {
+    revision: i64,
+    status: String,
+    #[serde(default)]
+    description: String,
+}
+
+impl KubernetesTarget {
+    /// Connects to the cluster named by the kubeconfig (or the environment's), checks
+    /// helm, and starts following the Services' endpoints into `routes`.
+    /// `Err`: why the target cannot be used, for the user.
+    pub async fn connect(settings: Settings, routes: Routes) -> Result<Arc<KubernetesTarget>, String> {
+        let config = match &settings.kubeconfig {
+            Some(path) => {
+                let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                    .map_err(|e| format!("cannot read kubeconfig {}: {e}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                    .await
+                    .map_err(|e| format!("kubeconfig {} is not usable: {e}", path.display()))?
+            }
+            None => kube::Config::infer().await.map_err(|e| {
+                format!("no cluster configured (set kubernetes.kubeconfig or KUBECONFIG, or run in a cluster): {e}")
+            })?,
+        };
+        let client = kube::Client::try_from(config).map_err(|e| format!("cannot make a Kubernetes client: {e}"))?;
+        let version = helm_version(&settings.helm).await?;
+        let atomic_flag = if version.starts_with("v3.") { "--atomic" } else { "--rollback-on-failure" };
+        std::fs::create_dir_all(&settings.work_dir)
+            .map_err(|e| format!("cannot create {}: {e}", settings.work_dir.display()))?;
+        let target = Arc::new(KubernetesTarget { client, settings, atomic_flag, routes });
+        tokio::spawn(follow_endpoints(target.client.clone(), target.settings.instance.clone(), target.routes.clone()));
+        tracing::info!(helm = %version, "kubernetes target ready");
+        Ok(target)
+    }
+
+    fn namespace(&self, app: &AppName) -> String {
+        match &self.settings.namespace {
+            Some(namespace) => namespace.clone(),
+            None => format!("{}-{}", self.settings.instance, app),
+        }
+    }
+
+    /// The image reference as the cluster's nodes pull it.
+    fn pulled_image(&self, image: &str) -> String {
+        match &self.settings.registry_pulled {
+            Some(pulled) => match image.strip_prefix(&self.settings.registry_pushed) {
+                Some(rest) => format!("{pulled}{rest}"),
+                None => image.to_string(),
+            },
+            None => image.to_string(),
+        }
+    }
+
+    fn helm(&self) -> tokio::process::Command {
+        // A helm outliving a killed hoistd would finish a rollout nobody records; it dies
+        // with hoistd instead (util-linux's setpriv sets the parent-death signal), and the
+        // release it leaves pending is repaired on restart.
+        let mut command = if Path::new(SETPRIV).is_file() {
+            let mut command = tokio::process::Command::new(SETPRIV);
+            command.args(["--pdeathsig", "KILL", "--"]).arg(&self.settings.helm);
+            command
+        } else {
+            tokio::process::Command::new(&self.settings.helm)
+        };
+        if let Some(kubeconfig) = &self.settings.kubeconfig {
+            command.arg("--kubeconfig").arg(kubeconfig);
+        }
+        command.stdin(Stdio::null()).kill_on_drop(true);
+        command
+    }
+
+    /// Runs helm with `args`; its output lines go to `log` when given. `Err`: the last
+    /// lines of its output.
+    async fn run_helm(&self, args: &[&str], log: Option<&Tee>) -> Result<String, String> {
+        let mut child = self
+            .helm()
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| format!("cannot run {}: {e}", self.settings.helm.display()))?;
+        let (stdout, stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
+        let mut lines = futures_util::stream::select(
+            tokio_stream_lines(BufReader::new(stdout)),
+            tokio_stream_lines(BufReader::new(stderr)),
+        );
+        let mut output = Vec::new();
+        // helm's own --timeout bounds the wait; this bounds a helm that hangs anyway.
+        let limit = self.settings.timeout + Duration::from_secs(120);
+        let deadline = tokio::time::sleep(limit);
+        tokio::pin!(deadline);
+        loop {
+            tokio::select! {
+                line = lines.next() => match line {
+                    Some(line) => {
+                        if let Some(log) = log {
+                            log.line(format!("       helm: {line}"));
+                        }
+                        output.push(line);
+                    }
+                    None => break,
+                },
+                _ = &mut deadline => {
+                    let _ = child.kill().await;
+                    return Err(format!("helm did not finish within {} s", limit.as_secs()));
+                }
+            }
+        }
+        let status = child.wait().await.map_err(|e| e.to_string())?;
+        if status.success() {
+            Ok(output.join("\n"))
+        } else {
+            let error = output.iter().rev().find(|l| l.starts_with("Error")).or(output.last());
+            Err(error.cloned().unwrap_or_else(|| format!("helm exited with {status}")))
+        }
+    }
+
+    /// The release's history, oldest first; empty when there is no release.
+    async fn history(&self, name: &str, namespace: &str) -> Result<Vec<HistoryEntry>, String> {
+        match self.run_helm(&["history", name, "-n", namespace, "-o", "json", "--max", "256"], None).await {
+            Ok(json) => {
+                let mut entries: Vec<HistoryEntry> =
+                    serde_json::from_str(&json).map_err(|e| format!("cannot read helm history: {e}"))?;
+                entries.sort_by_key(|e| e.revision);
+                Ok(entries)
+            }
+            Err(error) if error.contains("not found") => Ok(Vec::new()),
+            Err(error) => Err(error),
+        }
+    }
+
+    /// A release left `pending-install/upgrade/rollback` (a helm that was killed) blocks
+    /// every later upgrade ("another operation is in progress"): roll it back to its last
+    /// good revision, or uninstall it when it never had one.
+    async fn repair(&self, name: &str, namespace: &str, log: &Tee) -> Result<(), String> {
+        let history = self.history(name, namespace).await?;
+        let Some(last) = history.last() else { return Ok(()) };
+        if !last.status.starts_with("pending") {
+            return Ok(());
+        }
+        let timeout = format!("{}s", self.settings.timeout.as_secs());
+        match history.iter().rev().find(|e| e.status == "deployed" || e.status == "superseded") {
+            Some(good) => {
+                log.line(format!(
+                    "       Helm release {name} was left {} at revision {} (a killed helm); rolling back to revision {}",
+                    last.status, last.revision, good.revision
+                ));
+                let revision = good.revision.to_string();
+                self.run_helm(
+                    &["rollback", name, &revision, "-n", namespace, "--wait", "--timeout", &timeout],
+                    Some(log),
+                )
+                .await?;
+            }
+            None => {
+                log.line(format!(
+                    "       Helm release {name} was left {} with no good revision; uninstalling it",
+                    last.status
+                ));
+                self.run_helm(&["uninstall", name, "-n", namespace, "--wait", "--timeout", &timeout], Some(log))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    fn values(&self, app: &AppName, release: &Release) -> serde_json::Value {
+        serde_json::json!({
+            "app": app.as_str(),
+            "instance": self.settings.instance,
+            "release": release.number,
+            "image": self.pulled_image(&release.image),
+            "port": self.settings.app_port,
+            "minReadySeconds": self.settings.min_ready_secs,
+            "env": release.config,
+            "processes": { "web": { "replicas": 1 } },
+        })
+    }
+
+    fn write_values(&self, path: &Path, values: &serde_json::Value) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+        file.write_all(values.to_string().as_bytes())
+    }
+
+    async fn deploy_release(&self, app: &AppName, release: &Release, log: &Tee) -> Result<Deployed, Failure> {
+        let name = app.as_str();
+        let namespace = self.namespace(app);
+        self.repair(name, &namespace, log).await.map_err(Failure::before_deploy)?;
+        let before = self.history(name, &namespace).await.map_err(Failure::before_deploy)?;
+        let revision = before.last().map_or(1, |e| e.revision + 1);
+        let values_path = self.settings.work_dir.join(format!("{namespace}-{name}-{}.json", release.number));
+        self.write_values(&values_path, &self.values(app, release))
+            .map_err(|e| Failure::before_deploy(format!("cannot write {}: {e}", values_path.display())))?;
+
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let watcher = tokio::spawn(watch_release(
+            self.client.clone(),
+            namespace.clone(),
+            app.clone(),
+            self.settings.instance.clone(),
+            release.number,
+            log.clone(),
+            stopped,
+        ));
+        let timeout = format!("{}s", self.settings.timeout.as_secs());
+        let chart = self.settings.chart.to_string_lossy().into_owned();
+        let values = values_path.to_string_lossy().into_owned();
+        let args = [
+            "upgrade",
+            "--install",
+            name,
+            &chart,
+            "-n",
+            &namespace,
+            "--create-namespace",
+            self.atomic_flag,
+            "--wait",
+            "--timeout",
+            &timeout,
+            "-f",
+            &values,
+        ];
+        log.line(format!(
+            "       helm upgrade --install {name} (revision {revision}) -n {namespace} {} --wait --timeout {timeout}",
+            self.atomic_flag
+        ));
+        let started = Instant::now();
+        let helm = self.run_helm(&args, Some(log)).await;
+        let _ = std::fs::remove_file(&values_path);
+        let _ = stop.send(true);
+        let seen = watcher.await.unwrap_or_default();
+
+        match helm {
+            Ok(_) => {
+                log.line(format!("       pods Ready; Helm revision {revision} deployed in {:.1} s", secs(started)));
+                self.wait_routed(app).await;
+                Ok(Deployed { reach: Reach::Service, revision: Some(revision) })
+            }
+            Err(helm_error) => {
+                seen.print_unprinted_tails(log);
+                let after = self.history(name, &namespace).await.unwrap_or_default();
+                let rollback = after.iter().find(|e| e.revision > revision && e.description.starts_with("Rollback"));
+                let undone = match rollback {
+                    Some(entry) => format!(" Helm rolled it back ({}, revision {})", entry.description, entry.revision),
+                    None if after.is_empty() => " Helm uninstalled it (it was the first install)".to_string(),
+                    None => String::new(),
+                };
+                let rolled_back = rollback.is_some() || after.is_empty();
+                log.line(format!("       helm failed after {:.1} s:{undone}", secs(started)));
+                let mut reason = match seen.summary() {
+                    Some(summary) => format!("{summary}; helm: {helm_error}"),
+                    None => format!("helm: {helm_error}"),
+                };
+                if !rolled_back {
+                    reason.push_str(" (Helm did not roll back; the next deploy repairs it)");
+                }
+                Err(Failure { reason, rolled_back, revision: Some(revision) })
+            }
+        }
+    }
+
+    /// Waits (briefly) until the router has an endpoint for the app.
+    async fn wait_routed(&self, app: &AppName) {
+        for _ in 0..100 {
+            if self.routes.get(app.as_str()).is_some() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        tracing::warn!(%app, "no ready endpoint of the app's Service reached the router within 10 s");
+    }
+}
+
+#[async_trait::async_trait]
+impl Target for KubernetesTarget {
+    fn kind(&self) -> TargetKind {
+        TargetKind::Kubernetes
+    }
+
+    async fn deploy(&self, app: &AppName, release: &Release, log: &Tee) -> Result<Deployed, Failure> {
+        self.deploy_release(app, release, log).await
+    }
+
+    async fn retire(&self, _app: &AppName, _previous: &Release) {
+        // The Deployment's rolling update has replaced the old pods already.
+    }
+
+    async fn remove_app(&self, app: &AppName) -> Result<()> {
+        let namespace = self.namespace(app);
+        let timeout = format!("{}s", self.settings.timeout.as_secs());
+        match self.run_helm(&["uninstall", app.as_str(), "-n", &namespace, "--wait", "--timeout", &timeout], None).await
+        {
+            Ok(_) => {}
+            Err(error) if error.contains("not found") => {}
+            Err(error) => return Err(super::Error::Helm(error)),
+        }
+        if self.settings.namespace.is_none() {
+            let namespaces: Api<Namespace> = Api::all(self.client.clone());
+            match namespaces.delete(&namespace, &DeleteParams::default()).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.code == 404 => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        Ok(())
+    }
+
+    async fn restore(&self, app: &AppName, _live: Option<&Release>, _interrupted: &[Release]) -> Result<Option<Reach>> {
+        let quiet = Tee::default();
+        self.repair(app.as_str(), &self.namespace(app), &quiet).await.map_err(super::Error::Helm)?;
+        Ok(Some(Reach::Service))
+    }
+}
+
+async fn helm_version(helm: &Path) -> Result<String, String> {
+    let output = tokio::process::Command::new(helm)
+        .args(["version", "--template", "{{.Version}}"])
+        .output()
+        .await
+        .map_err(|e| format!("cannot run {} (install Helm 3 or 4, or set kubernetes.helm): {e}", helm.display()))?;
+    if !output.status.success() {
+        return Err(format!("{} version failed: {}", helm.display(), String::from_utf8_lossy(&output.stderr)));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_string())
+}
+
+fn tokio_stream_lines<R: tokio::io::AsyncBufRead + Unpin + Send + 'static>(
+    reader: R,
+) -> futures_util::stream::BoxStream<'static, String> {
+    futures_util::stream::unfold(reader.lines(), |mut lines| async move {
+        match lines.next_line().await {
+            Ok(Some(line)) => Some((line, lines)),
+            _ => None,
+        }
+    })
+    .boxed()
+}
+
+fn secs(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64()
+}
+
+/// What the watcher saw of one release's pods.
+#[derive(Debug, Default)]
+struct Seen {
+    /// pod → the last thing said about it.
+    states: BTreeMap<String, String>,
+    /// pod → the last log lines of a pod that is not Ready, fetched but not printed yet.
+    tails: BTreeMap<String, Vec<String>>,
+    /// The worst thing seen, for the failure reason.
+    trouble: Option<String>,
+}
+
+impl Seen {
+    fn print_unprinted_tails(&self, log: &Tee) {
+        for (pod, lines) in &self.tails {
+            if lines.is_empty() {
+                continue;
+            }
+            log.line(format!("       last lines of pod {pod} (not Ready):"));
+            for line in lines {
+                log.line(format!("       | {line}"));
+            }
+        }
+    }
+
+    fn summary(&self) -> Option<String> {
+        self.trouble.clone().or_else(|| self.states.iter().next().map(|(pod, state)| format!("pod {pod}: {state}")))
+    }
+}
+
+/// Watches the pods of one release (and their events and Deployment) until `stop`,
+/// printing each change; crash output is printed as it happens, the output of pods that
+/// are not Ready is kept for the end.
+async fn watch_release(
+    client: kube::Client,
+    namespace: String,
+    app: AppName,
+    instance: String,
+    release: i64,
+    log: Tee,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> Seen {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
+    let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
+    let deployments: Api<Deployment> = Api::namespaced(client, &namespace);
+    let selector = format!("{LABEL_APP}={app},{LABEL_INSTANCE}={instance},{LABEL_RELEASE}={release}");
+    let mut seen = Seen::default();
+    let mut printed_crashes: HashSet<(String, i32)> = HashSet::new();
+    let mut printed_events: HashSet<String> = HashSet::new();
+    let mut deployment_state = String::new();
+    let mut tails_fetched: HashMap<String, Instant> = HashMap::new();
+    loop {
+        let stopping = *stop.borrow();
+        if let Ok(list) = pods.list(&ListParams::default().labels(&selector)).await {
+            for pod in list.items {
+                let Some(name) = pod.metadata.name.clone() else { continue };
+                let (state, ready, crash) = describe_pod(&pod);
+                if seen.states.get(&name) != Some(&state) {
+                    log.line(format!("       pod {name}: {state}"));
+                    seen.states.insert(name.clone(), state.clone());
+                }
+                if let Some((restarts, previous)) = crash {
+                    seen.trouble = Some(format!("pod {name}: {state}"));
+                    if printed_crashes.insert((name.clone(), restarts)) {
+                        let lines = pod_log_tail(&pods, &name, previous).await;
+                        if !lines.is_empty() {
+                            log.line(format!("       last lines of pod {name} before it stopped:"));
+                            for line in &lines {
+                                log.line(format!("       | {line}"));
+                            }
+                        }
+                        seen.tails.remove(&name);
+                    }
+                } else if !ready && state.starts_with("Running") {
+                    let due = tails_fetched.get(&name).is_none_or(|at| at.elapsed() > Duration::from_secs(3));
+                    if due || stopping {
+                        tails_fetched.insert(name.clone(), Instant::now());
+                        seen.tails.insert(name.clone(), pod_log_tail(&pods, &name, false).await);
+                        if seen.trouble.is_none() {
+                            seen.trouble = Some(format!("pod {name}: {state}"));
+                        }
+                    }
+                } else if ready {
+                    seen.tails.remove(&name);
+                }
+            }
+        }
+        if let Ok(list) = events.list(&ListParams::default()).await {
+            for event in list.items {
+                let involved = event.involved_object.name.clone().unwrap_or_default();
+                if !seen.states.contains_key(&involved) {
+                    continue;
+                }
+                let key = event.metadata.uid.clone().unwrap_or_default();
+                if printed_events.insert(key) {
+                    log.line(format!(
+                        "       event pod/{involved}: {} {}",
+                        event.reason.unwrap_or_default(),
+                        event.message.unwrap_or_default().trim()
+                    ));
+                }
+            }
+        }
+        if let Ok(deployment) = deployments.get(&format!("{app}-web")).await {
+            let status = deployment.status.unwrap_or_default();
+            let wanted = deployment.spec.and_then(|s| s.replicas).unwrap_or(1);
+            let mut state = format!(
+                "{} updated, {} ready, {} available of {wanted}",
+                status.updated_replicas.unwrap_or(0),
+                status.ready_replicas.unwrap_or(0),
+                status.available_replicas.unwrap_or(0)
+            );
+            for condition in status.conditions.unwrap_or_default() {
+                if condition.reason.as_deref() == Some("ProgressDeadlineExceeded") {
+                    state.push_str(&format!(" ({})", condition.message.unwrap_or_default()));
+                }
+            }
+            if state != deployment_state {
+                log.line(format!("       deployment {app}-web: {state}"));
+                deployment_state = state;
+            }
+        }
+        if stopping {
+            return seen;
+        }
+        tokio::select! {
+            _ = stop.changed() => {}
+            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+        }
+    }
+}
+
+/// A pod in a few words; whether it is Ready; and, when a container has stopped, its
+/// restart count and whether its output is the previous instance's.
+fn describe_pod(pod: &Pod) -> (String, bool, Option<(i32, bool)>) {
+    let status = pod.status.clone().unwrap_or_default();
+    let phase = status.phase.unwrap_or_else(|| "Pending".to_string());
+    let ready = status.conditions.unwrap_or_default().iter().any(|c| c.type_ == "Ready" && c.status == "True");
+    let mut words = vec![phase];
+    words.push(if ready { "Ready".to_string() } else { "not Ready".to_string() });
+    let mut crash = None;
+    for container in status.container_statuses.unwrap_or_default() {
+        let state = container.state.unwrap_or_default();
+        if let Some(waiting) = state.waiting.as_ref().and_then(|w| w.reason.clone()) {
+            if waiting != "ContainerCreating" {
+                words.push(waiting);
+            }
+        }
+        if let Some(terminated) = &state.terminated {
+            words.push(format!("exited with code {}", terminated.exit_code));
+            crash = Some((container.restart_count, false));
+        }
+        if container.restart_count > 0 {
+            let last_exit = container.last_state.and_then(|s| s.terminated).map(|t| t.exit_code);
+            if let Some(code) = last_exit {
+                words.push(format!("last exit code {code}"));
+            }
+            words.push(format!("{} restarts", container.restart_count));
+            if crash.is_none() {
+                crash = Some((container.restart_count, true));
+            }
+        }
+    }
+    (words.join(", "), ready, crash)
+}
+
+async fn pod_log_tail(pods: &Api<Pod>, name: &str, previous: bool) -> Vec<String> {
+    let params = LogParams { previous, tail_lines: Some(20), ..Default::default() };
+    match pods.logs(name, &params).await {
+        Ok(text) => crate::logs::tail(&text, 20).into_iter().map(str::to_string).collect(),
+        Err(error) => vec![format!("(cannot read its output: {error})")],
+    }
+}
+
+/// Keeps `routes` pointed at the ready endpoints of this hoistd's Services, until hoistd
+/// stops. A reflector watch, so a pod that stops being Ready leaves the route at once.
+async fn follow_endpoints(client: kube::Client, instance: String, routes: Routes) {
+    let slices: Api<EndpointSlice> = Api::all(client);
+    let config = watcher::Config::default().labels(&format!("{LABEL_INSTANCE}={instance}"));
+    let (reader, writer) = reflector::store();
+    let stream = reflector(writer, watcher(slices, config)).default_backoff();
+    tokio::pin!(stream);
+    let mut routed: HashSet<String> = HashSet::new();
+    let mut warned = false;
+    while let Some(event) = stream.next().await {
+        if let Err(error) = event {
+            if !warned {
+                tracing::warn!(%error, "cannot watch the cluster's endpoints; retrying");
+                warned = true;
+            }
+            continue;
+        }
+        warned = false;
+        let mut upstreams: BTreeMap<String, Vec<SocketAddr>> = BTreeMap::new();
+        for slice in reader.state() {
+            let Some(app) = slice.metadata.labels.as_ref().and_then(|l| l.get(LABEL_APP)).cloned() else { continue };
+            let port = slice
+                .ports
+                .iter()
+                .flatten()
+                .find(|p| p.name.as_deref() == Some("http"))
+                .and_then(|p| p.port)
+                .and_then(|p| u16::try_from(p).ok());
+            let Some(port) = port else { continue };
+            let addresses = upstreams.entry(app).or_default();
+            for endpoint in &slice.endpoints {
+                let ready = endpoint.conditions.as_ref().and_then(|c| c.ready).unwrap_or(true);
+                if !ready {
+                    continue;
+                }
+                for address in &endpoint.addresses {
+                    if let Ok(ip) = address.parse::<IpAddr>() {
+                        addresses.push(SocketAddr::new(ip, port));
+                    }
+                }
+            }
+        }
+        for app in routed.iter() {
+            if upstreams.get(app).is_none_or(Vec::is_empty) {
+                routes.remove(app);
+            }
+        }
+        routed.clear();
+        for (app, mut addresses) in upstreams {
+            if addresses.is_empty() {
+                continue;
+            }
+            addresses.sort();
+            routes.set_all(&app, addresses);
+            routed.insert(app);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_crash_looping_pod_is_described_with_its_exit_code() {
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "api-web-1"},
+            "status": {
+                "phase": "Running",
+                "conditions": [{"type": "Ready", "status": "False"}],
+                "containerStatuses": [{
+                    "name": "web", "image": "i", "imageID": "", "ready": false, "restartCount": 2,
+                    "state": {"waiting": {"reason": "CrashLoopBackOff"}},
+                    "lastState": {"terminated": {"exitCode": 3}}
+                }]
+            }
+        }))
+        .unwrap();
+        let (state, ready, crash) = describe_pod(&pod);
+        assert_eq!(state, "Running, not Ready, CrashLoopBackOff, last exit code 3, 2 restarts");
+        assert!(!ready);
+        assert_eq!(crash, Some((2, true)));
+    }
+}

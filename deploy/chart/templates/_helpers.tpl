@@ -1,0 +1,4 @@
+{{- define "hoist.labels" -}}
+hoist.dev/app: {{ .Values.app | quote }}
+hoist.dev/instance: {{ .Values.instance | quote }}
+{{- end -}}
