@@ -82,6 +82,12 @@ impl Hoistd {
         Hoistd::start_program(binary("hoistd"), env)
     }
 
+    /// Starts a hoistd with settings given as owned pairs (e.g. [`Cluster::hoistd_settings`]).
+    pub fn start_with(env: &[(String, String)]) -> Hoistd {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Hoistd::start(&env)
+    }
+
     /// Starts `program` (a copy of hoistd, say) the way [`Hoistd::start`] starts hoistd.
     pub fn start_program(program: PathBuf, env: &[(&str, &str)]) -> Hoistd {
         // reqwest is built without a TLS crypto provider of its own in this workspace.
@@ -411,6 +417,49 @@ impl Cluster {
         let output = self.kubectl_may_fail(args);
         assert!(output.status.success(), "kubectl {args:?} failed\n{}", show(&output));
         output
+    }
+
+    /// The settings that make a test's hoistd deploy to this cluster: apps on the
+    /// kubernetes target in this test's namespace, images in the cluster's registry (the
+    /// one its nodes pull from), Helm waiting `timeout_secs` before it rolls back.
+    pub fn hoistd_settings(&self, timeout_secs: u32) -> Vec<(String, String)> {
+        let value = |key: &str| self.env.iter().find(|(k, _)| k == key).map(|(_, v)| v.clone()).unwrap_or_default();
+        let helm = std::env::split_paths(&value("PATH"))
+            .map(|dir| dir.join("helm"))
+            .find(|path| path.is_file())
+            .expect("the cluster's PATH has helm");
+        [
+            ("HOIST_TARGET", "kubernetes".to_string()),
+            ("HOIST_KUBECONFIG", value("KUBECONFIG")),
+            ("HOIST_HELM", helm.display().to_string()),
+            ("HOIST_KUBERNETES_NAMESPACE", self.namespace.clone()),
+            ("HOIST_KUBERNETES_TIMEOUT_SECS", timeout_secs.to_string()),
+            ("HOIST_REGISTRY_ADDR", self.registry.clone()),
+            ("HOIST_REGISTRY_EXTERNAL", "true".to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
+    /// `helm history <release> -o json` in the test's namespace: (revision, status,
+    /// description), oldest first.
+    pub fn helm_history(&self, release: &str) -> Vec<(i64, String, String)> {
+        let output = self.helm(&["history", release, "-o", "json"]);
+        assert!(output.status.success(), "helm history failed\n{}", show(&output));
+        let entries: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+        entries
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                (
+                    e["revision"].as_i64().unwrap(),
+                    e["status"].as_str().unwrap().to_string(),
+                    e["description"].as_str().unwrap_or("").to_string(),
+                )
+            })
+            .collect()
     }
 
     /// Runs helm in the test's namespace, whatever happens.

@@ -171,6 +171,9 @@ impl Rollouts {
             }
             Err(failure) => {
                 self.store.fail_release(app, release.number, &failure.reason, failure.rolled_back, failure.revision)?;
+                if let (Some(live), Some(revision)) = (&previous, failure.restored_revision) {
+                    self.store.set_release_revision(app, live.number, revision)?;
+                }
                 let outcome = match (&previous, failure.rolled_back) {
                     (Some(live), true) => format!("rolled back to release {}, which keeps serving", live.number),
                     (Some(live), false) => format!("release {} keeps serving", live.number),
@@ -196,11 +199,15 @@ impl Rollouts {
             let live = self.store.live_release(&app.name)?;
             let cut: Vec<Release> = interrupted.iter().filter(|r| r.app == app.name.as_str()).cloned().collect();
             match target.restore(&app.name, live.as_ref(), &cut).await {
-                Ok(Some(Reach::Address(upstream))) => {
-                    self.routes.set(app.name.as_str(), upstream);
-                    tracing::info!(app = %app.name, %upstream, "route restored");
+                Ok(restored) => {
+                    if let (Some(live), Some(revision)) = (&live, restored.live_revision) {
+                        self.store.set_release_revision(&app.name, live.number, revision)?;
+                    }
+                    if let Some(Reach::Address(upstream)) = restored.reach {
+                        self.routes.set(app.name.as_str(), upstream);
+                        tracing::info!(app = %app.name, %upstream, "route restored");
+                    }
                 }
-                Ok(_) => {}
                 Err(error) => tracing::error!(app = %app.name, %error, "cannot restore the live release"),
             }
         }

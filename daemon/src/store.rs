@@ -591,6 +591,15 @@ impl Store {
         Ok(())
     }
 
+    /// The target's revision the release runs as now (Helm's rollback makes a new one).
+    pub fn set_release_revision(&self, app: &AppName, number: i64, revision: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE releases SET revision = ?3 WHERE app = ?1 AND number = ?2",
+            params![app.as_str(), number, revision],
+        )?;
+        Ok(())
+    }
+
     /// Ends a release that never served: `failed`, or `rolled_back` when the target
     /// deployed it and undid that.
     pub fn fail_release(

@@ -63,12 +63,23 @@ pub struct Failure {
     /// The target deployed it and undid that (Helm's rollback); false: it never served.
     pub rolled_back: bool,
     pub revision: Option<i64>,
+    /// The revision the previous release runs as since the rollback (Helm makes a new one).
+    pub restored_revision: Option<i64>,
 }
 
 impl Failure {
     pub fn before_deploy(reason: impl Into<String>) -> Failure {
-        Failure { reason: reason.into(), rolled_back: false, revision: None }
+        Failure { reason: reason.into(), rolled_back: false, revision: None, restored_revision: None }
     }
+}
+
+/// What a restart found and did.
+#[derive(Debug, Default)]
+pub struct Restored {
+    /// How the live release is reached now, if it runs.
+    pub reach: Option<Reach>,
+    /// The revision the live release runs as now, when a repair rolled back to it.
+    pub live_revision: Option<i64>,
 }
 
 /// One place releases run.
@@ -88,8 +99,8 @@ pub trait Target: Send + Sync {
 
     /// After hoistd restarted: repairs what a killed rollout left (containers of
     /// `interrupted` releases, a Helm release stuck in `pending-*`) and brings the `live`
-    /// release back. Returns how it is reached now.
-    async fn restore(&self, app: &AppName, live: Option<&Release>, interrupted: &[Release]) -> Result<Option<Reach>>;
+    /// release back.
+    async fn restore(&self, app: &AppName, live: Option<&Release>, interrupted: &[Release]) -> Result<Restored>;
 }
 
 /// The targets of this hoistd, by kind.

@@ -4,5 +4,7 @@
 mod api;
 mod buildpacks;
 mod cluster;
+mod kubernetes;
 mod push;
+mod releases;
 mod restart;

@@ -7,7 +7,7 @@
 //!
 //! Architecture invariant: the only code that creates or removes release containers.
 
-use super::{Deployed, Failure, Reach, Result, Target};
+use super::{Deployed, Failure, Reach, Restored, Result, Target};
 use crate::app::AppName;
 use crate::config::TargetKind;
 use crate::docker::{LABEL_APP, LABEL_INSTANCE, LABEL_RELEASE, LABEL_ROLE};
@@ -213,11 +213,11 @@ impl Target for DockerTarget {
         Ok(())
     }
 
-    async fn restore(&self, app: &AppName, live: Option<&Release>, interrupted: &[Release]) -> Result<Option<Reach>> {
+    async fn restore(&self, app: &AppName, live: Option<&Release>, interrupted: &[Release]) -> Result<Restored> {
         for release in interrupted {
             self.remove_container(&self.container_name(app, release.number)).await;
         }
-        let Some(live) = live else { return Ok(None) };
+        let Some(live) = live else { return Ok(Restored::default()) };
         let name = self.container_name(app, live.number);
         let running = matches!(
             self.docker.inspect_container(&name, None).await,
@@ -227,10 +227,10 @@ impl Target for DockerTarget {
             self.docker.start_container(&name, None).await?;
         }
         match self.published_addr(&name).await {
-            Ok(upstream) => Ok(Some(Reach::Address(upstream))),
+            Ok(upstream) => Ok(Restored { reach: Some(Reach::Address(upstream)), live_revision: None }),
             Err(error) => {
                 tracing::error!(%app, release = live.number, %error, "cannot find the live release's port");
-                Ok(None)
+                Ok(Restored::default())
             }
         }
     }

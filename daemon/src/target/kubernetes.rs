@@ -15,7 +15,7 @@
 //! this hoistd's Services keeps `<app>.<domain>` routed to their ready endpoints, the way an
 //! ingress controller does (no kube-proxy needed, pod IPs must be reachable from hoistd).
 
-use super::{Deployed, Failure, Reach, Result, Target};
+use super::{Deployed, Failure, Reach, Restored, Result, Target};
 use crate::app::AppName;
 use crate::config::TargetKind;
 use crate::logs::Tee;
@@ -210,11 +210,12 @@ impl KubernetesTarget {
     /// A release left `pending-install/upgrade/rollback` (a helm that was killed) blocks
     /// every later upgrade ("another operation is in progress"): roll it back to its last
     /// good revision, or uninstall it when it never had one.
-    async fn repair(&self, name: &str, namespace: &str, log: &Tee) -> Result<(), String> {
+    /// Returns the revision the release runs as after a rollback.
+    async fn repair(&self, name: &str, namespace: &str, log: &Tee) -> Result<Option<i64>, String> {
         let history = self.history(name, namespace).await?;
-        let Some(last) = history.last() else { return Ok(()) };
+        let Some(last) = history.last() else { return Ok(None) };
         if !last.status.starts_with("pending") {
-            return Ok(());
+            return Ok(None);
         }
         let timeout = format!("{}s", self.settings.timeout.as_secs());
         match history.iter().rev().find(|e| e.status == "deployed" || e.status == "superseded") {
@@ -239,7 +240,7 @@ impl KubernetesTarget {
                     .await?;
             }
         }
-        Ok(())
+        Ok(None)
     }
 
     fn values(&self, app: &AppName, release: &Release) -> serde_json::Value {
@@ -334,7 +335,8 @@ impl KubernetesTarget {
                 if !rolled_back {
                     reason.push_str(" (Helm did not roll back; the next deploy repairs it)");
                 }
-                Err(Failure { reason, rolled_back, revision: Some(revision) })
+                let restored_revision = rollback.map(|e| e.revision);
+                Err(Failure { reason, rolled_back, revision: Some(revision), restored_revision })
             }
         }
     }
@@ -385,10 +387,11 @@ impl Target for KubernetesTarget {
         Ok(())
     }
 
-    async fn restore(&self, app: &AppName, _live: Option<&Release>, _interrupted: &[Release]) -> Result<Option<Reach>> {
+    async fn restore(&self, app: &AppName, _live: Option<&Release>, _interrupted: &[Release]) -> Result<Restored> {
         let quiet = Tee::default();
-        self.repair(app.as_str(), &self.namespace(app), &quiet).await.map_err(super::Error::Helm)?;
-        Ok(Some(Reach::Service))
+        let live_revision =
+            self.repair(app.as_str(), &self.namespace(app), &quiet).await.map_err(super::Error::Helm)?;
+        Ok(Restored { reach: Some(Reach::Service), live_revision })
     }
 }
 

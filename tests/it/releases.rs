@@ -1,0 +1,90 @@
+//! Releases without a build, on the docker target: config vars and rollback.
+
+use hoist_tests::{show, Hoistd, WorkTree};
+
+/// A web process that serves the app's files and its GREETING config var as /env.txt.
+pub const ENV_PROCFILE: &str =
+    "web: echo \"greeting=${GREETING:-none}\" > /app/env.txt && exec busybox httpd -f -p \"$PORT\" -h /app\n";
+
+fn releases(hoistd: &Hoistd, app: &str) -> Vec<(i64, String, String)> {
+    let releases = hoistd.get_json(&format!("/api/v1/apps/{app}/releases"));
+    releases
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["number"].as_i64().unwrap(),
+                r["status"].as_str().unwrap().to_string(),
+                r["cause"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn config_changes_and_rollbacks_make_releases_without_a_build_on_docker() {
+    let hoistd = Hoistd::start(&[]);
+    hoistd.create_app("cfg1");
+    // Config set before the first deploy is kept for it.
+    let early = hoistd.cli(&["config", "set", "cfg1", "GREETING=early"]);
+    assert!(String::from_utf8_lossy(&early.stdout).contains("no release is live yet"), "{}", show(&early));
+    let site = WorkTree::new(&hoistd, "cfg1", Some("static-site"));
+    site.write("Procfile", ENV_PROCFILE).commit("serve env");
+    let push = site.push(&hoistd.remote("cfg1"), "main");
+    assert!(push.status.success(), "{}", show(&push));
+    assert_eq!(hoistd.visit("cfg1", "/env.txt").1.trim(), "greeting=early");
+
+    let set = hoistd.cli(&["config", "set", "cfg1", "GREETING=hi", "OTHER=x"]);
+    assert!(String::from_utf8_lossy(&set.stdout).contains("release 2 of cfg1 is live"), "{}", show(&set));
+    assert_eq!(hoistd.visit("cfg1", "/env.txt").1.trim(), "greeting=hi");
+    hoistd.cli(&["config", "unset", "cfg1", "GREETING"]);
+    assert_eq!(hoistd.visit("cfg1", "/env.txt").1.trim(), "greeting=none");
+
+    let rollback = hoistd.cli(&["rollback", "cfg1", "2"]);
+    assert!(String::from_utf8_lossy(&rollback.stdout).contains("release 4 of cfg1 is live"), "{}", show(&rollback));
+    assert_eq!(hoistd.visit("cfg1", "/env.txt").1.trim(), "greeting=hi");
+    let config = hoistd.get_json("/api/v1/apps/cfg1/config");
+    assert_eq!(config["vars"]["GREETING"], "hi", "a rollback brings back release 2's config: {config}");
+    assert_eq!(config["version"], 4, "{config}");
+
+    let expected: Vec<(i64, String, String)> = [
+        (4, "live", "rollback to 2"),
+        (3, "retired", "config -GREETING (v3)"),
+        (2, "retired", "config GREETING OTHER (v2)"),
+        (1, "retired", "build 1"),
+    ]
+    .into_iter()
+    .map(|(n, s, c)| (n, s.to_string(), c.to_string()))
+    .collect();
+    assert_eq!(releases(&hoistd, "cfg1"), expected);
+    // Config values never appear in the release list (they may be secrets).
+    assert!(!hoistd.get("/api/v1/apps/cfg1/releases").1.contains("greeting=hi"));
+    let builds = hoistd.get_json("/api/v1/apps/cfg1/builds");
+    assert_eq!(builds.as_array().unwrap().len(), 1, "no release after the first needed a build: {builds}");
+
+    // Bad input: each answers with what to do, and nothing changes.
+    let (status, body) = hoistd.call("PATCH", "/api/v1/apps/cfg1/config", Some(r#"{"1BAD": "x"}"#));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("invalid config var name"), "{body}");
+    let (status, body) = hoistd.call("PATCH", "/api/v1/apps/cfg1/config", Some(r#"{"PORT": "1"}"#));
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = hoistd.call("POST", "/api/v1/apps/cfg1/rollback", Some(r#"{"release": 99}"#));
+    assert_eq!(status, 404, "{body}");
+    assert!(body.contains("has no release 99"), "{body}");
+    let (status, body) = hoistd.call("POST", "/api/v1/apps/cfg1/rollback", Some("{}"));
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(releases(&hoistd, "cfg1").len(), 4);
+    assert_eq!(hoistd.visit("cfg1", "/env.txt").1.trim(), "greeting=hi");
+}
+
+#[test]
+fn an_app_on_a_target_that_is_not_configured_is_refused_with_the_reason() {
+    let hoistd = Hoistd::start(&[("HOIST_KUBECONFIG", "/nonexistent/kubeconfig")]);
+    let (status, body) = hoistd.call("POST", "/api/v1/apps", Some(r#"{"name": "k1", "target": "kubernetes"}"#));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("kubernetes target is not available") && body.contains("/nonexistent/kubeconfig"), "{body}");
+    let (status, body) = hoistd.call("POST", "/api/v1/apps", Some(r#"{"name": "k1", "target": "moon"}"#));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("use docker or kubernetes"), "{body}");
+}
