@@ -92,6 +92,10 @@ pub struct RolloutConfig {
     pub checks_timeout_secs: u64,
     /// Pause between two health checks.
     pub checks_interval_ms: u64,
+    /// docker target: how long a new release must keep running and answering after
+    /// traffic moved to it; if it crashes or stops answering meanwhile, traffic moves back
+    /// and the previous release, still running, keeps serving (Kubernetes' minReadySeconds).
+    pub settle_secs: u64,
 }
 
 /// Where an app's releases run.
@@ -214,7 +218,13 @@ impl Default for KubernetesConfig {
 
 impl Default for RolloutConfig {
     fn default() -> Self {
-        RolloutConfig { target: TargetKind::Docker, app_port: 5000, checks_timeout_secs: 60, checks_interval_ms: 500 }
+        RolloutConfig {
+            target: TargetKind::Docker,
+            app_port: 5000,
+            checks_timeout_secs: 60,
+            checks_interval_ms: 500,
+            settle_secs: 5,
+        }
     }
 }
 
@@ -285,6 +295,9 @@ impl Config {
         }
         if let Some(v) = var("HOIST_CHECKS_TIMEOUT_SECS") {
             self.rollout.checks_timeout_secs = parse("HOIST_CHECKS_TIMEOUT_SECS", v)?;
+        }
+        if let Some(v) = var("HOIST_SETTLE_SECS") {
+            self.rollout.settle_secs = parse("HOIST_SETTLE_SECS", v)?;
         }
         if let Some(v) = var("HOIST_TARGET") {
             self.rollout.target = parse("HOIST_TARGET", v)?;

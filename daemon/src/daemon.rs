@@ -94,6 +94,7 @@ impl Daemon {
                     app_port: config.rollout.app_port,
                     checks_timeout: Duration::from_secs(config.rollout.checks_timeout_secs),
                     checks_interval: Duration::from_millis(config.rollout.checks_interval_ms),
+                    settle: Duration::from_secs(config.rollout.settle_secs),
                 },
             )),
             kubernetes: connect_kubernetes(&config, &data_dir, routes.clone()).await,

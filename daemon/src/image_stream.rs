@@ -1,5 +1,6 @@
 //! Image streams: per app, every tag with its history of digests. A new digest on a
-//! tag the app tracks is what starts a rollout — the only thing that does.
+//! tag the app tracks starts a rollout of that image — the only way a new image does
+//! (config changes and rollbacks reuse images already released).
 //!
 //! Architecture invariant: this module decides *whether* to roll out, never *how*.
 

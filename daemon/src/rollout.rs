@@ -33,8 +33,8 @@ use tracing::instrument;
 /// What can go wrong in a rollout. Each message is shown to the user who caused it.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("release {number} of {app} failed: {reason}; {outcome}")]
-    Failed { app: String, number: i64, reason: String, outcome: String },
+    #[error("release {number} of {app} {what}: {reason}; {outcome}")]
+    Failed { app: String, number: i64, what: &'static str, reason: String, outcome: String },
     #[error("{app} has no release yet to {what}: push the app first")]
     NothingDeployed { app: String, what: &'static str },
     #[error("{app} has no release {number}; list them with `hoist releases {app}`")]
@@ -156,36 +156,56 @@ impl Rollouts {
             release.number, app, settings.target, release.image, release.cause, release.config_version
         ));
         let previous = self.store.live_release(app)?;
-        match target.deploy(app, &release, &log).await {
-            Ok(deployed) => {
-                if let Reach::Address(upstream) = deployed.reach {
-                    self.routes.set(app.as_str(), upstream);
-                }
-                self.store.make_release_live(app, release.number, deployed.revision)?;
-                log.line(format!("       release {} is live; traffic switched", release.number));
-                if let Some(previous) = previous {
-                    log.line(format!("       retiring release {}", previous.number));
-                    target.retire(app, &previous).await;
-                }
-                Ok(self.store.release(app, release.number)?.expect("release exists"))
-            }
-            Err(failure) => {
-                self.store.fail_release(app, release.number, &failure.reason, failure.rolled_back, failure.revision)?;
-                if let (Some(live), Some(revision)) = (&previous, failure.restored_revision) {
-                    self.store.set_release_revision(app, live.number, revision)?;
-                }
-                let outcome = match (&previous, failure.rolled_back) {
-                    (Some(live), true) => format!("rolled back to release {}, which keeps serving", live.number),
-                    (Some(live), false) => format!("release {} keeps serving", live.number),
-                    (None, true) => "rolled back; no earlier release to serve".to_string(),
-                    (None, false) => "no earlier release to serve".to_string(),
-                };
-                let error =
-                    Error::Failed { app: app.to_string(), number: release.number, reason: failure.reason, outcome };
-                log.line(format!("       {error}"));
-                Err(error)
-            }
+        let deployed = match target.deploy(app, &release, &log).await {
+            Ok(deployed) => deployed,
+            Err(failure) => return Err(self.record_failure(app, &release, previous.as_ref(), failure, &log)?),
+        };
+        let before = self.routes.addresses(app.as_str());
+        if let Reach::Address(upstream) = deployed.reach {
+            self.routes.set(app.as_str(), upstream);
+            log.line(format!("       release {} answers; traffic switched", release.number));
         }
+        if let Err(failure) = target.settle(app, &release, &log).await {
+            match before {
+                Some(addresses) => self.routes.set_all(app.as_str(), addresses),
+                None => self.routes.remove(app.as_str()),
+            }
+            log.line("       traffic switched back");
+            return Err(self.record_failure(app, &release, previous.as_ref(), failure, &log)?);
+        }
+        self.store.make_release_live(app, release.number, deployed.revision)?;
+        log.line(format!("       release {} is live", release.number));
+        if let Some(previous) = previous {
+            log.line(format!("       retiring release {}", previous.number));
+            target.retire(app, &previous).await;
+        }
+        Ok(self.store.release(app, release.number)?.expect("release exists"))
+    }
+
+    /// Records a release that did not go live; returns the error to show.
+    fn record_failure(
+        &self,
+        app: &AppName,
+        release: &Release,
+        previous: Option<&Release>,
+        failure: target::Failure,
+        log: &Tee,
+    ) -> Result<Error> {
+        self.store.fail_release(app, release.number, &failure.reason, failure.rolled_back, failure.revision)?;
+        if let (Some(live), Some(revision)) = (previous, failure.restored_revision) {
+            self.store.set_release_revision(app, live.number, revision)?;
+        }
+        let outcome = match (previous, failure.rolled_back) {
+            (Some(live), true) => format!("rolled back to release {}, which keeps serving", live.number),
+            (Some(live), false) => format!("release {} keeps serving", live.number),
+            (None, true) => "rolled back; no earlier release to serve".to_string(),
+            (None, false) => "no earlier release to serve".to_string(),
+        };
+        let what = if failure.rolled_back { "failed" } else { "never became healthy" };
+        let error =
+            Error::Failed { app: app.to_string(), number: release.number, what, reason: failure.reason, outcome };
+        log.line(format!("       {error}"));
+        Ok(error)
     }
 
     /// After a restart: each app's target repairs what a killed rollout left and brings

@@ -35,6 +35,11 @@ impl Routes {
         self.0.write().unwrap_or_else(|p| p.into_inner()).insert(app.to_string(), upstreams);
     }
 
+    /// Every address `app` is routed to now.
+    pub fn addresses(&self, app: &str) -> Option<Vec<SocketAddr>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).get(app).map(|u| u.addresses.clone())
+    }
+
     pub fn remove(&self, app: &str) {
         self.0.write().unwrap_or_else(|p| p.into_inner()).remove(app);
     }

@@ -91,6 +91,13 @@ pub trait Target: Send + Sync {
     /// failed. Progress goes to `log`. On failure the previous release keeps serving.
     async fn deploy(&self, app: &AppName, release: &Release, log: &Tee) -> Result<Deployed, Failure>;
 
+    /// Called once the router sends traffic to the deployed release, before the previous
+    /// one is retired: the release must keep running and answering for the target's
+    /// settling period. On failure the rollout stage switches traffic back.
+    async fn settle(&self, _app: &AppName, _release: &Release, _log: &Tee) -> Result<(), Failure> {
+        Ok(())
+    }
+
     /// `previous` served until the release after it went live; free what it holds.
     async fn retire(&self, app: &AppName, previous: &Release);
 

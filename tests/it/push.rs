@@ -164,6 +164,51 @@ fn a_release_that_never_answers_is_failed_and_the_old_one_keeps_serving() {
 }
 
 #[test]
+fn a_release_that_answers_then_crashes_is_switched_back_while_the_old_one_still_runs() {
+    let hoistd = Hoistd::start(&[]);
+    hoistd.create_app("flaky");
+    let site = WorkTree::new(&hoistd, "flaky", Some("static-site"));
+    site.commit("good");
+    let push = site.push(&hoistd.remote("flaky"), "main");
+    assert!(push.status.success(), "{}", show(&push));
+
+    // Answers its health check, then exits 3 s later (the hostile probe's case).
+    site.write("index.html", "<h1>flaky version</h1>\n")
+        .write("Procfile", "web: busybox httpd -f -p \"$PORT\" -h /app & sleep 3; echo giving-up; exit 1\n")
+        .commit("crashes after its first answers");
+    let push = site.push(&hoistd.remote("flaky"), "main");
+    let output = text(&push);
+    assert!(!push.status.success(), "a release that crashes while settling rejects the push\n{output}");
+    for expected in ["traffic switched", "settling", "after it went live", "traffic switched back", "| giving-up"] {
+        assert!(output.contains(expected), "missing {expected:?} in\n{output}");
+    }
+    assert!(output.contains("release 1 keeps serving"), "{output}");
+    for _ in 0..10 {
+        assert!(hoistd.visit("flaky", "/").1.contains("Hello from hoist"), "release 1 serves again");
+    }
+    let releases = hoistd.get_json("/api/v1/apps/flaky/releases");
+    assert_eq!(releases[0]["status"], "failed", "{releases}");
+    assert_eq!(releases[1]["status"], "live", "{releases}");
+}
+
+#[test]
+fn a_release_whose_process_exits_at_once_is_failed_by_its_restart_not_the_timeout() {
+    // A long timeout: only the restart count can end this check early.
+    let hoistd = Hoistd::start(&[("HOIST_CHECKS_TIMEOUT_SECS", "600")]);
+    hoistd.create_app("quits");
+    let site = WorkTree::new(&hoistd, "quits", Some("static-site"));
+    site.commit("good");
+    assert!(site.push(&hoistd.remote("quits"), "main").status.success());
+    site.write("Procfile", "web: echo missing-config; exit 2\n").commit("quits");
+    let push = site.push(&hoistd.remote("quits"), "main");
+    let output = text(&push);
+    assert!(!push.status.success(), "{output}");
+    assert!(output.contains("exited with code 2"), "{output}");
+    assert!(output.contains("| missing-config"), "{output}");
+    assert!(hoistd.visit("quits", "/").1.contains("Hello from hoist"));
+}
+
+#[test]
 fn a_repo_no_buildpack_matches_is_rejected_with_what_was_looked_for() {
     let hoistd = Hoistd::start(&[]);
     hoistd.create_app("docs");

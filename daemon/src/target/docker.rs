@@ -31,6 +31,9 @@ pub struct Settings {
     pub app_port: u16,
     pub checks_timeout: Duration,
     pub checks_interval: Duration,
+    /// How long a release must keep running and answering after traffic moved to it
+    /// before the previous release is stopped.
+    pub settle: Duration,
 }
 
 /// Releases as containers on the local dockerd.
@@ -99,7 +102,10 @@ impl DockerTarget {
         let create = CreateContainerOptionsBuilder::default().name(&name).build();
         self.docker.create_container(Some(create), body).await.map_err(|e| format!("cannot create container: {e}"))?;
         self.docker.start_container(&name, None).await.map_err(|e| format!("cannot start container: {e}"))?;
-        let upstream = self.published_addr(&name).await.map_err(|e| format!("cannot find its port: {e}"))?;
+        let upstream = match self.published_addr(&name).await {
+            Ok(upstream) => upstream,
+            Err(error) => return Err(self.exited(&name).await.unwrap_or(format!("cannot find its port: {error}"))),
+        };
         log.line(format!(
             "       started {name}; checking http://{upstream}/ for up to {} s",
             self.settings.checks_timeout.as_secs()
@@ -122,22 +128,44 @@ impl DockerTarget {
         Ok(SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
+    /// Why the container is not running, if it stopped or restarted since it started
+    /// (the restart policy brings a crashed process back, so a crash loop can look
+    /// "running": the restart count tells).
+    async fn exited(&self, container: &str) -> Option<String> {
+        let inspect = match self.docker.inspect_container(container, None).await {
+            Ok(inspect) => inspect,
+            Err(error) => return Some(format!("its container is gone: {error}")),
+        };
+        let restarts = inspect.restart_count.unwrap_or(0);
+        let state = inspect.state.unwrap_or_default();
+        let code = state.exit_code.unwrap_or(-1);
+        if state.running == Some(false) {
+            return Some(format!("its container exited with code {code}"));
+        }
+        (restarts > 0).then(|| format!("its process exited with code {code} and was restarted {restarts} times"))
+    }
+
+    /// One HTTP check: `Err` says what was wrong.
+    async fn answers(&self, upstream: SocketAddr) -> Result<(), String> {
+        match self.http.get(format!("http://{upstream}/")).send().await {
+            Ok(response) if response.status().as_u16() < 500 => Ok(()),
+            Ok(response) => Err(format!("HTTP {}", response.status())),
+            Err(e) => Err(if e.is_connect() { "connection refused".to_string() } else { e.to_string() }),
+        }
+    }
+
     async fn wait_healthy(&self, container: &str, upstream: SocketAddr) -> Result<(), String> {
         let started = Instant::now();
         let mut last = String::from("no answer yet");
         let mut attempts = 0;
         while started.elapsed() < self.settings.checks_timeout {
             attempts += 1;
-            let state = self.docker.inspect_container(container, None).await.map_err(|e| e.to_string())?.state;
-            if let Some(state) = state {
-                if state.running == Some(false) {
-                    return Err(format!("its container exited with code {}", state.exit_code.unwrap_or(-1)));
-                }
+            if let Some(exited) = self.exited(container).await {
+                return Err(exited);
             }
-            match self.http.get(format!("http://{upstream}/")).send().await {
-                Ok(response) if response.status().as_u16() < 500 => return Ok(()),
-                Ok(response) => last = format!("HTTP {}", response.status()),
-                Err(e) => last = if e.is_connect() { "connection refused".to_string() } else { e.to_string() },
+            match self.answers(upstream).await {
+                Ok(()) => return Ok(()),
+                Err(what) => last = what,
             }
             tokio::time::sleep(self.settings.checks_interval).await;
         }
@@ -146,6 +174,20 @@ impl DockerTarget {
             self.settings.app_port,
             self.settings.checks_timeout.as_secs()
         ))
+    }
+
+    /// A release that will not serve: its last output to the log, its container removed.
+    async fn give_up(&self, app: &AppName, release: &Release, reason: String, log: &Tee) -> Failure {
+        let container = self.container_name(app, release.number);
+        let tail = self.container_log_tail(&container, 20).await;
+        if !tail.is_empty() {
+            log.line(format!("       last lines of release {}'s output:", release.number));
+            for line in &tail {
+                log.line(format!("       | {line}"));
+            }
+        }
+        self.remove_container(&container).await;
+        Failure::before_deploy(reason)
     }
 
     async fn container_log_tail(&self, container: &str, lines: usize) -> Vec<String> {
@@ -169,6 +211,10 @@ impl DockerTarget {
     }
 }
 
+fn secs(duration: Duration) -> String {
+    format!("{:.0}", duration.as_secs_f64())
+}
+
 #[async_trait::async_trait]
 impl Target for DockerTarget {
     fn kind(&self) -> TargetKind {
@@ -178,19 +224,43 @@ impl Target for DockerTarget {
     async fn deploy(&self, app: &AppName, release: &Release, log: &Tee) -> Result<Deployed, Failure> {
         match self.start_and_check(app, release, log).await {
             Ok(upstream) => Ok(Deployed { reach: Reach::Address(upstream), revision: None }),
-            Err(reason) => {
-                let container = self.container_name(app, release.number);
-                let tail = self.container_log_tail(&container, 20).await;
-                if !tail.is_empty() {
-                    log.line(format!("       last lines of release {}'s output:", release.number));
-                    for line in &tail {
-                        log.line(format!("       | {line}"));
-                    }
+            Err(reason) => Err(self.give_up(app, release, reason, log).await),
+        }
+    }
+
+    async fn settle(&self, app: &AppName, release: &Release, log: &Tee) -> Result<(), Failure> {
+        if self.settings.settle.is_zero() {
+            return Ok(());
+        }
+        let name = self.container_name(app, release.number);
+        log.line(format!(
+            "       settling: release {} must keep answering for {} s",
+            release.number,
+            secs(self.settings.settle)
+        ));
+        let upstream = self.published_addr(&name).await.map_err(Failure::before_deploy)?;
+        let started = Instant::now();
+        let mut failed_checks = 0;
+        while started.elapsed() < self.settings.settle {
+            tokio::time::sleep(self.settings.checks_interval).await;
+            if let Some(exited) = self.exited(&name).await {
+                let reason = format!("{exited} {:.1} s after it went live", started.elapsed().as_secs_f64());
+                return Err(self.give_up(app, release, reason, log).await);
+            }
+            match self.answers(upstream).await {
+                Ok(()) => failed_checks = 0,
+                // One slow answer is not a failure; two in a row are.
+                Err(_) if failed_checks == 0 => failed_checks = 1,
+                Err(what) => {
+                    let reason = format!(
+                        "it stopped answering {:.1} s after it went live ({what})",
+                        started.elapsed().as_secs_f64()
+                    );
+                    return Err(self.give_up(app, release, reason, log).await);
                 }
-                self.remove_container(&container).await;
-                Err(Failure::before_deploy(reason))
             }
         }
+        Ok(())
     }
 
     async fn retire(&self, app: &AppName, previous: &Release) {
