@@ -107,6 +107,36 @@ pub fn read_file(archive: &[u8], wanted: &str) -> std::io::Result<Option<Vec<u8>
     Ok(None)
 }
 
+/// Writes the regular files under `folder/` in `archive` into `dest` (created), paths
+/// relative to `folder`; anything that is not a plain relative path is skipped. Returns how
+/// many files were written.
+pub fn unpack_folder(archive: &[u8], folder: &str, dest: &std::path::Path) -> std::io::Result<usize> {
+    let mut reader = tar::Archive::new(archive);
+    let mut written = 0;
+    for entry in reader.entries()? {
+        let mut entry = entry?;
+        if entry.header().entry_type() != tar::EntryType::Regular {
+            continue;
+        }
+        let path = entry.path()?.into_owned();
+        let Ok(relative) = path.strip_prefix(folder) else { continue };
+        if relative.as_os_str().is_empty()
+            || !relative.components().all(|c| matches!(c, std::path::Component::Normal(_)))
+        {
+            continue;
+        }
+        let target = dest.join(relative);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data)?;
+        std::fs::write(&target, data)?;
+        written += 1;
+    }
+    Ok(written)
+}
+
 /// Replaces `dir` with the contents of the tar `archive`: unpacked next to it first, then
 /// renamed into place, so a crash never leaves a half-unpacked `dir`.
 pub fn replace_dir_with_tar(archive: &[u8], dir: &std::path::Path) -> std::io::Result<()> {

@@ -279,10 +279,25 @@ pub fn unpack_embedded(dir: &Path) -> Result<PathBuf> {
 
 /// The `web:` command of a Procfile, if it has one.
 pub fn procfile_web_command(procfile: &str) -> Option<String> {
-    procfile.lines().find_map(|line| {
-        let (process, command) = line.split_once(':')?;
-        (process.trim() == "web" && !command.trim().is_empty()).then(|| command.trim().to_string())
-    })
+    procfile_processes(procfile).remove("web")
+}
+
+/// A Procfile's process types and their commands (`name: command` lines). Names are
+/// lowercased; a name that cannot be a Kubernetes name (letters, digits, '-') is skipped.
+pub fn procfile_processes(procfile: &str) -> std::collections::BTreeMap<String, String> {
+    procfile
+        .lines()
+        .filter_map(|line| {
+            let (process, command) = line.split_once(':')?;
+            let (process, command) = (process.trim().to_ascii_lowercase(), command.trim());
+            let valid = !process.is_empty()
+                && process.len() <= 20
+                && process.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && !process.starts_with('-')
+                && !process.ends_with('-');
+            (valid && !command.is_empty()).then(|| (process, command.to_string()))
+        })
+        .collect()
 }
 
 /// `.s2i/environment`: `NAME=value` lines, `#` comments; lines that are not a valid
@@ -394,6 +409,17 @@ mod tests {
         assert_eq!(catalog.names(), self::catalog().names());
         assert!(dir.join("stacks/os.Dockerfile").is_file());
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn procfile_process_types() {
+        let processes = procfile_processes(
+            "web: gunicorn app:wsgi\nworker: celery -A app worker\n# note\nBad_Name: x\nrelease: ./migrate\n",
+        );
+        let names: Vec<&str> = processes.keys().map(String::as_str).collect();
+        assert_eq!(names, ["release", "web", "worker"]);
+        assert_eq!(processes["web"], "gunicorn app:wsgi", "a colon inside the command stays");
+        assert_eq!(procfile_web_command("worker: x\n"), None);
     }
 
     #[test]

@@ -156,6 +156,9 @@ pub struct KubernetesConfig {
     pub chart: Option<PathBuf>,
     /// Seconds a new pod must stay Ready before it counts as available (`minReadySeconds`).
     pub min_ready_secs: u32,
+    /// A new pod restarting this many times is a crash loop: the rollout is rolled back
+    /// at once instead of at the timeout. 0: always wait for the timeout.
+    pub crash_restarts: i32,
 }
 
 impl Default for Config {
@@ -212,6 +215,7 @@ impl Default for KubernetesConfig {
             registry: None,
             chart: None,
             min_ready_secs: 0,
+            crash_restarts: 2,
         }
     }
 }

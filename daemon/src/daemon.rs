@@ -141,7 +141,14 @@ impl Daemon {
             },
         );
         let pipeline = Pipeline::start(
-            Stages { store: store.clone(), builder: builder.clone(), registry, docker: docker.clone(), image_streams },
+            Stages {
+                store: store.clone(),
+                builder: builder.clone(),
+                registry,
+                docker: docker.clone(),
+                image_streams,
+                app_charts: data_dir.join("charts"),
+            },
             config.build.parallel,
         );
 
@@ -225,7 +232,9 @@ async fn connect_kubernetes(
         chart,
         app_port: config.rollout.app_port,
         min_ready_secs: config.kubernetes.min_ready_secs,
+        crash_restarts: config.kubernetes.crash_restarts,
         work_dir: data_dir.join("helm"),
+        app_charts: data_dir.join("charts"),
     };
     KubernetesTarget::connect(settings, routes).await
 }

@@ -135,6 +135,8 @@ pub struct Stages {
     pub registry: Registry,
     pub docker: bollard::Docker,
     pub image_streams: ImageStreams,
+    /// Where apps' own charts (`chart/` in their repo) are kept, per build.
+    pub app_charts: std::path::PathBuf,
 }
 
 impl Pipeline {
@@ -252,6 +254,9 @@ async fn run_build(stages: &Stages, request: &BuildRequest) -> Outcome {
         Err(error) => return fail(format!("build of app {:?} failed: {error}", source.app.as_str())),
     };
     let _ = stages.store.set_build_buildpack(id, &built.buildpack);
+    if let Err(error) = keep_release_files(stages, source, log) {
+        return fail(format!("cannot read the app's Procfile or chart: {error}"));
+    }
 
     let _ = stages.store.set_build_status(id, BuildStatus::Pushing);
     let digest = match stages.registry.push(&stages.docker, &built.reference, &repository, &tag, log).await {
@@ -281,6 +286,28 @@ async fn run_build(stages: &Stages, request: &BuildRequest) -> Outcome {
     };
     let _ = stages.store.set_build_status(id, BuildStatus::Succeeded);
     outcome
+}
+
+/// What the release needs from the source besides the image: the Procfile's process
+/// types, and the app's own chart (`chart/Chart.yaml`) for the kubernetes target.
+fn keep_release_files(stages: &Stages, source: &Source, log: &LiveLog) -> std::io::Result<()> {
+    let procfile = crate::archive::read_file(&source.tar, "Procfile")?;
+    let processes = crate::buildpack::procfile_processes(&String::from_utf8_lossy(&procfile.unwrap_or_default()));
+    let others: Vec<&str> = processes.keys().map(String::as_str).filter(|p| *p != "web").collect();
+    if !others.is_empty() {
+        log.line(format!("-----> Procfile process types besides web: {}", others.join(", ")));
+    }
+    let _ = stages.store.set_build_processes(source.build_id, &processes);
+    let on_kubernetes = matches!(
+        stages.store.app(&source.app),
+        Ok(Some(app)) if app.target == crate::config::TargetKind::Kubernetes
+    );
+    if on_kubernetes && source.files.iter().any(|f| f == "chart/Chart.yaml") {
+        let dir = crate::target::kubernetes::app_chart_dir(&stages.app_charts, &source.app, source.build_id);
+        let files = crate::archive::unpack_folder(&source.tar, "chart", &dir)?;
+        log.line(format!("-----> Using the app's own chart (chart/, {files} files) on the kubernetes target"));
+    }
+    Ok(())
 }
 
 /// Waits (up to 10 s) until git has moved the pushed branch to `commit`: git does so right

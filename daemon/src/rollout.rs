@@ -107,6 +107,10 @@ impl Rollouts {
                     Some(id) => format!("build {id}"),
                     None => "image pushed".to_string(),
                 },
+                processes: match build_id {
+                    Some(id) => self.store.build(*id)?.map(|b| b.processes).unwrap_or_default(),
+                    None => Default::default(),
+                },
             },
             Change::Config { description } => {
                 let live =
@@ -118,6 +122,7 @@ impl Rollouts {
                     config_version,
                     config,
                     cause: description.clone(),
+                    processes: live.processes,
                 }
             }
             Change::Rollback { to } => {
@@ -136,6 +141,7 @@ impl Rollouts {
                     config_version,
                     config: old.config,
                     cause: format!("rollback to {to}"),
+                    processes: old.processes,
                 }
             }
         })

@@ -97,7 +97,12 @@ pub struct Build {
     pub error: Option<String>,
     pub created_at: String,
     pub finished_at: Option<String>,
+    /// The Procfile's process types and commands.
+    pub processes: Processes,
 }
+
+/// Process types (Procfile) and their commands.
+pub type Processes = std::collections::BTreeMap<String, String>;
 
 /// One entry in a tag's history: the tag pointed at `digest` from `created_at` on.
 #[derive(Debug, Clone, Serialize)]
@@ -165,6 +170,8 @@ pub struct Release {
     pub config: ConfigVars,
     /// What made it: `build 3`, `config set GREETING`, `rollback to 1`.
     pub cause: String,
+    /// Its process types (from its build's Procfile).
+    pub processes: Processes,
     pub error: Option<String>,
     pub created_at: String,
     pub finished_at: Option<String>,
@@ -179,6 +186,7 @@ pub struct NewRelease {
     pub config_version: i64,
     pub config: ConfigVars,
     pub cause: String,
+    pub processes: Processes,
 }
 
 const SCHEMA: &str = "
@@ -251,6 +259,8 @@ impl Store {
             ("releases", "config", "TEXT NOT NULL DEFAULT '{}'"),
             ("releases", "config_version", "INTEGER NOT NULL DEFAULT 0"),
             ("releases", "cause", "TEXT NOT NULL DEFAULT ''"),
+            ("releases", "processes", "TEXT NOT NULL DEFAULT '{}'"),
+            ("builds", "processes", "TEXT NOT NULL DEFAULT '{}'"),
         ] {
             let present: bool = conn.query_row(
                 &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
@@ -385,7 +395,7 @@ impl Store {
     }
 
     const BUILD_COLUMNS: &'static str =
-        "id, app, commit_sha, git_ref, status, buildpack, image_digest, error, created_at, finished_at";
+        "id, app, commit_sha, git_ref, status, buildpack, image_digest, error, created_at, finished_at, processes";
 
     fn build_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Build> {
         Ok(Build {
@@ -399,7 +409,14 @@ impl Store {
             error: row.get(7)?,
             created_at: row.get(8)?,
             finished_at: row.get(9)?,
+            processes: serde_json::from_str(&row.get::<_, String>(10)?).unwrap_or_default(),
         })
+    }
+
+    pub fn set_build_processes(&self, id: i64, processes: &Processes) -> Result<()> {
+        let json = serde_json::to_string(processes).expect("a map of strings serialises");
+        self.conn().execute("UPDATE builds SET processes = ?2 WHERE id = ?1", params![id, json])?;
+        Ok(())
     }
 
     pub fn build(&self, id: i64) -> Result<Option<Build>> {
@@ -510,8 +527,8 @@ impl Store {
             |row| row.get(0),
         )?;
         tx.execute(
-            "INSERT INTO releases (app, number, image, build_id, status, target, config_version, config, cause)
-             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8)",
+            "INSERT INTO releases (app, number, image, build_id, status, target, config_version, config, cause, processes)
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9)",
             params![
                 app.as_str(),
                 number,
@@ -521,6 +538,7 @@ impl Store {
                 new.config_version,
                 serde_json::to_string(&new.config).expect("a map of strings serialises"),
                 new.cause,
+                serde_json::to_string(&new.processes).expect("a map of strings serialises"),
             ],
         )?;
         tx.commit()?;
@@ -529,7 +547,7 @@ impl Store {
     }
 
     const RELEASE_COLUMNS: &'static str = "app, number, image, build_id, status, error, created_at, finished_at, \
-         target, revision, config_version, config, cause";
+         target, revision, config_version, config, cause, processes";
 
     fn release_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Release> {
         Ok(Release {
@@ -546,6 +564,7 @@ impl Store {
             config_version: row.get(10)?,
             config: serde_json::from_str(&row.get::<_, String>(11)?).unwrap_or_default(),
             cause: row.get(12)?,
+            processes: serde_json::from_str(&row.get::<_, String>(13)?).unwrap_or_default(),
         })
     }
 
@@ -696,6 +715,7 @@ mod tests {
             config_version: 0,
             config: ConfigVars::new(),
             cause: "test".to_string(),
+            processes: Processes::new(),
         }
     }
 

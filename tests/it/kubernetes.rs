@@ -78,6 +78,8 @@ fn kubernetes_push_goes_live_a_crash_is_rolled_back_and_config_and_rollback_make
         "event pod/",
         "Helm rolled it back (Rollback to 1",
         "rolled back to release 1, which keeps serving",
+        // Not at Helm's timeout: hoistd sees the crash loop and cancels helm.
+        "is crash-looping (2 restarts): cancelling helm",
     ] {
         assert!(output.contains(expected), "missing {expected:?} in\n{output}");
     }
@@ -190,4 +192,58 @@ fn killing_hoistd_during_a_kubernetes_rollout_leaves_no_release_stuck() {
     assert!(push.status.success(), "the next push deploys\n{}\n{}", show(&push), hoistd.log_tail(40));
     assert!(hoistd.visit(app, "/").1.contains("version three"));
     assert_history_agrees(&hoistd, &cluster, app);
+}
+
+#[test]
+fn kubernetes_runs_every_procfile_process_type_and_an_app_can_bring_its_own_chart() {
+    let cluster = Cluster::connect();
+    let hoistd = Hoistd::start_with(&cluster.hoistd_settings(60));
+    let app = "kube-procs";
+    hoistd.create_app(app);
+    let site = app_with_env_page(&hoistd, app);
+    site.write("Procfile", &format!("{ENV_PROCFILE}worker: while true; do echo working; sleep 5; done\n"))
+        .commit("a worker");
+    let push = site.push(&hoistd.remote(app), "main");
+    assert!(push.status.success(), "{}\n{}", show(&push), hoistd.log_tail(40));
+    assert!(text(&push).contains("Procfile process types besides web: worker"), "{}", show(&push));
+    let ready = |deployment: &str| {
+        let output = cluster.kubectl(&[
+            "get",
+            "deploy",
+            deployment,
+            "-n",
+            &cluster.namespace,
+            "-o",
+            "jsonpath={.status.readyReplicas}",
+        ]);
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    assert_eq!(ready("kube-procs-web"), "1");
+    assert_eq!(ready("kube-procs-worker"), "1");
+    let logs = cluster.kubectl(&["logs", "deploy/kube-procs-worker", "-n", &cluster.namespace]);
+    assert!(String::from_utf8_lossy(&logs.stdout).contains("working"), "{}", show(&logs));
+
+    // The app's own chart (hoist's, plus a ConfigMap) receives the same values.
+    let chart = hoist_tests::repo_root().join("deploy/chart");
+    let status = std::process::Command::new("cp").arg("-a").arg(&chart).arg(site.dir.join("chart")).status().unwrap();
+    assert!(status.success());
+    site.write(
+        "chart/templates/marker.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {{ .Values.app }}-marker\ndata:\n  release: {{ .Values.release | quote }}\n",
+    )
+    .commit("own chart");
+    let push = site.push(&hoistd.remote(app), "main");
+    assert!(push.status.success(), "{}\n{}", show(&push), hoistd.log_tail(40));
+    assert!(text(&push).contains("with the app's own chart"), "{}", show(&push));
+    let marker = cluster.kubectl(&[
+        "get",
+        "configmap",
+        "kube-procs-marker",
+        "-n",
+        &cluster.namespace,
+        "-o",
+        "jsonpath={.data.release}",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&marker.stdout), "2");
+    assert_eq!(hoistd.visit(app, "/env.txt").1.trim(), "greeting=none");
 }

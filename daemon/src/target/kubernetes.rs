@@ -61,8 +61,18 @@ pub struct Settings {
     pub chart: PathBuf,
     pub app_port: u16,
     pub min_ready_secs: u32,
+    /// A new pod restarting this many times is a crash loop: helm is cancelled and rolls
+    /// back without waiting for its timeout. 0: wait for the timeout.
+    pub crash_restarts: i32,
     /// Where values files live while helm runs (they hold config values: mode 0600).
     pub work_dir: PathBuf,
+    /// Apps' own charts, per build ([`app_chart_dir`]).
+    pub app_charts: PathBuf,
+}
+
+/// Where the chart an app brought in its repo (`chart/`) is kept for one build.
+pub fn app_chart_dir(root: &Path, app: &AppName, build_id: i64) -> PathBuf {
+    root.join(app.as_str()).join(format!("build-{build_id}"))
 }
 
 /// Releases as Helm releases on a Kubernetes cluster.
@@ -150,6 +160,18 @@ impl KubernetesTarget {
     /// Runs helm with `args`; its output lines go to `log` when given. `Err`: the last
     /// lines of its output.
     async fn run_helm(&self, args: &[&str], log: Option<&Tee>) -> Result<String, String> {
+        self.run_helm_cancellable(args, log, None).await
+    }
+
+    /// Like `run_helm`; when `cancel` says why, helm gets SIGTERM, which makes an
+    /// `upgrade --atomic` stop waiting and roll back at once ("Release … has been
+    /// cancelled"), instead of at its timeout.
+    async fn run_helm_cancellable(
+        &self,
+        args: &[&str],
+        log: Option<&Tee>,
+        mut cancel: Option<tokio::sync::watch::Receiver<Option<String>>>,
+    ) -> Result<String, String> {
         let mut child = self
             .helm()
             .args(args)
@@ -181,6 +203,15 @@ impl KubernetesTarget {
                 _ = &mut deadline => {
                     let _ = child.kill().await;
                     return Err(format!("helm did not finish within {} s", limit.as_secs()));
+                }
+                why = wait_for_cancel(&mut cancel) => {
+                    if let Some(log) = log {
+                        log.line(format!("       {why}: cancelling helm, so it rolls back now rather than at its timeout"));
+                    }
+                    if let Some(pid) = child.id() {
+                        let _ = tokio::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+                    }
+                    cancel = None;
                 }
             }
         }
@@ -252,7 +283,7 @@ impl KubernetesTarget {
             "port": self.settings.app_port,
             "minReadySeconds": self.settings.min_ready_secs,
             "env": release.config,
-            "processes": { "web": { "replicas": 1 } },
+            "processes": processes(release),
         })
     }
 
@@ -274,17 +305,33 @@ impl KubernetesTarget {
             .map_err(|e| Failure::before_deploy(format!("cannot write {}: {e}", values_path.display())))?;
 
         let (stop, stopped) = tokio::sync::watch::channel(false);
+        let (give_up, cancel) = tokio::sync::watch::channel(None);
         let watcher = tokio::spawn(watch_release(
-            self.client.clone(),
-            namespace.clone(),
-            app.clone(),
-            self.settings.instance.clone(),
-            release.number,
+            Watch {
+                client: self.client.clone(),
+                namespace: namespace.clone(),
+                app: app.clone(),
+                instance: self.settings.instance.clone(),
+                release: release.number,
+                crash_restarts: self.settings.crash_restarts,
+            },
             log.clone(),
             stopped,
+            give_up,
         ));
         let timeout = format!("{}s", self.settings.timeout.as_secs());
-        let chart = self.settings.chart.to_string_lossy().into_owned();
+        let own_chart = release.build_id.map(|id| app_chart_dir(&self.settings.app_charts, app, id));
+        let chart = match own_chart.filter(|dir| dir.join("Chart.yaml").is_file()) {
+            Some(dir) => {
+                log.line(format!(
+                    "       with the app's own chart (chart/ of build {})",
+                    release.build_id.unwrap_or(0)
+                ));
+                dir
+            }
+            None => self.settings.chart.clone(),
+        };
+        let chart = chart.to_string_lossy().into_owned();
         let values = values_path.to_string_lossy().into_owned();
         let args = [
             "upgrade",
@@ -306,7 +353,7 @@ impl KubernetesTarget {
             self.atomic_flag
         ));
         let started = Instant::now();
-        let helm = self.run_helm(&args, Some(log)).await;
+        let helm = self.run_helm_cancellable(&args, Some(log), Some(cancel)).await;
         let _ = std::fs::remove_file(&values_path);
         let _ = stop.send(true);
         let seen = watcher.await.unwrap_or_default();
@@ -376,6 +423,7 @@ impl Target for KubernetesTarget {
             Err(error) if error.contains("not found") => {}
             Err(error) => return Err(super::Error::Helm(error)),
         }
+        let _ = std::fs::remove_dir_all(self.settings.app_charts.join(app.as_str()));
         if self.settings.namespace.is_none() {
             let namespaces: Api<Namespace> = Api::all(self.client.clone());
             match namespaces.delete(&namespace, &DeleteParams::default()).await {
@@ -393,6 +441,33 @@ impl Target for KubernetesTarget {
             self.repair(app.as_str(), &self.namespace(app), &quiet).await.map_err(super::Error::Helm)?;
         Ok(Restored { reach: Some(Reach::Service), live_revision })
     }
+}
+
+/// Resolves with the reason once `cancel` carries one; never when it is `None`.
+async fn wait_for_cancel(cancel: &mut Option<tokio::sync::watch::Receiver<Option<String>>>) -> String {
+    let Some(receiver) = cancel else { return std::future::pending().await };
+    loop {
+        if let Some(why) = receiver.borrow_and_update().clone() {
+            return why;
+        }
+        if receiver.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
+}
+
+/// The chart's `processes` value: `web` runs the image's own command (the buildpack made
+/// it the Procfile's `web:`); every other Procfile type but `release` gets a Deployment
+/// running its command. One replica each.
+fn processes(release: &Release) -> serde_json::Value {
+    let mut processes = serde_json::Map::new();
+    processes.insert("web".to_string(), serde_json::json!({ "replicas": 1 }));
+    for (name, command) in &release.processes {
+        if name != "web" && name != "release" {
+            processes.insert(name.clone(), serde_json::json!({ "replicas": 1, "command": command }));
+        }
+    }
+    serde_json::Value::Object(processes)
 }
 
 async fn helm_version(helm: &Path) -> Result<String, String> {
@@ -455,15 +530,23 @@ impl Seen {
 /// Watches the pods of one release (and their events and Deployment) until `stop`,
 /// printing each change; crash output is printed as it happens, the output of pods that
 /// are not Ready is kept for the end.
-async fn watch_release(
+/// Which release a watcher follows, and when it gives up.
+struct Watch {
     client: kube::Client,
     namespace: String,
     app: AppName,
     instance: String,
     release: i64,
+    crash_restarts: i32,
+}
+
+async fn watch_release(
+    watch: Watch,
     log: Tee,
     mut stop: tokio::sync::watch::Receiver<bool>,
+    give_up: tokio::sync::watch::Sender<Option<String>>,
 ) -> Seen {
+    let Watch { client, namespace, app, instance, release, crash_restarts } = watch;
     let pods: Api<Pod> = Api::namespaced(client.clone(), &namespace);
     let events: Api<Event> = Api::namespaced(client.clone(), &namespace);
     let deployments: Api<Deployment> = Api::namespaced(client, &namespace);
@@ -485,6 +568,9 @@ async fn watch_release(
                 }
                 if let Some((restarts, previous)) = crash {
                     seen.trouble = Some(format!("pod {name}: {state}"));
+                    if crash_restarts > 0 && restarts >= crash_restarts && give_up.borrow().is_none() {
+                        let _ = give_up.send(Some(format!("pod {name} is crash-looping ({restarts} restarts)")));
+                    }
                     if printed_crashes.insert((name.clone(), restarts)) {
                         let lines = pod_log_tail(&pods, &name, previous).await;
                         if !lines.is_empty() {
