@@ -529,6 +529,7 @@ async fn receive_hook(
         tar: Arc::new(tar),
         files,
         buildpack_setting: app.buildpack.clone(),
+        config: state.store.app_config(&app.name).map(|(_, vars)| vars).unwrap_or_default(),
     };
     state
         .pipeline

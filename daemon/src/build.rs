@@ -72,6 +72,9 @@ pub struct Source {
     pub files: Vec<String>,
     /// The app's `buildpack` setting: overrides detection when set.
     pub buildpack_setting: Option<String>,
+    /// The app's config vars when the build started: `assemble` sees them (after
+    /// `.s2i/environment`, so the operator's value wins over the repo's).
+    pub config: crate::store::ConfigVars,
 }
 
 /// An image the build left in dockerd.
@@ -342,6 +345,11 @@ impl Builder {
                 log.line(format!("-----> .s2i/environment sets {}", names.join(", ")));
             }
             env.extend(variables.into_iter().map(|(name, value)| format!("{name}={value}")));
+        }
+        if !source.config.is_empty() {
+            let names: Vec<&str> = source.config.keys().map(String::as_str).collect();
+            log.line(format!("-----> The app's config vars reach the build: {}", names.join(", ")));
+            env.extend(source.config.iter().map(|(name, value)| format!("{name}={value}")));
         }
 
         let mut labels = self.labels(source);

@@ -193,3 +193,22 @@ fn an_installed_hoistd_finds_its_buildpacks_without_the_source_tree() {
     assert!(log.contains(&format!("{}", hoistd.dir.join("data/buildpacks").display())), "{log}");
     let _ = std::fs::remove_dir_all(&place);
 }
+
+#[test]
+fn s2i_environment_and_the_apps_config_vars_reach_assemble_config_winning() {
+    let hoistd = Hoistd::start(&[]);
+    hoistd.create_app("envs");
+    hoistd.cli(&["config", "set", "envs", "GREETING=from-config"]);
+    let app = WorkTree::new(&hoistd, "envs", Some("static-site"));
+    app.write(".s2i/environment", "# S2I's file\nFROM_S2I=yes\nGREETING=from-repo\n").write(
+        ".s2i/bin/assemble",
+        "#!/bin/sh\nset -e\nmkdir -p /app\necho \"s2i=$FROM_S2I greeting=$GREETING\" > /app/index.html\n",
+    );
+    std::process::Command::new("chmod").arg("+x").arg(app.dir.join(".s2i/bin/assemble")).status().unwrap();
+    app.commit("envs");
+    let output = push_ok(&hoistd, &app, "envs");
+    assert!(output.contains(".s2i/environment sets FROM_S2I, GREETING"), "{output}");
+    assert!(output.contains("config vars reach the build: GREETING"), "{output}");
+    assert!(!output.contains("from-config"), "values are not printed: {output}");
+    assert_eq!(page(&hoistd, "envs").trim(), "s2i=yes greeting=from-config");
+}
