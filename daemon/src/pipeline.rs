@@ -265,6 +265,13 @@ async fn run_build(stages: &Stages, request: &BuildRequest) -> Outcome {
     };
     let _ = stages.store.set_build_digest(id, &digest);
 
+    // An app deleted during the build (and maybe created again under the same name) took
+    // its builds with it: build ids are never reused, so this build must not deploy.
+    if !matches!(stages.store.build(id), Ok(Some(build)) if build.app == source.app.as_str()) {
+        return Outcome::Failed {
+            message: format!("app {} was deleted during this build; nothing was deployed", source.app),
+        };
+    }
     let _ = stages.store.set_build_status(id, BuildStatus::Deploying);
     let update = TagUpdate {
         app: source.app.clone(),

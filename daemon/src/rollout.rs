@@ -39,7 +39,7 @@ pub enum Error {
     NothingDeployed { app: String, what: &'static str },
     #[error("{app} has no release {number}; list them with `hoist releases {app}`")]
     UnknownRelease { app: String, number: i64 },
-    #[error("app {0} was deleted")]
+    #[error("app {0} was deleted during this deploy; nothing was deployed")]
     AppGone(String),
     #[error(transparent)]
     Target(#[from] target::Error),
@@ -108,7 +108,12 @@ impl Rollouts {
                     None => "image pushed".to_string(),
                 },
                 processes: match build_id {
-                    Some(id) => self.store.build(*id)?.map(|b| b.processes).unwrap_or_default(),
+                    // A build of a deleted app is gone with it, even if an app of the same
+                    // name exists now: its image must not go live there.
+                    Some(id) => match self.store.build(*id)? {
+                        Some(build) if build.app == app.as_str() => build.processes,
+                        _ => return Err(Error::AppGone(app.to_string())),
+                    },
                     None => Default::default(),
                 },
             },

@@ -311,3 +311,37 @@ fn pushes_to_one_app_queue_one_at_a_time_and_the_newest_replaces_the_waiting_one
     assert!(push.status.success(), "{}", show(&push));
     assert!(hoistd.visit("busy", "/").1.contains("newest"));
 }
+
+#[test]
+fn a_deleted_apps_build_never_goes_live_in_a_new_app_of_the_same_name() {
+    let hoistd = Hoistd::start(&[]);
+    hoistd.create_app("re1");
+    let gate = format!("hoist-test-gate-re1-{}", hoistd.instance);
+    let site = WorkTree::new(&hoistd, "re1", None);
+    site.write(
+        "Dockerfile",
+        &"FROM hoist/stack-base:run\nRUN echo GATE; i=0; while [ ! -e /tmp/open ] && [ $i -lt 1200 ]; do sleep 0.1; i=$((i+1)); done; \
+         mkdir /www && echo old-app > /www/index.html\nCMD [\"sh\", \"-c\", \"exec busybox httpd -f -p $PORT -h /www\"]\n"
+            .replace("GATE", &gate),
+    )
+    .commit("gated");
+    let (dir, remote) = (site.dir.clone(), hoistd.remote("re1"));
+    let pusher = std::thread::spawn(move || WorkTree { dir }.push(&remote, "main"));
+    wait_for("the build to run", Duration::from_secs(60), || {
+        let (_, body) = hoistd.get("/api/v1/apps/re1/builds/1");
+        body.contains("\"building\"").then_some(())
+    });
+    let (status, body) = hoistd.call("DELETE", "/api/v1/apps/re1", None);
+    assert_eq!(status, 204, "{body}");
+    hoistd.create_app("re1");
+    open_gate(&gate);
+
+    let push = pusher.join().unwrap();
+    let output = text(&push);
+    assert!(!push.status.success(), "{output}");
+    assert!(output.contains("app re1 was deleted during this build; nothing was deployed"), "{output}");
+    let releases = hoistd.get_json("/api/v1/apps/re1/releases");
+    assert_eq!(releases, serde_json::json!([]), "the new app has no release of the old one's build");
+    let (status, page) = hoistd.visit("re1", "/");
+    assert_eq!(status, 404, "{page}");
+}
