@@ -297,8 +297,7 @@ async fn build_log(
     Path((app, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
     let (app, build) = known_build(&state, &app, &id)?;
-    let text = std::fs::read_to_string(state.logs.build_log(&app.name, build.id)).unwrap_or_default();
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+    log_file(&state.logs.build_log(&app.name, build.id), &format!("build {}", build.id)).await
 }
 
 async fn list_releases(
@@ -324,8 +323,20 @@ async fn release_log(
     };
     let number: i64 = number.parse().map_err(|_| missing())?;
     state.store.release(&app.name, number)?.ok_or_else(missing)?;
-    let text = std::fs::read_to_string(state.logs.release_log(&app.name, number)).unwrap_or_default();
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], text).into_response())
+    log_file(&state.logs.release_log(&app.name, number), &format!("release {number}")).await
+}
+
+/// A log file as a streamed body (never read into memory whole).
+async fn log_file(path: &std::path::Path, what: &str) -> ApiResult<Response> {
+    let file = match tokio::fs::File::open(path).await {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ApiError::NotFound(format!("the log of {what} is missing (deleted, or never written)")));
+        }
+        Err(e) => return Err(ApiError::Internal(format!("cannot read {}: {e}", path.display()))),
+    };
+    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
 }
 
 /// `GET /api/v1/apps/{app}/config`: the config vars and their version.

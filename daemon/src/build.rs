@@ -60,6 +60,9 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// Output without a line break longer than this is cut into lines of this size.
+const MAX_LINE: usize = 64 * 1024;
+
 /// The source of one commit, ready to build.
 #[derive(Debug, Clone)]
 pub struct Source {
@@ -101,6 +104,8 @@ pub struct Settings {
     /// `PORT` an app listens on, baked into its image.
     pub app_port: u16,
     pub limits: Limits,
+    /// Bytes of build output kept in the build's log.
+    pub output_limit: u64,
 }
 
 /// Runs builds against dockerd.
@@ -141,6 +146,7 @@ impl Builder {
 
     #[instrument(skip_all, fields(app = %source.app, build = source.build_id))]
     pub async fn build(&self, source: &Source, reference: &str, log: &LiveLog) -> Result<BuiltImage> {
+        log.limit_output(self.settings.output_limit);
         let detection = self.catalog.detect(&source.files, source.buildpack_setting.as_deref())?;
         log.line(format!(
             "-----> Detected {} app ({}): buildpack {}",
@@ -234,7 +240,7 @@ impl Builder {
                 Ok(info) => {
                     if let Some(text) = info.stream {
                         for line in text.lines().filter(|line| !is_docker_build_noise(line)) {
-                            log.line(indent(line));
+                            log.output(indent(line));
                         }
                     }
                 }
@@ -376,6 +382,14 @@ impl Builder {
                 memory_swap: Some(memory),
                 nano_cpus: Some((limits.cpus * 1e9) as i64),
                 pids_limit: Some(limits.pids),
+                // dockerd keeps the builder's output too: bounded, whatever assemble prints.
+                log_config: Some(bollard::models::HostConfigLogConfig {
+                    typ: Some("json-file".to_string()),
+                    config: Some(HashMap::from([
+                        ("max-size".to_string(), "10m".to_string()),
+                        ("max-file".to_string(), "2".to_string()),
+                    ])),
+                }),
                 ..Default::default()
             }),
             ..Default::default()
@@ -398,11 +412,19 @@ impl Builder {
             partial.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
             while let Some(end) = partial.find('\n') {
                 let line: String = partial.drain(..=end).collect();
-                log.line(indent(&line));
+                log.output(indent(&line));
+            }
+            // Output without line breaks must not grow without bound either.
+            if partial.len() > MAX_LINE {
+                log.output(indent(&partial[..partial.floor_char_boundary(MAX_LINE)]));
+                partial.clear();
             }
         }
         if !partial.is_empty() {
-            log.line(indent(&partial));
+            log.output(indent(&partial));
+        }
+        if log.dropped_output_lines() > 0 {
+            log.line(format!("       ({} more lines of output were not kept)", log.dropped_output_lines()));
         }
         let code = self.exit_code(container).await?;
         let out_of_memory = self

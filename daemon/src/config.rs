@@ -78,6 +78,9 @@ pub struct BuildConfig {
     pub npm_registry: String,
     /// Where Go versions are listed (the Go module proxy).
     pub go_proxy: String,
+    /// MiB of a build's output kept in its log (and shown to the pusher); the rest is
+    /// dropped with a line saying so.
+    pub log_limit_mb: u64,
 }
 
 /// The rollout stage.
@@ -201,6 +204,7 @@ impl Default for BuildConfig {
             ca_certificates: vec![PathBuf::from("/usr/local/share/ca-certificates")],
             npm_registry: "https://registry.npmjs.org".to_string(),
             go_proxy: "https://proxy.golang.org".to_string(),
+            log_limit_mb: 16,
         }
     }
 }
@@ -293,6 +297,9 @@ impl Config {
         }
         if let Some(v) = var("HOIST_BUILD_MEMORY_MB") {
             self.build.memory_mb = parse("HOIST_BUILD_MEMORY_MB", v)?;
+        }
+        if let Some(v) = var("HOIST_BUILD_LOG_LIMIT_MB") {
+            self.build.log_limit_mb = parse("HOIST_BUILD_LOG_LIMIT_MB", v)?;
         }
         if let Some(v) = var("HOIST_BUILD_TIMEOUT_SECS") {
             self.build.timeout_secs = parse("HOIST_BUILD_TIMEOUT_SECS", v)?;

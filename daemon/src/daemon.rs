@@ -133,6 +133,7 @@ impl Daemon {
                 instance: config.instance.clone(),
                 timeout: Duration::from_secs(config.build.timeout_secs),
                 app_port: config.rollout.app_port,
+                output_limit: config.build.log_limit_mb * 1024 * 1024,
                 limits: build::Limits {
                     memory_mb: config.build.memory_mb,
                     cpus: config.build.cpus,

@@ -38,12 +38,24 @@ impl LogDir {
     }
 }
 
+/// How much output (a build's tools, an app's) one log keeps, unless told otherwise.
+pub const DEFAULT_OUTPUT_LIMIT: u64 = 16 * 1024 * 1024;
+
 /// A log being written.
 #[derive(Debug)]
 pub struct LiveLog {
     path: PathBuf,
     file: Mutex<File>,
     live: broadcast::Sender<String>,
+    /// Bytes of output lines kept so far, and the most that are kept.
+    output: Mutex<OutputBudget>,
+}
+
+#[derive(Debug)]
+struct OutputBudget {
+    used: u64,
+    limit: u64,
+    dropped_lines: u64,
 }
 
 impl LiveLog {
@@ -54,7 +66,41 @@ impl LiveLog {
         }
         let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
         let (live, _) = broadcast::channel(LIVE_BUFFER);
-        Ok(Arc::new(LiveLog { path: path.to_path_buf(), file: Mutex::new(file), live }))
+        let output = Mutex::new(OutputBudget { used: 0, limit: DEFAULT_OUTPUT_LIMIT, dropped_lines: 0 });
+        Ok(Arc::new(LiveLog { path: path.to_path_buf(), file: Mutex::new(file), live, output }))
+    }
+
+    /// Sets how many bytes of output lines this log keeps.
+    pub fn limit_output(&self, bytes: u64) {
+        self.output.lock().unwrap_or_else(|p| p.into_inner()).limit = bytes;
+    }
+
+    /// Appends a line of a program's output (a build tool, a container): kept until the
+    /// log's output limit, then dropped, with one line saying so; hoist's own lines
+    /// (`line`) are always kept, so the outcome is never lost.
+    pub fn output(&self, text: impl AsRef<str>) {
+        let text = text.as_ref();
+        let marker = {
+            let mut budget = self.output.lock().unwrap_or_else(|p| p.into_inner());
+            if budget.used >= budget.limit {
+                budget.dropped_lines += text.lines().count().max(1) as u64;
+                return;
+            }
+            budget.used += text.len() as u64 + 1;
+            (budget.used >= budget.limit).then_some(budget.limit)
+        };
+        self.line(text);
+        if let Some(limit) = marker {
+            self.line(format!(
+                " !     Output limit reached: this log keeps {} MiB of output; the rest is not stored or shown",
+                limit / (1024 * 1024)
+            ));
+        }
+    }
+
+    /// Output lines dropped by the limit so far.
+    pub fn dropped_output_lines(&self) -> u64 {
+        self.output.lock().unwrap_or_else(|p| p.into_inner()).dropped_lines
     }
 
     /// Appends `text`, one log line per line of it; trailing whitespace is trimmed
@@ -109,6 +155,24 @@ pub fn tail(text: &str, n: usize) -> Vec<&str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_beyond_the_limit_is_dropped_with_one_marker_and_own_lines_still_kept() {
+        let path = std::env::temp_dir().join(format!("hoist-log-limit-{}.log", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let log = LiveLog::create(&path).unwrap();
+        log.limit_output(100);
+        for i in 0..1000 {
+            log.output(format!("output line {i:04}"));
+        }
+        log.line("=====> Done");
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(text.len() < 300, "{} bytes kept", text.len());
+        assert_eq!(text.matches("Output limit reached").count(), 1, "{text}");
+        assert!(text.ends_with("=====> Done\n"), "{text}");
+        assert!(log.dropped_output_lines() > 990);
+        std::fs::remove_file(&path).unwrap();
+    }
 
     #[tokio::test]
     async fn lines_reach_file_and_followers() {

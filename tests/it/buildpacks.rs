@@ -212,3 +212,31 @@ fn s2i_environment_and_the_apps_config_vars_reach_assemble_config_winning() {
     assert!(!output.contains("from-config"), "values are not printed: {output}");
     assert_eq!(page(&hoistd, "envs").trim(), "s2i=yes greeting=from-config");
 }
+
+#[test]
+fn a_build_printing_without_end_keeps_only_the_output_limit_and_still_deploys() {
+    let hoistd = Hoistd::start(&[("HOIST_BUILD_LOG_LIMIT_MB", "1")]);
+    hoistd.create_app("loud");
+    let app = WorkTree::new(&hoistd, "loud", Some("static-site"));
+    // 6 MB of lines, then 2 MB without a single line break, then the real work.
+    app.write(
+        ".s2i/bin/assemble",
+        "#!/bin/sh\nset -e\nyes | head -c 6000000\nhead -c 2000000 /dev/zero | tr '\\0' x\nmkdir -p /app && cp -r /workspace/source/. /app/\necho assembled\n",
+    );
+    std::process::Command::new("chmod").arg("+x").arg(app.dir.join(".s2i/bin/assemble")).status().unwrap();
+    app.commit("loud");
+    let output = push_ok(&hoistd, &app, "loud");
+    assert!(
+        output.contains("Output limit reached: this log keeps 1 MiB of output"),
+        "{}",
+        &output[output.len().saturating_sub(3000)..]
+    );
+    assert!(output.contains("more lines of output were not kept"));
+    assert!(page(&hoistd, "loud").contains("Hello from hoist"));
+    let log = std::fs::metadata(hoistd.dir.join("data/logs/loud/build-1.log")).unwrap().len();
+    assert!(log < 2 * 1024 * 1024, "the stored log is bounded: {log} bytes");
+    let (status, body) = hoistd.get("/api/v1/apps/loud/builds/1/log");
+    assert_eq!((status, body.len() as u64), (200, log));
+    let (status, body) = hoistd.get("/api/v1/apps/loud/releases/7/log");
+    assert_eq!(status, 404, "{body}");
+}
