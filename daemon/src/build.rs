@@ -416,7 +416,11 @@ impl Builder {
             }
             // Output without line breaks must not grow without bound either.
             if partial.len() > MAX_LINE {
-                log.output(indent(&partial[..partial.floor_char_boundary(MAX_LINE)]));
+                let mut cut = MAX_LINE;
+                while !partial.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                log.output(indent(&partial[..cut]));
                 partial.clear();
             }
         }
