@@ -205,7 +205,7 @@ async fn create_app(
     };
     state.rollouts.targets().get(target).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let app = state.store.create_app(&name, &branch, body.buildpack.as_deref(), target)?;
-    if let Err(error) = state.repos.create(&name) {
+    if let Err(error) = state.repos.create(&name, &branch) {
         let _ = state.store.delete_app(&name);
         return Err(ApiError::Internal(error.to_string()));
     }

@@ -68,6 +68,10 @@ impl Daemon {
         for dir in [data_dir.clone(), data_dir.join("repos"), data_dir.join("logs")] {
             std::fs::create_dir_all(&dir).map_err(|source| Error::DataDir { path: dir.clone(), source })?;
         }
+        // Tokens, config values and every app's source live here: owner only.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
+            .map_err(|source| Error::DataDir { path: data_dir.clone(), source })?;
         let store = Arc::new(Store::open(&data_dir.join("hoist.db"))?);
         let (admin_token, created) = auth::load_or_create_admin_token(&data_dir)?;
         let docker = docker::connect(&config.docker_host).await?;
@@ -117,6 +121,10 @@ impl Daemon {
             tracing::warn!(build = id, "build interrupted by a restart");
         }
         remove_builder_containers(&docker, &config.instance).await;
+        let quarantines = Repos::new(data_dir.join("repos")).remove_stale_quarantines();
+        if quarantines > 0 {
+            tracing::info!(quarantines, "removed the objects of pushes cut off by a stop");
+        }
         rollouts.restore(&interrupted_releases).await?;
 
         let rollout_requests = rollout::start_stage(rollouts.clone());

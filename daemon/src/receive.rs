@@ -68,11 +68,13 @@ impl Repos {
         self.root.join(format!("{app}.git"))
     }
 
-    /// Creates the app's bare repo with hoist's pre-receive hook.
-    pub fn create(&self, app: &AppName) -> Result<()> {
+    /// Creates the app's bare repo with hoist's pre-receive hook; its `HEAD` names the
+    /// deploy branch, so a clone checks that out.
+    pub fn create(&self, app: &AppName, deploy_branch: &str) -> Result<()> {
         let path = self.path(app);
         let git = |source| Error::Git { app: app.to_string(), source };
         let repo = git2::Repository::init_bare(&path).map_err(git)?;
+        repo.set_head(&format!("refs/heads/{deploy_branch}")).map_err(git)?;
         let mut config = repo.config().map_err(git)?;
         config.set_bool("http.receivepack", true).map_err(git)?;
         config.set_bool("http.uploadpack", true).map_err(git)?;
@@ -86,6 +88,25 @@ impl Repos {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&hook, std::fs::Permissions::from_mode(0o755)).map_err(io)?;
         Ok(())
+    }
+
+    /// Removes what pushes cut off left in every repo: git's quarantine directories
+    /// (`objects/tmp_objdir-incoming-*`) of pushes that never finished. Only safe while no
+    /// push runs, i.e. when hoistd starts.
+    pub fn remove_stale_quarantines(&self) -> usize {
+        let mut removed = 0;
+        let Ok(repos) = std::fs::read_dir(&self.root) else { return 0 };
+        for repo in repos.flatten() {
+            let Ok(objects) = std::fs::read_dir(repo.path().join("objects")) else { continue };
+            for entry in objects.flatten() {
+                if entry.file_name().to_string_lossy().starts_with("tmp_objdir-incoming-")
+                    && std::fs::remove_dir_all(entry.path()).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+        removed
     }
 
     pub fn delete(&self, app: &AppName) -> Result<()> {

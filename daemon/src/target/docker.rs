@@ -176,6 +176,20 @@ impl DockerTarget {
         ))
     }
 
+    /// Every release container of the app, running or not.
+    async fn release_containers(&self, app: &AppName) -> Result<Vec<bollard::models::ContainerSummary>> {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("{LABEL_INSTANCE}={}", self.settings.instance),
+                format!("{LABEL_APP}={app}"),
+                format!("{LABEL_ROLE}=release"),
+            ],
+        )]);
+        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        Ok(self.docker.list_containers(Some(options)).await?)
+    }
+
     /// A release that will not serve: its last output to the log, its container removed.
     async fn give_up(&self, app: &AppName, release: &Release, reason: String, log: &Tee) -> Failure {
         let container = self.container_name(app, release.number);
@@ -275,6 +289,7 @@ impl Target for DockerTarget {
             vec![format!("{LABEL_INSTANCE}={}", self.settings.instance), format!("{LABEL_APP}={app}")],
         )]);
         let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        // Release and builder containers alike: a build in flight stops with its app.
         for container in self.docker.list_containers(Some(options)).await? {
             if let Some(id) = container.id {
                 self.remove_container(&id).await;
@@ -286,6 +301,18 @@ impl Target for DockerTarget {
     async fn restore(&self, app: &AppName, live: Option<&Release>, interrupted: &[Release]) -> Result<Restored> {
         for release in interrupted {
             self.remove_container(&self.container_name(app, release.number)).await;
+        }
+        // A kill between the switch and the retiring of the old release leaves that one
+        // behind, exited or running: only the live release's container stays.
+        let keep = live.map(|l| self.container_name(app, l.number));
+        for container in self.release_containers(app).await? {
+            let name = container.names.iter().flatten().next().map(|n| n.trim_start_matches('/').to_string());
+            if name.is_some() && name != keep {
+                if let Some(id) = container.id {
+                    tracing::info!(%app, container = ?name, "removing a release container that is not live");
+                    self.remove_container(&id).await;
+                }
+            }
         }
         let Some(live) = live else { return Ok(Restored::default()) };
         let name = self.container_name(app, live.number);
