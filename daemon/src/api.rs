@@ -39,6 +39,8 @@ pub struct ApiState {
     pub rollout_requests: tokio::sync::mpsc::Sender<RolloutRequest>,
     /// The target of an app created without one.
     pub default_target: TargetKind,
+    /// How big a pushed commit may be.
+    pub push_limits: receive::SizeLimits,
     pub admin_token: String,
     pub hook: HookEnv,
     /// Shown in the 401 message: where the admin token is.
@@ -518,8 +520,9 @@ async fn receive_hook(
 
     let repo_path = state.repos.path(&app.name);
     let (object_dirs, name, commit) = (request.object_dirs, app.name.clone(), deploy.new.clone());
+    let limits = state.push_limits;
     let exported =
-        tokio::task::spawn_blocking(move || receive::export_commit(&repo_path, &object_dirs, &name, &commit))
+        tokio::task::spawn_blocking(move || receive::export_commit(&repo_path, &object_dirs, &name, &commit, limits))
             .await
             .map_err(|e| ApiError::Internal(e.to_string()))?
             .map_err(|e| ApiError::BadRequest(e.to_string()))?;

@@ -39,6 +39,23 @@ pub struct Config {
     pub build: BuildConfig,
     pub rollout: RolloutConfig,
     pub kubernetes: KubernetesConfig,
+    pub receive: ReceiveConfig,
+}
+
+/// Receiving pushes.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ReceiveConfig {
+    /// MiB the pushed commit's files may take unpacked, all together.
+    pub max_push_mb: u64,
+    /// MiB one file may take unpacked.
+    pub max_file_mb: u64,
+}
+
+impl Default for ReceiveConfig {
+    fn default() -> Self {
+        ReceiveConfig { max_push_mb: 1024, max_file_mb: 512 }
+    }
 }
 
 /// The OCI registry images are pushed to and run from.
@@ -177,6 +194,7 @@ impl Default for Config {
             build: BuildConfig::default(),
             rollout: RolloutConfig::default(),
             kubernetes: KubernetesConfig::default(),
+            receive: ReceiveConfig::default(),
         }
     }
 }
@@ -306,6 +324,12 @@ impl Config {
         }
         if let Some(v) = var("HOIST_CHECKS_TIMEOUT_SECS") {
             self.rollout.checks_timeout_secs = parse("HOIST_CHECKS_TIMEOUT_SECS", v)?;
+        }
+        if let Some(v) = var("HOIST_MAX_PUSH_MB") {
+            self.receive.max_push_mb = parse("HOIST_MAX_PUSH_MB", v)?;
+        }
+        if let Some(v) = var("HOIST_MAX_FILE_MB") {
+            self.receive.max_file_mb = parse("HOIST_MAX_FILE_MB", v)?;
         }
         if let Some(v) = var("HOIST_SETTLE_SECS") {
             self.rollout.settle_secs = parse("HOIST_SETTLE_SECS", v)?;

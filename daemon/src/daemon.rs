@@ -185,6 +185,10 @@ impl Daemon {
             rollouts,
             rollout_requests,
             default_target: config.rollout.target,
+            push_limits: crate::receive::SizeLimits {
+                max_file: config.receive.max_file_mb * 1024 * 1024,
+                max_total: config.receive.max_push_mb * 1024 * 1024,
+            },
             admin_token: admin_token.clone(),
             hook,
             token_path: auth::admin_token_path(&data_dir),

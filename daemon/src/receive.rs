@@ -42,6 +42,18 @@ pub enum Error {
     Backend(std::io::Error),
     #[error("commit {commit} of app {app} cannot be read: {source}")]
     Commit { app: String, commit: String, source: git2::Error },
+    #[error("push refused before building: {0}")]
+    TooBig(String),
+}
+
+/// How big a pushed commit may be once unpacked, checked from git's object headers
+/// before anything is inflated (a pack of a few MB can hold gigabytes of zeros).
+#[derive(Debug, Clone, Copy)]
+pub struct SizeLimits {
+    /// Bytes of one file.
+    pub max_file: u64,
+    /// Bytes of all files of the commit.
+    pub max_total: u64,
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -174,6 +186,7 @@ pub fn export_commit(
     object_dirs: &[PathBuf],
     app: &AppName,
     commit: &str,
+    limits: SizeLimits,
 ) -> Result<(Vec<u8>, Vec<String>)> {
     let commit_error = |source| Error::Commit { app: app.to_string(), commit: commit.to_string(), source };
     let repo = git2::Repository::open_bare(repo_path).map_err(|source| Error::Git { app: app.to_string(), source })?;
@@ -191,6 +204,28 @@ pub fn export_commit(
         git2::TreeWalkResult::Ok
     })
     .map_err(commit_error)?;
+    let mut total: u64 = 0;
+    for (path, mode, id) in &entries {
+        if !matches!(mode, 0o100644 | 0o100755 | 0o120000) {
+            continue;
+        }
+        let (size, _) = odb.read_header(*id).map_err(commit_error)?;
+        let size = size as u64;
+        if size > limits.max_file {
+            return Err(Error::TooBig(format!(
+                "{path} is {} unpacked; a file may be at most {} (receive.max_file_mb); keep big files out of the repo",
+                mib(size),
+                mib(limits.max_file)
+            )));
+        }
+        total += size;
+        if total > limits.max_total {
+            return Err(Error::TooBig(format!(
+                "the commit's files are more than {} unpacked (receive.max_push_mb); keep big files out of the repo",
+                mib(limits.max_total)
+            )));
+        }
+    }
     let mut tar = archive::Writer::new(0);
     for (path, mode, id) in entries {
         let io = |source| Error::Io { app: app.to_string(), path: PathBuf::from(&path), source };
@@ -213,6 +248,14 @@ pub fn export_commit(
     }
     let tar = tar.finish().map_err(|source| Error::Io { app: app.to_string(), path: repo_path.into(), source })?;
     Ok((tar, files))
+}
+
+fn mib(bytes: u64) -> String {
+    match bytes {
+        b if b >= 1024 * 1024 => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+        b if b >= 1024 => format!("{:.1} KiB", b as f64 / 1024.0),
+        b => format!("{b} bytes"),
+    }
 }
 
 /// Where branch `name` (`refs/heads/…`) of the repo at `repo_path` points, if anywhere.
@@ -437,12 +480,19 @@ mod tests {
         let who = git2::Signature::now("t", "t@example.invalid").unwrap();
         let commit = repo.commit(None, &who, &who, "m", &tree, &[]).unwrap();
         let app = AppName::parse("web1").unwrap();
-        let (tar, mut files) = export_commit(&dir, &[], &app, &commit.to_string()).unwrap();
+        let roomy = SizeLimits { max_file: 1 << 20, max_total: 1 << 20 };
+        let (tar, mut files) = export_commit(&dir, &[], &app, &commit.to_string(), roomy).unwrap();
         files.sort();
         assert_eq!(files, [".s2i/bin/assemble", "index.html"]);
         assert_eq!(archive::read_file(&tar, "index.html").unwrap().unwrap(), b"<h1>hi</h1>");
-        let missing = export_commit(&dir, &[], &app, &"1".repeat(40)).unwrap_err().to_string();
+        let missing = export_commit(&dir, &[], &app, &"1".repeat(40), roomy).unwrap_err().to_string();
         assert!(missing.contains("cannot be read"), "{missing}");
+        let tight = SizeLimits { max_file: 5, max_total: 1 << 20 };
+        let refused = export_commit(&dir, &[], &app, &commit.to_string(), tight).unwrap_err().to_string();
+        assert!(refused.contains("is 10 bytes unpacked; a file may be at most 5 bytes"), "{refused}");
+        let tight = SizeLimits { max_file: 100, max_total: 15 };
+        let refused = export_commit(&dir, &[], &app, &commit.to_string(), tight).unwrap_err().to_string();
+        assert!(refused.contains("more than 15 bytes unpacked (receive.max_push_mb)"), "{refused}");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

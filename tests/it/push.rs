@@ -345,3 +345,35 @@ fn a_deleted_apps_build_never_goes_live_in_a_new_app_of_the_same_name() {
     let (status, page) = hoistd.visit("re1", "/");
     assert_eq!(status, 404, "{page}");
 }
+
+#[test]
+fn a_push_that_unpacks_past_the_limits_is_refused_before_anything_is_inflated() {
+    let hoistd = Hoistd::start(&[("HOIST_MAX_FILE_MB", "50"), ("HOIST_MAX_PUSH_MB", "80")]);
+    hoistd.create_app("bomb");
+    let site = WorkTree::new(&hoistd, "bomb", Some("static-site"));
+    site.commit("site");
+    assert!(site.push(&hoistd.remote("bomb"), "main").status.success());
+
+    // 200 MB of zeros packs to a few hundred KB: a zip bomb for anything that inflates it.
+    let zeros = std::fs::File::create(site.dir.join("zeros.bin")).unwrap();
+    zeros.set_len(200 * 1024 * 1024).unwrap();
+    site.commit("zeros");
+    let push = site.push(&hoistd.remote("bomb"), "main");
+    let output = text(&push);
+    assert!(!push.status.success(), "{output}");
+    assert!(output.contains("zeros.bin is 200.0 MiB unpacked; a file may be at most 50.0 MiB"), "{output}");
+
+    // Many files under the per-file limit, together past the total.
+    site.remove("zeros.bin");
+    for i in 0..3 {
+        let file = std::fs::File::create(site.dir.join(format!("part{i}.bin"))).unwrap();
+        file.set_len(40 * 1024 * 1024).unwrap();
+    }
+    site.commit("parts");
+    let push = site.push(&hoistd.remote("bomb"), "main");
+    let output = text(&push);
+    assert!(!push.status.success(), "{output}");
+    assert!(output.contains("more than 80.0 MiB unpacked (receive.max_push_mb)"), "{output}");
+    assert!(hoistd.visit("bomb", "/").1.contains("Hello from hoist"), "the running release is untouched");
+    assert_eq!(hoistd.get_json("/api/v1/apps/bomb/builds").as_array().unwrap().len(), 1, "nothing was built");
+}
