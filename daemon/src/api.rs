@@ -41,6 +41,8 @@ pub struct ApiState {
     pub default_target: TargetKind,
     /// How big a pushed commit may be.
     pub push_limits: receive::SizeLimits,
+    /// Where builds' scratch folders go (`<data>/work`).
+    pub work_root: std::path::PathBuf,
     pub admin_token: String,
     pub hook: HookEnv,
     /// Shown in the 401 message: where the admin token is.
@@ -521,12 +523,18 @@ async fn receive_hook(
     let repo_path = state.repos.path(&app.name);
     let (object_dirs, name, commit) = (request.object_dirs, app.name.clone(), deploy.new.clone());
     let limits = state.push_limits;
-    let exported =
-        tokio::task::spawn_blocking(move || receive::export_commit(&repo_path, &object_dirs, &name, &commit, limits))
-            .await
-            .map_err(|e| ApiError::Internal(e.to_string()))?
-            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let (tar, files) = exported;
+    let scratch = format!("{}-{}", app.name, &crate::auth::new_token()[..12]);
+    let work = crate::build::WorkDir::create(&state.work_root, &scratch).map_err(|e| {
+        ApiError::Internal(format!("cannot create a build folder in {}: {e}", state.work_root.display()))
+    })?;
+    let tar = work.path().join("source.tar");
+    let dest = tar.clone();
+    let files = tokio::task::spawn_blocking(move || {
+        receive::export_commit(&repo_path, &object_dirs, &name, &commit, limits, &dest)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(e.to_string()))?
+    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let build = state.store.create_build(&app.name, &deploy.new, &deploy.name)?;
     let log =
         LiveLog::create(&state.logs.build_log(&app.name, build.id)).map_err(|e| ApiError::Internal(e.to_string()))?;
@@ -540,7 +548,8 @@ async fn receive_hook(
         app: app.name.clone(),
         build_id: build.id,
         commit: deploy.new,
-        tar: Arc::new(tar),
+        work: Arc::new(work),
+        tar,
         files,
         buildpack_setting: app.buildpack.clone(),
         config: state.store.app_config(&app.name).map(|(_, vars)| vars).unwrap_or_default(),

@@ -2,7 +2,9 @@
 //! the same files always give the same bytes, and Docker's build cache and the
 //! registry see an unchanged layer as unchanged.
 
-use std::io::Read;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Seek, SeekFrom, Write};
+use std::path::Path;
 
 /// 1980-01-01T00:00:00Z: the fixed mtime of every entry (as reproducible-build tools use;
 /// some tools refuse times before 1980).
@@ -11,18 +13,38 @@ pub const FIXED_MTIME: u64 = 315_532_800;
 /// The uid and gid files get in images: the `hoist` user of the stacks.
 pub const APP_UID: u64 = 1001;
 
-/// Appends a tar builder's entries with fixed metadata.
-pub struct Writer {
-    inner: tar::Builder<Vec<u8>>,
+/// Appends a tar builder's entries with fixed metadata, into memory or a file: big
+/// archives (a pushed commit, a build's outputs) go to files and are streamed from them,
+/// so memory does not grow with the app.
+pub struct Writer<W: Write = Vec<u8>> {
+    inner: tar::Builder<W>,
     uid: u64,
 }
 
-impl Writer {
-    /// A new archive whose entries are owned by `uid` (and gid `uid`).
+impl Writer<Vec<u8>> {
+    /// A new in-memory archive whose entries are owned by `uid` (and gid `uid`).
     pub fn new(uid: u64) -> Writer {
-        let mut inner = tar::Builder::new(Vec::new());
+        Writer::wrap(Vec::new(), uid)
+    }
+}
+
+impl Writer<BufWriter<File>> {
+    /// A new archive written to the file `path` (created or truncated).
+    pub fn create(path: &Path, uid: u64) -> std::io::Result<Writer<BufWriter<File>>> {
+        Ok(Writer::wrap(BufWriter::new(File::create(path)?), uid))
+    }
+}
+
+impl<W: Write> Writer<W> {
+    fn wrap(sink: W, uid: u64) -> Writer<W> {
+        let mut inner = tar::Builder::new(sink);
         inner.mode(tar::HeaderMode::Deterministic);
         Writer { inner, uid }
+    }
+
+    /// The owner of the entries appended from now on.
+    pub fn set_uid(&mut self, uid: u64) {
+        self.uid = uid;
     }
 
     fn header(&self, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
@@ -42,8 +64,13 @@ impl Writer {
     }
 
     pub fn file(&mut self, path: &str, mode: u32, data: &[u8]) -> std::io::Result<()> {
-        let mut header = self.header(tar::EntryType::Regular, mode, data.len() as u64);
-        self.inner.append_data(&mut header, path, data)
+        self.file_from(path, mode, data.len() as u64, data)
+    }
+
+    /// A file of `size` bytes read from `data`, without holding it in memory.
+    pub fn file_from(&mut self, path: &str, mode: u32, size: u64, data: impl Read) -> std::io::Result<()> {
+        let mut header = self.header(tar::EntryType::Regular, mode, size);
+        self.inner.append_data(&mut header, path, data.take(size))
     }
 
     pub fn symlink(&mut self, path: &str, target: &str) -> std::io::Result<()> {
@@ -51,51 +78,63 @@ impl Writer {
         self.inner.append_link(&mut header, path, target)
     }
 
-    /// Copies every entry of `archive` under `prefix` (which ends in `/` or is empty),
-    /// dropping `strip` leading path components first, sorted by path.
-    pub fn append_rebased(&mut self, archive: &[u8], strip: usize, prefix: &str) -> std::io::Result<usize> {
-        let mut entries = Vec::new();
-        let mut reader = tar::Archive::new(archive);
+    /// Copies every entry of the archive file `archive` under `prefix` (which ends in `/`
+    /// or is empty), dropping `strip` leading path components first, sorted by path.
+    /// File contents are streamed from the archive (read once for an index of entries,
+    /// then each entry's data by its offset), never held in memory.
+    pub fn append_rebased(&mut self, archive: &Path, strip: usize, prefix: &str) -> std::io::Result<usize> {
+        struct Indexed {
+            path: String,
+            kind: tar::EntryType,
+            mode: u32,
+            link: Option<String>,
+            offset: u64,
+            size: u64,
+        }
+        let mut index = Vec::new();
+        let mut reader = tar::Archive::new(BufReader::new(File::open(archive)?));
         for entry in reader.entries()? {
-            let mut entry = entry?;
+            let entry = entry?;
             let path = entry.path()?.to_string_lossy().into_owned();
             let rest: Vec<&str> = path.split('/').filter(|c| !c.is_empty() && *c != ".").skip(strip).collect();
             if rest.is_empty() {
                 continue;
             }
-            let path = format!("{prefix}{}", rest.join("/"));
-            let kind = entry.header().entry_type();
-            let mode = entry.header().mode()?;
-            let link = entry.link_name()?.map(|l| l.to_string_lossy().into_owned());
-            let mut data = Vec::new();
-            entry.read_to_end(&mut data)?;
-            entries.push((path, kind, mode, link, data));
+            index.push(Indexed {
+                path: format!("{prefix}{}", rest.join("/")),
+                kind: entry.header().entry_type(),
+                mode: entry.header().mode()?,
+                link: entry.link_name()?.map(|l| l.to_string_lossy().into_owned()),
+                offset: entry.raw_file_position(),
+                size: entry.size(),
+            });
         }
-        entries.sort_by(|a, b| a.0.cmp(&b.0));
-        let count = entries.len();
-        for (path, kind, mode, link, data) in entries {
-            match kind {
-                tar::EntryType::Directory => self.dir(&path)?,
-                tar::EntryType::Symlink => self.symlink(&path, link.as_deref().unwrap_or(""))?,
+        index.sort_by(|a, b| a.path.cmp(&b.path));
+        let mut data = File::open(archive)?;
+        for entry in &index {
+            match entry.kind {
+                tar::EntryType::Directory => self.dir(&entry.path)?,
+                tar::EntryType::Symlink => self.symlink(&entry.path, entry.link.as_deref().unwrap_or(""))?,
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
-                    let mode = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
-                    self.file(&path, mode, &data)?
+                    let mode = if entry.mode & 0o111 != 0 { 0o755 } else { 0o644 };
+                    data.seek(SeekFrom::Start(entry.offset))?;
+                    self.file_from(&entry.path, mode, entry.size, &mut data)?
                 }
                 // Hard links, devices and fifos have no place in an app image.
                 _ => {}
             }
         }
-        Ok(count)
+        Ok(index.len())
     }
 
-    pub fn finish(self) -> std::io::Result<Vec<u8>> {
+    pub fn finish(self) -> std::io::Result<W> {
         self.inner.into_inner()
     }
 }
 
 /// Reads one file out of an archive.
-pub fn read_file(archive: &[u8], wanted: &str) -> std::io::Result<Option<Vec<u8>>> {
-    let mut reader = tar::Archive::new(archive);
+pub fn read_file(archive: &Path, wanted: &str) -> std::io::Result<Option<Vec<u8>>> {
+    let mut reader = tar::Archive::new(BufReader::new(File::open(archive)?));
     for entry in reader.entries()? {
         let mut entry = entry?;
         if entry.path()?.to_string_lossy().trim_start_matches("./") == wanted {
@@ -110,8 +149,8 @@ pub fn read_file(archive: &[u8], wanted: &str) -> std::io::Result<Option<Vec<u8>
 /// Writes the regular files under `folder/` in `archive` into `dest` (created), paths
 /// relative to `folder`; anything that is not a plain relative path is skipped. Returns how
 /// many files were written.
-pub fn unpack_folder(archive: &[u8], folder: &str, dest: &std::path::Path) -> std::io::Result<usize> {
-    let mut reader = tar::Archive::new(archive);
+pub fn unpack_folder(archive: &Path, folder: &str, dest: &Path) -> std::io::Result<usize> {
+    let mut reader = tar::Archive::new(BufReader::new(File::open(archive)?));
     let mut written = 0;
     for entry in reader.entries()? {
         let mut entry = entry?;
@@ -129,9 +168,7 @@ pub fn unpack_folder(archive: &[u8], folder: &str, dest: &std::path::Path) -> st
         if let Some(parent) = target.parent() {
             std::fs::create_dir_all(parent)?;
         }
-        let mut data = Vec::new();
-        entry.read_to_end(&mut data)?;
-        std::fs::write(&target, data)?;
+        std::io::copy(&mut entry, &mut File::create(&target)?)?;
         written += 1;
     }
     Ok(written)
@@ -158,11 +195,14 @@ mod tests {
 
     #[test]
     fn rebasing_is_deterministic_and_sorted() {
-        let mut source = Writer::new(0);
-        source.dir("app/").unwrap();
-        source.file("app/z.txt", 0o600, b"z").unwrap();
-        source.file("app/a.sh", 0o700, b"#!/bin/sh").unwrap();
-        let source = source.finish().unwrap();
+        let dir = std::env::temp_dir().join(format!("hoist-archive-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let source = dir.join("source.tar");
+        let mut writer = Writer::create(&source, 0).unwrap();
+        writer.dir("app/").unwrap();
+        writer.file("app/z.txt", 0o600, b"z").unwrap();
+        writer.file("app/a.sh", 0o700, b"#!/bin/sh").unwrap();
+        writer.finish().unwrap().flush().unwrap();
         let build = || {
             let mut w = Writer::new(APP_UID);
             assert_eq!(w.append_rebased(&source, 1, "ctx/app/").unwrap(), 2);
@@ -185,5 +225,12 @@ mod tests {
             .collect();
         assert_eq!(names, [("ctx/app/a.sh".into(), 0o755, APP_UID), ("ctx/app/z.txt".into(), 0o644, APP_UID)]);
         assert_eq!(read_file(&source, "app/z.txt").unwrap().unwrap(), b"z");
+        let mut content = String::new();
+        tar::Archive::new(&first[..]).entries().unwrap().next().unwrap().unwrap().read_to_string(&mut content).unwrap();
+        assert_eq!(content, "#!/bin/sh", "contents are copied by their offsets");
+        let unpacked = dir.join("unpacked");
+        assert_eq!(unpack_folder(&source, "app", &unpacked).unwrap(), 2);
+        assert_eq!(std::fs::read_to_string(unpacked.join("z.txt")).unwrap(), "z");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -24,8 +24,9 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
 };
 use bollard::Docker;
-use futures_util::{StreamExt, TryStreamExt};
+use futures_util::StreamExt;
 use std::collections::HashMap;
+use std::io::Write;
 use std::sync::Arc;
 use std::time::Duration;
 use tracing::instrument;
@@ -69,8 +70,10 @@ pub struct Source {
     pub app: AppName,
     pub build_id: i64,
     pub commit: String,
-    /// A tar of the commit's tree, paths relative to its root, deterministic metadata.
-    pub tar: std::sync::Arc<Vec<u8>>,
+    /// The build's scratch folder; the source and everything made from it live there.
+    pub work: std::sync::Arc<WorkDir>,
+    /// A tar of the commit's tree (in `work`), paths relative to its root.
+    pub tar: std::path::PathBuf,
     /// Every file path in the tree, for detection.
     pub files: Vec<String>,
     /// The app's `buildpack` setting: overrides detection when set.
@@ -78,6 +81,36 @@ pub struct Source {
     /// The app's config vars when the build started: `assemble` sees them (after
     /// `.s2i/environment`, so the operator's value wins over the repo's).
     pub config: crate::store::ConfigVars,
+}
+
+/// A build's scratch folder (`<data>/work/<name>`): the pushed source as a tar, the
+/// builder's outputs, the image's context. Everything as big as the app goes through
+/// files here, streamed, never whole into memory. Removed when the last `Source` holding
+/// it is dropped; hoistd empties `<data>/work` when it starts.
+#[derive(Debug)]
+pub struct WorkDir(std::path::PathBuf);
+
+impl WorkDir {
+    pub fn create(root: &std::path::Path, name: &str) -> std::io::Result<WorkDir> {
+        let dir = root.join(name);
+        std::fs::create_dir_all(&dir)?;
+        Ok(WorkDir(dir))
+    }
+
+    pub fn path(&self) -> &std::path::Path {
+        &self.0
+    }
+}
+
+impl Drop for WorkDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A file as a stream of chunks for a request body, read as it is sent.
+async fn file_stream(path: &std::path::Path) -> std::io::Result<tokio_util::io::ReaderStream<tokio::fs::File>> {
+    Ok(tokio_util::io::ReaderStream::new(tokio::fs::File::open(path).await?))
 }
 
 /// An image the build left in dockerd.
@@ -163,7 +196,7 @@ impl Builder {
         }
         let work = async {
             if detection.buildpack == buildpack::DOCKERFILE {
-                self.docker_build(source, source.tar.as_ref().clone(), reference, log).await
+                self.docker_build(source, &source.tar, reference, log).await
             } else {
                 let buildpack = self.catalog.get(&detection.buildpack).expect("detection names a buildpack it has");
                 self.buildpack_build(source, &detection, buildpack, reference, log).await
@@ -226,7 +259,13 @@ impl Builder {
     }
 
     /// `docker build` of `context`, its output streamed to `log`.
-    async fn docker_build(&self, source: &Source, context: Vec<u8>, reference: &str, log: &LiveLog) -> Result<()> {
+    async fn docker_build(
+        &self,
+        source: &Source,
+        context: &std::path::Path,
+        reference: &str,
+        log: &LiveLog,
+    ) -> Result<()> {
         let options = BuildImageOptionsBuilder::default()
             .dockerfile("Dockerfile")
             .t(reference)
@@ -234,7 +273,8 @@ impl Builder {
             .forcerm(true)
             .labels(&self.labels(source))
             .build();
-        let mut output = self.docker.build_image(options, None, Some(bollard::body_full(context.into())));
+        let mut output =
+            self.docker.build_image(options, None, Some(bollard::body_try_stream(file_stream(context).await?)));
         while let Some(item) = output.next().await {
             match item {
                 Ok(info) => {
@@ -269,7 +309,7 @@ impl Builder {
         let container = self.builder_container(source);
         let result = self.assemble(source, detection, buildpack, &stack, &spec, &container, log).await;
         let outputs = match result {
-            Ok(()) => self.collect_outputs(&container).await,
+            Ok(()) => self.collect_outputs(&container, source.work.path()).await,
             Err(e) => Err(e),
         };
         let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
@@ -286,7 +326,8 @@ impl Builder {
             .and_then(|p| buildpack::procfile_web_command(&String::from_utf8_lossy(&p)));
 
         log.line("-----> Assembling the app image");
-        let mut context = archive::Writer::new(archive::APP_UID);
+        let context_path = source.work.path().join("context.tar");
+        let mut context = archive::Writer::create(&context_path, archive::APP_UID)?;
         let deps_files = context.append_rebased(&deps_tar, 1, "deps/")?;
         let app_files = context.append_rebased(&app_tar, 1, "app/")?;
         context.file("run", 0o755, &run_script)?;
@@ -298,7 +339,8 @@ impl Builder {
             web_command: procfile.as_deref(),
         });
         context.file("Dockerfile", 0o644, dockerfile.as_bytes())?;
-        self.docker_build(source, context.finish()?, reference, log).await
+        context.finish()?.flush()?;
+        self.docker_build(source, &context_path, reference, log).await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -315,14 +357,16 @@ impl Builder {
         // The builder's files: the source and the buildpack's scripts. /app and /deps,
         // where assemble leaves its outputs, are in the stack, owned by the hoist user:
         // the paths a build writes are the paths the app runs from.
-        let mut files = archive::Writer::new(archive::APP_UID);
+        let files_path = source.work.path().join("builder.tar");
+        let mut files = archive::Writer::create(&files_path, archive::APP_UID)?;
         files.dir("workspace/source/")?;
         files.append_rebased(&source.tar, 0, "workspace/source/")?;
-        let mut scripts = archive::Writer::new(0);
+        files.set_uid(0);
         for script in ["assemble", "run"] {
-            scripts.file(&format!("bin/{script}"), 0o755, &std::fs::read(buildpack.dir.join("bin").join(script))?)?;
+            let path = format!("hoist/buildpack/bin/{script}");
+            files.file(&path, 0o755, &std::fs::read(buildpack.dir.join("bin").join(script))?)?;
         }
-        files.append_rebased(&scripts.finish()?, 0, "hoist/buildpack/")?;
+        files.finish()?.flush()?;
         let assemble = if detection.s2i_assemble {
             log.line("-----> Using .s2i/bin/assemble from the repo");
             "/workspace/source/.s2i/bin/assemble"
@@ -400,7 +444,9 @@ impl Builder {
         let create = CreateContainerOptionsBuilder::default().name(container).build();
         self.docker.create_container(Some(create), body).await?;
         let upload = UploadToContainerOptionsBuilder::default().path("/").build();
-        self.docker.upload_to_container(container, Some(upload), bollard::body_full(files.finish()?.into())).await?;
+        self.docker
+            .upload_to_container(container, Some(upload), bollard::body_try_stream(file_stream(&files_path).await?))
+            .await?;
         self.docker.start_container(container, None).await?;
         log.line(format!("-----> Running assemble of buildpack {}", buildpack.name));
 
@@ -458,14 +504,27 @@ impl Builder {
         }
     }
 
-    /// The `/app` and `/deps` folders assemble left, as tars rooted at `app/` and `deps/`.
-    async fn collect_outputs(&self, container: &str) -> Result<(Vec<u8>, Vec<u8>)> {
-        let download = |path: &str| {
-            let options = DownloadFromContainerOptionsBuilder::default().path(path).build();
-            self.docker.download_from_container(container, Some(options)).map_ok(|bytes| bytes.to_vec()).try_concat()
-        };
-        let app = download("/app").await?;
-        let deps = download("/deps").await?;
+    /// The `/app` and `/deps` folders assemble left, as tar files (in `work`) rooted at
+    /// `app/` and `deps/`, streamed to disk.
+    async fn collect_outputs(
+        &self,
+        container: &str,
+        work: &std::path::Path,
+    ) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
+        let mut paths = Vec::new();
+        for folder in ["app", "deps"] {
+            let options = DownloadFromContainerOptionsBuilder::default().path(&format!("/{folder}")).build();
+            let mut stream = self.docker.download_from_container(container, Some(options));
+            let path = work.join(format!("{folder}.tar"));
+            let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(&path).await?);
+            while let Some(chunk) = stream.next().await {
+                tokio::io::AsyncWriteExt::write_all(&mut file, &chunk?).await?;
+            }
+            tokio::io::AsyncWriteExt::flush(&mut file).await?;
+            paths.push(path);
+        }
+        let deps = paths.pop().expect("two folders");
+        let app = paths.pop().expect("two folders");
         Ok((app, deps))
     }
 }

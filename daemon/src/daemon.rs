@@ -121,6 +121,10 @@ impl Daemon {
             tracing::warn!(build = id, "build interrupted by a restart");
         }
         remove_builder_containers(&docker, &config.instance).await;
+        // Builds' scratch folders: whatever is here belongs to builds a stop cut off.
+        let work_root = data_dir.join("work");
+        let _ = std::fs::remove_dir_all(&work_root);
+        std::fs::create_dir_all(&work_root).map_err(|source| Error::DataDir { path: work_root.clone(), source })?;
         let quarantines = Repos::new(data_dir.join("repos")).remove_stale_quarantines();
         if quarantines > 0 {
             tracing::info!(quarantines, "removed the objects of pushes cut off by a stop");
@@ -185,6 +189,7 @@ impl Daemon {
             rollouts,
             rollout_requests,
             default_target: config.rollout.target,
+            work_root: work_root.clone(),
             push_limits: crate::receive::SizeLimits {
                 max_file: config.receive.max_file_mb * 1024 * 1024,
                 max_total: config.receive.max_push_mb * 1024 * 1024,

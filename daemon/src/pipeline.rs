@@ -117,7 +117,7 @@ impl AppQueue {
 }
 
 enum Message {
-    Submit(BuildRequest),
+    Submit(Box<BuildRequest>),
     Finished(AppName),
 }
 
@@ -150,7 +150,7 @@ impl Pipeline {
     /// Queues a build. Its outcome arrives on `request.done`.
     pub async fn submit(&self, request: BuildRequest) -> Result<(), &'static str> {
         self.scheduler
-            .send(Message::Submit(request))
+            .send(Message::Submit(Box::new(request)))
             .await
             .map_err(|_| "the build scheduler has stopped; restart hoistd")
     }
@@ -184,6 +184,7 @@ async fn schedule(mut rx: mpsc::Receiver<Message>, tx: mpsc::Sender<Message>, st
     while let Some(message) = rx.recv().await {
         match message {
             Message::Submit(request) => {
+                let request = *request;
                 let app = request.source.app.clone();
                 let id = request.source.build_id;
                 match queues.entry(app).or_default().submit(id) {

@@ -25,6 +25,7 @@ use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::Response;
 use futures_util::TryStreamExt;
 use serde::{Deserialize, Serialize};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -187,7 +188,8 @@ pub fn export_commit(
     app: &AppName,
     commit: &str,
     limits: SizeLimits,
-) -> Result<(Vec<u8>, Vec<String>)> {
+    dest: &Path,
+) -> Result<Vec<String>> {
     let commit_error = |source| Error::Commit { app: app.to_string(), commit: commit.to_string(), source };
     let repo = git2::Repository::open_bare(repo_path).map_err(|source| Error::Git { app: app.to_string(), source })?;
     let odb = repo.odb().map_err(commit_error)?;
@@ -226,7 +228,8 @@ pub fn export_commit(
             )));
         }
     }
-    let mut tar = archive::Writer::new(0);
+    let dest_io = |source| Error::Io { app: app.to_string(), path: dest.to_path_buf(), source };
+    let mut tar = archive::Writer::create(dest, 0).map_err(dest_io)?;
     for (path, mode, id) in entries {
         let io = |source| Error::Io { app: app.to_string(), path: PathBuf::from(&path), source };
         match mode {
@@ -246,8 +249,10 @@ pub fn export_commit(
             _ => {}
         }
     }
-    let tar = tar.finish().map_err(|source| Error::Io { app: app.to_string(), path: repo_path.into(), source })?;
-    Ok((tar, files))
+    // One blob at a time is in memory (libgit2 inflates packed objects whole), at most
+    // `limits.max_file`; the archive itself goes to `dest`.
+    tar.finish().and_then(|mut file| file.flush()).map_err(dest_io)?;
+    Ok(files)
 }
 
 fn mib(bytes: u64) -> String {
@@ -481,17 +486,18 @@ mod tests {
         let commit = repo.commit(None, &who, &who, "m", &tree, &[]).unwrap();
         let app = AppName::parse("web1").unwrap();
         let roomy = SizeLimits { max_file: 1 << 20, max_total: 1 << 20 };
-        let (tar, mut files) = export_commit(&dir, &[], &app, &commit.to_string(), roomy).unwrap();
+        let tar = dir.join("source.tar");
+        let mut files = export_commit(&dir, &[], &app, &commit.to_string(), roomy, &tar).unwrap();
         files.sort();
         assert_eq!(files, [".s2i/bin/assemble", "index.html"]);
         assert_eq!(archive::read_file(&tar, "index.html").unwrap().unwrap(), b"<h1>hi</h1>");
-        let missing = export_commit(&dir, &[], &app, &"1".repeat(40), roomy).unwrap_err().to_string();
+        let missing = export_commit(&dir, &[], &app, &"1".repeat(40), roomy, &tar).unwrap_err().to_string();
         assert!(missing.contains("cannot be read"), "{missing}");
         let tight = SizeLimits { max_file: 5, max_total: 1 << 20 };
-        let refused = export_commit(&dir, &[], &app, &commit.to_string(), tight).unwrap_err().to_string();
+        let refused = export_commit(&dir, &[], &app, &commit.to_string(), tight, &tar).unwrap_err().to_string();
         assert!(refused.contains("is 10 bytes unpacked; a file may be at most 5 bytes"), "{refused}");
         let tight = SizeLimits { max_file: 100, max_total: 15 };
-        let refused = export_commit(&dir, &[], &app, &commit.to_string(), tight).unwrap_err().to_string();
+        let refused = export_commit(&dir, &[], &app, &commit.to_string(), tight, &tar).unwrap_err().to_string();
         assert!(refused.contains("more than 15 bytes unpacked (receive.max_push_mb)"), "{refused}");
         std::fs::remove_dir_all(&dir).unwrap();
     }

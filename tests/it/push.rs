@@ -203,7 +203,11 @@ fn a_release_whose_process_exits_at_once_is_failed_by_its_restart_not_the_timeou
     let push = site.push(&hoistd.remote("quits"), "main");
     let output = text(&push);
     assert!(!push.status.success(), "{output}");
-    assert!(output.contains("exited with code 2"), "{output}");
+    // Exited (code 2) or restarted already (dockerd then forgets the code): either way at once.
+    assert!(
+        output.contains("exited with code 2") || output.contains("its process exited and was restarted"),
+        "{output}"
+    );
     assert!(output.contains("| missing-config"), "{output}");
     assert!(hoistd.visit("quits", "/").1.contains("Hello from hoist"));
 }

@@ -142,7 +142,12 @@ impl DockerTarget {
         if state.running == Some(false) {
             return Some(format!("its container exited with code {code}"));
         }
-        (restarts > 0).then(|| format!("its process exited with code {code} and was restarted {restarts} times"))
+        // Once restarted, dockerd no longer tells the code the process exited with.
+        let times = if restarts == 1 { "once".to_string() } else { format!("{restarts} times") };
+        (restarts > 0).then(|| match code {
+            0 => format!("its process exited and was restarted {times}"),
+            code => format!("its process exited with code {code} and was restarted {times}"),
+        })
     }
 
     /// One HTTP check: `Err` says what was wrong.
