@@ -230,6 +230,7 @@ pub fn export_commit(
     }
     let dest_io = |source| Error::Io { app: app.to_string(), path: dest.to_path_buf(), source };
     let mut tar = archive::Writer::create(dest, 0).map_err(dest_io)?;
+    let mut big_blobs: Option<std::io::Result<BlobReader>> = None;
     for (path, mode, id) in entries {
         let io = |source| Error::Io { app: app.to_string(), path: PathBuf::from(&path), source };
         match mode {
@@ -240,19 +241,86 @@ pub fn export_commit(
                 files.push(path);
             }
             0o100644 | 0o100755 => {
-                let blob = repo.find_blob(id).map_err(commit_error)?;
                 let file_mode = if mode == 0o100755 { 0o755 } else { 0o644 };
-                tar.file(&path, file_mode, blob.content()).map_err(io)?;
+                let (size, _) = odb.read_header(id).map_err(commit_error)?;
+                if size as u64 > STREAM_ABOVE {
+                    // libgit2 inflates a blob whole; git streams it through a pipe instead.
+                    let reader = big_blobs.get_or_insert_with(|| BlobReader::start(repo_path, object_dirs));
+                    let reader = reader.as_mut().map_err(|e| io(std::io::Error::other(e.to_string())))?;
+                    reader.copy_into(&mut tar, &path, file_mode, id, size as u64).map_err(io)?;
+                } else {
+                    let blob = repo.find_blob(id).map_err(commit_error)?;
+                    tar.file(&path, file_mode, blob.content()).map_err(io)?;
+                }
                 files.push(path);
             }
             // Submodules (0o160000) have no content in this repo.
             _ => {}
         }
     }
-    // One blob at a time is in memory (libgit2 inflates packed objects whole), at most
-    // `limits.max_file`; the archive itself goes to `dest`.
+    // Small blobs are read whole (at most STREAM_ABOVE at a time), big ones streamed; the
+    // archive itself goes to `dest`.
     tar.finish().and_then(|mut file| file.flush()).map_err(dest_io)?;
     Ok(files)
+}
+
+/// Blobs bigger than this are streamed out of git rather than read whole.
+const STREAM_ABOVE: u64 = 4 * 1024 * 1024;
+
+/// `git cat-file --batch` on the repo (and the push's quarantine): big blobs stream from
+/// its stdout into the archive, so hoistd never holds one whole.
+struct BlobReader {
+    child: std::process::Child,
+    input: std::process::ChildStdin,
+    output: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl BlobReader {
+    fn start(repo: &Path, object_dirs: &[PathBuf]) -> std::io::Result<BlobReader> {
+        let alternates = std::env::join_paths(object_dirs).map_err(std::io::Error::other)?;
+        let mut child = std::process::Command::new("git")
+            .arg("--git-dir")
+            .arg(repo)
+            .args(["cat-file", "--batch"])
+            .env("GIT_ALTERNATE_OBJECT_DIRECTORIES", alternates)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()?;
+        let input = child.stdin.take().expect("piped");
+        let output = std::io::BufReader::new(child.stdout.take().expect("piped"));
+        Ok(BlobReader { child, input, output })
+    }
+
+    fn copy_into<W: Write>(
+        &mut self,
+        tar: &mut archive::Writer<W>,
+        path: &str,
+        mode: u32,
+        id: git2::Oid,
+        size: u64,
+    ) -> std::io::Result<()> {
+        use std::io::{BufRead, Read};
+        writeln!(self.input, "{id}")?;
+        self.input.flush()?;
+        let mut header = String::new();
+        self.output.read_line(&mut header)?;
+        // "<oid> blob <size>"
+        let told: Option<u64> = header.split_whitespace().nth(2).and_then(|s| s.parse().ok());
+        if told != Some(size) {
+            return Err(std::io::Error::other(format!("git cat-file said {header:?} for {id}")));
+        }
+        tar.file_from(path, mode, size, (&mut self.output).take(size))?;
+        let mut newline = [0u8; 1];
+        self.output.read_exact(&mut newline)
+    }
+}
+
+impl Drop for BlobReader {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }
 
 fn mib(bytes: u64) -> String {
@@ -478,25 +546,29 @@ mod tests {
         let mut s2i = repo.treebuilder(None).unwrap();
         s2i.insert("bin", bin, 0o040000).unwrap();
         let s2i = s2i.write().unwrap();
+        let big: Vec<u8> = (0..5 * 1024 * 1024u32).map(|i| (i % 251) as u8).collect();
+        let big_blob = repo.blob(&big).unwrap();
         let mut root = repo.treebuilder(None).unwrap();
         root.insert("index.html", index_html, 0o100644).unwrap();
+        root.insert("big.bin", big_blob, 0o100644).unwrap();
         root.insert(".s2i", s2i, 0o040000).unwrap();
         let tree = repo.find_tree(root.write().unwrap()).unwrap();
         let who = git2::Signature::now("t", "t@example.invalid").unwrap();
         let commit = repo.commit(None, &who, &who, "m", &tree, &[]).unwrap();
         let app = AppName::parse("web1").unwrap();
-        let roomy = SizeLimits { max_file: 1 << 20, max_total: 1 << 20 };
+        let roomy = SizeLimits { max_file: 8 << 20, max_total: 8 << 20 };
         let tar = dir.join("source.tar");
         let mut files = export_commit(&dir, &[], &app, &commit.to_string(), roomy, &tar).unwrap();
         files.sort();
-        assert_eq!(files, [".s2i/bin/assemble", "index.html"]);
+        assert_eq!(files, [".s2i/bin/assemble", "big.bin", "index.html"]);
         assert_eq!(archive::read_file(&tar, "index.html").unwrap().unwrap(), b"<h1>hi</h1>");
+        assert!(archive::read_file(&tar, "big.bin").unwrap().unwrap() == big, "a streamed blob arrives whole");
         let missing = export_commit(&dir, &[], &app, &"1".repeat(40), roomy, &tar).unwrap_err().to_string();
         assert!(missing.contains("cannot be read"), "{missing}");
         let tight = SizeLimits { max_file: 5, max_total: 1 << 20 };
         let refused = export_commit(&dir, &[], &app, &commit.to_string(), tight, &tar).unwrap_err().to_string();
         assert!(refused.contains("is 10 bytes unpacked; a file may be at most 5 bytes"), "{refused}");
-        let tight = SizeLimits { max_file: 100, max_total: 15 };
+        let tight = SizeLimits { max_file: 8 << 20, max_total: 15 };
         let refused = export_commit(&dir, &[], &app, &commit.to_string(), tight, &tar).unwrap_err().to_string();
         assert!(refused.contains("more than 15 bytes unpacked (receive.max_push_mb)"), "{refused}");
         std::fs::remove_dir_all(&dir).unwrap();
