@@ -35,6 +35,7 @@ pub struct ApiState {
     pub pipeline: Pipeline,
     pub builder: Builder,
     pub rollouts: Rollouts,
+    pub retention: crate::retention::Retention,
     /// Config changes and rollbacks go to the rollout stage here.
     pub rollout_requests: tokio::sync::mpsc::Sender<RolloutRequest>,
     /// The target of an app created without one.
@@ -143,6 +144,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/apps/{app}/releases/{number}/log", get(release_log))
         .route("/api/v1/apps/{app}/config", get(show_config).patch(change_config))
         .route("/api/v1/apps/{app}/rollback", post(rollback))
+        .route("/api/v1/gc", post(collect_garbage))
         .route("/api/v1/apps/{app}/image-stream", get(image_stream))
         .route("/git/{repo}/{*path}", any(git))
         .route("/internal/v1/receive", post(receive_hook))
@@ -258,8 +260,11 @@ async fn show_app(
 
 async fn delete_app(State(state): State<Arc<ApiState>>, _: Admin, Path(app): Path<String>) -> ApiResult<StatusCode> {
     let app = known_app(&state, &app)?;
+    let digests: Vec<String> = state.store.image_stream(&app.name)?.into_iter().map(|e| e.digest).collect();
     state.rollouts.remove_app(&app).await.map_err(|e| ApiError::Internal(e.to_string()))?;
     state.builder.remove_cache(&app.name).await;
+    let freed = state.retention.remove_app(&app.name, &digests).await;
+    tracing::info!(app = %app.name, ?freed, "the app's images removed");
     state.store.delete_app(&app.name)?;
     state.repos.delete(&app.name).map_err(|e| ApiError::Internal(e.to_string()))?;
     let _ = std::fs::remove_dir_all(state.logs.app_dir(&app.name));
@@ -385,6 +390,7 @@ async fn roll_out(state: &ApiState, app: &AppName, change: Change) -> ApiResult<
             Err(ApiError::Conflict(error.to_string()))
         }
         Err(error @ rollout::Error::UnknownRelease { .. }) => Err(ApiError::NotFound(error.to_string())),
+        Err(error @ rollout::Error::ImageGone { .. }) => Err(ApiError::Conflict(error.to_string())),
         Err(error) => Err(ApiError::Internal(error.to_string())),
     }
 }
@@ -424,6 +430,18 @@ async fn change_config(
         other => other,
     })?;
     Ok(Json(json!({ "version": version, "vars": vars, "release": release })))
+}
+
+/// `POST /api/v1/gc`: applies the retention policy to every app now; says what it freed.
+async fn collect_garbage(State(state): State<Arc<ApiState>>, _: Admin) -> ApiResult<Json<serde_json::Value>> {
+    let mut total = crate::retention::Freed::default();
+    let mut apps = serde_json::Map::new();
+    for app in state.store.apps()? {
+        let freed = state.retention.apply(&app.name).await;
+        total += freed;
+        apps.insert(app.name.to_string(), json!(freed));
+    }
+    Ok(Json(json!({ "keep_releases": state.retention.keep(), "freed": total, "apps": apps })))
 }
 
 #[derive(Deserialize)]

@@ -116,6 +116,9 @@ pub struct RolloutConfig {
     /// traffic moved to it; if it crashes or stops answering meanwhile, traffic moves back
     /// and the previous release, still running, keeps serving (Kubernetes' minReadySeconds).
     pub settle_secs: u64,
+    /// An app keeps the images of this many of its last releases that served (rollback
+    /// can go back that far); older ones are removed from dockerd and the registry.
+    pub keep_releases: usize,
 }
 
 /// Where an app's releases run.
@@ -250,6 +253,7 @@ impl Default for RolloutConfig {
             checks_timeout_secs: 60,
             checks_interval_ms: 500,
             settle_secs: 5,
+            keep_releases: 5,
         }
     }
 }
@@ -330,6 +334,9 @@ impl Config {
         }
         if let Some(v) = var("HOIST_MAX_FILE_MB") {
             self.receive.max_file_mb = parse("HOIST_MAX_FILE_MB", v)?;
+        }
+        if let Some(v) = var("HOIST_KEEP_RELEASES") {
+            self.rollout.keep_releases = parse("HOIST_KEEP_RELEASES", v)?;
         }
         if let Some(v) = var("HOIST_SETTLE_SECS") {
             self.rollout.settle_secs = parse("HOIST_SETTLE_SECS", v)?;

@@ -106,7 +106,14 @@ impl Daemon {
         if let Err(why) = &targets.kubernetes {
             tracing::info!(reason = %why, "kubernetes target not available");
         }
-        let rollouts = Rollouts::new(store.clone(), targets, routes.clone(), logs.clone());
+        let retention = crate::retention::Retention::new(
+            docker.clone(),
+            registry.clone(),
+            store.clone(),
+            config.instance.clone(),
+            config.rollout.keep_releases,
+        );
+        let rollouts = Rollouts::new(store.clone(), targets, routes.clone(), logs.clone(), retention.clone());
 
         // Work cut off by a crash or kill: mark it, clean its containers, restore routes.
         let (interrupted_builds, interrupted_releases) = store.recover_after_restart()?;
@@ -187,6 +194,7 @@ impl Daemon {
             pipeline,
             builder,
             rollouts,
+            retention,
             rollout_requests,
             default_target: config.rollout.target,
             work_root: work_root.clone(),

@@ -24,6 +24,7 @@ pub mod logs;
 pub mod pipeline;
 pub mod receive;
 pub mod registry;
+pub mod retention;
 pub mod rollout;
 pub mod router;
 pub mod runtime_version;

@@ -96,6 +96,19 @@ impl Registry {
         Ok(digest)
     }
 
+    /// Deletes the manifest `digest` of repository `name` (the app's); true when the
+    /// registry had it. Its blobs are freed by the next garbage collection.
+    pub async fn delete_manifest(&self, name: &str, digest: &str) -> bool {
+        let url = format!("http://{}/v2/{name}/manifests/{digest}", self.addr);
+        match reqwest::Client::new().delete(&url).send().await {
+            Ok(response) => response.status().is_success(),
+            Err(error) => {
+                tracing::warn!(%url, %error, "cannot delete a manifest");
+                false
+            }
+        }
+    }
+
     /// The digest the registry serves for `reference` (`host:port/repo:tag`).
     pub async fn digest(&self, reference: &str) -> Result<String> {
         let digest_error = |message: String| Error::Digest { reference: reference.to_string(), message };
@@ -127,6 +140,7 @@ pub async fn start_supervised(program: &Path, addr: SocketAddr, dir: &Path) -> R
     // A registry that cannot bind exits at once and would be restarted forever; say why now.
     drop(std::net::TcpListener::bind(addr).map_err(|source| Error::AddrInUse { addr, source })?);
     let log_path = dir.join("registry.log");
+    collect_garbage(program, &config_path, &log_path).await;
 
     let spawn = {
         let (program, config_path, log_path, pid_path) =
@@ -174,6 +188,26 @@ pub async fn start_supervised(program: &Path, addr: SocketAddr, dir: &Path) -> R
             }
         }
     }))
+}
+
+/// Frees the blobs no manifest uses any more (deleted by the retention policy). Run while
+/// the registry is stopped, before it starts: no push can race it.
+async fn collect_garbage(program: &Path, config: &Path, log_path: &Path) {
+    let started = std::time::Instant::now();
+    let output = Command::new(program).arg("garbage-collect").arg(config).output().await;
+    match output {
+        Ok(output) if output.status.success() => {
+            let text = String::from_utf8_lossy(&output.stdout);
+            let deleted = text.lines().filter(|l| l.contains("blob eligible for deletion")).count();
+            tracing::info!(deleted_blobs = deleted, took = ?started.elapsed(), "registry garbage collected");
+        }
+        Ok(output) => tracing::warn!(
+            log = %log_path.display(),
+            stderr = %String::from_utf8_lossy(&output.stderr).lines().last().unwrap_or(""),
+            "registry garbage collection failed"
+        ),
+        Err(error) => tracing::warn!(%error, "cannot run the registry's garbage collection"),
+    }
 }
 
 /// Stops a registry left running by an earlier hoistd that was killed.

@@ -22,6 +22,7 @@
 use crate::app::AppName;
 use crate::config::TargetKind;
 use crate::logs::{LiveLog, LogDir, Tee};
+use crate::retention::Retention;
 use crate::router::Routes;
 use crate::store::{self, ConfigVars, NewRelease, Release, Store};
 use crate::target::{self, Reach, Targets};
@@ -39,6 +40,11 @@ pub enum Error {
     NothingDeployed { app: String, what: &'static str },
     #[error("{app} has no release {number}; list them with `hoist releases {app}`")]
     UnknownRelease { app: String, number: i64 },
+    #[error(
+        "release {number} of {app} cannot come back: its image was removed (an app keeps the images of its \
+         last {keep} releases that served; rollout.keep_releases)"
+    )]
+    ImageGone { app: String, number: i64, keep: usize },
     #[error("app {0} was deleted during this deploy; nothing was deployed")]
     AppGone(String),
     #[error(transparent)]
@@ -81,11 +87,12 @@ pub struct Rollouts {
     targets: Targets,
     routes: Routes,
     logs: LogDir,
+    retention: Retention,
 }
 
 impl Rollouts {
-    pub fn new(store: Arc<Store>, targets: Targets, routes: Routes, logs: LogDir) -> Rollouts {
-        Rollouts { store, targets, routes, logs }
+    pub fn new(store: Arc<Store>, targets: Targets, routes: Routes, logs: LogDir, retention: Retention) -> Rollouts {
+        Rollouts { store, targets, routes, logs, retention }
     }
 
     pub fn targets(&self) -> &Targets {
@@ -133,6 +140,11 @@ impl Rollouts {
             Change::Rollback { to } => {
                 let old =
                     self.store.release(app, *to)?.ok_or(Error::UnknownRelease { app: app.to_string(), number: *to })?;
+                let kept = self.retention.kept(app)?;
+                if !old.image.rsplit_once('@').is_some_and(|(_, digest)| kept.contains(digest)) {
+                    let keep = self.retention.keep();
+                    return Err(Error::ImageGone { app: app.to_string(), number: *to, keep });
+                }
                 // The app's config becomes the old one, so the next push keeps it.
                 let changes = config_diff(&config, &old.config);
                 let config_version = match self.store.change_app_config(app, &changes)? {
@@ -280,6 +292,9 @@ pub fn start_stage(rollouts: Rollouts) -> mpsc::Sender<RolloutRequest> {
                 if let Err(error) = &result {
                     tracing::warn!(app = %request.app, %error, "rollout failed");
                 }
+                // Old images go once the app's releases have moved on; the next rollout of
+                // the app waits for this (it holds the app's lock).
+                rollouts.retention.apply(&request.app).await;
                 if let Some(done) = request.done.take() {
                     let _ = done.send(result);
                 }

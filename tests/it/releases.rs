@@ -88,3 +88,72 @@ fn an_app_on_a_target_that_is_not_configured_is_refused_with_the_reason() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("use docker or kubernetes"), "{body}");
 }
+
+/// The app's images in dockerd (by hoist's labels), as their digests.
+fn local_image_digests(hoistd: &Hoistd, app: &str) -> Vec<String> {
+    let output = std::process::Command::new(hoist_tests::DOCKER)
+        .args(["images", "--digests", "--format", "{{.Digest}}"])
+        .args(["--filter", &format!("label=org.hoist.instance={}", hoistd.instance)])
+        .args(["--filter", &format!("label=org.hoist.app={app}")])
+        .output()
+        .unwrap();
+    let mut digests: Vec<String> = String::from_utf8_lossy(&output.stdout).lines().map(str::to_string).collect();
+    digests.sort();
+    digests.dedup();
+    digests
+}
+
+fn in_registry(hoistd: &Hoistd, app: &str, digest: &str) -> bool {
+    let url = format!("http://127.0.0.1:{}/v2/{app}/manifests/{digest}", hoistd.registry_port);
+    let response = reqwest::blocking::Client::new()
+        .get(url)
+        .header(
+            "accept",
+            "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json",
+        )
+        .send()
+        .unwrap();
+    response.status().is_success()
+}
+
+#[test]
+fn old_images_leave_dockerd_and_the_registry_and_a_deleted_app_leaves_none() {
+    let mut hoistd = Hoistd::start(&[("HOIST_KEEP_RELEASES", "2"), ("HOIST_SETTLE_SECS", "0")]);
+    hoistd.create_app("keep");
+    let site = WorkTree::new(&hoistd, "keep", Some("static-site"));
+    let mut digests = Vec::new();
+    for version in 1..=4 {
+        site.write("index.html", &format!("<h1>version {version}</h1>\n")).commit(&format!("v{version}"));
+        let push = site.push(&hoistd.remote("keep"), "main");
+        assert!(push.status.success(), "{}", show(&push));
+        let release = &hoistd.get_json("/api/v1/apps/keep/releases")[0];
+        digests.push(release["image"].as_str().unwrap().rsplit_once('@').unwrap().1.to_string());
+    }
+    let mut kept = vec![digests[2].clone(), digests[3].clone()];
+    kept.sort();
+    assert_eq!(local_image_digests(&hoistd, "keep"), kept, "dockerd keeps the last 2 releases' images");
+    assert!(!in_registry(&hoistd, "keep", &digests[0]), "release 1's manifest is deleted");
+    assert!(in_registry(&hoistd, "keep", &digests[2]));
+
+    // Rollback reaches as far as the images kept, and says why not beyond.
+    let (status, body) = hoistd.call("POST", "/api/v1/apps/keep/rollback", Some(r#"{"release": 1}"#));
+    assert_eq!(status, 409, "{body}");
+    assert!(body.contains("its image was removed") && body.contains("rollout.keep_releases"), "{body}");
+    assert!(hoistd.visit("keep", "/").1.contains("version 4"), "nothing changed");
+    let rollback = hoistd.cli(&["rollback", "keep", "3"]);
+    assert!(String::from_utf8_lossy(&rollback.stdout).contains("release 5 of keep is live"), "{}", show(&rollback));
+    assert!(hoistd.visit("keep", "/").1.contains("version 3"));
+    let gc = hoistd.cli(&["gc"]);
+    assert!(String::from_utf8_lossy(&gc.stdout).contains("each app keeps its last 2 releases"), "{}", show(&gc));
+
+    // The registry frees the deleted manifests' blobs when hoistd starts again.
+    hoistd.restart();
+    assert!(hoistd.log_tail(200).contains("registry garbage collected"), "{}", hoistd.log_tail(60));
+
+    let (status, body) = hoistd.call("DELETE", "/api/v1/apps/keep", None);
+    assert_eq!(status, 204, "{body}");
+    assert_eq!(local_image_digests(&hoistd, "keep"), Vec::<String>::new(), "a deleted app leaves no image");
+    for digest in &digests {
+        assert!(!in_registry(&hoistd, "keep", digest), "nor a manifest");
+    }
+}

@@ -43,6 +43,8 @@ enum Command {
     },
     /// Makes a new release of release N's image and config.
     Rollback { app: String, release: i64 },
+    /// Removes images the retention policy lets go (it also runs after every rollout).
+    Gc,
     /// An app's image stream: every tag with its history of digests.
     ImageStream { app: String },
 }
@@ -295,6 +297,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 Some(number) => println!("config v{}: release {number} of {app} is live", s(&changed["version"])),
                 None => println!("config v{}: {}", s(&changed["version"]), s(&changed["message"])),
             }
+        }
+        Command::Gc => {
+            let gc = client.json(Method::POST, "/api/v1/gc", None).await?;
+            let freed = &gc["freed"];
+            println!(
+                "removed {} images ({} MB) and {} registry manifests; each app keeps its last {} releases",
+                s(&freed["images"]),
+                freed["image_bytes"].as_u64().unwrap_or(0) / 1_000_000,
+                s(&freed["manifests"]),
+                s(&gc["keep_releases"])
+            );
         }
         Command::Rollback { app, release } => {
             let body = serde_json::json!({ "release": release });
