@@ -59,6 +59,8 @@ pub enum ApiError {
     Unauthorized(String),
     #[error(transparent)]
     InvalidAppName(#[from] InvalidAppName),
+    #[error("only hoistd's own git hook may call this endpoint (it gets a token from the hoistd that runs it); push with git instead")]
+    NotTheHook,
     #[error("{0}")]
     BadRequest(String),
     #[error("no app named {0:?}; create it with `hoist apps create {0}`")]
@@ -92,7 +94,7 @@ impl From<JsonRejection> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
-            ApiError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) | ApiError::NotTheHook => StatusCode::UNAUTHORIZED,
             ApiError::InvalidAppName(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::UnknownApp(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -134,7 +136,7 @@ impl FromRequestParts<Arc<ApiState>> for Admin {
 
 /// The API as an axum router, so tests can drive it without a socket.
 pub fn router(state: Arc<ApiState>) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/api/v1/apps", get(list_apps).post(create_app))
         .route("/api/v1/apps/{app}", get(show_app).patch(update_app).delete(delete_app))
         .route("/api/v1/apps/{app}/builds", get(list_builds))
@@ -146,9 +148,36 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/apps/{app}/rollback", post(rollback))
         .route("/api/v1/gc", post(collect_garbage))
         .route("/api/v1/apps/{app}/image-stream", get(image_stream))
-        .route("/git/{repo}/{*path}", any(git))
         .route("/internal/v1/receive", post(receive_hook))
-        .with_state(state)
+        .fallback(unknown_route)
+        .layer(axum::middleware::map_response(json_errors));
+    // git's routes answer git, in git's own words.
+    Router::new().route("/git/{repo}/{*path}", any(git)).merge(api).with_state(state)
+}
+
+async fn unknown_route(method: Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::NotFound(format!("no such route: {method} {}; the API is under /api/v1 (see README)", uri.path()))
+}
+
+/// Every error of the API answers JSON `{"error": "…"}`, also those axum makes itself
+/// (a body over its size limit: 413, a wrong method: 405).
+async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        v.as_bytes().starts_with(b"application/json") || v.as_bytes().starts_with(b"application/x-ndjson")
+    });
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024).await.unwrap_or_default();
+    let mut message = String::from_utf8_lossy(&text).trim().to_string();
+    if message.is_empty() {
+        message = status.canonical_reason().unwrap_or("error").to_lowercase();
+    }
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.insert(header::CONTENT_TYPE, header::HeaderValue::from_static("application/json"));
+    Response::from_parts(parts, Body::from(json!({ "error": message }).to_string()))
 }
 
 fn known_app(state: &ApiState, name: &str) -> ApiResult<store::App> {
@@ -517,7 +546,7 @@ async fn receive_hook(
 ) -> ApiResult<Response> {
     let token = headers.get("x-hoist-hook-token").and_then(|h| h.to_str().ok()).unwrap_or("");
     if !crate::auth::token_matches(token, &state.hook.token) {
-        return Err(ApiError::Unauthorized("the hook token of this hoistd".to_string()));
+        return Err(ApiError::NotTheHook);
     }
     let Json(request) = body?;
     let app = known_app(&state, &request.app)?;

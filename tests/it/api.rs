@@ -74,3 +74,59 @@ fn invalid_app_names_and_bodies_get_400_with_the_reason() {
     assert_eq!(hoistd.call("DELETE", "/api/v1/apps/web1", None).0, 204);
     assert_eq!(hoistd.get("/api/v1/apps/web1").0, 404);
 }
+
+#[test]
+fn hoist_remote_add_pushes_without_the_token_in_any_url() {
+    let hoistd = Hoistd::start(&[]);
+    hoistd.create_app("cred");
+    let site = hoist_tests::WorkTree::new(&hoistd, "cred", Some("static-site"));
+    site.commit("first");
+    let home = hoistd.dir.join("home");
+    std::fs::create_dir_all(&home).unwrap();
+    let add = std::process::Command::new(hoist_tests::binary("hoist"))
+        .args(["remote", "add", "cred"])
+        .current_dir(&site.dir)
+        .env("HOME", &home)
+        .env("HOIST_URL", hoistd.api_url())
+        .env("HOIST_TOKEN", &hoistd.token)
+        .output()
+        .unwrap();
+    assert!(add.status.success(), "{}", hoist_tests::show(&add));
+    let config = std::fs::read_to_string(site.dir.join(".git/config")).unwrap();
+    assert!(!config.contains(&hoistd.token), "the token is not in the repo's config:\n{config}");
+    use std::os::unix::fs::PermissionsExt;
+    let saved = std::fs::metadata(home.join(".config/hoist/credentials")).unwrap();
+    assert_eq!(saved.permissions().mode() & 0o777, 0o600);
+
+    // No HOIST_TOKEN now: git asks the helper, which answers from the credentials file.
+    let push = std::process::Command::new("git")
+        .args(["push", "hoist", "main"])
+        .current_dir(&site.dir)
+        .env("HOME", &home)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .env_remove("HOIST_TOKEN")
+        .output()
+        .unwrap();
+    assert!(push.status.success(), "{}", hoist_tests::show(&push));
+    assert!(hoistd.visit("cred", "/").1.contains("Hello from hoist"));
+}
+
+#[test]
+fn every_api_error_is_json_with_a_message() {
+    let hoistd = Hoistd::start(&[]);
+    for (method, path, body) in
+        [("GET", "/api/v1/nope", None), ("DELETE", "/api/v1/apps", None), ("POST", "/internal/v1/receive", Some("{}"))]
+    {
+        let (status, text) = hoistd.call(method, path, body);
+        assert!(status >= 400, "{method} {path}: {status} {text}");
+        let json: serde_json::Value =
+            serde_json::from_str(&text).unwrap_or_else(|_| panic!("{method} {path} answered {status} {text:?}"));
+        assert!(json["error"].as_str().is_some_and(|m| !m.is_empty()), "{text}");
+    }
+    let (_, text) = hoistd.call("POST", "/internal/v1/receive", Some("{}"));
+    assert!(text.contains("only hoistd's own git hook"), "{text}");
+    let big = format!("{{\"name\": \"{}\"}}", "x".repeat(3 * 1024 * 1024));
+    let (status, text) = hoistd.call("POST", "/api/v1/apps", Some(&big));
+    assert_eq!(status, 413, "{text}");
+    assert!(serde_json::from_str::<serde_json::Value>(&text).is_ok(), "{text}");
+}

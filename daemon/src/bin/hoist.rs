@@ -45,6 +45,14 @@ enum Command {
     Rollback { app: String, release: i64 },
     /// Removes images the retention policy lets go (it also runs after every rollout).
     Gc,
+    /// Git remotes that push to hoistd without the token in the URL.
+    Remote {
+        #[command(subcommand)]
+        command: RemoteCommand,
+    },
+    /// The git credential helper `hoist remote add` sets up (git runs it; not for people).
+    #[command(hide = true)]
+    GitCredential { operation: String },
     /// An app's image stream: every tag with its history of digests.
     ImageStream { app: String },
 }
@@ -73,6 +81,17 @@ enum AppsCommand {
         name: String,
     },
     Delete {
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum RemoteCommand {
+    /// In the git repo here: adds a remote for APP and makes git ask `hoist` for the
+    /// token, which is kept in ~/.config/hoist/credentials (0600), never in a URL.
+    Add {
+        app: String,
+        #[arg(long, default_value = "hoist")]
         name: String,
     },
 }
@@ -169,7 +188,66 @@ fn main() {
     }
 }
 
+/// `~/.config/hoist/credentials`: one `URL TOKEN` line per hoistd.
+fn credentials_path() -> anyhow::Result<std::path::PathBuf> {
+    let base = match std::env::var_os("XDG_CONFIG_HOME") {
+        Some(dir) => std::path::PathBuf::from(dir),
+        None => std::path::PathBuf::from(std::env::var_os("HOME").context("HOME is not set")?).join(".config"),
+    };
+    Ok(base.join("hoist").join("credentials"))
+}
+
+fn save_credential(url: &str, token: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let path = credentials_path()?;
+    std::fs::create_dir_all(path.parent().expect("a file in a folder"))?;
+    let old = std::fs::read_to_string(&path).unwrap_or_default();
+    let mut lines: Vec<String> =
+        old.lines().filter(|l| l.split_whitespace().next() != Some(url)).map(String::from).collect();
+    lines.push(format!("{url} {token}"));
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&path)?;
+    file.write_all((lines.join("\n") + "\n").as_bytes())?;
+    Ok(())
+}
+
+/// git's credential protocol: on `get`, reads `key=value` lines and answers with the
+/// token saved for that `protocol://host`, if any.
+fn git_credential(operation: &str) -> anyhow::Result<()> {
+    if operation != "get" {
+        return Ok(());
+    }
+    let mut fields = std::collections::HashMap::new();
+    for line in std::io::stdin().lines() {
+        let line = line?;
+        if line.is_empty() {
+            break;
+        }
+        if let Some((key, value)) = line.split_once('=') {
+            fields.insert(key.to_string(), value.to_string());
+        }
+    }
+    let (Some(protocol), Some(host)) = (fields.get("protocol"), fields.get("host")) else { return Ok(()) };
+    let url = format!("{protocol}://{host}");
+    let saved = std::fs::read_to_string(credentials_path()?).unwrap_or_default();
+    if let Some(token) = saved.lines().find_map(|l| l.strip_prefix(&format!("{url} "))) {
+        println!("username=hoist\npassword={}", token.trim());
+    }
+    Ok(())
+}
+
+fn git(args: &[&str]) -> anyhow::Result<()> {
+    let status = std::process::Command::new("git").args(args).status().context("cannot run git")?;
+    if !status.success() {
+        bail!("git {} failed", args.join(" "));
+    }
+    Ok(())
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
+    if let Command::GitCredential { operation } = &args.command {
+        return git_credential(operation);
+    }
     let client = Client {
         url: args.url.trim_end_matches('/').to_string(),
         token: token(args.token)?,
@@ -297,6 +375,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
                 Some(number) => println!("config v{}: release {number} of {app} is live", s(&changed["version"])),
                 None => println!("config v{}: {}", s(&changed["version"]), s(&changed["message"])),
             }
+        }
+        Command::GitCredential { .. } => unreachable!("handled before the client is made"),
+        Command::Remote { command: RemoteCommand::Add { app, name } } => {
+            client.json(Method::GET, &format!("/api/v1/apps/{app}"), None).await?;
+            let base = reqwest::Url::parse(&client.url).context("--url is not a URL")?;
+            let origin = base.origin().ascii_serialization();
+            save_credential(&origin, &client.token)?;
+            let helper = format!("!'{}' git-credential", std::env::current_exe()?.display());
+            git(&["remote", "add", &name, &format!("{}/git/{app}.git", client.url)])?;
+            git(&["config", "--local", &format!("credential.{origin}.helper"), &helper])?;
+            println!("remote {name} pushes to app {app}: git push {name} main");
+            println!("(the token is in {}, not in the remote's URL)", credentials_path()?.display());
         }
         Command::Gc => {
             let gc = client.json(Method::POST, "/api/v1/gc", None).await?;
