@@ -6,10 +6,9 @@
 
 use crate::app::{AppName, InvalidAppName};
 use crate::build::Builder;
-use crate::build::Source;
 use crate::config::TargetKind;
-use crate::logs::{LiveLog, LogDir};
-use crate::pipeline::{BuildRequest, Outcome, Pipeline, PushedRef};
+use crate::logs::LogDir;
+use crate::pipeline::{Outcome, Pipeline, PushedRef};
 use crate::receive::{self, GitRequest, HookEnv, HookMessage, HookRequest, Repos, ZERO_OID};
 use crate::rollout::{self, Change, RolloutRequest, Rollouts};
 use crate::store::{self, Store};
@@ -40,10 +39,8 @@ pub struct ApiState {
     pub rollout_requests: tokio::sync::mpsc::Sender<RolloutRequest>,
     /// The target of an app created without one.
     pub default_target: TargetKind,
-    /// How big a pushed commit may be.
-    pub push_limits: receive::SizeLimits,
-    /// Where builds' scratch folders go (`<data>/work`).
-    pub work_root: std::path::PathBuf,
+    /// Where every trigger's commits become builds.
+    pub intake: crate::intake::Intake,
     pub admin_token: String,
     pub hook: HookEnv,
     /// Shown in the 401 message: where the admin token is.
@@ -59,6 +56,9 @@ pub enum ApiError {
     Unauthorized(String),
     #[error(transparent)]
     InvalidAppName(#[from] InvalidAppName),
+    /// A webhook without a valid signature.
+    #[error("{0}")]
+    Unauthorized401(String),
     #[error("only hoistd's own git hook may call this endpoint (it gets a token from the hoistd that runs it); push with git instead")]
     NotTheHook,
     #[error("{0}")]
@@ -94,7 +94,7 @@ impl From<JsonRejection> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
-            ApiError::Unauthorized(_) | ApiError::NotTheHook => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_) | ApiError::NotTheHook | ApiError::Unauthorized401(_) => StatusCode::UNAUTHORIZED,
             ApiError::InvalidAppName(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::UnknownApp(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -148,7 +148,9 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/apps/{app}/rollback", post(rollback))
         .route("/api/v1/gc", post(collect_garbage))
         .route("/api/v1/apps/{app}/image-stream", get(image_stream))
+        .route("/api/v1/apps/{app}/webhook", get(show_webhook).post(rotate_webhook))
         .route("/internal/v1/receive", post(receive_hook))
+        .route("/hooks/{app}", post(webhook).layer(axum::extract::DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)))
         .fallback(unknown_route)
         .layer(axum::middleware::map_response(json_errors));
     // git's routes answer git, in git's own words.
@@ -192,6 +194,10 @@ struct CreateApp {
     deploy_branch: Option<String>,
     buildpack: Option<String>,
     target: Option<String>,
+    /// The Git host repository webhooks build from.
+    repo: Option<String>,
+    /// A token for a private repository (never shown again).
+    repo_token: Option<String>,
 }
 
 /// `PATCH /api/v1/apps/{app}`: settings to change; `"buildpack": null` clears it.
@@ -200,6 +206,29 @@ struct CreateApp {
 struct UpdateApp {
     #[serde(default, with = "double_option")]
     buildpack: Option<Option<String>>,
+    #[serde(default, with = "double_option")]
+    repo: Option<Option<String>>,
+    #[serde(default, with = "double_option")]
+    repo_token: Option<Option<String>>,
+}
+
+/// A repository URL webhooks may fetch from: a URL git understands, without credentials
+/// in it (they go in `repo_token`, which is never shown or logged).
+fn check_repo_url(url: &str) -> ApiResult<()> {
+    let known = ["https://", "http://", "git://", "ssh://", "file://"].iter().any(|s| url.starts_with(s));
+    if !known || url.chars().any(|c| c.is_whitespace() || c.is_control()) || url.len() > 2048 {
+        return Err(ApiError::BadRequest(format!(
+            "invalid repo URL {:?}: give an https://, http://, git://, ssh:// or file:// URL",
+            url.chars().take(100).collect::<String>()
+        )));
+    }
+    let authority = url.split_once("://").map(|(_, rest)| rest.split('/').next().unwrap_or("")).unwrap_or("");
+    if authority.contains('@') && authority.split('@').next().is_some_and(|userinfo| userinfo.contains(':')) {
+        return Err(ApiError::BadRequest(
+            "the repo URL carries a password: give the URL without it and the token as repo_token".to_string(),
+        ));
+    }
+    Ok(())
 }
 
 /// Tells an absent field (`None`) from a `null` one (`Some(None)`).
@@ -239,7 +268,14 @@ async fn create_app(
         None => state.default_target,
     };
     state.rollouts.targets().get(target).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    if let Some(url) = &body.repo {
+        check_repo_url(url)?;
+    }
     let app = state.store.create_app(&name, &branch, body.buildpack.as_deref(), target)?;
+    if body.repo.is_some() || body.repo_token.is_some() {
+        state.store.set_app_repo(&name, body.repo.as_deref(), Some(body.repo_token.as_deref()))?;
+    }
+    let app = state.store.app(&name)?.unwrap_or(app);
     if let Err(error) = state.repos.create(&name, &branch) {
         let _ = state.store.delete_app(&name);
         return Err(ApiError::Internal(error.to_string()));
@@ -262,6 +298,16 @@ async fn update_app(
         check_buildpack(&state, buildpack.as_deref())?;
         state.store.set_app_buildpack(&app.name, buildpack.as_deref())?;
     }
+    if let Some(Some(url)) = &body.repo {
+        check_repo_url(url)?;
+    }
+    if body.repo.is_some() || body.repo_token.is_some() {
+        let url = match &body.repo {
+            Some(url) => url.clone(),
+            None => app.repo_url.clone(),
+        };
+        state.store.set_app_repo(&app.name, url.as_deref(), body.repo_token.as_ref().map(|t| t.as_deref()))?;
+    }
     Ok(Json(json!(known_app(&state, app.name.as_str())?)))
 }
 
@@ -282,6 +328,8 @@ async fn show_app(
         "buildpack": app.buildpack,
         "target": app.target,
         "config_version": app.config_version,
+        "repo": app.repo_url,
+        "webhook": app.webhook,
         "created_at": app.created_at,
         "live_release": live,
     })))
@@ -567,46 +615,139 @@ async fn receive_hook(
         return Ok(ndjson_once(notes, end));
     };
 
-    let repo_path = state.repos.path(&app.name);
-    let (object_dirs, name, commit) = (request.object_dirs, app.name.clone(), deploy.new.clone());
-    let limits = state.push_limits;
-    let scratch = format!("{}-{}", app.name, &crate::auth::new_token()[..12]);
-    let work = crate::build::WorkDir::create(&state.work_root, &scratch).map_err(|e| {
-        ApiError::Internal(format!("cannot create a build folder in {}: {e}", state.work_root.display()))
-    })?;
-    let tar = work.path().join("source.tar");
-    let dest = tar.clone();
-    let files = tokio::task::spawn_blocking(move || {
-        receive::export_commit(&repo_path, &object_dirs, &name, &commit, limits, &dest)
-    })
-    .await
-    .map_err(|e| ApiError::Internal(e.to_string()))?
-    .map_err(|e| ApiError::BadRequest(e.to_string()))?;
-    let build = state.store.create_build(&app.name, &deploy.new, &deploy.name)?;
-    let log =
-        LiveLog::create(&state.logs.build_log(&app.name, build.id)).map_err(|e| ApiError::Internal(e.to_string()))?;
-    let lines = log.subscribe();
-    for note in notes {
-        log.line(note);
-    }
-    let (done, outcome) = oneshot::channel();
-    let push = PushedRef { repo: state.repos.path(&app.name), name: deploy.name, old: deploy.old };
-    let source = Source {
-        app: app.name.clone(),
-        build_id: build.id,
+    let push = PushedRef { repo: state.repos.path(&app.name), name: deploy.name.clone(), old: deploy.old };
+    let commit = crate::intake::Commit {
+        app,
         commit: deploy.new,
-        work: Arc::new(work),
-        tar,
-        files,
-        buildpack_setting: app.buildpack.clone(),
-        config: state.store.app_config(&app.name).map(|(_, vars)| vars).unwrap_or_default(),
+        git_ref: deploy.name,
+        object_dirs: request.object_dirs,
+        push: Some(push),
+        notes,
     };
-    state
-        .pipeline
-        .submit(BuildRequest { source, log, done, push: Some(push) })
-        .await
-        .map_err(|e| ApiError::Internal(e.to_string()))?;
-    Ok(ndjson_follow(lines, outcome))
+    let submitted = state.intake.submit(commit).await.map_err(intake_error)?;
+    Ok(ndjson_follow(submitted.lines, submitted.outcome))
+}
+
+fn intake_error(error: crate::intake::Error) -> ApiError {
+    match error {
+        crate::intake::Error::Refused(error) => ApiError::BadRequest(error.to_string()),
+        other => ApiError::Internal(other.to_string()),
+    }
+}
+
+/// Bodies a Git host may send: GitHub caps its payloads at 25 MB; a push's is far less.
+const WEBHOOK_BODY_LIMIT: usize = 5 * 1024 * 1024;
+
+/// `POST /hooks/{app}`: a Git host's push event. Signed with the app's webhook secret,
+/// answered at once; the commit is fetched and built in the background.
+async fn webhook(
+    State(state): State<Arc<ApiState>>,
+    Path(app): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+    use crate::webhook::{self, Request};
+    let app = known_app(&state, &app)?;
+    let Some(secret) = state.store.webhook_secret(&app.name)? else {
+        return Err(ApiError::NotFound(format!(
+            "app {} has no webhook: run `hoist webhooks {}` and paste its URL and secret into the Git host",
+            app.name, app.name
+        )));
+    };
+    let envelope = webhook::envelope(&headers).map_err(|e| ApiError::Unauthorized401(e.to_string()))?;
+    webhook::verify(envelope.host, &headers, &body, &secret).map_err(|e| ApiError::Unauthorized401(e.to_string()))?;
+    let request = webhook::parse(&envelope, &body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
+    let (branch, commit, pusher, message) = match request {
+        Request::Ping => return Ok((StatusCode::OK, Json(json!({ "result": "pong", "app": app.name })))),
+        Request::Ignored(why) => {
+            return Ok((
+                StatusCode::ACCEPTED,
+                Json(json!({ "result": "ignored", "message": format!("ignored: {why}") })),
+            ))
+        }
+        Request::Push { branch, commit, pusher, message } => (branch, commit, pusher, message),
+    };
+    if branch != app.deploy_branch {
+        let message = format!("ignored: branch {branch} does not deploy (the app deploys {})", app.deploy_branch);
+        return Ok((StatusCode::ACCEPTED, Json(json!({ "result": "ignored", "message": message }))));
+    }
+    let Some(url) = app.repo_url.clone() else {
+        return Err(ApiError::Conflict(format!(
+            "app {} has no repository to fetch from: set it with `hoist apps set-repo {} URL`",
+            app.name, app.name
+        )));
+    };
+    if let Some(delivery) = &envelope.delivery {
+        if !state.store.record_delivery(&app.name, delivery)? {
+            let message = format!("delivery {delivery} was received before; built once");
+            return Ok((StatusCode::OK, Json(json!({ "result": "duplicate", "message": message }))));
+        }
+    }
+    let mut notes = vec![format!(
+        "-----> {} push of {} to {branch}{}{} (delivery {})",
+        envelope.host.name(),
+        &commit[..12],
+        pusher.map(|p| format!(" by {p}")).unwrap_or_default(),
+        message.map(|m| format!(": {m}")).unwrap_or_default(),
+        envelope.delivery.as_deref().unwrap_or("-"),
+    )];
+    notes.push(format!("-----> Fetching {} from {url}", &commit[..12]));
+    let token = state.store.app_repo_token(&app.name)?;
+    let (intake, repo, git_ref) = (state.intake.clone(), state.repos.path(&app.name), format!("refs/heads/{branch}"));
+    let answer = json!({ "result": "queued", "app": app.name, "commit": commit });
+    tokio::spawn(async move {
+        if let Err(error) = receive::fetch_commit(&repo, &url, &branch, &commit, token.as_deref()).await {
+            tracing::warn!(app = %app.name, %error, "webhook fetch failed");
+            intake.record_failure(&app, &commit, &git_ref, &notes, &error.to_string());
+            return;
+        }
+        let name = app.name.clone();
+        let submitted =
+            intake.submit(crate::intake::Commit { app, commit, git_ref, object_dirs: vec![], push: None, notes }).await;
+        match submitted {
+            Ok(submitted) => {
+                if let Ok(outcome) = submitted.outcome.await {
+                    tracing::info!(app = %name, build = submitted.build_id, ?outcome, "webhook build ended");
+                }
+            }
+            Err(error) => tracing::warn!(app = %name, %error, "webhook commit not taken"),
+        }
+    });
+    Ok((StatusCode::ACCEPTED, Json(answer)))
+}
+
+/// `GET /api/v1/apps/{app}/webhook`: where to send webhooks; the secret is not shown.
+async fn show_webhook(
+    State(state): State<Arc<ApiState>>,
+    _: Admin,
+    Path(app): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let app = known_app(&state, &app)?;
+    Ok(Json(json!({
+        "path": format!("/hooks/{}", app.name),
+        "repo": app.repo_url,
+        "deploy_branch": app.deploy_branch,
+        "secret_set": app.webhook,
+    })))
+}
+
+/// `POST /api/v1/apps/{app}/webhook`: makes a new webhook secret (the old one stops
+/// working) and shows it, this once.
+async fn rotate_webhook(
+    State(state): State<Arc<ApiState>>,
+    _: Admin,
+    Path(app): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let app = known_app(&state, &app)?;
+    let secret = crate::auth::new_token();
+    state.store.set_webhook_secret(&app.name, &secret)?;
+    tracing::info!(app = %app.name, "webhook secret rotated");
+    Ok(Json(json!({
+        "path": format!("/hooks/{}", app.name),
+        "repo": app.repo_url,
+        "deploy_branch": app.deploy_branch,
+        "secret": secret,
+    })))
 }
 
 fn ndjson(message: &HookMessage) -> Bytes {

@@ -55,6 +55,24 @@ pub fn token_matches(given: &str, expected: &str) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// HMAC-SHA256 of `body` with `secret`, as lowercase hex (webhook signatures).
+pub fn hmac_sha256_hex(secret: &str, body: &[u8]) -> String {
+    use hmac::{KeyInit, Mac};
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(body);
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// Whether `hex_signature` is the HMAC-SHA256 of `body` with `secret`, compared in
+/// constant time.
+pub fn hmac_sha256_matches(secret: &str, body: &[u8], hex_signature: &str) -> bool {
+    use hmac::{KeyInit, Mac};
+    let Ok(signature) = hex::decode(hex_signature) else { return false };
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(body);
+    mac.verify_slice(&signature).is_ok()
+}
+
 /// The token carried by an `Authorization` header: `Bearer <token>`, or HTTP basic
 /// with the token as password (what git sends).
 pub fn token_from_authorization(header: &str) -> Option<String> {

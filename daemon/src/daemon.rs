@@ -187,6 +187,17 @@ impl Daemon {
             url: format!("http://{api_addr}/internal/v1/receive"),
             token: auth::new_token(),
         };
+        let intake = crate::intake::Intake {
+            store: store.clone(),
+            repos: Repos::new(data_dir.join("repos")),
+            logs: logs.clone(),
+            pipeline: pipeline.clone(),
+            limits: crate::receive::SizeLimits {
+                max_file: config.receive.max_file_mb * 1024 * 1024,
+                max_total: config.receive.max_push_mb * 1024 * 1024,
+            },
+            work_root: work_root.clone(),
+        };
         let state = Arc::new(ApiState {
             store,
             repos: Repos::new(data_dir.join("repos")),
@@ -197,11 +208,7 @@ impl Daemon {
             retention,
             rollout_requests,
             default_target: config.rollout.target,
-            work_root: work_root.clone(),
-            push_limits: crate::receive::SizeLimits {
-                max_file: config.receive.max_file_mb * 1024 * 1024,
-                max_total: config.receive.max_push_mb * 1024 * 1024,
-            },
+            intake,
             admin_token: admin_token.clone(),
             hook,
             token_path: auth::admin_token_path(&data_dir),

@@ -20,6 +20,7 @@ pub mod config;
 pub mod daemon;
 pub mod docker;
 pub mod image_stream;
+pub mod intake;
 pub mod logs;
 pub mod pipeline;
 pub mod receive;
@@ -32,6 +33,7 @@ pub mod stack;
 pub mod store;
 pub mod target;
 pub mod version_source;
+pub mod webhook;
 
 /// Installs the TLS crypto provider (ring) that HTTPS clients use, e.g. for an external
 /// registry. Every binary calls this first; calling it twice is harmless.

@@ -36,6 +36,10 @@ pub struct App {
     pub target: TargetKind,
     /// Bumped by every config change; releases record the version they run.
     pub config_version: i64,
+    /// The Git host repository webhooks build from.
+    pub repo_url: Option<String>,
+    /// Whether a webhook secret is set (the secret itself is never on the wire again).
+    pub webhook: bool,
     pub created_at: String,
 }
 
@@ -220,6 +224,12 @@ CREATE TABLE IF NOT EXISTS image_stream (
     build_id INTEGER,
     created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now'))
 );
+CREATE TABLE IF NOT EXISTS deliveries (
+    app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
+    delivery TEXT NOT NULL,
+    created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ','now')),
+    PRIMARY KEY (app, delivery)
+);
 CREATE TABLE IF NOT EXISTS releases (
     app TEXT NOT NULL REFERENCES apps(name) ON DELETE CASCADE,
     number INTEGER NOT NULL,
@@ -261,6 +271,9 @@ impl Store {
             ("releases", "cause", "TEXT NOT NULL DEFAULT ''"),
             ("releases", "processes", "TEXT NOT NULL DEFAULT '{}'"),
             ("builds", "processes", "TEXT NOT NULL DEFAULT '{}'"),
+            ("apps", "repo_url", "TEXT"),
+            ("apps", "repo_token", "TEXT"),
+            ("apps", "webhook_secret", "TEXT"),
         ] {
             let present: bool = conn.query_row(
                 &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
@@ -297,7 +310,8 @@ impl Store {
         Ok(self.app(name)?.expect("app was just inserted"))
     }
 
-    const APP_COLUMNS: &'static str = "name, deploy_branch, created_at, buildpack, target, config_version";
+    const APP_COLUMNS: &'static str =
+        "name, deploy_branch, created_at, buildpack, target, config_version, repo_url, webhook_secret IS NOT NULL";
 
     fn app_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<App> {
         Ok(App {
@@ -307,7 +321,48 @@ impl Store {
             buildpack: row.get(3)?,
             target: TargetKind::parse(&row.get::<_, String>(4)?).unwrap_or(TargetKind::Docker),
             config_version: row.get(5)?,
+            repo_url: row.get(6)?,
+            webhook: row.get(7)?,
         })
+    }
+
+    /// Sets (or clears) where webhooks fetch from, and the token for a private repo
+    /// (`Some(None)` clears it; `None` leaves it).
+    pub fn set_app_repo(&self, name: &AppName, url: Option<&str>, token: Option<Option<&str>>) -> Result<()> {
+        let conn = self.conn();
+        conn.execute("UPDATE apps SET repo_url = ?2 WHERE name = ?1", params![name.as_str(), url])?;
+        if let Some(token) = token {
+            conn.execute("UPDATE apps SET repo_token = ?2 WHERE name = ?1", params![name.as_str(), token])?;
+        }
+        Ok(())
+    }
+
+    /// The app's upstream repo token (never shown).
+    pub fn app_repo_token(&self, name: &AppName) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row("SELECT repo_token FROM apps WHERE name = ?1", params![name.as_str()], |r| r.get(0))?)
+    }
+
+    /// Sets a new webhook secret.
+    pub fn set_webhook_secret(&self, name: &AppName, secret: &str) -> Result<()> {
+        self.conn().execute("UPDATE apps SET webhook_secret = ?2 WHERE name = ?1", params![name.as_str(), secret])?;
+        Ok(())
+    }
+
+    pub fn webhook_secret(&self, name: &AppName) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row("SELECT webhook_secret FROM apps WHERE name = ?1", params![name.as_str()], |r| r.get(0))?)
+    }
+
+    /// Records a webhook delivery; false when it was recorded before (a redelivery).
+    pub fn record_delivery(&self, name: &AppName, delivery: &str) -> Result<bool> {
+        let inserted = self.conn().execute(
+            "INSERT OR IGNORE INTO deliveries (app, delivery) VALUES (?1, ?2)",
+            params![name.as_str(), delivery],
+        )?;
+        Ok(inserted == 1)
     }
 
     pub fn app(&self, name: &AppName) -> Result<Option<App>> {

@@ -8,3 +8,4 @@ mod kubernetes;
 mod push;
 mod releases;
 mod restart;
+mod webhooks;

@@ -50,6 +50,13 @@ enum Command {
         #[command(subcommand)]
         command: RemoteCommand,
     },
+    /// The webhook URL and secret to paste into GitHub, GitLab or Gitea (the secret is
+    /// made on the first call and shown once; `--rotate` makes a new one).
+    Webhooks {
+        app: String,
+        #[arg(long)]
+        rotate: bool,
+    },
     /// The git credential helper `hoist remote add` sets up (git runs it; not for people).
     #[command(hide = true)]
     GitCredential { operation: String },
@@ -70,6 +77,20 @@ enum AppsCommand {
         /// Where its releases run: docker or kubernetes (default: hoistd's `rollout.target`).
         #[arg(long)]
         target: Option<String>,
+        /// The Git host repository webhooks build from (see `hoist webhooks`).
+        #[arg(long)]
+        repo: Option<String>,
+        /// A token for a private repo (read from this environment variable's value).
+        #[arg(long, env = "HOIST_REPO_TOKEN", hide_env_values = true)]
+        repo_token: Option<String>,
+    },
+    /// Sets the Git host repository webhooks build from; `none` clears it.
+    SetRepo {
+        name: String,
+        url: String,
+        /// A token for a private repo.
+        #[arg(long, env = "HOIST_REPO_TOKEN", hide_env_values = true)]
+        repo_token: Option<String>,
     },
     /// Sets the buildpack an app builds with; `--buildpack detect` goes back to detection.
     SetBuildpack {
@@ -261,9 +282,40 @@ async fn run(args: Args) -> anyhow::Result<()> {
             client.json(Method::PATCH, &format!("/api/v1/apps/{name}"), Some(body)).await?;
             println!("app {name} builds with: {buildpack}");
         }
-        Command::Apps { command: AppsCommand::Create { name, deploy_branch, buildpack, target } } => {
+        Command::Apps { command: AppsCommand::SetRepo { name, url, repo_token } } => {
+            let url = if url == "none" { Value::Null } else { Value::String(url) };
+            let mut body = serde_json::json!({ "repo": url });
+            if let Some(token) = repo_token {
+                body["repo_token"] = Value::String(token);
+            }
+            let app = client.json(Method::PATCH, &format!("/api/v1/apps/{name}"), Some(body)).await?;
+            println!("app {name} builds webhooks' commits from: {}", s(&app["repo"]));
+        }
+        Command::Webhooks { app, rotate } => {
+            let path = format!("/api/v1/apps/{app}/webhook");
+            let shown = client.json(Method::GET, &path, None).await?;
+            let url = format!("{}{}", client.url, s(&shown["path"]));
+            if shown["secret_set"].as_bool() == Some(true) && !rotate {
+                println!("payload URL:  {url}");
+                println!("content type: application/json; events: push");
+                println!("secret:       set (shown only when made; `hoist webhooks {app} --rotate` makes a new one)");
+            } else {
+                let made = client.json(Method::POST, &path, None).await?;
+                println!("payload URL:  {url}");
+                println!("content type: application/json; events: push");
+                println!("secret:       {}   (shown this once)", s(&made["secret"]));
+            }
+            if shown["repo"].is_null() {
+                println!(
+                    "note: app {app} has no repo yet: hoist apps set-repo {app} https://git.example/you/{app}.git"
+                );
+            }
+            println!("GitHub: a webhook with that secret; GitLab: the secret as the token; Gitea/Forgejo: the secret.");
+        }
+        Command::Apps { command: AppsCommand::Create { name, deploy_branch, buildpack, target, repo, repo_token } } => {
             let body = serde_json::json!({
-                "name": name, "deploy_branch": deploy_branch, "buildpack": buildpack, "target": target
+                "name": name, "deploy_branch": deploy_branch, "buildpack": buildpack, "target": target,
+                "repo": repo, "repo_token": repo_token,
             });
             let app = client.json(Method::POST, "/api/v1/apps", Some(body)).await?;
             println!("created app {name} (target {})", s(&app["target"]));

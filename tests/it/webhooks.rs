@@ -1,0 +1,230 @@
+//! Git-host webhooks against a real upstream repository served by `git daemon`: the
+//! payloads GitHub, GitLab and Gitea document, signed as they sign them.
+
+use hoist_tests::{show, wait_for, Hoistd, WorkTree};
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+/// An upstream repository on a local "Git host": a bare repo served by `git daemon`.
+struct Upstream {
+    daemon: Child,
+    url: String,
+    work: WorkTree,
+}
+
+impl Upstream {
+    fn start(hoistd: &Hoistd, name: &str) -> Upstream {
+        let base = hoistd.dir.join("githost");
+        std::fs::create_dir_all(&base).unwrap();
+        let bare = base.join(format!("{name}.git"));
+        let init = Command::new("git").args(["init", "-q", "--bare", "-b", "main"]).arg(&bare).output().unwrap();
+        assert!(init.status.success(), "{}", show(&init));
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let daemon = Command::new("git")
+            .args(["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", base.display()))
+            .arg(&base)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let work = WorkTree::new(hoistd, &format!("{name}-upstream"), Some("static-site"));
+        work.git(&["remote", "add", "origin", &bare.display().to_string()]);
+        let url = format!("git://127.0.0.1:{port}/{name}.git");
+        wait_for("git daemon to serve", Duration::from_secs(10), || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+        });
+        Upstream { daemon, url, work }
+    }
+
+    /// Commits `page` as index.html and pushes it to the host; returns the commit.
+    fn push_page(&self, branch: &str, page: &str) -> String {
+        self.work.write("index.html", page).commit(page);
+        let push = self.work.git_may_fail(&["push", "-q", "origin", &format!("HEAD:refs/heads/{branch}")]);
+        assert!(push.status.success(), "{}", show(&push));
+        let head = self.work.git(&["rev-parse", "HEAD"]);
+        String::from_utf8_lossy(&head.stdout).trim().to_string()
+    }
+}
+
+impl Drop for Upstream {
+    fn drop(&mut self) {
+        let _ = self.daemon.kill();
+        let _ = self.daemon.wait();
+    }
+}
+
+fn post(hoistd: &Hoistd, app: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, serde_json::Value) {
+    let mut request = reqwest::blocking::Client::new()
+        .post(format!("{}/hooks/{app}", hoistd.api_url()))
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.body(body.to_vec()).send().unwrap();
+    let status = response.status().as_u16();
+    let text = response.text().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {status} {text}")))
+}
+
+fn github_push(branch: &str, after: &str) -> String {
+    format!(
+        r#"{{"ref":"refs/heads/{branch}","before":"9049f1265b7d61be4a8904a9a27120d2064dab3b","after":"{after}",
+        "created":false,"deleted":false,"forced":false,"base_ref":null,
+        "commits":[{{"id":"{after}","message":"Update the page"}}],"head_commit":{{"id":"{after}","message":"Update the page"}},
+        "repository":{{"name":"shop","full_name":"acme/shop"}},"pusher":{{"name":"Codertocat","email":"c@example.com"}},
+        "sender":{{"login":"Codertocat"}}}}"#
+    )
+}
+
+fn builds(hoistd: &Hoistd, app: &str) -> usize {
+    hoistd.get_json(&format!("/api/v1/apps/{app}/builds")).as_array().unwrap().len()
+}
+
+fn live_page(hoistd: &Hoistd, app: &str, expected: &str) {
+    wait_for(&format!("{expected:?} to be live"), Duration::from_secs(120), || {
+        let (status, page) = hoistd.visit(app, "/");
+        (status == 200 && page.contains(expected)).then_some(())
+    });
+}
+
+#[test]
+fn signed_pushes_from_github_gitlab_and_gitea_build_that_commit_and_anything_else_is_refused() {
+    let hoistd = Hoistd::start(&[]);
+    let upstream = Upstream::start(&hoistd, "shop");
+    let first = upstream.push_page("main", "<h1>shop one</h1>");
+    let create = hoistd.cli(&["apps", "create", "shop", "--repo", &upstream.url]);
+    assert!(String::from_utf8_lossy(&create.stdout).contains("created app shop"), "{}", show(&create));
+    let webhooks = hoistd.cli(&["webhooks", "shop"]);
+    let text = String::from_utf8_lossy(&webhooks.stdout).to_string();
+    assert!(text.contains(&format!("{}/hooks/shop", hoistd.api_url())), "{text}");
+    let secret = text
+        .lines()
+        .find_map(|l| l.strip_prefix("secret:"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap()
+        .to_string();
+    let again = String::from_utf8_lossy(&hoistd.cli(&["webhooks", "shop"]).stdout).to_string();
+    assert!(!again.contains(&secret), "the secret is shown once: {again}");
+
+    // GitHub: a ping, then a signed push → that exact commit is fetched, built, live.
+    let (status, answer) = post(
+        &hoistd,
+        "shop",
+        &[("x-github-event", "ping"), ("x-hub-signature-256", &hoist_tests::sign(&secret, b"{}"))],
+        b"{}",
+    );
+    assert_eq!((status, answer["result"].as_str()), (200, Some("pong")), "{answer}");
+    let body = github_push("main", &first);
+    let signature = hoist_tests::sign(&secret, body.as_bytes());
+    let github =
+        [("x-github-event", "push"), ("x-github-delivery", "d-1"), ("x-hub-signature-256", signature.as_str())];
+    let (status, answer) = post(&hoistd, "shop", &github, body.as_bytes());
+    assert_eq!((status, answer["result"].as_str()), (202, Some("queued")), "{answer}");
+    live_page(&hoistd, "shop", "shop one");
+    let log = hoistd.get("/api/v1/apps/shop/builds/1/log").1;
+    assert!(
+        log.contains("GitHub push of")
+            && log.contains("by Codertocat")
+            && log.contains(&format!("Fetching {}", &first[..12])),
+        "{log}"
+    );
+    assert_eq!(hoistd.get_json("/api/v1/apps/shop/builds/1")["commit"], first.as_str());
+
+    // The same delivery again: answered, built once.
+    let (status, answer) = post(&hoistd, "shop", &github, body.as_bytes());
+    assert_eq!((status, answer["result"].as_str()), (200, Some("duplicate")), "{answer}");
+
+    // Refused, nothing queued: a wrong secret, no signature, a truncated or oversized body.
+    let forged = hoist_tests::sign("not-the-secret", body.as_bytes());
+    let (status, answer) =
+        post(&hoistd, "shop", &[("x-github-event", "push"), ("x-hub-signature-256", &forged)], body.as_bytes());
+    assert_eq!(status, 401, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("does not match"), "{answer}");
+    let (status, _) = post(&hoistd, "shop", &[("x-github-event", "push")], body.as_bytes());
+    assert_eq!(status, 401);
+    let truncated = &body.as_bytes()[..body.len() / 2];
+    let signed = hoist_tests::sign(&secret, truncated);
+    let (status, answer) =
+        post(&hoistd, "shop", &[("x-github-event", "push"), ("x-hub-signature-256", &signed)], truncated);
+    assert_eq!(status, 400, "{answer}");
+    assert!(answer["error"].as_str().unwrap().contains("not the JSON push payload of GitHub"), "{answer}");
+    let huge = vec![b' '; 6 * 1024 * 1024];
+    let signed = hoist_tests::sign(&secret, &huge);
+    let (status, _) = post(&hoistd, "shop", &[("x-github-event", "push"), ("x-hub-signature-256", &signed)], &huge);
+    assert_eq!(status, 413);
+    // Another branch: ignored.
+    let other = upstream.push_page("feature", "<h1>not for prod</h1>");
+    let body_other = github_push("feature", &other);
+    let signed = hoist_tests::sign(&secret, body_other.as_bytes());
+    let (status, answer) =
+        post(&hoistd, "shop", &[("x-github-event", "push"), ("x-hub-signature-256", &signed)], body_other.as_bytes());
+    assert_eq!(status, 202, "{answer}");
+    assert!(answer["message"].as_str().unwrap().starts_with("ignored: branch feature does not deploy"), "{answer}");
+    assert_eq!(builds(&hoistd, "shop"), 1, "none of these queued a build");
+
+    // GitLab: the secret is the token.
+    let second = upstream.push_page("main", "<h1>shop two</h1>");
+    let gitlab = format!(
+        r#"{{"object_kind":"push","event_name":"push","before":"{first}","after":"{second}","ref":"refs/heads/main",
+        "checkout_sha":"{second}","user_name":"John Smith","user_username":"jsmith","project_id":15,"commits":[],"total_commits_count":1}}"#
+    );
+    let headers =
+        [("x-gitlab-event", "Push Hook"), ("x-gitlab-token", secret.as_str()), ("x-gitlab-event-uuid", "g-1")];
+    let (status, answer) = post(&hoistd, "shop", &headers, gitlab.as_bytes());
+    assert_eq!(status, 202, "{answer}");
+    live_page(&hoistd, "shop", "shop two");
+    let (status, _) =
+        post(&hoistd, "shop", &[("x-gitlab-event", "Push Hook"), ("x-gitlab-token", "wrong")], gitlab.as_bytes());
+    assert_eq!(status, 401);
+
+    // Gitea / Forgejo: a bare hex signature.
+    let third = upstream.push_page("main", "<h1>shop three</h1>");
+    let gitea = format!(
+        r#"{{"secret":"","ref":"refs/heads/main","before":"{second}","after":"{third}",
+        "commits":[{{"id":"{third}","message":"three"}}],"pusher":{{"login":"gitea","username":"gitea"}}}}"#
+    );
+    let signed = hoist_tests::sign(&secret, gitea.as_bytes());
+    let hex = signed.strip_prefix("sha256=").unwrap();
+    let headers = [("x-gitea-event", "push"), ("x-gitea-signature", hex), ("x-gitea-delivery", "t-1")];
+    let (status, answer) = post(&hoistd, "shop", &headers, gitea.as_bytes());
+    assert_eq!(status, 202, "{answer}");
+    live_page(&hoistd, "shop", "shop three");
+    assert_eq!(builds(&hoistd, "shop"), 3);
+
+    // A rotated secret: the old one stops working.
+    hoistd.cli(&["webhooks", "shop", "--rotate"]);
+    let (status, _) = post(&hoistd, "shop", &github, body.as_bytes());
+    assert_eq!(status, 401, "the old secret no longer signs");
+}
+
+#[test]
+fn a_webhook_whose_commit_cannot_be_fetched_fails_a_build_that_says_why() {
+    let hoistd = Hoistd::start(&[]);
+    let create = hoistd.cli(&["apps", "create", "gone", "--repo", "git://127.0.0.1:9/nothing.git"]);
+    assert!(create.status.success());
+    let secret_line = String::from_utf8_lossy(&hoistd.cli(&["webhooks", "gone"]).stdout).to_string();
+    let secret = secret_line
+        .lines()
+        .find_map(|l| l.strip_prefix("secret:"))
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string();
+    let body = github_push("main", "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c");
+    let signed = hoist_tests::sign(&secret, body.as_bytes());
+    let (status, _) =
+        post(&hoistd, "gone", &[("x-github-event", "push"), ("x-hub-signature-256", &signed)], body.as_bytes());
+    assert_eq!(status, 202, "answered at once; the fetch happens afterwards");
+    let build = wait_for("the failed build", Duration::from_secs(60), || {
+        let builds = hoistd.get_json("/api/v1/apps/gone/builds");
+        builds.as_array().unwrap().first().filter(|b| b["status"] == "failed").cloned()
+    });
+    assert!(build["error"].as_str().unwrap().contains("cannot fetch from git://127.0.0.1:9/nothing.git"), "{build}");
+    let (status, body) =
+        hoistd.call("PATCH", "/api/v1/apps/gone", Some(r#"{"repo": "https://user:pw@git.example/x.git"}"#));
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("repo_token"), "{body}");
+}
