@@ -41,6 +41,10 @@ pub struct ApiState {
     pub default_target: TargetKind,
     /// Where every trigger's commits become builds.
     pub intake: crate::intake::Intake,
+    /// Learns digests of images apps follow.
+    pub image_watch: crate::image_watch::ImageWatch,
+    /// What the supervised registry sends with its notifications.
+    pub registry_events_token: String,
     pub admin_token: String,
     pub hook: HookEnv,
     /// Shown in the 401 message: where the admin token is.
@@ -150,6 +154,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/apps/{app}/image-stream", get(image_stream))
         .route("/api/v1/apps/{app}/webhook", get(show_webhook).post(rotate_webhook))
         .route("/internal/v1/receive", post(receive_hook))
+        .route("/internal/v1/registry/events", post(registry_events))
         .route("/hooks/{app}", post(webhook).layer(axum::extract::DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)))
         .fallback(unknown_route)
         .layer(axum::middleware::map_response(json_errors));
@@ -198,6 +203,8 @@ struct CreateApp {
     repo: Option<String>,
     /// A token for a private repository (never shown again).
     repo_token: Option<String>,
+    /// Follow this image (`host:port/repo:tag`) instead of building.
+    image: Option<String>,
 }
 
 /// `PATCH /api/v1/apps/{app}`: settings to change; `"buildpack": null` clears it.
@@ -271,7 +278,20 @@ async fn create_app(
     if let Some(url) = &body.repo {
         check_repo_url(url)?;
     }
+    if let Some(image) = &body.image {
+        if crate::image_watch::parse_reference(image).is_none() {
+            return Err(ApiError::BadRequest(format!(
+                "invalid image {:?}: give host:port/repository:tag, e.g. 127.0.0.1:5000/team/edge:latest",
+                image.chars().take(100).collect::<String>()
+            )));
+        }
+    }
     let app = state.store.create_app(&name, &branch, body.buildpack.as_deref(), target)?;
+    if let Some(image) = &body.image {
+        state.store.set_app_image(&name, Some(image))?;
+        let (watch, name) = (state.image_watch.clone(), name.clone());
+        tokio::spawn(async move { watch.poll_app(&name).await });
+    }
     if body.repo.is_some() || body.repo_token.is_some() {
         state.store.set_app_repo(&name, body.repo.as_deref(), Some(body.repo_token.as_deref()))?;
     }
@@ -330,6 +350,7 @@ async fn show_app(
         "config_version": app.config_version,
         "repo": app.repo_url,
         "webhook": app.webhook,
+        "image": app.image,
         "created_at": app.created_at,
         "live_release": live,
     })))
@@ -337,7 +358,8 @@ async fn show_app(
 
 async fn delete_app(State(state): State<Arc<ApiState>>, _: Admin, Path(app): Path<String>) -> ApiResult<StatusCode> {
     let app = known_app(&state, &app)?;
-    let digests: Vec<String> = state.store.image_stream(&app.name)?.into_iter().map(|e| e.digest).collect();
+    let digests: Vec<String> =
+        state.store.image_stream(&app.name)?.into_iter().filter(|e| e.source == "build").map(|e| e.digest).collect();
     state.rollouts.remove_app(&app).await.map_err(|e| ApiError::Internal(e.to_string()))?;
     state.builder.remove_cache(&app.name).await;
     let freed = state.retention.remove_app(&app.name, &digests).await;
@@ -714,6 +736,25 @@ async fn webhook(
         }
     });
     Ok((StatusCode::ACCEPTED, Json(answer)))
+}
+
+/// `POST /internal/v1/registry/events`: the supervised registry's push notifications.
+async fn registry_events(State(state): State<Arc<ApiState>>, headers: HeaderMap, body: Bytes) -> ApiResult<StatusCode> {
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|h| h.to_str().ok())
+        .and_then(|h| h.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if !crate::auth::token_matches(given, &state.registry_events_token) {
+        return Err(ApiError::Unauthorized401(
+            "only hoistd's own registry may send events here (its config carries the token)".to_string(),
+        ));
+    }
+    let envelope: crate::image_watch::Envelope = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("not a registry notification envelope: {e}")))?;
+    let watch = state.image_watch.clone();
+    tokio::spawn(async move { watch.notified(&envelope).await });
+    Ok(StatusCode::OK)
 }
 
 /// `GET /api/v1/apps/{app}/webhook`: where to send webhooks; the secret is not shown.

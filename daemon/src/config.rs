@@ -69,6 +69,12 @@ pub struct RegistryConfig {
     pub external: bool,
     /// The registry program started when not external.
     pub program: PathBuf,
+    /// The supervised registry tells hoistd of every push (apps following an image roll
+    /// out within seconds).
+    pub notifications: bool,
+    /// Seconds between two checks of the images apps follow (for pushes no notification
+    /// tells of: external registries).
+    pub image_poll_secs: u64,
 }
 
 /// The build stage.
@@ -208,6 +214,8 @@ impl Default for RegistryConfig {
             addr: "127.0.0.1:5000".parse().unwrap(),
             external: false,
             program: PathBuf::from("docker-registry"),
+            notifications: true,
+            image_poll_secs: 15 * 60,
         }
     }
 }
@@ -310,6 +318,12 @@ impl Config {
         }
         if let Some(v) = var("HOIST_REGISTRY_EXTERNAL") {
             self.registry.external = parse("HOIST_REGISTRY_EXTERNAL", v)?;
+        }
+        if let Some(v) = var("HOIST_REGISTRY_NOTIFICATIONS") {
+            self.registry.notifications = parse("HOIST_REGISTRY_NOTIFICATIONS", v)?;
+        }
+        if let Some(v) = var("HOIST_IMAGE_POLL_SECS") {
+            self.registry.image_poll_secs = parse("HOIST_IMAGE_POLL_SECS", v)?;
         }
         if let Some(v) = var("HOIST_BUILD_PARALLEL") {
             self.build.parallel = parse("HOIST_BUILD_PARALLEL", v)?;

@@ -76,14 +76,23 @@ impl Daemon {
         let (admin_token, created) = auth::load_or_create_admin_token(&data_dir)?;
         let docker = docker::connect(&config.docker_host).await?;
         let mut tasks = Vec::new();
+        let notify = registry::Notify {
+            url: format!("http://{}/internal/v1/registry/events", config.api_addr),
+            token: auth::new_token(),
+        };
 
         if config.registry.external {
             registry::wait_ready(config.registry.addr, Duration::from_secs(10), &PathBuf::from("(external registry)"))
                 .await?;
         } else {
             tasks.push(
-                registry::start_supervised(&config.registry.program, config.registry.addr, &data_dir.join("registry"))
-                    .await?,
+                registry::start_supervised(
+                    &config.registry.program,
+                    config.registry.addr,
+                    &data_dir.join("registry"),
+                    config.registry.notifications.then_some(&notify),
+                )
+                .await?,
             );
         }
         let registry = Registry::new(config.registry.addr);
@@ -140,6 +149,13 @@ impl Daemon {
 
         let rollout_requests = rollout::start_stage(rollouts.clone());
         let image_streams = ImageStreams::new(store.clone(), rollout_requests.clone());
+        let image_watch = crate::image_watch::ImageWatch::new(
+            store.clone(),
+            image_streams.clone(),
+            registry.clone(),
+            config.registry.addr.to_string(),
+        );
+        tasks.push(image_watch.clone().start_polling(Duration::from_secs(config.registry.image_poll_secs.max(1))));
         let (catalog, stacks) = load_buildpacks(&config, &docker, &data_dir.join("buildpacks"))?;
         let buildpack_names = catalog.names();
         tracing::info!(buildpacks = %catalog.names().join(","), dir = %catalog.dir.display(), "buildpacks loaded");
@@ -209,6 +225,8 @@ impl Daemon {
             rollout_requests,
             default_target: config.rollout.target,
             intake,
+            image_watch,
+            registry_events_token: notify.token.clone(),
             admin_token: admin_token.clone(),
             hook,
             token_path: auth::admin_token_path(&data_dir),

@@ -32,7 +32,8 @@ pub struct TagUpdate {
     pub tag: String,
     pub repository: String,
     pub digest: String,
-    /// Where it came from: `build` for hoist's own builds.
+    /// Where it came from: `build` for hoist's own builds, `notification` and `poll` for
+    /// images pushed by others.
     pub source: &'static str,
     pub build_id: Option<i64>,
     /// The build log that follows the rollout it may start.
@@ -65,11 +66,7 @@ impl ImageStreams {
     /// Appends `update` to its tag's history unless the tag points there already, and
     /// starts a rollout when the tag is tracked.
     pub async fn record(&self, update: TagUpdate) -> Result<Recorded> {
-        let current = self.store.current_digest(&update.app, &update.tag)?;
-        if current.as_deref() == Some(update.digest.as_str()) {
-            return Ok(Recorded::Unchanged);
-        }
-        self.store.record_tag(
+        let recorded = self.store.record_tag(
             &update.app,
             &update.tag,
             &update.repository,
@@ -77,6 +74,9 @@ impl ImageStreams {
             update.source,
             update.build_id,
         )?;
+        if !recorded {
+            return Ok(Recorded::Unchanged);
+        }
         if update.tag != TRACKED_TAG {
             return Ok(Recorded::Untracked);
         }

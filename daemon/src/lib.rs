@@ -20,6 +20,7 @@ pub mod config;
 pub mod daemon;
 pub mod docker;
 pub mod image_stream;
+pub mod image_watch;
 pub mod intake;
 pub mod logs;
 pub mod pipeline;

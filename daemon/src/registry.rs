@@ -123,17 +123,37 @@ impl Registry {
 /// Starts `docker-registry` on `addr` with storage under `dir`, restarts it whenever it
 /// exits, and returns once it answers. The child dies with hoistd (kill_on_drop) and a
 /// registry left by a hoistd killed with SIGKILL is stopped through its pid file.
-pub async fn start_supervised(program: &Path, addr: SocketAddr, dir: &Path) -> Result<tokio::task::JoinHandle<()>> {
+/// Where the registry tells of every push: hoistd's endpoint, with a token only the two of
+/// them know.
+#[derive(Debug, Clone)]
+pub struct Notify {
+    pub url: String,
+    pub token: String,
+}
+
+pub async fn start_supervised(
+    program: &Path,
+    addr: SocketAddr,
+    dir: &Path,
+    notify: Option<&Notify>,
+) -> Result<tokio::task::JoinHandle<()>> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| Error::Io { path, source }
     };
     std::fs::create_dir_all(dir.join("storage")).map_err(io(dir))?;
     let config_path = dir.join("config.yml");
-    let config = format!(
+    let mut config = format!(
         "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
         dir.join("storage").display()
     );
+    if let Some(notify) = notify {
+        // Layers are not worth an event; manifests (a tag moved) are.
+        config.push_str(&format!(
+            "notifications:\n  endpoints:\n    - name: hoistd\n      url: {}\n      headers:\n        Authorization: [\"Bearer {}\"]\n      timeout: 2s\n      threshold: 3\n      backoff: 2s\n      ignoredmediatypes:\n        - application/octet-stream\n",
+            notify.url, notify.token
+        ));
+    }
     std::fs::write(&config_path, config).map_err(io(&config_path))?;
     let pid_path = dir.join("registry.pid");
     stop_stale(&pid_path).await;

@@ -96,8 +96,16 @@ impl Retention {
                 return Freed::default();
             }
         };
-        let known: BTreeSet<String> =
-            self.store.image_stream(app).unwrap_or_default().into_iter().map(|entry| entry.digest).collect();
+        // Only images hoist built are hoist's to delete; an image the app follows belongs
+        // to whoever pushed it.
+        let known: BTreeSet<String> = self
+            .store
+            .image_stream(app)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|entry| entry.source == "build")
+            .map(|entry| entry.digest)
+            .collect();
         let mut freed = self.remove_local_images(app, &kept).await;
         for digest in known.difference(&kept) {
             if self.registry.delete_manifest(app.as_str(), digest).await {

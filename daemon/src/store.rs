@@ -40,6 +40,8 @@ pub struct App {
     pub repo_url: Option<String>,
     /// Whether a webhook secret is set (the secret itself is never on the wire again).
     pub webhook: bool,
+    /// The image it follows instead of building (`host:port/repo:tag`).
+    pub image: Option<String>,
     pub created_at: String,
 }
 
@@ -274,6 +276,7 @@ impl Store {
             ("apps", "repo_url", "TEXT"),
             ("apps", "repo_token", "TEXT"),
             ("apps", "webhook_secret", "TEXT"),
+            ("apps", "image", "TEXT"),
         ] {
             let present: bool = conn.query_row(
                 &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
@@ -311,7 +314,7 @@ impl Store {
     }
 
     const APP_COLUMNS: &'static str =
-        "name, deploy_branch, created_at, buildpack, target, config_version, repo_url, webhook_secret IS NOT NULL";
+        "name, deploy_branch, created_at, buildpack, target, config_version, repo_url, webhook_secret IS NOT NULL, image";
 
     fn app_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<App> {
         Ok(App {
@@ -323,6 +326,7 @@ impl Store {
             config_version: row.get(5)?,
             repo_url: row.get(6)?,
             webhook: row.get(7)?,
+            image: row.get(8)?,
         })
     }
 
@@ -532,7 +536,9 @@ impl Store {
             .optional()?)
     }
 
-    /// Appends to `tag`'s history.
+    /// Appends to `tag`'s history unless the tag points at `digest` already, in one
+    /// transaction: of two sources telling the same new digest at once (a registry
+    /// notification and a poll), exactly one records it. True when it was recorded.
     pub fn record_tag(
         &self,
         app: &AppName,
@@ -541,11 +547,30 @@ impl Store {
         digest: &str,
         source: &str,
         build_id: Option<i64>,
-    ) -> Result<()> {
-        self.conn().execute(
+    ) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let current: Option<String> = tx
+            .query_row(
+                "SELECT digest FROM image_stream WHERE app = ?1 AND tag = ?2 ORDER BY id DESC LIMIT 1",
+                params![app.as_str(), tag],
+                |row| row.get(0),
+            )
+            .optional()?;
+        if current.as_deref() == Some(digest) {
+            return Ok(false);
+        }
+        tx.execute(
             "INSERT INTO image_stream (app, tag, digest, repository, source, build_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
             params![app.as_str(), tag, digest, repository, source, build_id],
         )?;
+        tx.commit()?;
+        Ok(true)
+    }
+
+    /// Sets (or clears) the image an app follows instead of building (`host:port/repo:tag`).
+    pub fn set_app_image(&self, name: &AppName, image: Option<&str>) -> Result<()> {
+        self.conn().execute("UPDATE apps SET image = ?2 WHERE name = ?1", params![name.as_str(), image])?;
         Ok(())
     }
 
@@ -816,8 +841,9 @@ mod tests {
         let store = store();
         let app = AppName::parse("web1").unwrap();
         store.create_app(&app, "main", None, TargetKind::Docker).unwrap();
-        store.record_tag(&app, "latest", "r", "sha256:1", "build", Some(1)).unwrap();
-        store.record_tag(&app, "latest", "r", "sha256:2", "build", Some(2)).unwrap();
+        assert!(store.record_tag(&app, "latest", "r", "sha256:1", "build", Some(1)).unwrap());
+        assert!(store.record_tag(&app, "latest", "r", "sha256:2", "build", Some(2)).unwrap());
+        assert!(!store.record_tag(&app, "latest", "r", "sha256:2", "poll", None).unwrap(), "told twice: once");
         assert_eq!(store.current_digest(&app, "latest").unwrap().as_deref(), Some("sha256:2"));
         assert_eq!(store.image_stream(&app).unwrap().len(), 2);
         store.delete_app(&app).unwrap();

@@ -228,3 +228,91 @@ fn a_webhook_whose_commit_cannot_be_fetched_fails_a_build_that_says_why() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("repo_token"), "{body}");
 }
+
+/// Builds a site image saying `text` and pushes it as `reference` with the real docker.
+fn push_image(dir: &std::path::Path, reference: &str, text: &str) {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(
+        dir.join("Dockerfile"),
+        format!(
+            "FROM hoist/stack-base:run\nRUN mkdir /www && echo '{text}' > /www/index.html\nCMD [\"sh\", \"-c\", \"exec busybox httpd -f -p $PORT -h /www\"]\n"
+        ),
+    )
+    .unwrap();
+    let build = Command::new(hoist_tests::DOCKER).args(["build", "-q", "-t", reference]).arg(dir).output().unwrap();
+    assert!(build.status.success(), "{}", show(&build));
+    let push = Command::new(hoist_tests::DOCKER).args(["push", "-q", reference]).output().unwrap();
+    assert!(push.status.success(), "{}", show(&push));
+}
+
+fn releases(hoistd: &Hoistd, app: &str) -> usize {
+    hoistd.get_json(&format!("/api/v1/apps/{app}/releases")).as_array().unwrap().len()
+}
+
+fn newest_source(hoistd: &Hoistd, app: &str) -> String {
+    let stream = hoistd.get_json(&format!("/api/v1/apps/{app}/image-stream"));
+    stream["tags"]["latest"][0]["source"].as_str().unwrap_or("").to_string()
+}
+
+#[test]
+fn an_app_following_an_image_rolls_out_when_the_registry_tells_of_a_push() {
+    // No polling to speak of: only the registry's notification can bring the new digest.
+    let hoistd = Hoistd::start(&[("HOIST_IMAGE_POLL_SECS", "3600")]);
+    let image = format!("127.0.0.1:{}/team/edge:latest", hoistd.registry_port);
+    let dir = hoistd.dir.join("edge-image");
+    push_image(&dir, &image, "edge one");
+    let create = hoistd.cli(&["apps", "create", "edge", "--image", &image]);
+    assert!(create.status.success(), "{}", show(&create));
+    live_page(&hoistd, "edge", "edge one");
+
+    push_image(&dir, &image, "edge two");
+    live_page(&hoistd, "edge", "edge two");
+    assert_eq!(newest_source(&hoistd, "edge"), "notification");
+    assert_eq!(releases(&hoistd, "edge"), 2);
+    assert_eq!(builds(&hoistd, "edge"), 0, "nothing was built");
+
+    // Only the registry may send events.
+    let (status, _) = post_to(&hoistd, "/internal/v1/registry/events", &[("authorization", "Bearer guess")], b"{}");
+    assert_eq!(status, 401);
+    let (status, body) = hoistd.call("POST", "/api/v1/apps", Some(r#"{"name": "bad", "image": "edge:latest"}"#));
+    assert_eq!(status, 400, "{body}");
+}
+
+#[test]
+fn notifications_and_polling_together_roll_out_each_new_digest_once() {
+    let hoistd = Hoistd::start(&[("HOIST_IMAGE_POLL_SECS", "1")]);
+    let image = format!("127.0.0.1:{}/team/both:latest", hoistd.registry_port);
+    let dir = hoistd.dir.join("both-image");
+    push_image(&dir, &image, "both one");
+    hoistd.cli(&["apps", "create", "both", "--image", &image]);
+    live_page(&hoistd, "both", "both one");
+    push_image(&dir, &image, "both two");
+    live_page(&hoistd, "both", "both two");
+    // Several polls later, the same digest is still one release.
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(releases(&hoistd, "both"), 2, "{}", hoistd.get("/api/v1/apps/both/image-stream").1);
+    let stream = hoistd.get_json("/api/v1/apps/both/image-stream");
+    assert_eq!(stream["tags"]["latest"].as_array().unwrap().len(), 2, "{stream}");
+}
+
+#[test]
+fn with_notifications_off_a_poll_finds_the_new_digest() {
+    let hoistd = Hoistd::start(&[("HOIST_IMAGE_POLL_SECS", "2"), ("HOIST_REGISTRY_NOTIFICATIONS", "false")]);
+    let image = format!("127.0.0.1:{}/team/polled:latest", hoistd.registry_port);
+    let dir = hoistd.dir.join("polled-image");
+    push_image(&dir, &image, "polled one");
+    hoistd.cli(&["apps", "create", "polled", "--image", &image]);
+    live_page(&hoistd, "polled", "polled one");
+    push_image(&dir, &image, "polled two");
+    live_page(&hoistd, "polled", "polled two");
+    assert_eq!(newest_source(&hoistd, "polled"), "poll");
+}
+
+fn post_to(hoistd: &Hoistd, path: &str, headers: &[(&str, &str)], body: &[u8]) -> (u16, String) {
+    let mut request = reqwest::blocking::Client::new().post(format!("{}{path}", hoistd.api_url()));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let response = request.body(body.to_vec()).send().unwrap();
+    (response.status().as_u16(), response.text().unwrap())
+}

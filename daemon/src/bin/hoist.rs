@@ -83,6 +83,9 @@ enum AppsCommand {
         /// A token for a private repo (read from this environment variable's value).
         #[arg(long, env = "HOIST_REPO_TOKEN", hide_env_values = true)]
         repo_token: Option<String>,
+        /// Follow this image instead of building: host:port/repository:tag.
+        #[arg(long)]
+        image: Option<String>,
     },
     /// Sets the Git host repository webhooks build from; `none` clears it.
     SetRepo {
@@ -312,10 +315,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
             println!("GitHub: a webhook with that secret; GitLab: the secret as the token; Gitea/Forgejo: the secret.");
         }
-        Command::Apps { command: AppsCommand::Create { name, deploy_branch, buildpack, target, repo, repo_token } } => {
+        Command::Apps {
+            command: AppsCommand::Create { name, deploy_branch, buildpack, target, repo, repo_token, image },
+        } => {
             let body = serde_json::json!({
                 "name": name, "deploy_branch": deploy_branch, "buildpack": buildpack, "target": target,
-                "repo": repo, "repo_token": repo_token,
+                "repo": repo, "repo_token": repo_token, "image": image,
             });
             let app = client.json(Method::POST, "/api/v1/apps", Some(body)).await?;
             println!("created app {name} (target {})", s(&app["target"]));
