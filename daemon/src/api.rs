@@ -45,6 +45,8 @@ pub struct ApiState {
     pub image_watch: crate::image_watch::ImageWatch,
     /// What the supervised registry sends with its notifications.
     pub registry_events_token: String,
+    /// hoistd's registry (promotion retags in it).
+    pub registry: crate::registry::Registry,
     pub admin_token: String,
     pub hook: HookEnv,
     /// Shown in the 401 message: where the admin token is.
@@ -152,6 +154,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/apps/{app}/rollback", post(rollback))
         .route("/api/v1/gc", post(collect_garbage))
         .route("/api/v1/apps/{app}/image-stream", get(image_stream))
+        .route("/api/v1/apps/{app}/image-stream/promote", post(promote))
         .route("/api/v1/apps/{app}/webhook", get(show_webhook).post(rotate_webhook))
         .route("/internal/v1/receive", post(receive_hook))
         .route("/internal/v1/registry/events", post(registry_events))
@@ -736,6 +739,59 @@ async fn webhook(
         }
     });
     Ok((StatusCode::ACCEPTED, Json(answer)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Promote {
+    from: String,
+    to: String,
+}
+
+/// `POST /api/v1/apps/{app}/image-stream/promote` `{"from": "latest", "to": "stable"}`:
+/// tags the app's image (in hoistd's registry) `to` with what `from` points at; apps
+/// following `to` roll out.
+async fn promote(
+    State(state): State<Arc<ApiState>>,
+    _: Admin,
+    Path(app): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<serde_json::Value>> {
+    let app = known_app(&state, &app)?;
+    let body: Promote = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::BadRequest(format!("the body must be JSON like {{\"from\": \"latest\", \"to\": \"stable\"}}: {e}"))
+    })?;
+    for tag in [&body.from, &body.to] {
+        let valid = !tag.is_empty()
+            && tag.len() <= 128
+            && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+        if !valid {
+            return Err(ApiError::BadRequest(format!("invalid tag {:?}: letters, digits, '.', '_' and '-'", tag)));
+        }
+    }
+    let own = state.registry.addr().to_string();
+    let repository = match app.image.as_deref().and_then(crate::image_watch::parse_reference) {
+        Some(followed) => followed.repository,
+        None => format!("{own}/{}", app.name),
+    };
+    let Some(name) = repository.strip_prefix(&format!("{own}/")).map(str::to_string) else {
+        return Err(ApiError::Conflict(format!(
+            "{repository} is not in hoistd's registry ({own}); promote it where it lives"
+        )));
+    };
+    // `from` as the image stream knows it (hoist's builds are pushed as build-N; the
+    // stream's `latest` is what the app runs), else as a tag in the registry.
+    let source = state.store.current_digest(&app.name, &body.from)?.unwrap_or(body.from.clone());
+    let digest = state
+        .registry
+        .retag(&name, &source, &body.to)
+        .await
+        .map_err(|e| ApiError::NotFound(format!("cannot promote {repository} {}: {e}", body.from)))?;
+    // The app's own stream records the promotion too (it follows another tag, so this
+    // starts no rollout of it).
+    state.store.record_tag(&app.name, &body.to, &repository, &digest, "promotion", None)?;
+    state.image_watch.promoted(&repository, &body.to, &digest).await;
+    Ok(Json(json!({ "repository": repository, "tag": body.to, "digest": digest })))
 }
 
 /// `POST /internal/v1/registry/events`: the supervised registry's push notifications.

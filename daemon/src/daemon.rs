@@ -180,7 +180,7 @@ impl Daemon {
             Stages {
                 store: store.clone(),
                 builder: builder.clone(),
-                registry,
+                registry: registry.clone(),
                 docker: docker.clone(),
                 image_streams,
                 app_charts: data_dir.join("charts"),
@@ -227,6 +227,7 @@ impl Daemon {
             intake,
             image_watch,
             registry_events_token: notify.token.clone(),
+            registry: registry.clone(),
             admin_token: admin_token.clone(),
             hook,
             token_path: auth::admin_token_path(&data_dir),

@@ -120,6 +120,12 @@ impl ImageWatch {
         }
     }
 
+    /// Tag `to` of `repository` now points at `digest` (a promotion): apps following it roll
+    /// out now, without waiting for the registry's notification or a poll.
+    pub async fn promoted(&self, repository: &str, to: &str, digest: &str) {
+        self.learned(repository, to, digest, "promotion").await;
+    }
+
     /// Handles a notification envelope from hoistd's registry.
     pub async fn notified(&self, envelope: &Envelope) {
         for (repository, tag, digest) in pushed_tags(envelope) {

@@ -40,6 +40,8 @@ pub enum Error {
     Push { reference: String, message: String },
     #[error("the registry does not know {reference} after pushing it: {message}")]
     Digest { reference: String, message: String },
+    #[error("cannot tag {reference}: {message}")]
+    Retag { reference: String, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -107,6 +109,53 @@ impl Registry {
                 false
             }
         }
+    }
+
+    /// Points tag `to` of repository `name` at what `from` (a tag or a digest) points at
+    /// (the manifest is copied as it is, so the digest stays); returns that digest.
+    pub async fn retag(&self, name: &str, from: &str, to: &str) -> Result<String> {
+        let separator = if from.starts_with("sha256:") { "@" } else { ":" };
+        let reference = format!("{}/{name}{separator}{from}", self.addr);
+        let fail = |message: String| Error::Retag { reference: reference.clone(), message };
+        let http = reqwest::Client::new();
+        let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, \
+                      application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json";
+        let got = http
+            .get(format!("http://{}/v2/{name}/manifests/{from}", self.addr))
+            .header("accept", accept)
+            .send()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if !got.status().is_success() {
+            return Err(fail(format!("the registry answered {}", got.status())));
+        }
+        let media_type = got
+            .headers()
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("application/vnd.docker.distribution.manifest.v2+json")
+            .to_string();
+        let digest = got.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(str::to_string);
+        let manifest = got.bytes().await.map_err(|e| fail(e.to_string()))?;
+        let put = http
+            .put(format!("http://{}/v2/{name}/manifests/{to}", self.addr))
+            .header("content-type", media_type)
+            .body(manifest)
+            .send()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if !put.status().is_success() {
+            return Err(fail(format!("tagging {to} was answered {}", put.status())));
+        }
+        match digest {
+            Some(digest) => Ok(digest),
+            None => self.digest(&format!("{}/{name}:{to}", self.addr)).await,
+        }
+    }
+
+    /// `host:port` of this registry.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
     }
 
     /// The digest the registry serves for `reference` (`host:port/repo:tag`).

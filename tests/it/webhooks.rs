@@ -316,3 +316,36 @@ fn post_to(hoistd: &Hoistd, path: &str, headers: &[(&str, &str)], body: &[u8]) -
     let response = request.body(body.to_vec()).send().unwrap();
     (response.status().as_u16(), response.text().unwrap())
 }
+
+#[test]
+fn promoting_latest_to_stable_rolls_out_the_apps_following_stable() {
+    let hoistd = Hoistd::start(&[("HOIST_IMAGE_POLL_SECS", "3600")]);
+    // A hoist-built app, and a second app following its image's `stable` tag.
+    hoistd.create_app("web");
+    let site = WorkTree::new(&hoistd, "web", Some("static-site"));
+    site.write("index.html", "<h1>candidate one</h1>\n").commit("one");
+    assert!(site.push(&hoistd.remote("web"), "main").status.success());
+    let stable = format!("127.0.0.1:{}/web:stable", hoistd.registry_port);
+    let create = hoistd.cli(&["apps", "create", "web-prod", "--image", &stable]);
+    assert!(create.status.success(), "{}", show(&create));
+
+    let promote = hoistd.cli(&["images", "promote", "web", "latest", "stable"]);
+    assert!(String::from_utf8_lossy(&promote.stdout).contains("web:stable is now sha256:"), "{}", show(&promote));
+    live_page(&hoistd, "web-prod", "candidate one");
+    // The registry's notification and the promotion itself race to tell; one records it.
+    let source = newest_source(&hoistd, "web-prod");
+    assert!(source == "promotion" || source == "notification", "{source}");
+
+    // A new build goes to web only; web-prod moves when promoted again.
+    site.write("index.html", "<h1>candidate two</h1>\n").commit("two");
+    assert!(site.push(&hoistd.remote("web"), "main").status.success());
+    assert!(hoistd.visit("web-prod", "/").1.contains("candidate one"));
+    hoistd.cli(&["images", "promote", "web", "latest", "stable"]);
+    live_page(&hoistd, "web-prod", "candidate two");
+    assert_eq!(releases(&hoistd, "web-prod"), 2, "one rollout per promotion, notified or not");
+    let stream = hoistd.get_json("/api/v1/apps/web/image-stream");
+    assert_eq!(stream["tags"]["stable"].as_array().unwrap().len(), 2, "{stream}");
+    let (status, body) =
+        hoistd.call("POST", "/api/v1/apps/web/image-stream/promote", Some(r#"{"from": "nope", "to": "x"}"#));
+    assert_eq!(status, 404, "{body}");
+}

@@ -62,6 +62,11 @@ enum Command {
     GitCredential { operation: String },
     /// An app's image stream: every tag with its history of digests.
     ImageStream { app: String },
+    /// Images: `hoist images promote APP FROM TO` tags TO with what FROM points at.
+    Images {
+        #[command(subcommand)]
+        command: ImagesCommand,
+    },
 }
 
 #[derive(Subcommand)]
@@ -107,6 +112,12 @@ enum AppsCommand {
     Delete {
         name: String,
     },
+}
+
+#[derive(Subcommand)]
+enum ImagesCommand {
+    /// Points tag TO of the app's image at what FROM points at; apps following TO roll out.
+    Promote { app: String, from: String, to: String },
 }
 
 #[derive(Subcommand)]
@@ -434,6 +445,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
         Command::GitCredential { .. } => unreachable!("handled before the client is made"),
+        Command::Images { command: ImagesCommand::Promote { app, from, to } } => {
+            let body = serde_json::json!({ "from": from, "to": to });
+            let made =
+                client.json(Method::POST, &format!("/api/v1/apps/{app}/image-stream/promote"), Some(body)).await?;
+            println!("{}:{to} is now {} (from :{from})", s(&made["repository"]), s(&made["digest"]));
+        }
         Command::Remote { command: RemoteCommand::Add { app, name } } => {
             client.json(Method::GET, &format!("/api/v1/apps/{app}"), None).await?;
             let base = reqwest::Url::parse(&client.url).context("--url is not a URL")?;
