@@ -143,8 +143,22 @@ impl Hoistd {
         loop {
             if let Ok(token) = std::fs::read_to_string(&token_path) {
                 self.token = token.trim().to_string();
-                let probe = self.http.get(format!("{}/api/v1/apps", self.api_url())).bearer_auth(&self.token).send();
-                if matches!(probe, Ok(response) if response.status() == 200) {
+                let ready = match self.tls_cert() {
+                    // HTTPS: curl, trusting the test's own certificate.
+                    Some(cert) => Command::new("curl")
+                        .args(["-sf", "-o", "/dev/null", "--cacert"])
+                        .arg(&cert)
+                        .args(["-H", &format!("Authorization: Bearer {}", self.token)])
+                        .arg(format!("{}/api/v1/apps", self.api_url()))
+                        .status()
+                        .is_ok_and(|s| s.success()),
+                    None => {
+                        let probe =
+                            self.http.get(format!("{}/api/v1/apps", self.api_url())).bearer_auth(&self.token).send();
+                        matches!(probe, Ok(response) if response.status() == 200)
+                    }
+                };
+                if ready {
                     return;
                 }
             }
@@ -171,7 +185,14 @@ impl Hoistd {
     }
 
     pub fn api_url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.api_port)
+        let scheme = if self.tls_cert().is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.api_port)
+    }
+
+    /// The certificate this hoistd serves HTTPS with, when the test gave it one.
+    pub fn tls_cert(&self) -> Option<PathBuf> {
+        let env = std::fs::read_to_string(self.dir.join("env")).unwrap_or_default();
+        env.lines().find_map(|l| l.strip_prefix("HOIST_TLS_CERT=")).map(PathBuf::from)
     }
 
     /// The git remote of `app`, with the admin token as password.

@@ -40,6 +40,16 @@ pub struct Config {
     pub rollout: RolloutConfig,
     pub kubernetes: KubernetesConfig,
     pub receive: ReceiveConfig,
+    /// HTTPS for the API and git: PEM files. Unset: plain HTTP.
+    pub tls: Option<TlsConfig>,
+}
+
+/// A certificate chain and its private key, PEM.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    pub cert: PathBuf,
+    pub key: PathBuf,
 }
 
 /// Receiving pushes.
@@ -204,6 +214,7 @@ impl Default for Config {
             rollout: RolloutConfig::default(),
             kubernetes: KubernetesConfig::default(),
             receive: ReceiveConfig::default(),
+            tls: None,
         }
     }
 }
@@ -342,6 +353,9 @@ impl Config {
         }
         if let Some(v) = var("HOIST_CHECKS_TIMEOUT_SECS") {
             self.rollout.checks_timeout_secs = parse("HOIST_CHECKS_TIMEOUT_SECS", v)?;
+        }
+        if let (Some(cert), Some(key)) = (var("HOIST_TLS_CERT"), var("HOIST_TLS_KEY")) {
+            self.tls = Some(TlsConfig { cert: PathBuf::from(cert), key: PathBuf::from(key) });
         }
         if let Some(v) = var("HOIST_MAX_PUSH_MB") {
             self.receive.max_push_mb = parse("HOIST_MAX_PUSH_MB", v)?;

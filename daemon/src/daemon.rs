@@ -48,6 +48,8 @@ pub enum Error {
     Buildpacks(#[from] buildpack::Error),
     #[error(transparent)]
     Stack(#[from] stack::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -76,8 +78,27 @@ impl Daemon {
         let (admin_token, created) = auth::load_or_create_admin_token(&data_dir)?;
         let docker = docker::connect(&config.docker_host).await?;
         let mut tasks = Vec::new();
+        // With TLS, hoistd's own callers (its git hook, its registry) use a plain listener
+        // on loopback; without, the API listener itself.
+        let tls = match &config.tls {
+            Some(tls) => Some(crate::tls::server_config(&tls.cert, &tls.key)?),
+            None => None,
+        };
+        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+        let internal_listener = match tls {
+            Some(_) => Some(
+                tokio::net::TcpListener::bind(loopback)
+                    .await
+                    .map_err(|source| Error::Listen { addr: loopback, source })?,
+            ),
+            None => None,
+        };
+        let internal_addr = match &internal_listener {
+            Some(listener) => listener.local_addr().map_err(|source| Error::Listen { addr: loopback, source })?,
+            None => config.api_addr,
+        };
         let notify = registry::Notify {
-            url: format!("http://{}/internal/v1/registry/events", config.api_addr),
+            url: format!("http://{internal_addr}/internal/v1/registry/events"),
             token: auth::new_token(),
         };
 
@@ -200,7 +221,10 @@ impl Daemon {
 
         let hook = HookEnv {
             program: std::env::current_exe().map_err(Error::OwnProgram)?,
-            url: format!("http://{api_addr}/internal/v1/receive"),
+            url: match &internal_listener {
+                Some(_) => format!("http://{internal_addr}/internal/v1/receive"),
+                None => format!("http://{api_addr}/internal/v1/receive"),
+            },
             token: auth::new_token(),
         };
         let intake = crate::intake::Intake {
@@ -233,19 +257,34 @@ impl Daemon {
             token_path: auth::admin_token_path(&data_dir),
             buildpacks: buildpack_names,
         });
-        let api = api::router(state).into_make_service_with_connect_info::<SocketAddr>();
-        tasks.push(tokio::spawn(async move {
-            if let Err(error) = axum::serve(api_listener, api).await {
-                tracing::error!(%error, "API listener stopped");
+        let api_router = api::router(state);
+        match (tls, internal_listener) {
+            (Some(tls), Some(internal)) => {
+                tasks.push(tokio::spawn(crate::tls::serve(api_listener, tls, api_router.clone())));
+                let internal_api = api_router.into_make_service_with_connect_info::<SocketAddr>();
+                tasks.push(tokio::spawn(async move {
+                    if let Err(error) = axum::serve(internal, internal_api).await {
+                        tracing::error!(%error, "internal listener stopped");
+                    }
+                }));
             }
-        }));
+            _ => {
+                let api = api_router.into_make_service_with_connect_info::<SocketAddr>();
+                tasks.push(tokio::spawn(async move {
+                    if let Err(error) = axum::serve(api_listener, api).await {
+                        tracing::error!(%error, "API listener stopped");
+                    }
+                }));
+            }
+        }
         let app_router = router::router(routes, config.router_domain.clone());
         tasks.push(tokio::spawn(async move {
             if let Err(error) = axum::serve(router_listener, app_router).await {
                 tracing::error!(%error, "router listener stopped");
             }
         }));
-        tracing::info!(%api_addr, %router_addr, data_dir = %data_dir.display(), "hoistd ready");
+        let scheme = if config.tls.is_some() { "https" } else { "http" };
+        tracing::info!(%api_addr, scheme, %router_addr, data_dir = %data_dir.display(), "hoistd ready");
         Ok(Daemon { api_addr, router_addr, new_admin_token: created.then_some(admin_token), tasks })
     }
 

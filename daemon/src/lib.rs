@@ -33,6 +33,7 @@ pub mod runtime_version;
 pub mod stack;
 pub mod store;
 pub mod target;
+pub mod tls;
 pub mod version_source;
 pub mod webhook;
 

@@ -209,7 +209,10 @@ pub async fn start_supervised(
     // A registry that cannot bind exits at once and would be restarted forever; say why now.
     drop(std::net::TcpListener::bind(addr).map_err(|source| Error::AddrInUse { addr, source })?);
     let log_path = dir.join("registry.log");
-    collect_garbage(program, &config_path, &log_path).await;
+    // A registry that never stored anything has nothing to collect (and says so loudly).
+    if dir.join("storage/docker/registry/v2/repositories").is_dir() {
+        collect_garbage(program, &config_path, &log_path).await;
+    }
 
     let spawn = {
         let (program, config_path, log_path, pid_path) =

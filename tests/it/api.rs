@@ -130,3 +130,57 @@ fn every_api_error_is_json_with_a_message() {
     assert_eq!(status, 413, "{text}");
     assert!(serde_json::from_str::<serde_json::Value>(&text).is_ok(), "{text}");
 }
+
+#[test]
+fn with_a_certificate_the_api_and_git_speak_https_and_the_hook_still_works() {
+    let dir = std::env::temp_dir().join(format!("hoist-tls-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let made = std::process::Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1"])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth", "-keyout"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", hoist_tests::show(&made));
+    let (cert_s, key_s) = (cert.display().to_string(), key.display().to_string());
+    let hoistd = Hoistd::start(&[("HOIST_TLS_CERT", &cert_s), ("HOIST_TLS_KEY", &key_s)]);
+    assert!(hoistd.api_url().starts_with("https://"));
+
+    // Plain HTTP to the API port gets no API.
+    let plain = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-m", "5"])
+        .arg(format!("http://127.0.0.1:{}/api/v1/apps", hoistd.api_port))
+        .output()
+        .unwrap();
+    assert_ne!(String::from_utf8_lossy(&plain.stdout), "200");
+
+    // The CLI trusts the certificate it is given.
+    let create = std::process::Command::new(hoist_tests::binary("hoist"))
+        .args(["apps", "create", "secure"])
+        .env("HOIST_URL", hoistd.api_url())
+        .env("HOIST_TOKEN", &hoistd.token)
+        .env("HOIST_CA_CERT", &cert)
+        .output()
+        .unwrap();
+    assert!(create.status.success(), "{}", hoist_tests::show(&create));
+
+    // git over HTTPS; the pre-receive hook reaches hoistd on its loopback listener.
+    let site = WorkTree::new(&hoistd, "secure", Some("static-site"));
+    site.commit("first");
+    let remote = format!("https://hoist:{}@127.0.0.1:{}/git/secure.git", hoistd.token, hoistd.api_port);
+    let push = std::process::Command::new("git")
+        .args(["push", &remote, "main"])
+        .current_dir(&site.dir)
+        .env("GIT_SSL_CAINFO", &cert)
+        .env("GIT_TERMINAL_PROMPT", "0")
+        .output()
+        .unwrap();
+    assert!(push.status.success(), "{}\n{}", hoist_tests::show(&push), hoistd.log_tail(30));
+    assert!(String::from_utf8_lossy(&push.stderr).contains("release 1 is live"));
+    assert!(hoistd.visit("secure", "/").1.contains("Hello from hoist"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

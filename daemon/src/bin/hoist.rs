@@ -11,6 +11,9 @@ struct Args {
     /// hoistd's API address.
     #[arg(long, env = "HOIST_URL", default_value = "http://127.0.0.1:7070", global = true)]
     url: String,
+    /// A CA certificate (PEM) to trust for hoistd's HTTPS, e.g. its self-signed one.
+    #[arg(long, env = "HOIST_CA_CERT", global = true)]
+    ca_cert: Option<std::path::PathBuf>,
     /// The admin token; by default read from $HOIST_DATA_DIR/admin-token.
     #[arg(long, env = "HOIST_TOKEN", global = true, hide_env_values = true)]
     token: Option<String>,
@@ -279,6 +282,16 @@ fn git(args: &[&str]) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn http_client(ca_cert: Option<&std::path::Path>) -> anyhow::Result<reqwest::Client> {
+    let mut builder = reqwest::Client::builder();
+    if let Some(path) = ca_cert {
+        let pem = std::fs::read(path).with_context(|| format!("cannot read the CA certificate {}", path.display()))?;
+        let certificate = reqwest::Certificate::from_pem(&pem).context("the CA certificate is not PEM")?;
+        builder = builder.tls_certs_merge([certificate]);
+    }
+    Ok(builder.build()?)
+}
+
 async fn run(args: Args) -> anyhow::Result<()> {
     if let Command::GitCredential { operation } = &args.command {
         return git_credential(operation);
@@ -286,7 +299,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let client = Client {
         url: args.url.trim_end_matches('/').to_string(),
         token: token(args.token)?,
-        http: reqwest::Client::new(),
+        http: http_client(args.ca_cert.as_deref())?,
     };
     use reqwest::Method;
     match args.command {

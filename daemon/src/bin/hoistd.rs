@@ -76,6 +76,7 @@ fn run() -> anyhow::Result<()> {
         .init();
     let config = hoist::config::Config::load(args.config.as_deref())?;
     let token_path = hoist::auth::admin_token_path(&config.data_dir);
+    let tls = config.tls.is_some();
     runtime.block_on(async {
         let daemon = hoist::daemon::Daemon::start(config).await?;
         if let Some(token) = &daemon.new_admin_token {
@@ -88,7 +89,8 @@ fn run() -> anyhow::Result<()> {
             println!("hoistd: the admin token is in {}", token_path.display());
         }
         println!(
-            "hoistd: API and git on http://{}  apps on http://<app>.localhost:{}",
+            "hoistd: API and git on {}://{}  apps on http://<app>.localhost:{}",
+            if tls { "https" } else { "http" },
             daemon.api_addr,
             daemon.router_addr.port()
         );
