@@ -8,13 +8,14 @@ use crate::app::{AppName, InvalidAppName};
 use crate::build::Builder;
 use crate::config::TargetKind;
 use crate::logs::LogDir;
-use crate::pipeline::{Outcome, Pipeline, PushedRef};
+use crate::pipeline::{Pipeline, PushedRef};
 use crate::receive::{self, GitRequest, HookEnv, HookMessage, HookRequest, Repos, ZERO_OID};
 use crate::rollout::{self, Change, RolloutRequest, Rollouts};
 use crate::store::{self, Store};
+use crate::wire;
 use axum::body::{Body, Bytes};
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{ConnectInfo, FromRequestParts, Path, RawQuery, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, RawQuery, State};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,7 +25,9 @@ use serde::Deserialize;
 use serde_json::json;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
+
+mod logs;
 
 /// Everything the handlers need.
 pub struct ApiState {
@@ -147,9 +150,10 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/apps/{app}", get(show_app).patch(update_app).delete(delete_app))
         .route("/api/v1/apps/{app}/builds", get(list_builds))
         .route("/api/v1/apps/{app}/builds/{id}", get(show_build))
-        .route("/api/v1/apps/{app}/builds/{id}/log", get(build_log))
+        .route("/api/v1/apps/{app}/builds/{id}/log", get(logs::build_log))
         .route("/api/v1/apps/{app}/releases", get(list_releases))
-        .route("/api/v1/apps/{app}/releases/{number}/log", get(release_log))
+        .route("/api/v1/apps/{app}/releases/{number}/log", get(logs::release_log))
+        .route("/api/v1/apps/{app}/logs", get(logs::runtime_logs))
         .route("/api/v1/apps/{app}/config", get(show_config).patch(change_config))
         .route("/api/v1/apps/{app}/rollback", post(rollback))
         .route("/api/v1/gc", post(collect_garbage))
@@ -210,6 +214,13 @@ struct CreateApp {
     image: Option<String>,
 }
 
+/// `PATCH /api/v1/apps/{app}/config?secret=true`: the vars set are marked secret.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigQuery {
+    secret: Option<bool>,
+}
+
 /// `PATCH /api/v1/apps/{app}`: settings to change; `"buildpack": null` clears it.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -263,7 +274,7 @@ async fn create_app(
     State(state): State<Arc<ApiState>>,
     _: Admin,
     body: Bytes,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+) -> ApiResult<(StatusCode, Json<wire::App>)> {
     // Any content type: `curl -d '{"name":"web1"}'` sends a form type with a JSON body.
     let body: CreateApp = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("the request body must be JSON like {{\"name\": \"web1\"}}: {e}")))?;
@@ -304,7 +315,7 @@ async fn create_app(
         return Err(ApiError::Internal(error.to_string()));
     }
     tracing::info!(app = %name, "app created");
-    Ok((StatusCode::CREATED, Json(json!(app))))
+    Ok((StatusCode::CREATED, Json(wire::App::from(app))))
 }
 
 async fn update_app(
@@ -312,7 +323,7 @@ async fn update_app(
     _: Admin,
     Path(app): Path<String>,
     body: Bytes,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<wire::App>> {
     let app = known_app(&state, &app)?;
     let body: UpdateApp = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!("the request body must be JSON like {{\"buildpack\": \"node\"}}: {e}"))
@@ -331,32 +342,21 @@ async fn update_app(
         };
         state.store.set_app_repo(&app.name, url.as_deref(), body.repo_token.as_ref().map(|t| t.as_deref()))?;
     }
-    Ok(Json(json!(known_app(&state, app.name.as_str())?)))
+    Ok(Json(known_app(&state, app.name.as_str())?.into()))
 }
 
-async fn list_apps(State(state): State<Arc<ApiState>>, _: Admin) -> ApiResult<Json<serde_json::Value>> {
-    Ok(Json(json!(state.store.apps()?)))
+async fn list_apps(State(state): State<Arc<ApiState>>, _: Admin) -> ApiResult<Json<Vec<wire::App>>> {
+    Ok(Json(state.store.apps()?.into_iter().map(wire::App::from).collect()))
 }
 
 async fn show_app(
     State(state): State<Arc<ApiState>>,
     _: Admin,
     Path(app): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<wire::AppInfo>> {
     let app = known_app(&state, &app)?;
-    let live = state.store.live_release(&app.name)?;
-    Ok(Json(json!({
-        "name": app.name,
-        "deploy_branch": app.deploy_branch,
-        "buildpack": app.buildpack,
-        "target": app.target,
-        "config_version": app.config_version,
-        "repo": app.repo_url,
-        "webhook": app.webhook,
-        "image": app.image,
-        "created_at": app.created_at,
-        "live_release": live,
-    })))
+    let live_release = state.store.live_release(&app.name)?.map(wire::Release::from);
+    Ok(Json(wire::AppInfo { app: app.into(), live_release }))
 }
 
 async fn delete_app(State(state): State<Arc<ApiState>>, _: Admin, Path(app): Path<String>) -> ApiResult<StatusCode> {
@@ -378,9 +378,9 @@ async fn list_builds(
     State(state): State<Arc<ApiState>>,
     _: Admin,
     Path(app): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<Vec<wire::Build>>> {
     let app = known_app(&state, &app)?;
-    Ok(Json(json!(state.store.builds(&app.name)?)))
+    Ok(Json(state.store.builds(&app.name)?.into_iter().map(wire::Build::from).collect()))
 }
 
 fn known_build(state: &ApiState, app: &str, id: &str) -> ApiResult<(store::App, store::Build)> {
@@ -397,57 +397,18 @@ async fn show_build(
     State(state): State<Arc<ApiState>>,
     _: Admin,
     Path((app, id)): Path<(String, String)>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<wire::Build>> {
     let (_, build) = known_build(&state, &app, &id)?;
-    Ok(Json(json!(build)))
-}
-
-async fn build_log(
-    State(state): State<Arc<ApiState>>,
-    _: Admin,
-    Path((app, id)): Path<(String, String)>,
-) -> ApiResult<Response> {
-    let (app, build) = known_build(&state, &app, &id)?;
-    log_file(&state.logs.build_log(&app.name, build.id), &format!("build {}", build.id)).await
+    Ok(Json(build.into()))
 }
 
 async fn list_releases(
     State(state): State<Arc<ApiState>>,
     _: Admin,
     Path(app): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<Vec<wire::Release>>> {
     let app = known_app(&state, &app)?;
-    Ok(Json(json!(state.store.releases(&app.name)?)))
-}
-
-async fn release_log(
-    State(state): State<Arc<ApiState>>,
-    _: Admin,
-    Path((app, number)): Path<(String, String)>,
-) -> ApiResult<Response> {
-    let app = known_app(&state, &app)?;
-    let missing = || {
-        ApiError::NotFound(format!(
-            "app {} has no release {number:?}; list them with `hoist releases {}`",
-            app.name, app.name
-        ))
-    };
-    let number: i64 = number.parse().map_err(|_| missing())?;
-    state.store.release(&app.name, number)?.ok_or_else(missing)?;
-    log_file(&state.logs.release_log(&app.name, number), &format!("release {number}")).await
-}
-
-/// A log file as a streamed body (never read into memory whole).
-async fn log_file(path: &std::path::Path, what: &str) -> ApiResult<Response> {
-    let file = match tokio::fs::File::open(path).await {
-        Ok(file) => file,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(ApiError::NotFound(format!("the log of {what} is missing (deleted, or never written)")));
-        }
-        Err(e) => return Err(ApiError::Internal(format!("cannot read {}: {e}", path.display()))),
-    };
-    let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
-    Ok(([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], body).into_response())
+    Ok(Json(state.store.releases(&app.name)?.into_iter().map(wire::Release::from).collect()))
 }
 
 /// `GET /api/v1/apps/{app}/config`: the config vars and their version.
@@ -455,10 +416,28 @@ async fn show_config(
     State(state): State<Arc<ApiState>>,
     _: Admin,
     Path(app): Path<String>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<wire::Config>> {
     let app = known_app(&state, &app)?;
     let (version, vars) = state.store.app_config(&app.name)?;
-    Ok(Json(json!({ "version": version, "vars": vars })))
+    Ok(Json(shown_config(&state, &app.name, version, vars)?))
+}
+
+/// Config vars as shown: secret ones (marked, or named like secrets) masked.
+fn shown_config(state: &ApiState, app: &AppName, version: i64, vars: store::ConfigVars) -> ApiResult<wire::Config> {
+    let marked = state.store.secret_config_names(app)?;
+    let mut secret = Vec::new();
+    let vars = vars
+        .into_iter()
+        .map(|(name, value)| {
+            if marked.contains(&name) || store::is_secret_name(&name) {
+                secret.push(name.clone());
+                (name, crate::logs::MASK.to_string())
+            } else {
+                (name, value)
+            }
+        })
+        .collect();
+    Ok(wire::Config { version, vars, secret })
 }
 
 /// A config var's name: what a shell and Kubernetes accept as an environment variable.
@@ -503,8 +482,9 @@ async fn change_config(
     State(state): State<Arc<ApiState>>,
     _: Admin,
     Path(app): Path<String>,
+    Query(query): Query<ConfigQuery>,
     body: Bytes,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<wire::ConfigChanged>> {
     let app = known_app(&state, &app)?;
     let changes: std::collections::BTreeMap<String, Option<String>> = serde_json::from_slice(&body).map_err(|e| {
         ApiError::BadRequest(format!(
@@ -514,15 +494,21 @@ async fn change_config(
     for key in changes.keys() {
         check_config_key(key)?;
     }
+    if query.secret.unwrap_or(false) {
+        let set: Vec<String> = changes.iter().filter(|(_, v)| v.is_some()).map(|(k, _)| k.clone()).collect();
+        state.store.mark_config_secret(&app.name, &set)?;
+    }
     let names: Vec<String> =
         changes.iter().map(|(key, value)| if value.is_some() { key.clone() } else { format!("-{key}") }).collect();
     let Some((version, vars)) = state.store.change_app_config(&app.name, &changes)? else {
         let (version, vars) = state.store.app_config(&app.name)?;
-        return Ok(Json(json!({ "version": version, "vars": vars, "release": null, "message": "nothing changed" })));
+        let config = shown_config(&state, &app.name, version, vars)?;
+        return Ok(Json(wire::ConfigChanged { config, release: None, message: Some("nothing changed".to_string()) }));
     };
     if state.store.live_release(&app.name)?.is_none() {
         let message = "saved; no release is live yet, the next deploy uses it";
-        return Ok(Json(json!({ "version": version, "vars": vars, "release": null, "message": message })));
+        let config = shown_config(&state, &app.name, version, vars)?;
+        return Ok(Json(wire::ConfigChanged { config, release: None, message: Some(message.to_string()) }));
     }
     let description = format!("config {} (v{version})", names.join(" "));
     let release = roll_out(&state, &app.name, Change::Config { description }).await.map_err(|error| match error {
@@ -531,7 +517,8 @@ async fn change_config(
         }
         other => other,
     })?;
-    Ok(Json(json!({ "version": version, "vars": vars, "release": release })))
+    let config = shown_config(&state, &app.name, version, vars)?;
+    Ok(Json(wire::ConfigChanged { config, release: Some(release.into()), message: None }))
 }
 
 /// `POST /api/v1/gc`: applies the retention policy to every app now; says what it freed.
@@ -559,12 +546,12 @@ async fn rollback(
     _: Admin,
     Path(app): Path<String>,
     body: Bytes,
-) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
+) -> ApiResult<(StatusCode, Json<wire::Release>)> {
     let app = known_app(&state, &app)?;
     let body: Rollback = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("the request body must be JSON like {{\"release\": 1}}: {e}")))?;
     let release = roll_out(&state, &app.name, Change::Rollback { to: body.release }).await?;
-    Ok((StatusCode::CREATED, Json(json!(release))))
+    Ok((StatusCode::CREATED, Json(wire::Release::from(release))))
 }
 
 async fn image_stream(
@@ -650,7 +637,14 @@ async fn receive_hook(
         notes,
     };
     let submitted = state.intake.submit(commit).await.map_err(intake_error)?;
-    Ok(ndjson_follow(submitted.lines, submitted.outcome))
+    let follower = state
+        .logs
+        .follow(&submitted.log, 0, true)
+        .await
+        .ok()
+        .flatten()
+        .ok_or_else(|| ApiError::Internal(format!("the log of build {} cannot be read", submitted.build_id)))?;
+    Ok(logs::hook_stream(follower, submitted.outcome))
 }
 
 fn intake_error(error: crate::intake::Error) -> ApiError {
@@ -860,50 +854,4 @@ fn ndjson_once(lines: Vec<String>, end: HookMessage) -> Response {
     }
     body.extend_from_slice(&ndjson(&end));
     ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
-}
-
-/// Streams the build log's lines until the outcome arrives, then the outcome.
-fn ndjson_follow(mut lines: broadcast::Receiver<String>, mut outcome: oneshot::Receiver<Outcome>) -> Response {
-    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
-    tokio::spawn(async move {
-        let end = loop {
-            tokio::select! {
-                line = lines.recv() => match line {
-                    Ok(line) => { if tx.send(ndjson(&HookMessage::Line { line })).await.is_err() { return } }
-                    Err(broadcast::error::RecvError::Lagged(skipped)) => {
-                        let line = format!("       ({skipped} lines skipped; the whole log is in `hoist builds log`)");
-                        if tx.send(ndjson(&HookMessage::Line { line })).await.is_err() { return }
-                    }
-                    Err(broadcast::error::RecvError::Closed) => break (&mut outcome).await,
-                },
-                result = &mut outcome => break result,
-            }
-        };
-        // Lines written before the outcome was sent are still in the channel.
-        while let Ok(line) = lines.try_recv() {
-            if tx.send(ndjson(&HookMessage::Line { line })).await.is_err() {
-                return;
-            }
-        }
-        let end = match end {
-            Ok(outcome) => HookMessage::End {
-                ok: outcome.is_ok(),
-                message: match &outcome {
-                    Outcome::Failed { .. } => {
-                        "=====> Push rejected: the app was not deployed; the running release keeps serving".to_string()
-                    }
-                    Outcome::Superseded { by } => {
-                        format!("=====> Push rejected: build {by} of a newer push replaced it before it started")
-                    }
-                    _ => String::new(),
-                },
-            },
-            Err(_) => HookMessage::End { ok: false, message: "hoist: the build stopped without a result".to_string() },
-        };
-        let _ = tx.send(ndjson(&end)).await;
-    });
-    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|bytes| (Ok::<_, std::convert::Infallible>(bytes), rx))
-    });
-    ([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(stream)).into_response()
 }

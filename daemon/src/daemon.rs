@@ -8,7 +8,7 @@ use crate::buildpack::{self, Catalog};
 use crate::config::Config;
 use crate::docker::{LABEL_INSTANCE, LABEL_ROLE};
 use crate::image_stream::ImageStreams;
-use crate::logs::{LiveLog, LogDir};
+use crate::logs::LogDir;
 use crate::pipeline::{Pipeline, Stages};
 use crate::receive::{HookEnv, Repos};
 use crate::registry::{self, Registry};
@@ -118,7 +118,12 @@ impl Daemon {
         }
         let registry = Registry::new(config.registry.addr);
 
-        let logs = LogDir::new(data_dir.join("logs"));
+        let hook_token = auth::new_token();
+        let logs = LogDir::new(data_dir.join("logs")).with_secrets(vec![
+            admin_token.clone(),
+            hook_token.clone(),
+            notify.token.clone(),
+        ]);
         let routes = Routes::default();
         let targets = Targets {
             docker: Arc::new(DockerTarget::new(
@@ -150,7 +155,7 @@ impl Daemon {
         for id in &interrupted_builds {
             if let Some(build) = store.build(*id)? {
                 if let Ok(app) = AppName::parse(&build.app) {
-                    if let Ok(log) = LiveLog::create(&logs.build_log(&app, build.id)) {
+                    if let Ok(log) = logs.open(&logs.build_log(&app, build.id)) {
                         log.line("=====> Interrupted: hoistd stopped during this build; push again");
                     }
                 }
@@ -225,7 +230,7 @@ impl Daemon {
                 Some(_) => format!("http://{internal_addr}/internal/v1/receive"),
                 None => format!("http://{api_addr}/internal/v1/receive"),
             },
-            token: auth::new_token(),
+            token: hook_token,
         };
         let intake = crate::intake::Intake {
             store: store.clone(),
@@ -353,12 +358,16 @@ pub async fn prepare_stack(config: Config, name: &str, suite: &str, version: Opt
     let docker = docker::connect(&config.docker_host).await?;
     let scratch = std::env::temp_dir().join(format!("hoist-stacks-{}", std::process::id()));
     let (_, stacks) = load_buildpacks(&config, &docker, &scratch.join("buildpacks"))?;
-    let log = LiveLog::create(&scratch.join("prepare.log"))
-        .map_err(|source| Error::DataDir { path: scratch.clone(), source })?;
-    let mut lines = log.subscribe();
+    let logs = LogDir::new(scratch.clone());
+    let path = scratch.join("prepare.log");
+    let log = logs.open(&path).map_err(|source| Error::DataDir { path: scratch.clone(), source })?;
+    let mut lines = logs.follow(&path, 0, true).await.ok().flatten();
     let printer = tokio::spawn(async move {
-        while let Ok(line) = lines.recv().await {
-            println!("{line}");
+        while let Some(Ok(Some(record))) = match &mut lines {
+            Some(lines) => Some(lines.next().await),
+            None => None,
+        } {
+            println!("{}", record.text);
         }
     });
     let spec = StackSpec { name: name.to_string(), suite: suite.to_string(), version };

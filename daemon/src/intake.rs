@@ -7,13 +7,13 @@
 //! only in how the commit got into the app's repo and what the log's first line says.
 
 use crate::build::{Source, WorkDir};
-use crate::logs::{LiveLog, LogDir};
+use crate::logs::{stage, LogDir};
 use crate::pipeline::{BuildRequest, Outcome, Pipeline, PushedRef};
 use crate::receive::{self, Repos, SizeLimits};
 use crate::store::{self, Store};
 use std::path::PathBuf;
 use std::sync::Arc;
-use tokio::sync::{broadcast, oneshot};
+use tokio::sync::oneshot;
 
 /// Why a commit was not taken.
 #[derive(Debug, thiserror::Error)]
@@ -46,7 +46,8 @@ pub struct Commit {
 /// A build on its way.
 pub struct Submitted {
     pub build_id: i64,
-    pub lines: broadcast::Receiver<String>,
+    /// Where its log is (follow it with `LogDir::follow`).
+    pub log: PathBuf,
     pub outcome: oneshot::Receiver<Outcome>,
 }
 
@@ -80,9 +81,10 @@ impl Intake {
         .map_err(|e| Error::Internal(e.to_string()))?
         .map_err(Error::Refused)?;
         let build = self.store.create_build(&app.name, &commit.commit, &commit.git_ref)?;
-        let log =
-            LiveLog::create(&self.logs.build_log(&app.name, build.id)).map_err(|e| Error::Internal(e.to_string()))?;
-        let lines = log.subscribe();
+        let log_path = self.logs.build_log(&app.name, build.id);
+        let log = self.logs.open(&log_path).map_err(|e| Error::Internal(e.to_string()))?;
+        log.mask(self.store.app_secrets(&app.name)?);
+        log.set_stage(stage::RECEIVE);
         for note in &commit.notes {
             log.line(note);
         }
@@ -101,14 +103,15 @@ impl Intake {
             .submit(BuildRequest { source, log, done, push: commit.push })
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(Submitted { build_id: build.id, lines, outcome })
+        Ok(Submitted { build_id: build.id, log: log_path, outcome })
     }
 
     /// Records a build that failed before it could start (a webhook whose commit could
     /// not be fetched), so the user finds it with the others.
     pub fn record_failure(&self, app: &store::App, commit: &str, git_ref: &str, notes: &[String], error: &str) {
         let Ok(build) = self.store.create_build(&app.name, commit, git_ref) else { return };
-        if let Ok(log) = LiveLog::create(&self.logs.build_log(&app.name, build.id)) {
+        if let Ok(log) = self.logs.open(&self.logs.build_log(&app.name, build.id)) {
+            log.mask(self.store.app_secrets(&app.name).unwrap_or_default());
             for note in notes {
                 log.line(note);
             }

@@ -36,6 +36,7 @@ pub mod target;
 pub mod tls;
 pub mod version_source;
 pub mod webhook;
+pub mod wire;
 
 /// Installs the TLS crypto provider (ring) that HTTPS clients use, e.g. for an external
 /// registry. Every binary calls this first; calling it twice is harmless.

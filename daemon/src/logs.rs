@@ -1,28 +1,69 @@
-//! Logs of builds and releases: each is a file under the data dir, appended line by
-//! line, and fanned out live to whoever follows it (the pushing `git`, the API).
+//! The log hub: one timeline per build and per release, stored as records (sequence
+//! number, time, stage, text) in a file under the data dir as it happens, and followed
+//! live by any number of readers (the pushing `git`, the CLI, the API's SSE, the page).
 //!
-//! Architecture invariant: a log line is written to its file before it is sent live, so
-//! what a reader saw live is always in the file afterwards.
+//! ```text
+//!  LiveLog::line ─▶ mask secrets ─▶ append record to <logs>/<app>/build-N.log ─▶ watch (last seq)
+//!                                                                  │
+//!  Follower: read the file from sequence S ─▶ at its end, wait for the watch ─▶ read on ─▶ …
+//!            until the LiveLog is dropped (the build or rollout is over), then the rest
+//! ```
+//!
+//! Architecture invariant: a record is in the file before any follower hears of it, and
+//! followers read only the file; so a follower that joins late or reads slowly gets every
+//! line exactly once, in order, whatever the writer did meanwhile. A record's sequence
+//! number is its line number in the file.
 
 use crate::app::AppName;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
-use tokio::sync::broadcast;
+use std::sync::{Arc, Mutex, RwLock, Weak};
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::watch;
 
-/// How many lines a slow live reader may fall behind before it skips some.
-const LIVE_BUFFER: usize = 4096;
+/// One line of a timeline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Record {
+    /// 1 for the first line of the log, then one more per line.
+    pub seq: u64,
+    /// When hoistd wrote it (RFC 3339, UTC, milliseconds).
+    pub time: String,
+    /// The pipeline step it belongs to: receive, build, push, rollout, runtime.
+    pub stage: String,
+    pub text: String,
+}
 
-/// Where logs live on disk.
+/// Pipeline steps, as records name them.
+pub mod stage {
+    pub const RECEIVE: &str = "receive";
+    pub const BUILD: &str = "build";
+    pub const PUSH: &str = "push";
+    pub const ROLLOUT: &str = "rollout";
+}
+
+/// What is written in place of a secret.
+pub const MASK: &str = "********";
+
+/// Where logs live on disk, and which of them are being written right now.
 #[derive(Debug, Clone)]
 pub struct LogDir {
     root: PathBuf,
+    live: Arc<Mutex<HashMap<PathBuf, Weak<LiveLog>>>>,
+    /// Masked in every log: hoistd's own tokens.
+    secrets: Arc<Vec<String>>,
 }
 
 impl LogDir {
     pub fn new(root: PathBuf) -> LogDir {
-        LogDir { root }
+        LogDir { root, live: Arc::default(), secrets: Arc::default() }
+    }
+
+    /// Masks these values (hoistd's tokens) in every log opened from now on.
+    pub fn with_secrets(self, secrets: Vec<String>) -> LogDir {
+        LogDir { secrets: Arc::new(secrets), ..self }
     }
 
     pub fn build_log(&self, app: &AppName, build_id: i64) -> PathBuf {
@@ -36,19 +77,78 @@ impl LogDir {
     pub fn app_dir(&self, app: &AppName) -> PathBuf {
         self.root.join(app.as_str())
     }
+
+    /// The log being written at `path`, or a new one appending to the file there; while
+    /// it lives, followers of `path` wait for its lines.
+    pub fn open(&self, path: &Path) -> std::io::Result<Arc<LiveLog>> {
+        let mut live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(log) = live.get(path).and_then(Weak::upgrade) {
+            return Ok(log);
+        }
+        live.retain(|_, log| log.strong_count() > 0);
+        let log = LiveLog::create(path)?;
+        log.mask(self.secrets.iter().cloned());
+        live.insert(path.to_path_buf(), Arc::downgrade(&log));
+        Ok(log)
+    }
+
+    /// Reads the log at `path` from record `after + 1`; with `follow`, waits for the
+    /// lines of a log still being written until it is done. `None` when there is no such
+    /// log.
+    pub async fn follow(&self, path: &Path, after: u64, follow: bool) -> std::io::Result<Option<Follower>> {
+        // Subscribe before opening the file: a line written in between is then both in
+        // the file and announced, never neither.
+        let live = if follow {
+            let live = self.live.lock().unwrap_or_else(|p| p.into_inner());
+            live.get(path).and_then(Weak::upgrade).map(|log| log.latest.subscribe())
+        } else {
+            None
+        };
+        let file = match tokio::fs::File::open(path).await {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        Ok(Some(Follower { reader: tokio::io::BufReader::new(file), partial: Vec::new(), seq: 0, after, live }))
+    }
+
+    /// Removes the logs of builds older than the newest `keep` of an app.
+    pub fn prune_builds(&self, app: &AppName, keep: usize) -> usize {
+        let Ok(entries) = std::fs::read_dir(self.app_dir(app)) else { return 0 };
+        let mut ids: Vec<i64> = entries
+            .flatten()
+            .filter_map(|e| {
+                let name = e.file_name().into_string().ok()?;
+                name.strip_prefix("build-")?.strip_suffix(".log")?.parse().ok()
+            })
+            .collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        let mut removed = 0;
+        for id in ids.into_iter().skip(keep) {
+            if std::fs::remove_file(self.build_log(app, id)).is_ok() {
+                removed += 1;
+            }
+        }
+        removed
+    }
 }
 
 /// How much output (a build's tools, an app's) one log keeps, unless told otherwise.
 pub const DEFAULT_OUTPUT_LIMIT: u64 = 16 * 1024 * 1024;
 
-/// A log being written.
+/// A log being written. Dropping the last handle ends it for its followers.
 #[derive(Debug)]
 pub struct LiveLog {
     path: PathBuf,
-    file: Mutex<File>,
-    live: broadcast::Sender<String>,
+    /// The file and the sequence number of its last record.
+    file: Mutex<(File, u64)>,
+    /// The sequence number of the last record written; followers wait on it.
+    latest: watch::Sender<u64>,
     /// Bytes of output lines kept so far, and the most that are kept.
     output: Mutex<OutputBudget>,
+    stage: Mutex<&'static str>,
+    /// Values replaced by [`MASK`] in every line, longest first.
+    secrets: RwLock<Vec<String>>,
 }
 
 #[derive(Debug)]
@@ -58,21 +158,50 @@ struct OutputBudget {
     dropped_lines: u64,
 }
 
+/// Secrets shorter than this are not masked: they would mask ordinary words.
+const SHORTEST_MASKED_SECRET: usize = 4;
+
 impl LiveLog {
-    /// Creates (or appends to) the log file at `path`.
+    /// Creates (or appends to) the log file at `path`, with no followers; use
+    /// [`LogDir::open`] for logs people follow.
     pub fn create(path: &Path) -> std::io::Result<Arc<LiveLog>> {
         if let Some(dir) = path.parent() {
             std::fs::create_dir_all(dir)?;
         }
-        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
-        let (live, _) = broadcast::channel(LIVE_BUFFER);
+        let file = std::fs::OpenOptions::new().create(true).append(true).read(true).open(path)?;
+        let seq = count_lines(&file)?;
+        let (latest, _) = watch::channel(seq);
         let output = Mutex::new(OutputBudget { used: 0, limit: DEFAULT_OUTPUT_LIMIT, dropped_lines: 0 });
-        Ok(Arc::new(LiveLog { path: path.to_path_buf(), file: Mutex::new(file), live, output }))
+        Ok(Arc::new(LiveLog {
+            path: path.to_path_buf(),
+            file: Mutex::new((file, seq)),
+            latest,
+            output,
+            stage: Mutex::new(stage::BUILD),
+            secrets: RwLock::default(),
+        }))
     }
 
     /// Sets how many bytes of output lines this log keeps.
     pub fn limit_output(&self, bytes: u64) {
         self.output.lock().unwrap_or_else(|p| p.into_inner()).limit = bytes;
+    }
+
+    /// The stage the lines written from now on belong to.
+    pub fn set_stage(&self, stage: &'static str) {
+        *self.stage.lock().unwrap_or_else(|p| p.into_inner()) = stage;
+    }
+
+    /// Masks these values in every line written from now on.
+    pub fn mask<I, S>(&self, secrets: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut known = self.secrets.write().unwrap_or_else(|p| p.into_inner());
+        known.extend(secrets.into_iter().map(Into::into).filter(|s| s.len() >= SHORTEST_MASKED_SECRET));
+        known.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        known.dedup();
     }
 
     /// Appends a line of a program's output (a build tool, a container): kept until the
@@ -103,30 +232,133 @@ impl LiveLog {
         self.output.lock().unwrap_or_else(|p| p.into_inner()).dropped_lines
     }
 
-    /// Appends `text`, one log line per line of it; trailing whitespace is trimmed
-    /// and carriage-return progress output keeps only its last state.
+    /// Appends `text`, one record per line of it; trailing whitespace is trimmed,
+    /// carriage-return progress output keeps only its last state, and secrets are masked.
     pub fn line(&self, text: impl AsRef<str>) {
+        let stage = *self.stage.lock().unwrap_or_else(|p| p.into_inner());
+        let secrets = self.secrets.read().unwrap_or_else(|p| p.into_inner());
         for line in text.as_ref().lines() {
             let line = line.rsplit('\r').next().unwrap_or("").trim_end();
-            {
-                let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-                if let Err(error) = writeln!(file, "{line}") {
-                    tracing::warn!(path = %self.path.display(), %error, "cannot write log line");
+            let line = mask(line, &secrets);
+            let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+            let seq = file.1 + 1;
+            let record = Record { seq, time: now(), stage: stage.to_string(), text: line };
+            let mut bytes = serde_json::to_vec(&record).expect("a record serialises");
+            bytes.push(b'\n');
+            match file.0.write_all(&bytes) {
+                Ok(()) => {
+                    file.1 = seq;
+                    // Announced while the file lock is held, so announcements stay in order.
+                    self.latest.send_replace(seq);
                 }
+                Err(error) => tracing::warn!(path = %self.path.display(), %error, "cannot write log line"),
             }
-            // No receiver is fine: nobody follows this log right now.
-            let _ = self.live.send(line.to_string());
         }
-    }
-
-    /// Follows the lines written from now on.
-    pub fn subscribe(&self) -> broadcast::Receiver<String> {
-        self.live.subscribe()
     }
 
     pub fn path(&self) -> &Path {
         &self.path
     }
+}
+
+/// `text` with every secret replaced by [`MASK`].
+pub fn mask(text: &str, secrets: &[String]) -> String {
+    let mut text = text.to_string();
+    for secret in secrets {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), MASK);
+        }
+    }
+    text
+}
+
+/// The current time as records carry it.
+pub fn now() -> String {
+    format!("{:.3}", jiff::Timestamp::now())
+}
+
+fn count_lines(file: &File) -> std::io::Result<u64> {
+    use std::io::Read;
+    let mut reader = std::io::BufReader::new(file);
+    let mut buffer = [0u8; 64 * 1024];
+    let mut lines = 0;
+    loop {
+        let n = reader.read(&mut buffer)?;
+        if n == 0 {
+            return Ok(lines);
+        }
+        lines += buffer[..n].iter().filter(|&&b| b == b'\n').count() as u64;
+    }
+}
+
+/// A reader of one log from a sequence number on (see the module's doc).
+#[derive(Debug)]
+pub struct Follower {
+    reader: tokio::io::BufReader<tokio::fs::File>,
+    /// Bytes of a line whose end is not written yet.
+    partial: Vec<u8>,
+    /// The sequence number of the last line read.
+    seq: u64,
+    /// Lines up to this sequence number are skipped.
+    after: u64,
+    /// Present while the log is being written and followed.
+    live: Option<watch::Receiver<u64>>,
+}
+
+impl Follower {
+    /// The next record; `None` at the end of a finished log (or of what is written, when
+    /// not following).
+    pub async fn next(&mut self) -> std::io::Result<Option<Record>> {
+        loop {
+            self.reader.read_until(b'\n', &mut self.partial).await?;
+            if self.partial.last() == Some(&b'\n') {
+                let line = std::mem::take(&mut self.partial);
+                self.seq += 1;
+                if self.seq <= self.after {
+                    continue;
+                }
+                return Ok(Some(parse_record(&line, self.seq)));
+            }
+            // At the end of what is written.
+            let Some(live) = &mut self.live else { return Ok(None) };
+            if live.changed().await.is_err() {
+                // The writer is gone: read what it wrote last, then end.
+                self.live = None;
+            }
+        }
+    }
+
+    /// Reads on only up to the end of what is written now.
+    pub fn stop_following(&mut self) {
+        self.live = None;
+    }
+
+    /// The records as a stream.
+    pub fn into_stream(self) -> impl futures_util::Stream<Item = std::io::Result<Record>> + Send + 'static {
+        futures_util::stream::unfold(self, |mut follower| async move {
+            match follower.next().await {
+                Ok(Some(record)) => Some((Ok(record), follower)),
+                Ok(None) => None,
+                Err(e) => {
+                    follower.live = None;
+                    Some((Err(e), follower))
+                }
+            }
+        })
+    }
+}
+
+/// A stored line as a record; a line that is not one (a log from before records) is
+/// its text.
+fn parse_record(line: &[u8], seq: u64) -> Record {
+    let line = String::from_utf8_lossy(line);
+    let line = line.trim_end_matches('\n');
+    serde_json::from_str(line).unwrap_or_else(|_| Record {
+        seq,
+        time: String::new(),
+        stage: String::new(),
+        text: line.to_string(),
+    })
 }
 
 /// Several logs written as one: a rollout's lines go to its release log and to the log
@@ -156,37 +388,114 @@ pub fn tail(text: &str, n: usize) -> Vec<&str> {
 mod tests {
     use super::*;
 
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("hoist-logs-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        dir
+    }
+
+    fn texts(path: &Path) -> Vec<String> {
+        std::fs::read_to_string(path).unwrap().lines().map(|l| parse_record(l.as_bytes(), 0).text).collect()
+    }
+
     #[test]
     fn output_beyond_the_limit_is_dropped_with_one_marker_and_own_lines_still_kept() {
-        let path = std::env::temp_dir().join(format!("hoist-log-limit-{}.log", std::process::id()));
-        let _ = std::fs::remove_file(&path);
-        let log = LiveLog::create(&path).unwrap();
+        let dir = scratch("limit");
+        let log = LiveLog::create(&dir.join("build-1.log")).unwrap();
         log.limit_output(100);
         for i in 0..1000 {
             log.output(format!("output line {i:04}"));
         }
         log.line("=====> Done");
-        let text = std::fs::read_to_string(&path).unwrap();
-        assert!(text.len() < 300, "{} bytes kept", text.len());
-        assert_eq!(text.matches("Output limit reached").count(), 1, "{text}");
-        assert!(text.ends_with("=====> Done\n"), "{text}");
+        let lines = texts(log.path());
+        assert!(lines.len() < 12, "{} lines kept", lines.len());
+        assert_eq!(lines.iter().filter(|l| l.contains("Output limit reached")).count(), 1, "{lines:?}");
+        assert_eq!(lines.last().unwrap(), "=====> Done");
         assert!(log.dropped_output_lines() > 990);
-        std::fs::remove_file(&path).unwrap();
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn lines_are_records_numbered_from_one_and_on_across_reopening() {
+        let dir = scratch("records");
+        let path = dir.join("a/build-1.log");
+        let log = LiveLog::create(&path).unwrap();
+        log.set_stage(stage::PUSH);
+        log.line("one\ntwo\r\n");
+        log.line("10%\r50%\r100%");
+        drop(log);
+        LiveLog::create(&path).unwrap().line("four");
+        let records: Vec<Record> =
+            std::fs::read_to_string(&path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+        let summary: Vec<(u64, &str, &str)> =
+            records.iter().map(|r| (r.seq, r.stage.as_str(), r.text.as_str())).collect();
+        assert_eq!(summary, [(1, "push", "one"), (2, "push", "two"), (3, "push", "100%"), (4, "build", "four")]);
+        assert!(records[0].time.ends_with('Z') && records[0].time.len() == 24, "{}", records[0].time);
+        assert_eq!(tail("a\nb\nc", 2), ["b", "c"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn secrets_are_masked_before_they_are_stored() {
+        let dir = scratch("mask");
+        let log = LiveLog::create(&dir.join("build-1.log")).unwrap();
+        log.mask(["hunter22", "hunter22-longer", "ab"]);
+        log.line("password hunter22-longer and hunter22, ab stays");
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        assert!(!text.contains("hunter22"), "{text}");
+        assert_eq!(texts(log.path()), [format!("password {MASK} and {MASK}, ab stays")]);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[tokio::test]
-    async fn lines_reach_file_and_followers() {
-        let dir = std::env::temp_dir().join(format!("hoist-logs-{}", std::process::id()));
-        let log = LiveLog::create(&dir.join("a/build-1.log")).unwrap();
-        let mut follower = log.subscribe();
-        log.line("one\ntwo\r\n");
-        log.line("10%\r50%\r100%");
-        assert_eq!(follower.recv().await.unwrap(), "one");
-        assert_eq!(follower.recv().await.unwrap(), "two");
-        assert_eq!(follower.recv().await.unwrap(), "100%");
-        let text = std::fs::read_to_string(log.path()).unwrap();
-        assert_eq!(text, "one\ntwo\n100%\n");
+    async fn followers_get_every_line_once_in_order_however_late_or_slow() {
+        let dir = scratch("follow");
+        let logs = LogDir::new(dir.clone());
+        let path = dir.join("app/build-1.log");
+        let log = logs.open(&path).unwrap();
+        assert!(Arc::ptr_eq(&log, &logs.open(&path).unwrap()), "one live log per path");
+        log.line("before anyone follows");
+        let early = logs.follow(&path, 0, true).await.unwrap().unwrap();
+        let resumed = logs.follow(&path, 500, true).await.unwrap().unwrap();
+        let writer = tokio::spawn(async move {
+            for i in 2..=1000 {
+                log.line(format!("line {i}"));
+                if i % 100 == 0 {
+                    tokio::task::yield_now().await;
+                }
+            }
+        });
+        let read_all = |mut follower: Follower, slow: bool| async move {
+            let mut seen = Vec::new();
+            while let Some(record) = follower.next().await.unwrap() {
+                if slow && record.seq % 50 == 0 {
+                    tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+                }
+                seen.push(record.seq);
+            }
+            seen
+        };
+        let (early, resumed) = tokio::join!(read_all(early, true), read_all(resumed, false));
+        writer.await.unwrap();
+        assert_eq!(early, (1..=1000).collect::<Vec<_>>());
+        assert_eq!(resumed, (501..=1000).collect::<Vec<_>>());
+        // A finished log is read whole, and the read ends.
+        let late = logs.follow(&path, 0, true).await.unwrap().unwrap();
+        assert_eq!(read_all(late, false).await.len(), 1000);
+        assert!(logs.follow(&dir.join("app/build-2.log"), 0, true).await.unwrap().is_none());
         std::fs::remove_dir_all(&dir).unwrap();
-        assert_eq!(tail("a\nb\nc", 2), ["b", "c"]);
+    }
+
+    #[test]
+    fn pruning_keeps_the_newest_build_logs() {
+        let dir = scratch("prune");
+        let logs = LogDir::new(dir.clone());
+        let app = AppName::parse("web").unwrap();
+        for id in [1, 2, 10, 11] {
+            LiveLog::create(&logs.build_log(&app, id)).unwrap().line("x");
+        }
+        assert_eq!(logs.prune_builds(&app, 2), 2);
+        assert!(logs.build_log(&app, 10).exists() && !logs.build_log(&app, 2).exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -243,6 +243,7 @@ async fn run_build(stages: &Stages, request: &BuildRequest) -> Outcome {
         }
     }
     let _ = stages.store.set_build_status(id, BuildStatus::Building);
+    log.set_stage(crate::logs::stage::BUILD);
     log.line(format!(
         "-----> Building {} at {} (build {id})",
         source.app,
@@ -260,6 +261,7 @@ async fn run_build(stages: &Stages, request: &BuildRequest) -> Outcome {
     }
 
     let _ = stages.store.set_build_status(id, BuildStatus::Pushing);
+    log.set_stage(crate::logs::stage::PUSH);
     let digest = match stages.registry.push(&stages.docker, &built.reference, &repository, &tag, log).await {
         Ok(digest) => digest,
         Err(error) => return fail(error.to_string()),

@@ -172,7 +172,11 @@ impl Rollouts {
         let target = self.targets.get(settings.target)?;
         let new = self.new_release(app, settings.target, &request.change)?;
         let release = self.store.create_release(app, &new)?;
-        let release_log = LiveLog::create(&self.logs.release_log(app, release.number))?;
+        let release_log = self.logs.open(&self.logs.release_log(app, release.number))?;
+        release_log.mask(self.store.app_secrets(app)?);
+        for log in [Some(&release_log), request.cause_log.as_ref()].into_iter().flatten() {
+            log.set_stage(crate::logs::stage::ROLLOUT);
+        }
         let log = Tee::new([Some(release_log), request.cause_log.clone()].into_iter().flatten().collect());
         log.line(format!(
             "-----> Rolling out release {} of {} on {} ({}; {}, config v{})",

@@ -45,6 +45,20 @@ pub struct App {
     pub created_at: String,
 }
 
+/// Whether a config var's name says it holds a secret, so it is masked without being
+/// marked: `DATABASE_PASSWORD`, `GITHUB_TOKEN`, `API_KEY`, `SECRET_KEY_BASE`, `DATABASE_URL`
+/// (URLs of services carry passwords).
+pub fn is_secret_name(name: &str) -> bool {
+    let name = name.to_ascii_uppercase();
+    ["SECRET", "TOKEN", "PASSWORD", "PASSWD", "PRIVATE", "CREDENTIAL", "API_KEY", "ACCESS_KEY"]
+        .iter()
+        .any(|word| name.contains(word))
+        || name.ends_with("_KEY")
+        || name == "KEY"
+        || name == "DATABASE_URL"
+        || name == "REDIS_URL"
+}
+
 /// An app's config vars, given to its processes as environment variables.
 pub type ConfigVars = std::collections::BTreeMap<String, String>;
 
@@ -277,6 +291,7 @@ impl Store {
             ("apps", "repo_token", "TEXT"),
             ("apps", "webhook_secret", "TEXT"),
             ("apps", "image", "TEXT"),
+            ("apps", "secret_vars", "TEXT NOT NULL DEFAULT '[]'"),
         ] {
             let present: bool = conn.query_row(
                 &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
@@ -435,6 +450,38 @@ impl Store {
         )?;
         tx.commit()?;
         Ok(Some((version, vars)))
+    }
+
+    /// The names of the app's config vars marked secret (see [`is_secret_name`]).
+    pub fn secret_config_names(&self, name: &AppName) -> Result<std::collections::BTreeSet<String>> {
+        let text: String =
+            self.conn()
+                .query_row("SELECT secret_vars FROM apps WHERE name = ?1", params![name.as_str()], |row| row.get(0))?;
+        Ok(serde_json::from_str(&text).unwrap_or_default())
+    }
+
+    /// Marks config vars secret: their values are masked in logs and API answers.
+    pub fn mark_config_secret(&self, name: &AppName, names: &[String]) -> Result<()> {
+        let mut secret = self.secret_config_names(name)?;
+        secret.extend(names.iter().cloned());
+        let text = serde_json::to_string(&secret).expect("a set of strings serialises");
+        self.conn().execute("UPDATE apps SET secret_vars = ?2 WHERE name = ?1", params![name.as_str(), text])?;
+        Ok(())
+    }
+
+    /// Every value that must never be stored in a log or shown: secret config vars, the
+    /// repo token, the webhook secret.
+    pub fn app_secrets(&self, name: &AppName) -> Result<Vec<String>> {
+        let (_, vars) = self.app_config(name)?;
+        let marked = self.secret_config_names(name)?;
+        let mut secrets: Vec<String> = vars
+            .into_iter()
+            .filter(|(key, _)| marked.contains(key) || is_secret_name(key))
+            .map(|(_, value)| value)
+            .collect();
+        secrets.extend(self.app_repo_token(name)?);
+        secrets.extend(self.webhook_secret(name)?);
+        Ok(secrets)
     }
 
     /// Deletes the app and, by cascade, its builds, image stream and releases.
@@ -816,6 +863,32 @@ mod tests {
         assert_eq!(stored.config.get("TOKEN").map(String::as_str), Some("s3cret"));
         assert!(!serde_json::to_string(&stored).unwrap().contains("s3cret"));
         assert_eq!(store.change_app_config(&app, &set("TOKEN", None)).unwrap().unwrap().0, 2);
+    }
+
+    #[test]
+    fn secrets_are_the_marked_vars_those_named_like_secrets_and_the_app_credentials() {
+        let store = store();
+        let app = AppName::parse("web1").unwrap();
+        store.create_app(&app, "main", None, TargetKind::Docker).unwrap();
+        let vars = [("GREETING", "hello"), ("DB_PASSWORD", "pw-1234"), ("PLAIN", "not-secret"), ("OTHER", "marked!")];
+        let changes = vars.iter().map(|(k, v)| (k.to_string(), Some(v.to_string()))).collect();
+        store.change_app_config(&app, &changes).unwrap();
+        store.mark_config_secret(&app, &["OTHER".to_string()]).unwrap();
+        store.set_webhook_secret(&app, "whsec-999").unwrap();
+        let mut secrets = store.app_secrets(&app).unwrap();
+        secrets.sort();
+        assert_eq!(secrets, ["marked!", "pw-1234", "whsec-999"]);
+        for (name, secret) in [
+            ("SECRET_KEY_BASE", true),
+            ("GITHUB_TOKEN", true),
+            ("aws_access_key_id", true),
+            ("DATABASE_URL", true),
+            ("NODE_ENV", false),
+            ("KEYBOARD", false),
+            ("PORT", false),
+        ] {
+            assert_eq!(is_secret_name(name), secret, "{name}");
+        }
     }
 
     #[test]

@@ -108,7 +108,14 @@ pub trait Target: Send + Sync {
     /// `interrupted` releases, a Helm release stuck in `pending-*`) and brings the `live`
     /// release back.
     async fn restore(&self, app: &AppName, live: Option<&Release>, interrupted: &[Release]) -> Result<Restored>;
+
+    /// The output of `release`'s processes: the last `tail` lines of each, then, with
+    /// `follow`, new lines as they are printed, until the processes stop.
+    async fn runtime_logs(&self, app: &AppName, release: &Release, tail: usize, follow: bool) -> Result<LineStream>;
 }
+
+/// Lines of a running app's output.
+pub type LineStream = futures_util::stream::BoxStream<'static, String>;
 
 /// The targets of this hoistd, by kind.
 #[derive(Clone)]

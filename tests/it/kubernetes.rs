@@ -64,6 +64,9 @@ fn kubernetes_push_goes_live_a_crash_is_rolled_back_and_config_and_rollback_make
     assert!(hoistd.visit(app, "/").1.contains("version one"));
     assert_eq!(hoistd.visit(app, "/env.txt").1.trim(), "greeting=none");
     assert_eq!(releases(&hoistd, app), [(1, "live".to_string(), Some(1))]);
+    // The pods' output, by pod.
+    let output = text(&hoistd.cli(&["logs", app, "--tail", "5"]));
+    assert!(output.contains(&format!("[{app}-web-")) && output.contains("greeting=none"), "{output}");
     assert_history_agrees(&hoistd, &cluster, app);
 
     // A version that exits at start: its output and events reach the push, Helm rolls

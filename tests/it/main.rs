@@ -3,8 +3,10 @@
 
 mod api;
 mod buildpacks;
+mod cli;
 mod cluster;
 mod kubernetes;
+mod logs;
 mod push;
 mod releases;
 mod restart;

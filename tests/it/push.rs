@@ -91,7 +91,7 @@ fn static_site_goes_live_and_an_update_becomes_release_2() {
         std::process::Command::new(hoist_tests::DOCKER).args(["volume", "inspect", what]).output().unwrap()
     };
     assert!(inspect(&volume).status.success(), "the static buildpack's build had a cache volume");
-    hoistd.cli(&["apps", "delete", "web1"]);
+    hoistd.cli(&["apps", "destroy", "web1", "--confirm", "web1"]);
     assert_eq!(hoistd.visit("web1", "/").0, 404);
     assert!(!inspect(&volume).status.success(), "the build cache is gone with the app");
     let ps = std::process::Command::new(hoist_tests::DOCKER).args(["ps", "-aq", "--filter", &label]).output().unwrap();

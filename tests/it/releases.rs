@@ -4,7 +4,7 @@ use hoist_tests::{show, Hoistd, WorkTree};
 
 /// A web process that serves the app's files and its GREETING config var as /env.txt.
 pub const ENV_PROCFILE: &str =
-    "web: echo \"greeting=${GREETING:-none}\" > /app/env.txt && exec busybox httpd -f -p \"$PORT\" -h /app\n";
+    "web: echo \"greeting=${GREETING:-none}\" | tee /app/env.txt && exec busybox httpd -f -p \"$PORT\" -h /app\n";
 
 fn releases(hoistd: &Hoistd, app: &str) -> Vec<(i64, String, String)> {
     let releases = hoistd.get_json(&format!("/api/v1/apps/{app}/releases"));

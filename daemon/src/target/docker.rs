@@ -236,6 +236,28 @@ fn secs(duration: Duration) -> String {
 
 #[async_trait::async_trait]
 impl Target for DockerTarget {
+    async fn runtime_logs(
+        &self,
+        app: &AppName,
+        release: &Release,
+        tail: usize,
+        follow: bool,
+    ) -> Result<super::LineStream> {
+        let container = self.container_name(app, release.number);
+        // Asking first turns a container that is gone into an error, not an empty stream.
+        self.docker.inspect_container(&container, None).await?;
+        let options =
+            LogsOptionsBuilder::default().stdout(true).stderr(true).follow(follow).tail(&tail.to_string()).build();
+        let chunks = self.docker.logs(&container, Some(options));
+        Ok(chunks
+            .take_while(|chunk| std::future::ready(chunk.is_ok()))
+            .flat_map(|chunk| {
+                let text = chunk.map(|c| String::from_utf8_lossy(&c.into_bytes()).into_owned()).unwrap_or_default();
+                futures_util::stream::iter(text.lines().map(str::to_string).collect::<Vec<_>>())
+            })
+            .boxed())
+    }
+
     fn kind(&self) -> TargetKind {
         TargetKind::Docker
     }

@@ -402,6 +402,30 @@ impl KubernetesTarget {
 
 #[async_trait::async_trait]
 impl Target for KubernetesTarget {
+    async fn runtime_logs(
+        &self,
+        app: &AppName,
+        release: &Release,
+        tail: usize,
+        follow: bool,
+    ) -> Result<super::LineStream> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace(app));
+        let selector =
+            format!("{LABEL_APP}={app},{LABEL_INSTANCE}={},{LABEL_RELEASE}={}", self.settings.instance, release.number);
+        let mut streams = Vec::new();
+        for pod in pods.list(&ListParams::default().labels(&selector)).await?.items {
+            let Some(name) = pod.metadata.name else { continue };
+            let params = LogParams { follow, tail_lines: Some(tail as i64), ..Default::default() };
+            let reader = pods.log_stream(&name, &params).await?;
+            let prefix = format!("[{name}] ");
+            let lines = tokio_stream_lines(tokio::io::BufReader::new(
+                tokio_util::compat::FuturesAsyncReadCompatExt::compat(reader),
+            ));
+            streams.push(lines.map(move |line| format!("{prefix}{line}")).boxed());
+        }
+        Ok(futures_util::stream::select_all(streams).boxed())
+    }
+
     fn kind(&self) -> TargetKind {
         TargetKind::Kubernetes
     }

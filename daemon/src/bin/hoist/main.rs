@@ -1,0 +1,750 @@
+//! hoist: the command line client of hoistd's API, in the shape people know from Heroku
+//! and Dokku. Human tables by default, `--json` on every verb for scripts.
+#![forbid(unsafe_code)]
+
+mod client;
+mod credentials;
+
+use anyhow::{bail, Context};
+use clap::{CommandFactory, Parser, Subcommand};
+use client::{exit, Client, Failure};
+use hoist::wire;
+use reqwest::Method;
+use serde_json::Value;
+use std::io::{BufRead, IsTerminal, Write};
+
+const EXIT_CODES: &str = "\
+Exit codes: 0 done; 1 other error; 2 wrong command line; 3 hoistd cannot be reached;
+4 no token or a wrong one; 5 no such app, build or release; 6 refused (bad input, conflict);
+7 a build or release failed (what ran before keeps running).";
+
+#[derive(Parser)]
+#[command(version, about = "hoist: git push to deploy; this CLI manages apps on a hoistd", after_help = EXIT_CODES)]
+struct Args {
+    /// hoistd's API address [default: the one `hoist login` saved, else http://127.0.0.1:7070].
+    #[arg(long, env = "HOIST_URL", global = true)]
+    url: Option<String>,
+    /// A CA certificate (PEM) to trust for hoistd's HTTPS, e.g. its self-signed one.
+    #[arg(long, env = "HOIST_CA_CERT", global = true)]
+    ca_cert: Option<std::path::PathBuf>,
+    /// The admin token [default: the one `hoist login` saved, else $HOIST_DATA_DIR/admin-token].
+    #[arg(long, env = "HOIST_TOKEN", global = true, hide_env_values = true)]
+    token: Option<String>,
+    /// Print hoistd's answer as JSON (NDJSON for logs) instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Saves hoistd's URL and the token (asked for once, or from --token) for later calls.
+    Login {
+        /// hoistd's API address.
+        url: Option<String>,
+    },
+    /// Forgets the token saved for hoistd.
+    Logout,
+    /// Create, list, show or destroy apps.
+    Apps {
+        #[command(subcommand)]
+        command: AppsCommand,
+    },
+    /// Adds a git remote (default `hoist`) for APP to the repo here; the token stays out
+    /// of the URL (git asks `hoist` for it).
+    #[command(name = "git:remote")]
+    GitRemote {
+        app: String,
+        #[arg(long, short = 'r', default_value = "hoist")]
+        remote: String,
+    },
+    /// An app's builds, newest first; or one build, or its log.
+    Builds {
+        app: String,
+        #[command(subcommand)]
+        command: Option<BuildsCommand>,
+    },
+    /// An app's releases, newest first: status, target revision, cause, config version.
+    Releases { app: String },
+    /// A build's or a release's timeline, or (by default) the running app's output.
+    Logs {
+        app: String,
+        /// The timeline of build N, from its first line.
+        #[arg(long, conflicts_with = "release")]
+        build: Option<i64>,
+        /// The timeline of release N (its rollout).
+        #[arg(long)]
+        release: Option<i64>,
+        /// Keep following while it is written (or while the app runs).
+        #[arg(long, short = 'f')]
+        follow: bool,
+        /// Runtime output: how many of the last lines to start with.
+        #[arg(long, short = 'n', default_value_t = 100)]
+        tail: usize,
+    },
+    /// What the app runs now: its live release and process types.
+    Ps { app: String },
+    /// An app's config vars: `hoist config APP`; `set`/`unset` make a new release.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Config {
+        #[arg(required = true)]
+        app: Option<String>,
+        #[command(subcommand)]
+        command: Option<ConfigCommand>,
+    },
+    /// Makes a new release of release N's image and config.
+    Rollback { app: String, release: i64 },
+    /// Removes images the retention policy lets go (it also runs after every rollout).
+    Gc,
+    /// Git remotes that push to hoistd without the token in the URL (same as git:remote).
+    Remote {
+        #[command(subcommand)]
+        command: RemoteCommand,
+    },
+    /// The webhook URL and secret to paste into GitHub, GitLab or Gitea (the secret is
+    /// made on the first call and shown once; `--rotate` makes a new one).
+    Webhooks {
+        app: String,
+        #[arg(long)]
+        rotate: bool,
+    },
+    /// The git credential helper `hoist git:remote` sets up (git runs it; not for people).
+    #[command(hide = true)]
+    GitCredential { operation: String },
+    /// An app's image stream: every tag with its history of digests.
+    #[command(hide = true)]
+    ImageStream { app: String },
+    /// An app's images (its image stream); `hoist images promote APP FROM TO` retags.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Images {
+        #[arg(required = true)]
+        app: Option<String>,
+        #[command(subcommand)]
+        command: Option<ImagesCommand>,
+    },
+    /// Prints a completion script: `hoist completions bash > /etc/bash_completion.d/hoist`.
+    Completions { shell: clap_complete::Shell },
+}
+
+#[derive(Subcommand)]
+enum AppsCommand {
+    Create {
+        name: String,
+        /// Pushes to this branch deploy.
+        #[arg(long, default_value = "main")]
+        deploy_branch: String,
+        /// Use this buildpack instead of detecting one (e.g. node when a repo also has a pom.xml).
+        #[arg(long)]
+        buildpack: Option<String>,
+        /// Where its releases run: docker or kubernetes (default: hoistd's `rollout.target`).
+        #[arg(long)]
+        target: Option<String>,
+        /// The Git host repository webhooks build from (see `hoist webhooks`).
+        #[arg(long)]
+        repo: Option<String>,
+        /// A token for a private repo (read from this environment variable's value).
+        #[arg(long, env = "HOIST_REPO_TOKEN", hide_env_values = true)]
+        repo_token: Option<String>,
+        /// Follow this image instead of building: host:port/repository:tag.
+        #[arg(long)]
+        image: Option<String>,
+    },
+    /// Sets the Git host repository webhooks build from; `none` clears it.
+    SetRepo {
+        name: String,
+        url: String,
+        /// A token for a private repo.
+        #[arg(long, env = "HOIST_REPO_TOKEN", hide_env_values = true)]
+        repo_token: Option<String>,
+    },
+    /// Sets the buildpack an app builds with; `detect` goes back to detection.
+    SetBuildpack {
+        name: String,
+        buildpack: String,
+    },
+    List,
+    #[command(alias = "show")]
+    Info {
+        name: String,
+    },
+    /// Deletes the app with its releases, builds, logs and images; asks for its name
+    /// unless `--confirm NAME`.
+    #[command(alias = "delete")]
+    Destroy {
+        name: String,
+        #[arg(long)]
+        confirm: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum ImagesCommand {
+    /// Points tag TO of the app's image at what FROM points at; apps following TO roll out.
+    Promote { app: String, from: String, to: String },
+}
+
+#[derive(Subcommand)]
+enum RemoteCommand {
+    /// `hoist remote add APP [--name hoist]`: same as `hoist git:remote APP`.
+    Add {
+        app: String,
+        #[arg(long, default_value = "hoist")]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// `hoist config set APP NAME=value...` (`--secret`: mask the values in logs and answers)
+    Set {
+        app: String,
+        #[arg(required = true)]
+        vars: Vec<String>,
+        #[arg(long)]
+        secret: bool,
+    },
+    /// `hoist config unset APP NAME...`
+    Unset {
+        app: String,
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BuildsCommand {
+    #[command(alias = "show")]
+    Info { id: i64 },
+    /// The build's timeline (same as `hoist logs APP --build ID`).
+    Log {
+        id: i64,
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+}
+
+fn main() {
+    hoist::install_tls_provider();
+    let args = match Args::try_parse() {
+        Ok(args) => args,
+        Err(error) => error.exit(),
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("a tokio runtime starts");
+    if let Err(error) = runtime.block_on(run(args)) {
+        // The message is for people: no backtrace, whatever RUST_BACKTRACE says.
+        eprintln!("hoist: {error:#}");
+        let code = error.downcast_ref::<Failure>().map_or(exit::ERROR, |f| f.code);
+        std::process::exit(code);
+    }
+}
+
+fn url(given: Option<String>) -> String {
+    given.or_else(credentials::default_url).unwrap_or_else(|| "http://127.0.0.1:7070".to_string())
+}
+
+fn token(given: Option<String>, url: &str) -> anyhow::Result<String> {
+    if let Some(token) = given.or_else(|| credentials::token_for(url)) {
+        return Ok(token);
+    }
+    let dir = std::env::var("HOIST_DATA_DIR").unwrap_or_else(|_| "/var/lib/hoist".to_string());
+    let path = hoist::auth::admin_token_path(std::path::Path::new(&dir));
+    match std::fs::read_to_string(&path) {
+        Ok(token) => Ok(token.trim().to_string()),
+        Err(_) => Err(Failure::new(
+            exit::UNAUTHORIZED,
+            format!("no token for {url}: run `hoist login {url}`, pass --token or set HOIST_TOKEN (hoistd prints it at its first start and keeps it in {})", path.display()),
+        )
+        .into()),
+    }
+}
+
+fn s(value: &Value) -> String {
+    match value {
+        Value::Null => "-".to_string(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn opt<T: std::fmt::Display>(value: &Option<T>) -> String {
+    value.as_ref().map_or("-".to_string(), ToString::to_string)
+}
+
+/// Prints rows as columns separated by two spaces.
+fn table(header: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (i, cell) in row.iter().enumerate() {
+            widths[i] = widths[i].max(cell.chars().count());
+        }
+    }
+    let print = |cells: Vec<String>| {
+        let last = cells.len() - 1;
+        let line: Vec<String> = cells
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| if i == last { c } else { format!("{c:<width$}", width = widths[i]) })
+            .collect();
+        println!("{}", line.join("  ").trim_end());
+    };
+    print(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        print(row);
+    }
+}
+
+fn pretty(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+fn git(args: &[&str]) -> anyhow::Result<()> {
+    let status = std::process::Command::new("git").args(args).status().context("cannot run git")?;
+    if !status.success() {
+        bail!("git {} failed", args.join(" "));
+    }
+    Ok(())
+}
+
+fn short_digest(image: &str) -> String {
+    let digest = image.rsplit_once('@').map_or(image, |(_, d)| d);
+    digest.chars().take(19).collect()
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    let json = args.json;
+    match &args.command {
+        Command::GitCredential { operation } => return credentials::git_credential(operation),
+        Command::Completions { shell } => {
+            clap_complete::generate(*shell, &mut Args::command(), "hoist", &mut std::io::stdout());
+            return Ok(());
+        }
+        _ => {}
+    }
+    let url = url(args.url.clone()).trim_end_matches('/').to_string();
+    let http = client::http_client(args.ca_cert.as_deref())?;
+    if let Command::Login { url: given } = &args.command {
+        let url = given.clone().unwrap_or(url).trim_end_matches('/').to_string();
+        return login(url, args.token.clone(), http, json).await;
+    }
+    if let Command::Logout = &args.command {
+        let forgot = credentials::forget(&url)?;
+        if json {
+            return pretty(&serde_json::json!({ "url": url, "forgot": forgot }));
+        }
+        println!("{}", if forgot { format!("logged out of {url}") } else { format!("no token was saved for {url}") });
+        return Ok(());
+    }
+    let client = Client { token: token(args.token.clone(), &url)?, url, http };
+    match args.command {
+        Command::Login { .. } | Command::Logout | Command::GitCredential { .. } | Command::Completions { .. } => {
+            unreachable!("handled before the client is made")
+        }
+        Command::Apps { command } => apps(&client, command, json).await?,
+        Command::GitRemote { app, remote } | Command::Remote { command: RemoteCommand::Add { app, name: remote } } => {
+            git_remote(&client, &app, &remote, json).await?
+        }
+        Command::Webhooks { app, rotate } => webhooks(&client, &app, rotate, json).await?,
+        Command::Builds { app, command: None } => {
+            let builds: Vec<wire::Build> =
+                client.typed(Method::GET, &format!("/api/v1/apps/{app}/builds"), None).await?;
+            if json {
+                return pretty(&builds);
+            }
+            let rows = builds
+                .into_iter()
+                .map(|b| {
+                    vec![
+                        b.id.to_string(),
+                        b.status,
+                        opt(&b.buildpack),
+                        b.commit.chars().take(12).collect(),
+                        b.created_at,
+                        b.error.unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            table(&["ID", "STATUS", "BUILDPACK", "COMMIT", "CREATED", "ERROR"], rows);
+        }
+        Command::Builds { app, command: Some(BuildsCommand::Info { id }) } => {
+            let build: wire::Build =
+                client.typed(Method::GET, &format!("/api/v1/apps/{app}/builds/{id}"), None).await?;
+            pretty(&build)?;
+        }
+        Command::Builds { app, command: Some(BuildsCommand::Log { id, follow }) } => {
+            logs(&client, &app, Some(id), None, follow, 0, json).await?
+        }
+        Command::Logs { app, build, release, follow, tail } => {
+            logs(&client, &app, build, release, follow, tail, json).await?
+        }
+        Command::Releases { app } => {
+            let releases: Vec<wire::Release> =
+                client.typed(Method::GET, &format!("/api/v1/apps/{app}/releases"), None).await?;
+            if json {
+                return pretty(&releases);
+            }
+            let rows = releases
+                .into_iter()
+                .map(|r| {
+                    vec![
+                        r.number.to_string(),
+                        r.status,
+                        r.target,
+                        opt(&r.revision),
+                        format!("v{}", r.config_version),
+                        r.cause,
+                        short_digest(&r.image),
+                        r.created_at,
+                        r.error.map(|e| format!("reason: {e}")).unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            table(&["RELEASE", "STATUS", "TARGET", "REVISION", "CONFIG", "CAUSE", "IMAGE", "CREATED", ""], rows);
+        }
+        Command::Ps { app } => {
+            let info: wire::AppInfo = client.typed(Method::GET, &format!("/api/v1/apps/{app}"), None).await?;
+            if json {
+                return pretty(&info);
+            }
+            match info.live_release {
+                None => println!("{app} runs nothing yet: push to deploy it"),
+                Some(release) => {
+                    println!(
+                        "=== {app}: release {} on {} since {} ({}; {})",
+                        release.number,
+                        release.target,
+                        release.finished_at.as_deref().unwrap_or(&release.created_at),
+                        release.cause,
+                        short_digest(&release.image)
+                    );
+                    if release.processes.is_empty() {
+                        println!("web: the image's own command");
+                    }
+                    for (kind, command) in &release.processes {
+                        println!("{kind}: {command}");
+                    }
+                }
+            }
+        }
+        Command::Config { app: Some(app), command: None } => {
+            let config: wire::Config = client.typed(Method::GET, &format!("/api/v1/apps/{app}/config"), None).await?;
+            if json {
+                return pretty(&config);
+            }
+            println!("=== {app} config v{}", config.version);
+            for (name, value) in &config.vars {
+                println!("{name}={value}");
+            }
+        }
+        Command::Config { app: None, command: None } => bail!("name the app: hoist config APP"),
+        Command::Config { app: _, command: Some(change) } => config_change(&client, change, json).await?,
+        Command::Images { app: Some(app), command: None } | Command::ImageStream { app } => {
+            let stream = client.json(Method::GET, &format!("/api/v1/apps/{app}/image-stream"), None).await?;
+            if json {
+                return pretty(&stream);
+            }
+            for (tag, history) in stream["tags"].as_object().into_iter().flatten() {
+                println!("{tag}:");
+                for entry in history.as_array().into_iter().flatten() {
+                    println!(
+                        "  {}\t{}\tbuild {}\t{}",
+                        s(&entry["digest"]),
+                        s(&entry["source"]),
+                        s(&entry["build_id"]),
+                        s(&entry["created_at"])
+                    );
+                }
+            }
+        }
+        Command::Images { app: None, command: None } => bail!("name the app: hoist images APP"),
+        Command::Images { app: _, command: Some(ImagesCommand::Promote { app, from, to }) } => {
+            let body = serde_json::json!({ "from": from, "to": to });
+            let made =
+                client.json(Method::POST, &format!("/api/v1/apps/{app}/image-stream/promote"), Some(body)).await?;
+            if json {
+                return pretty(&made);
+            }
+            println!("{}:{to} is now {} (from :{from})", s(&made["repository"]), s(&made["digest"]));
+        }
+        Command::Gc => {
+            let gc = client.json(Method::POST, "/api/v1/gc", None).await?;
+            if json {
+                return pretty(&gc);
+            }
+            let freed = &gc["freed"];
+            println!(
+                "removed {} images ({} MB) and {} registry manifests; each app keeps its last {} releases",
+                s(&freed["images"]),
+                freed["image_bytes"].as_u64().unwrap_or(0) / 1_000_000,
+                s(&freed["manifests"]),
+                s(&gc["keep_releases"])
+            );
+        }
+        Command::Rollback { app, release } => {
+            let body = serde_json::json!({ "release": release });
+            let made: wire::Release =
+                client.typed(Method::POST, &format!("/api/v1/apps/{app}/rollback"), Some(body)).await?;
+            if json {
+                return pretty(&made);
+            }
+            println!("release {} of {app} is live, running release {release}'s image and config", made.number);
+        }
+    }
+    Ok(())
+}
+
+async fn login(url: String, given: Option<String>, http: reqwest::Client, json: bool) -> anyhow::Result<()> {
+    credentials::origin(&url)?;
+    let token = match given {
+        Some(token) => token,
+        None => {
+            if std::io::stdin().is_terminal() {
+                eprint!("token for {url} (printed by hoistd at its first start; in <data dir>/admin-token): ");
+                std::io::stderr().flush()?;
+            }
+            let mut line = String::new();
+            std::io::stdin().lock().read_line(&mut line)?;
+            line.trim().to_string()
+        }
+    };
+    if token.is_empty() {
+        return Err(Failure::new(exit::UNAUTHORIZED, "no token given; nothing saved").into());
+    }
+    // Check the token before saving it.
+    let client = Client { url: url.clone(), token: token.clone(), http };
+    let apps: Vec<wire::App> = client.typed(Method::GET, "/api/v1/apps", None).await?;
+    credentials::save(&url, &token)?;
+    credentials::set_default_url(&url)?;
+    if json {
+        return pretty(&serde_json::json!({ "url": url, "apps": apps.len() }));
+    }
+    println!(
+        "logged in to {url} ({} apps); the token is in {}",
+        apps.len(),
+        credentials::credentials_path()?.display()
+    );
+    Ok(())
+}
+
+async fn apps(client: &Client, command: AppsCommand, json: bool) -> anyhow::Result<()> {
+    match command {
+        AppsCommand::SetBuildpack { name, buildpack } => {
+            let value = if buildpack == "detect" { Value::Null } else { Value::String(buildpack.clone()) };
+            let body = serde_json::json!({ "buildpack": value });
+            let app: wire::App = client.typed(Method::PATCH, &format!("/api/v1/apps/{name}"), Some(body)).await?;
+            if json {
+                return pretty(&app);
+            }
+            println!("app {name} builds with: {buildpack}");
+        }
+        AppsCommand::SetRepo { name, url, repo_token } => {
+            let url = if url == "none" { Value::Null } else { Value::String(url) };
+            let mut body = serde_json::json!({ "repo": url });
+            if let Some(token) = repo_token {
+                body["repo_token"] = Value::String(token);
+            }
+            let app: wire::App = client.typed(Method::PATCH, &format!("/api/v1/apps/{name}"), Some(body)).await?;
+            if json {
+                return pretty(&app);
+            }
+            println!("app {name} builds webhooks' commits from: {}", opt(&app.repo_url));
+        }
+        AppsCommand::Create { name, deploy_branch, buildpack, target, repo, repo_token, image } => {
+            let body = serde_json::json!({
+                "name": name, "deploy_branch": deploy_branch, "buildpack": buildpack, "target": target,
+                "repo": repo, "repo_token": repo_token, "image": image,
+            });
+            let app: wire::App = client.typed(Method::POST, "/api/v1/apps", Some(body)).await?;
+            if json {
+                return pretty(&app);
+            }
+            println!("created app {name} (target {})", app.target);
+            println!("push to it:  hoist git:remote {name} && git push hoist {deploy_branch}");
+        }
+        AppsCommand::List => {
+            let apps: Vec<wire::App> = client.typed(Method::GET, "/api/v1/apps", None).await?;
+            if json {
+                return pretty(&apps);
+            }
+            let rows = apps
+                .into_iter()
+                .map(|a| {
+                    let source = a.image.clone().or(a.repo_url.clone()).unwrap_or_else(|| "git push".to_string());
+                    vec![a.name, a.target, a.deploy_branch, opt(&a.buildpack), source, a.created_at]
+                })
+                .collect();
+            table(&["NAME", "TARGET", "DEPLOYS", "BUILDPACK", "FROM", "CREATED"], rows);
+        }
+        AppsCommand::Info { name } => {
+            let info: wire::AppInfo = client.typed(Method::GET, &format!("/api/v1/apps/{name}"), None).await?;
+            if json {
+                return pretty(&info);
+            }
+            let app = &info.app;
+            println!("=== {}", app.name);
+            println!("target:        {}", app.target);
+            println!("deploy branch: {}", app.deploy_branch);
+            println!("buildpack:     {}", app.buildpack.as_deref().unwrap_or("detected at each build"));
+            println!("config:        v{}", app.config_version);
+            println!("repo:          {}", opt(&app.repo_url));
+            println!("webhook:       {}", if app.webhook { "secret set" } else { "none" });
+            if let Some(image) = &app.image {
+                println!("follows image: {image}");
+            }
+            match &info.live_release {
+                Some(r) => println!("live release:  {} ({}, {})", r.number, r.cause, short_digest(&r.image)),
+                None => println!("live release:  none"),
+            }
+            println!("created:       {}", app.created_at);
+        }
+        AppsCommand::Destroy { name, confirm } => {
+            let confirmed = match confirm {
+                Some(given) => given,
+                None => {
+                    eprintln!("This deletes app {name} with its releases, builds, logs and images.");
+                    eprint!("Type the app's name to confirm: ");
+                    std::io::stderr().flush()?;
+                    let mut line = String::new();
+                    std::io::stdin().lock().read_line(&mut line)?;
+                    line.trim().to_string()
+                }
+            };
+            if confirmed != name {
+                return Err(Failure::new(
+                    exit::REFUSED,
+                    format!("not deleted: {confirmed:?} is not {name:?} (pass --confirm {name} to skip the question)"),
+                )
+                .into());
+            }
+            client.json(Method::DELETE, &format!("/api/v1/apps/{name}"), None).await?;
+            if json {
+                return pretty(&serde_json::json!({ "deleted": name }));
+            }
+            println!("deleted app {name}");
+        }
+    }
+    Ok(())
+}
+
+async fn git_remote(client: &Client, app: &str, remote: &str, json: bool) -> anyhow::Result<()> {
+    client.json(Method::GET, &format!("/api/v1/apps/{app}"), None).await?;
+    let origin = credentials::origin(&client.url)?;
+    credentials::save(&origin, &client.token)?;
+    let helper = format!("!'{}' git-credential", std::env::current_exe()?.display());
+    let remote_url = format!("{}/git/{app}.git", client.url);
+    git(&["remote", "add", remote, &remote_url])?;
+    git(&["config", "--local", &format!("credential.{origin}.helper"), &helper])?;
+    if json {
+        return pretty(&serde_json::json!({ "remote": remote, "url": remote_url }));
+    }
+    println!("remote {remote} pushes to app {app}: git push {remote} main");
+    println!("(the token is in {}, not in the remote's URL)", credentials::credentials_path()?.display());
+    Ok(())
+}
+
+async fn webhooks(client: &Client, app: &str, rotate: bool, json: bool) -> anyhow::Result<()> {
+    let path = format!("/api/v1/apps/{app}/webhook");
+    let shown = client.json(Method::GET, &path, None).await?;
+    let url = format!("{}{}", client.url, s(&shown["path"]));
+    let made = if shown["secret_set"].as_bool() == Some(true) && !rotate {
+        None
+    } else {
+        Some(client.json(Method::POST, &path, None).await?)
+    };
+    if json {
+        let secret = made.as_ref().map(|m| m["secret"].clone()).unwrap_or(Value::Null);
+        return pretty(&serde_json::json!({ "url": url, "secret": secret, "repo": shown["repo"] }));
+    }
+    println!("payload URL:  {url}");
+    println!("content type: application/json; events: push");
+    match made {
+        None => println!("secret:       set (shown only when made; `hoist webhooks {app} --rotate` makes a new one)"),
+        Some(made) => println!("secret:       {}   (shown this once)", s(&made["secret"])),
+    }
+    if shown["repo"].is_null() {
+        println!("note: app {app} has no repo yet: hoist apps set-repo {app} https://git.example/you/{app}.git");
+    }
+    println!("GitHub: a webhook with that secret; GitLab: the secret as the token; Gitea/Forgejo: the secret.");
+    Ok(())
+}
+
+async fn config_change(client: &Client, change: ConfigCommand, json: bool) -> anyhow::Result<()> {
+    let mut body = serde_json::Map::new();
+    let (app, secret) = match &change {
+        ConfigCommand::Set { app, secret, .. } => (app.clone(), *secret),
+        ConfigCommand::Unset { app, .. } => (app.clone(), false),
+    };
+    match change {
+        ConfigCommand::Set { vars, .. } => {
+            for var in vars {
+                let Some((name, value)) = var.split_once('=') else {
+                    return Err(Failure::new(exit::USAGE, format!("{var:?} is not NAME=value")).into());
+                };
+                body.insert(name.to_string(), Value::String(value.to_string()));
+            }
+        }
+        ConfigCommand::Unset { names, .. } => {
+            for name in names {
+                body.insert(name, Value::Null);
+            }
+        }
+    }
+    let path = format!("/api/v1/apps/{app}/config{}", if secret { "?secret=true" } else { "" });
+    let changed: wire::ConfigChanged = client.typed(Method::PATCH, &path, Some(Value::Object(body))).await?;
+    if json {
+        return pretty(&changed);
+    }
+    match &changed.release {
+        Some(release) => println!("config v{}: release {} of {app} is live", changed.config.version, release.number),
+        None => println!("config v{}: {}", changed.config.version, changed.message.as_deref().unwrap_or("")),
+    }
+    Ok(())
+}
+
+/// `hoist logs`: a build's or release's timeline, or the running app's output.
+async fn logs(
+    client: &Client,
+    app: &str,
+    build: Option<i64>,
+    release: Option<i64>,
+    follow: bool,
+    tail: usize,
+    json: bool,
+) -> anyhow::Result<()> {
+    let (path, what) = match (build, release) {
+        (Some(id), _) => (format!("/api/v1/apps/{app}/builds/{id}/log?follow={follow}"), format!("build {id}")),
+        (None, Some(n)) => (format!("/api/v1/apps/{app}/releases/{n}/log?follow={follow}"), format!("release {n}")),
+        (None, None) => (format!("/api/v1/apps/{app}/logs?follow={follow}&tail={tail}"), String::new()),
+    };
+    let started = std::time::Instant::now();
+    let progress = follow && !json && std::io::stderr().is_terminal() && !what.is_empty();
+    let mut stage = String::new();
+    let mut stdout = std::io::stdout().lock();
+    let end = client
+        .follow(&path, |line, record| {
+            if json {
+                let _ = writeln!(stdout, "{line}");
+                return;
+            }
+            let record_stage = s(&record["stage"]);
+            if progress && record_stage != stage && record_stage != "-" {
+                eprintln!("\x1b[2m── {what}: {record_stage} ({:.1} s)\x1b[0m", started.elapsed().as_secs_f64());
+                stage = record_stage;
+            }
+            let _ = writeln!(stdout, "{}", s(&record["text"]));
+        })
+        .await?;
+    drop(stdout);
+    if json && !end.is_null() {
+        println!("{}", serde_json::json!({ "end": end }));
+    }
+    let status = end["status"].as_str().unwrap_or("");
+    if progress {
+        eprintln!("── {what}: {status} after {:.1} s", started.elapsed().as_secs_f64());
+    }
+    if follow && matches!(status, "failed" | "rolled_back" | "interrupted") {
+        return Err(Failure::new(exit::FAILED, format!("{what} of {app} {}", status.replace('_', " "))).into());
+    }
+    Ok(())
+}

@@ -1,0 +1,168 @@
+//! The API's JSON shapes, shared by hoistd (which answers with them) and the `hoist`
+//! CLI (which reads them). Store rows never go on the wire themselves: each has a wire
+//! shape made from it here, so a column added to the store is not published by accident.
+//!
+//! Statuses travel as strings, so a CLI older than its hoistd still reads a status it
+//! does not know.
+//!
+//! Architecture invariant: no Docker, git or SQL here; only data and its conversions.
+
+use crate::store;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// An app and its settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct App {
+    pub name: String,
+    pub deploy_branch: String,
+    pub buildpack: Option<String>,
+    pub target: String,
+    pub config_version: i64,
+    pub repo_url: Option<String>,
+    /// Whether a webhook secret is set (the secret is shown once, when made).
+    pub webhook: bool,
+    pub image: Option<String>,
+    pub created_at: String,
+}
+
+impl From<store::App> for App {
+    fn from(app: store::App) -> App {
+        App {
+            name: app.name.to_string(),
+            deploy_branch: app.deploy_branch,
+            buildpack: app.buildpack,
+            target: app.target.to_string(),
+            config_version: app.config_version,
+            repo_url: app.repo_url,
+            webhook: app.webhook,
+            image: app.image,
+            created_at: app.created_at,
+        }
+    }
+}
+
+/// An app with the release it runs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AppInfo {
+    #[serde(flatten)]
+    pub app: App,
+    pub live_release: Option<Release>,
+}
+
+/// A build of a commit.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Build {
+    pub id: i64,
+    pub app: String,
+    pub commit: String,
+    pub git_ref: String,
+    /// queued, building, pushing, deploying, succeeded, failed, superseded, interrupted.
+    pub status: String,
+    pub buildpack: Option<String>,
+    pub image_digest: Option<String>,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+    /// Process types and their commands (the Procfile).
+    pub processes: BTreeMap<String, String>,
+}
+
+impl From<store::Build> for Build {
+    fn from(build: store::Build) -> Build {
+        Build {
+            id: build.id,
+            app: build.app,
+            commit: build.commit,
+            git_ref: build.git_ref,
+            status: status_text(&build.status),
+            buildpack: build.buildpack,
+            image_digest: build.image_digest,
+            error: build.error,
+            created_at: build.created_at,
+            finished_at: build.finished_at,
+            processes: build.processes,
+        }
+    }
+}
+
+/// A numbered deploy of one image and one config; never carries the config's values.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Release {
+    pub app: String,
+    pub number: i64,
+    pub image: String,
+    pub build_id: Option<i64>,
+    /// pending, live, retired, failed, rolled_back, interrupted.
+    pub status: String,
+    pub target: String,
+    /// The target's own number for it (Helm's revision).
+    pub revision: Option<i64>,
+    pub config_version: i64,
+    /// What made it: `build 3`, `config GREETING (v2)`, `rollback to 1`.
+    pub cause: String,
+    pub processes: BTreeMap<String, String>,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub finished_at: Option<String>,
+}
+
+impl From<store::Release> for Release {
+    fn from(release: store::Release) -> Release {
+        Release {
+            app: release.app,
+            number: release.number,
+            image: release.image,
+            build_id: release.build_id,
+            status: status_text(&release.status),
+            target: release.target.to_string(),
+            revision: release.revision,
+            config_version: release.config_version,
+            cause: release.cause,
+            processes: release.processes,
+            error: release.error,
+            created_at: release.created_at,
+            finished_at: release.finished_at,
+        }
+    }
+}
+
+/// An app's config vars (secret ones masked) and their version.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Config {
+    pub version: i64,
+    pub vars: BTreeMap<String, String>,
+    /// The names whose values are masked here and in logs.
+    #[serde(default)]
+    pub secret: Vec<String>,
+}
+
+/// The answer to a config change.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ConfigChanged {
+    #[serde(flatten)]
+    pub config: Config,
+    /// The release it made, if one was live to replace.
+    pub release: Option<Release>,
+    #[serde(default)]
+    pub message: Option<String>,
+}
+
+/// The last message of an NDJSON log stream: `{"end": {"status": "succeeded"}}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogEnd {
+    pub end: serde_json::Value,
+}
+
+/// An error answer: every non-2xx status carries one.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorAnswer {
+    pub error: String,
+}
+
+fn status_text(status: &impl Serialize) -> String {
+    match serde_json::to_value(status) {
+        Ok(serde_json::Value::String(text)) => text,
+        other => format!("{other:?}"),
+    }
+}
