@@ -63,6 +63,9 @@ pub struct ApiState {
 pub enum ApiError {
     #[error("missing or wrong token: send the admin token as 'Authorization: Bearer <token>' (API) or as the password of the git remote URL (http://hoist:<token>@host/git/<app>.git); it is in {0}")]
     Unauthorized(String),
+    /// The same, to git: its challenge makes git ask for (or look up) a password.
+    #[error("missing or wrong token: git sends it as the password of the remote (set one up with `hoist git:remote APP`); it is in {0}")]
+    GitUnauthorized(String),
     #[error(transparent)]
     InvalidAppName(#[from] InvalidAppName),
     /// A webhook without a valid signature.
@@ -103,7 +106,10 @@ impl From<JsonRejection> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
-            ApiError::Unauthorized(_) | ApiError::NotTheHook | ApiError::Unauthorized401(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Unauthorized(_)
+            | ApiError::GitUnauthorized(_)
+            | ApiError::NotTheHook
+            | ApiError::Unauthorized401(_) => StatusCode::UNAUTHORIZED,
             ApiError::InvalidAppName(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::UnknownApp(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
@@ -115,7 +121,13 @@ impl IntoResponse for ApiError {
         }
         let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
         if status == StatusCode::UNAUTHORIZED {
-            let challenge = header::HeaderValue::from_static("Basic realm=\"hoist\"");
+            // Basic only for git: a browser answers a Basic challenge to the page's own
+            // calls with a password dialog.
+            let challenge = match self {
+                ApiError::GitUnauthorized(_) => "Basic realm=\"hoist\"",
+                _ => "Bearer realm=\"hoist\"",
+            };
+            let challenge = header::HeaderValue::from_static(challenge);
             response.headers_mut().insert(header::WWW_AUTHENTICATE, challenge);
         }
         response
@@ -138,6 +150,9 @@ impl FromRequestParts<Arc<ApiState>> for Admin {
             .and_then(crate::auth::token_from_authorization);
         match given {
             Some(token) if crate::auth::token_matches(&token, &state.admin_token) => Ok(Admin),
+            _ if parts.uri.path().starts_with("/git/") => {
+                Err(ApiError::GitUnauthorized(state.token_path.display().to_string()))
+            }
             _ => Err(ApiError::Unauthorized(state.token_path.display().to_string())),
         }
     }
@@ -146,6 +161,8 @@ impl FromRequestParts<Arc<ApiState>> for Admin {
 /// The API as an axum router, so tests can drive it without a socket.
 pub fn router(state: Arc<ApiState>) -> Router {
     let api = Router::new()
+        .route("/", get(page))
+        .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/apps", get(list_apps).post(create_app))
         .route("/api/v1/apps/{app}", get(show_app).patch(update_app).delete(delete_app))
         .route("/api/v1/apps/{app}/builds", get(list_builds))
@@ -167,6 +184,26 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .layer(axum::middleware::map_response(json_errors));
     // git's routes answer git, in git's own words.
     Router::new().route("/git/{repo}/{*path}", any(git)).merge(api).with_state(state)
+}
+
+/// The web page: one file, no framework; it asks for the token and keeps it in the tab's
+/// session storage, never in a URL.
+async fn page() -> Response {
+    let headers = [
+        (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+        (header::CACHE_CONTROL, "no-store"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; form-action 'self'",
+        ),
+    ];
+    (headers, include_str!("api/page.html")).into_response()
+}
+
+/// The API's OpenAPI document (checked against the routes above by a test).
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], include_str!("api/openapi.json")).into_response()
 }
 
 async fn unknown_route(method: Method, uri: axum::http::Uri) -> ApiError {

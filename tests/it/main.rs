@@ -7,6 +7,7 @@ mod cli;
 mod cluster;
 mod kubernetes;
 mod logs;
+mod page;
 mod push;
 mod releases;
 mod restart;
