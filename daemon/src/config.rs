@@ -114,6 +114,9 @@ pub struct BuildConfig {
     /// MiB of a build's output kept in its log (and shown to the pusher); the rest is
     /// dropped with a line saying so.
     pub log_limit_mb: u64,
+    /// An app keeps the logs of this many of its last builds; older ones are deleted
+    /// when a new build starts.
+    pub keep_logs: usize,
 }
 
 /// The rollout stage.
@@ -245,6 +248,7 @@ impl Default for BuildConfig {
             npm_registry: "https://registry.npmjs.org".to_string(),
             go_proxy: "https://proxy.golang.org".to_string(),
             log_limit_mb: 16,
+            keep_logs: 50,
         }
     }
 }
@@ -362,6 +366,9 @@ impl Config {
         }
         if let Some(v) = var("HOIST_MAX_FILE_MB") {
             self.receive.max_file_mb = parse("HOIST_MAX_FILE_MB", v)?;
+        }
+        if let Some(v) = var("HOIST_KEEP_BUILD_LOGS") {
+            self.build.keep_logs = parse("HOIST_KEEP_BUILD_LOGS", v)?;
         }
         if let Some(v) = var("HOIST_KEEP_RELEASES") {
             self.rollout.keep_releases = parse("HOIST_KEEP_RELEASES", v)?;

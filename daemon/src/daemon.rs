@@ -242,6 +242,7 @@ impl Daemon {
                 max_total: config.receive.max_push_mb * 1024 * 1024,
             },
             work_root: work_root.clone(),
+            keep_logs: config.build.keep_logs.max(1),
         };
         let state = Arc::new(ApiState {
             store,

@@ -61,6 +61,8 @@ pub struct Intake {
     pub limits: SizeLimits,
     /// Where builds' scratch folders go (`<data>/work`).
     pub work_root: PathBuf,
+    /// How many build logs an app keeps.
+    pub keep_logs: usize,
 }
 
 impl Intake {
@@ -81,6 +83,10 @@ impl Intake {
         .map_err(|e| Error::Internal(e.to_string()))?
         .map_err(Error::Refused)?;
         let build = self.store.create_build(&app.name, &commit.commit, &commit.git_ref)?;
+        let pruned = self.logs.prune_builds(&app.name, self.keep_logs.saturating_sub(1));
+        if pruned > 0 {
+            tracing::info!(app = %app.name, pruned, "removed the logs of old builds");
+        }
         let log_path = self.logs.build_log(&app.name, build.id);
         let log = self.logs.open(&log_path).map_err(|e| Error::Internal(e.to_string()))?;
         log.mask(self.store.app_secrets(&app.name)?);
