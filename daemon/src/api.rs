@@ -317,7 +317,7 @@ async fn create_app(
         .map_err(|e| ApiError::BadRequest(format!("the request body must be JSON like {{\"name\": \"web1\"}}: {e}")))?;
     let name = AppName::parse(&body.name)?;
     let branch = body.deploy_branch.unwrap_or_else(|| "main".to_string());
-    if !git2::Reference::is_valid_name(&format!("refs/heads/{branch}")) {
+    if !receive::is_valid_branch_name(&branch) {
         return Err(ApiError::BadRequest(format!("invalid deploy branch {branch:?}: not a valid git branch name")));
     }
     check_buildpack(&state, body.buildpack.as_deref())?;
@@ -426,7 +426,7 @@ fn known_build(state: &ApiState, app: &str, id: &str) -> ApiResult<(store::App, 
         ApiError::NotFound(format!("app {} has no build {id:?}; list them with `hoist builds {}`", app.name, app.name))
     };
     let id: i64 = id.parse().map_err(|_| missing())?;
-    let build = state.store.build(id)?.filter(|b| b.app == app.name.as_str()).ok_or_else(missing)?;
+    let build = state.store.build(id)?.filter(|b| b.app == app.name).ok_or_else(missing)?;
     Ok((app, build))
 }
 

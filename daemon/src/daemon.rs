@@ -2,7 +2,6 @@
 //! and the two listeners (API + git, and the app router). `main` only calls this.
 
 use crate::api::{self, ApiState};
-use crate::app::AppName;
 use crate::build::{self, Builder};
 use crate::buildpack::{self, Catalog};
 use crate::config::Config;
@@ -154,10 +153,9 @@ impl Daemon {
         let (interrupted_builds, interrupted_releases) = store.recover_after_restart()?;
         for id in &interrupted_builds {
             if let Some(build) = store.build(*id)? {
-                if let Ok(app) = AppName::parse(&build.app) {
-                    if let Ok(log) = logs.open(&logs.build_log(&app, build.id)) {
-                        log.line("=====> Interrupted: hoistd stopped during this build; push again");
-                    }
+                match logs.open(&logs.build_log(&build.app, build.id)) {
+                    Ok(log) => log.line("=====> Interrupted: hoistd stopped during this build; push again"),
+                    Err(error) => tracing::warn!(build = id, %error, "cannot write the interruption to the build's log"),
                 }
             }
             tracing::warn!(build = id, "build interrupted by a restart");

@@ -123,6 +123,8 @@ impl Intake {
             }
             log.line(format!("=====> Failed: {error}"));
         }
-        let _ = self.store.fail_build(build.id, error);
+        if let Err(record) = self.store.fail_build(build.id, error) {
+            tracing::error!(build = build.id, %record, "cannot record the build's failure");
+        }
     }
 }

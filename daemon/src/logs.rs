@@ -158,6 +158,9 @@ struct OutputBudget {
     dropped_lines: u64,
 }
 
+/// Bytes a stored record takes besides its text: `{"seq":…,"time":"…","stage":"…","text":""}`.
+const RECORD_OVERHEAD: u64 = 80;
+
 /// Secrets shorter than this are not masked: they would mask ordinary words.
 const SHORTEST_MASKED_SECRET: usize = 4;
 
@@ -215,7 +218,8 @@ impl LiveLog {
                 budget.dropped_lines += text.lines().count().max(1) as u64;
                 return;
             }
-            budget.used += text.len() as u64 + 1;
+            // What the stored records take: the text and each record's fields.
+            budget.used += text.len() as u64 + RECORD_OVERHEAD * text.lines().count().max(1) as u64;
             (budget.used >= budget.limit).then_some(budget.limit)
         };
         self.line(text);

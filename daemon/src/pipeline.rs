@@ -139,6 +139,11 @@ pub struct Stages {
     pub app_charts: std::path::PathBuf,
 }
 
+/// The pipeline's one error: its scheduler task is gone (hoistd is stopping).
+#[derive(Debug, thiserror::Error)]
+#[error("the build scheduler has stopped; restart hoistd")]
+pub struct Stopped;
+
 impl Pipeline {
     /// Starts the scheduler task; at most `parallel` builds run at once.
     pub fn start(stages: Stages, parallel: usize) -> Pipeline {
@@ -148,11 +153,8 @@ impl Pipeline {
     }
 
     /// Queues a build. Its outcome arrives on `request.done`.
-    pub async fn submit(&self, request: BuildRequest) -> Result<(), &'static str> {
-        self.scheduler
-            .send(Message::Submit(Box::new(request)))
-            .await
-            .map_err(|_| "the build scheduler has stopped; restart hoistd")
+    pub async fn submit(&self, request: BuildRequest) -> Result<(), Stopped> {
+        self.scheduler.send(Message::Submit(Box::new(request))).await.map_err(|_| Stopped)
     }
 }
 
@@ -197,7 +199,8 @@ async fn schedule(mut rx: mpsc::Receiver<Message>, tx: mpsc::Sender<Message>, st
                         request.log.line("-----> Waiting for the build before it to finish");
                         waiting.insert(id, request);
                         if let Some(old) = waiting.remove(&old) {
-                            let _ = stages.store.set_build_status(old.source.build_id, BuildStatus::Superseded);
+                            let recorded = stages.store.set_build_status(old.source.build_id, BuildStatus::Superseded);
+                            record(&old.log, old.source.build_id, "its superseding", recorded);
                             old.log.line(format!(
                                 "=====> Superseded by build {id}, a newer push to the same app; this commit was not deployed"
                             ));
@@ -228,8 +231,17 @@ async fn run_build(stages: &Stages, request: &BuildRequest) -> Outcome {
     let log = &request.log;
     let id = source.build_id;
     let fail = |message: String| {
-        let _ = stages.store.fail_build(id, &message);
+        record(log, id, "its failure", stages.store.fail_build(id, &message));
         Outcome::Failed { message }
+    };
+    // A status the store refuses (the build is gone, or not where the pipeline thinks)
+    // ends the build: its record must never say something else than what happened.
+    let advance = |status: BuildStatus| {
+        let recorded = stages.store.set_build_status(id, status);
+        match record(log, id, status.as_str(), recorded) {
+            true => Ok(()),
+            false => Err(fail(format!("hoistd could not record build {id} as {}; see hoistd's log", status.as_str()))),
+        }
     };
     if let Some(push) = &request.push {
         let current = crate::receive::branch_head(&push.repo, &push.name);
@@ -242,7 +254,9 @@ async fn run_build(stages: &Stages, request: &BuildRequest) -> Outcome {
             ));
         }
     }
-    let _ = stages.store.set_build_status(id, BuildStatus::Building);
+    if let Err(outcome) = advance(BuildStatus::Building) {
+        return outcome;
+    }
     log.set_stage(crate::logs::stage::BUILD);
     log.line(format!(
         "-----> Building {} at {} (build {id})",
@@ -255,27 +269,31 @@ async fn run_build(stages: &Stages, request: &BuildRequest) -> Outcome {
         Ok(built) => built,
         Err(error) => return fail(format!("build of app {:?} failed: {error}", source.app.as_str())),
     };
-    let _ = stages.store.set_build_buildpack(id, &built.buildpack);
+    record(log, id, "its buildpack", stages.store.set_build_buildpack(id, &built.buildpack));
     if let Err(error) = keep_release_files(stages, source, log) {
         return fail(format!("cannot read the app's Procfile or chart: {error}"));
     }
 
-    let _ = stages.store.set_build_status(id, BuildStatus::Pushing);
+    if let Err(outcome) = advance(BuildStatus::Pushing) {
+        return outcome;
+    }
     log.set_stage(crate::logs::stage::PUSH);
     let digest = match stages.registry.push(&stages.docker, &built.reference, &repository, &tag, log).await {
         Ok(digest) => digest,
         Err(error) => return fail(error.to_string()),
     };
-    let _ = stages.store.set_build_digest(id, &digest);
+    record(log, id, "its digest", stages.store.set_build_digest(id, &digest));
 
     // An app deleted during the build (and maybe created again under the same name) took
     // its builds with it: build ids are never reused, so this build must not deploy.
-    if !matches!(stages.store.build(id), Ok(Some(build)) if build.app == source.app.as_str()) {
+    if !matches!(stages.store.build(id), Ok(Some(build)) if build.app == source.app) {
         return Outcome::Failed {
             message: format!("app {} was deleted during this build; nothing was deployed", source.app),
         };
     }
-    let _ = stages.store.set_build_status(id, BuildStatus::Deploying);
+    if let Err(outcome) = advance(BuildStatus::Deploying) {
+        return outcome;
+    }
     let update = TagUpdate {
         app: source.app.clone(),
         tag: TRACKED_TAG.to_string(),
@@ -294,8 +312,22 @@ async fn run_build(stages: &Stages, request: &BuildRequest) -> Outcome {
             Err(_) => return fail("the rollout stage stopped before finishing; restart hoistd".to_string()),
         },
     };
-    let _ = stages.store.set_build_status(id, BuildStatus::Succeeded);
+    // The release is live whatever the record says; a failure here is logged and told.
+    record(log, id, "its success", stages.store.set_build_status(id, BuildStatus::Succeeded));
     outcome
+}
+
+/// A store write of the pipeline: a failure is never dropped. It goes to hoistd's log
+/// and to the build's log, so the user sees that the record may be wrong. True: written.
+fn record(log: &LiveLog, build: i64, what: &str, result: crate::store::Result<()>) -> bool {
+    match result {
+        Ok(()) => true,
+        Err(error) => {
+            tracing::error!(build, %error, "cannot record {what}");
+            log.line(format!(" !     hoistd could not record {what} for build {build}: {error}"));
+            false
+        }
+    }
 }
 
 /// What the release needs from the source besides the image: the Procfile's process
@@ -307,7 +339,7 @@ fn keep_release_files(stages: &Stages, source: &Source, log: &LiveLog) -> std::i
     if !others.is_empty() {
         log.line(format!("-----> Procfile process types besides web: {}", others.join(", ")));
     }
-    let _ = stages.store.set_build_processes(source.build_id, &processes);
+    record(log, source.build_id, "its process types", stages.store.set_build_processes(source.build_id, &processes));
     let on_kubernetes = matches!(
         stages.store.app(&source.app),
         Ok(Some(app)) if app.target == crate::config::TargetKind::Kubernetes

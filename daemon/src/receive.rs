@@ -486,12 +486,24 @@ pub async fn http_backend(repos: &Repos, hook: &HookEnv, request: GitRequest) ->
         if name.eq_ignore_ascii_case("status") {
             let code = value.split_whitespace().next().and_then(|c| c.parse().ok());
             status = code.and_then(|c| StatusCode::from_u16(c).ok()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        } else {
+        } else if let (Ok(name), Ok(value)) =
+            (axum::http::HeaderName::from_bytes(name.as_bytes()), axum::http::HeaderValue::from_str(value))
+        {
             response = response.header(name, value);
+        } else {
+            tracing::warn!(target: "hoist::git", line, "git http-backend sent a malformed header line; skipped");
         }
     }
     let body = Body::from_stream(ReaderStream::new(stdout));
-    Ok(response.status(status).body(body).expect("headers from git http-backend are valid"))
+    response
+        .status(status)
+        .body(body)
+        .map_err(|e| Error::Backend(std::io::Error::other(format!("git http-backend's answer is malformed: {e}"))))
+}
+
+/// Whether git takes `branch` as a branch name (`refs/heads/<branch>`).
+pub fn is_valid_branch_name(branch: &str) -> bool {
+    git2::Reference::is_valid_name(&format!("refs/heads/{branch}"))
 }
 
 /// The hook side: runs inside git's pre-receive, talks to hoistd, prints what it says.

@@ -172,7 +172,7 @@ mod tests {
 
     fn release(number: i64, digest: &str, status: ReleaseStatus) -> Release {
         Release {
-            app: "web1".into(),
+            app: AppName::parse("web1").unwrap(),
             number,
             image: format!("r@{digest}"),
             build_id: None,

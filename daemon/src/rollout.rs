@@ -118,7 +118,7 @@ impl Rollouts {
                     // A build of a deleted app is gone with it, even if an app of the same
                     // name exists now: its image must not go live there.
                     Some(id) => match self.store.build(*id)? {
-                        Some(build) if build.app == app.as_str() => build.processes,
+                        Some(build) if build.app == *app => build.processes,
                         _ => return Err(Error::AppGone(app.to_string())),
                     },
                     None => Default::default(),
@@ -206,7 +206,7 @@ impl Rollouts {
             log.line(format!("       retiring release {}", previous.number));
             target.retire(app, &previous).await;
         }
-        Ok(self.store.release(app, release.number)?.expect("release exists"))
+        self.store.release(app, release.number)?.ok_or_else(|| Error::AppGone(app.to_string()))
     }
 
     /// Records a release that did not go live; returns the error to show.
@@ -244,7 +244,7 @@ impl Rollouts {
                 continue;
             };
             let live = self.store.live_release(&app.name)?;
-            let cut: Vec<Release> = interrupted.iter().filter(|r| r.app == app.name.as_str()).cloned().collect();
+            let cut: Vec<Release> = interrupted.iter().filter(|r| r.app == app.name).cloned().collect();
             match target.restore(&app.name, live.as_ref(), &cut).await {
                 Ok(restored) => {
                     if let (Some(live), Some(revision)) = (&live, restored.live_revision) {

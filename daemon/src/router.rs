@@ -4,6 +4,7 @@
 //!
 //! Architecture invariant: the router knows routes, never releases or Docker.
 
+use crate::app::AppName;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, StatusCode, Uri};
@@ -60,8 +61,10 @@ struct RouterState {
     client: Client<HttpConnector, Body>,
 }
 
-/// The app named by a Host header under `domain`: `web1.localhost:8080` → `web1`.
-pub fn app_from_host(host: &str, domain: &str) -> Option<String> {
+/// The app named by a Host header under `domain`: `web1.localhost:8080` → `web1`. Host
+/// names are case-insensitive (`WEB1.LOCALHOST`); a label that is no valid app name
+/// (too long, bad characters) names no app.
+pub fn app_from_host(host: &str, domain: &str) -> Option<AppName> {
     let host = host.rsplit_once(':').map_or(
         host,
         |(name, port)| {
@@ -72,8 +75,24 @@ pub fn app_from_host(host: &str, domain: &str) -> Option<String> {
             }
         },
     );
-    let app = host.strip_suffix(domain)?.strip_suffix('.')?;
-    (!app.is_empty() && !app.contains('.')).then(|| app.to_ascii_lowercase())
+    let host = host.strip_suffix('.').unwrap_or(host);
+    if host.len() <= domain.len() || !host.is_char_boundary(host.len() - domain.len()) {
+        return None;
+    }
+    let (label, suffix) = host.split_at(host.len() - domain.len());
+    if !suffix.eq_ignore_ascii_case(domain) {
+        return None;
+    }
+    let label = label.strip_suffix('.')?;
+    AppName::parse(&label.to_ascii_lowercase()).ok()
+}
+
+/// At most `n` characters of what a client sent, for a message.
+fn shortened(text: &str, n: usize) -> String {
+    match text.char_indices().nth(n) {
+        Some((end, _)) => format!("{}…", &text[..end]),
+        None => text.to_string(),
+    }
 }
 
 /// The router as an axum app, so tests can drive it.
@@ -91,11 +110,15 @@ async fn proxy(State(state): State<RouterState>, mut request: Request) -> Respon
         .unwrap_or("")
         .to_string();
     let Some(app) = app_from_host(&host, &state.domain) else {
-        let message = format!("hoist router: no app in host {host:?}; use http://<app>.{}/\n", state.domain);
+        let message = format!(
+            "hoist router: no app in host {:?}; use http://<app>.{}/ (an app name is 1-30 lowercase letters, digits or '-')\n",
+            shortened(&host, 80),
+            state.domain
+        );
         return (StatusCode::NOT_FOUND, message).into_response();
     };
-    let Some(upstream) = state.routes.get(&app) else {
-        let message = format!("hoist router: app {app:?} has no live release; git push to deploy it\n");
+    let Some(upstream) = state.routes.get(app.as_str()) else {
+        let message = format!("hoist router: app \"{app}\" has no live release; git push to deploy it\n");
         return (StatusCode::NOT_FOUND, message).into_response();
     };
     let path = request.uri().path_and_query().map_or("/", |p| p.as_str()).to_string();
@@ -107,7 +130,7 @@ async fn proxy(State(state): State<RouterState>, mut request: Request) -> Respon
         Ok(response) => response.map(Body::new),
         Err(error) => {
             tracing::warn!(%app, %upstream, %error, "upstream failed");
-            let message = format!("hoist router: app {app:?} did not answer: {error}\n");
+            let message = format!("hoist router: app \"{app}\" did not answer: {error}\n");
             (StatusCode::BAD_GATEWAY, message).into_response()
         }
     }
@@ -127,9 +150,17 @@ mod tests {
             ("a.b.localhost", None),
             ("web1.example.com", None),
             (".localhost", None),
+            ("BENCHH.LOCALHOST:8080", Some("benchh")),
+            ("web1.localhost.", Some("web1")),
+            ("under_score.localhost", None),
+            ("xlocalhost", None),
+            ("é.localhost", None),
         ];
         for (host, app) in cases {
-            assert_eq!(app_from_host(host, "localhost").as_deref(), app, "{host}");
+            assert_eq!(app_from_host(host, "localhost").as_ref().map(AppName::as_str), app, "{host}");
         }
+        let long = format!("{}.localhost", "a".repeat(100_000));
+        assert_eq!(app_from_host(&long, "localhost"), None);
+        assert!(shortened(&long, 80).chars().count() == 81);
     }
 }

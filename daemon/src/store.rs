@@ -20,6 +20,10 @@ pub enum Error {
     Sqlite(#[from] rusqlite::Error),
     #[error("app {0:?} exists already")]
     AppExists(String),
+    /// A status change the state machine does not allow from where the row is (or the
+    /// row is gone): nothing was written.
+    #[error("{what} {id} cannot become {to}: it is {from}")]
+    Transition { what: &'static str, id: String, to: &'static str, from: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -77,7 +81,7 @@ pub enum BuildStatus {
 }
 
 impl BuildStatus {
-    fn as_str(self) -> &'static str {
+    pub fn as_str(self) -> &'static str {
         match self {
             BuildStatus::Queued => "queued",
             BuildStatus::Building => "building",
@@ -90,25 +94,76 @@ impl BuildStatus {
         }
     }
 
-    fn parse(s: &str) -> BuildStatus {
-        match s {
-            "queued" => BuildStatus::Queued,
-            "building" => BuildStatus::Building,
-            "pushing" => BuildStatus::Pushing,
-            "deploying" => BuildStatus::Deploying,
-            "succeeded" => BuildStatus::Succeeded,
-            "failed" => BuildStatus::Failed,
-            "superseded" => BuildStatus::Superseded,
-            _ => BuildStatus::Interrupted,
+    pub const ALL: [BuildStatus; 8] = [
+        BuildStatus::Queued,
+        BuildStatus::Building,
+        BuildStatus::Pushing,
+        BuildStatus::Deploying,
+        BuildStatus::Succeeded,
+        BuildStatus::Failed,
+        BuildStatus::Superseded,
+        BuildStatus::Interrupted,
+    ];
+
+    fn parse(s: &str) -> Option<BuildStatus> {
+        BuildStatus::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    /// The statuses a build may come to this one from (the pipeline's state machine):
+    /// queued → building → pushing → deploying → succeeded; failed or interrupted from
+    /// any unfinished status; superseded only while queued.
+    pub fn allowed_from(self) -> &'static [BuildStatus] {
+        use BuildStatus::*;
+        match self {
+            Queued => &[],
+            Building => &[Queued],
+            Pushing => &[Building],
+            Deploying => &[Pushing],
+            Succeeded => &[Deploying],
+            Superseded => &[Queued],
+            Failed | Interrupted => &[Queued, Building, Pushing, Deploying],
         }
     }
+
+    pub fn is_finished(self) -> bool {
+        matches!(
+            self,
+            BuildStatus::Succeeded | BuildStatus::Failed | BuildStatus::Superseded | BuildStatus::Interrupted
+        )
+    }
+}
+
+impl rusqlite::types::FromSql for BuildStatus {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        BuildStatus::parse(text).ok_or_else(|| unknown_status("build", text))
+    }
+}
+
+/// App names are validated when an app is created; one read back that is not valid is an
+/// error (a damaged database), never silently skipped.
+impl rusqlite::types::FromSql for AppName {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        AppName::parse(value.as_str()?).map_err(|e| rusqlite::types::FromSqlError::Other(Box::new(e)))
+    }
+}
+
+/// A status the database holds but this hoistd does not know (written by a newer one?):
+/// an error, never silently another status.
+fn unknown_status(what: &str, text: &str) -> rusqlite::types::FromSqlError {
+    rusqlite::types::FromSqlError::Other(format!("unknown {what} status {text:?} in the database").into())
+}
+
+/// `status IN ('a', 'b')` for SQL, from statuses (their text is fixed, never user input).
+fn status_list(texts: impl Iterator<Item = &'static str>) -> String {
+    texts.map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ")
 }
 
 /// One build of one pushed commit.
 #[derive(Debug, Clone, Serialize)]
 pub struct Build {
     pub id: i64,
-    pub app: String,
+    pub app: AppName,
     pub commit: String,
     pub git_ref: String,
     pub status: BuildStatus,
@@ -127,7 +182,7 @@ pub type Processes = std::collections::BTreeMap<String, String>;
 /// One entry in a tag's history: the tag pointed at `digest` from `created_at` on.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageStreamEntry {
-    pub app: String,
+    pub app: AppName,
     pub tag: String,
     pub digest: String,
     /// The image reference without digest, e.g. `127.0.0.1:5000/web1`.
@@ -158,22 +213,53 @@ pub enum ReleaseStatus {
 }
 
 impl ReleaseStatus {
-    fn parse(s: &str) -> ReleaseStatus {
-        match s {
-            "pending" => ReleaseStatus::Pending,
-            "live" => ReleaseStatus::Live,
-            "retired" => ReleaseStatus::Retired,
-            "failed" => ReleaseStatus::Failed,
-            "rolled_back" => ReleaseStatus::RolledBack,
-            _ => ReleaseStatus::Interrupted,
+    pub const ALL: [ReleaseStatus; 6] = [
+        ReleaseStatus::Pending,
+        ReleaseStatus::Live,
+        ReleaseStatus::Retired,
+        ReleaseStatus::Failed,
+        ReleaseStatus::RolledBack,
+        ReleaseStatus::Interrupted,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReleaseStatus::Pending => "pending",
+            ReleaseStatus::Live => "live",
+            ReleaseStatus::Retired => "retired",
+            ReleaseStatus::Failed => "failed",
+            ReleaseStatus::RolledBack => "rolled_back",
+            ReleaseStatus::Interrupted => "interrupted",
         }
+    }
+
+    fn parse(s: &str) -> Option<ReleaseStatus> {
+        ReleaseStatus::ALL.into_iter().find(|status| status.as_str() == s)
+    }
+
+    /// The statuses a release may come to this one from (the rollout's state machine):
+    /// pending → live | failed | rolled_back | interrupted; live → retired.
+    pub fn allowed_from(self) -> &'static [ReleaseStatus] {
+        use ReleaseStatus::*;
+        match self {
+            Pending => &[],
+            Live | Failed | RolledBack | Interrupted => &[Pending],
+            Retired => &[Live],
+        }
+    }
+}
+
+impl rusqlite::types::FromSql for ReleaseStatus {
+    fn column_result(value: rusqlite::types::ValueRef<'_>) -> rusqlite::types::FromSqlResult<Self> {
+        let text = value.as_str()?;
+        ReleaseStatus::parse(text).ok_or_else(|| unknown_status("release", text))
     }
 }
 
 /// A numbered deploy of one image.
 #[derive(Debug, Clone, Serialize)]
 pub struct Release {
-    pub app: String,
+    pub app: AppName,
     pub number: i64,
     /// Full reference by digest: `repository@sha256:…`.
     pub image: String,
@@ -316,16 +402,15 @@ impl Store {
         buildpack: Option<&str>,
         target: TargetKind,
     ) -> Result<App> {
-        let conn = self.conn();
-        let inserted = conn.execute(
-            "INSERT OR IGNORE INTO apps (name, deploy_branch, buildpack, target) VALUES (?1, ?2, ?3, ?4)",
-            params![name.as_str(), deploy_branch, buildpack, target.as_str()],
-        )?;
-        if inserted == 0 {
-            return Err(Error::AppExists(name.to_string()));
-        }
-        drop(conn);
-        Ok(self.app(name)?.expect("app was just inserted"))
+        let sql = format!(
+            "INSERT OR IGNORE INTO apps (name, deploy_branch, buildpack, target) VALUES (?1, ?2, ?3, ?4) RETURNING {}",
+            Self::APP_COLUMNS
+        );
+        let app = self
+            .conn()
+            .query_row(&sql, params![name.as_str(), deploy_branch, buildpack, target.as_str()], Self::app_from_row)
+            .optional()?;
+        app.ok_or_else(|| Error::AppExists(name.to_string()))
     }
 
     const APP_COLUMNS: &'static str =
@@ -333,7 +418,7 @@ impl Store {
 
     fn app_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<App> {
         Ok(App {
-            name: AppName::parse(&row.get::<_, String>(0)?).expect("names in the database were validated"),
+            name: row.get(0)?,
             deploy_branch: row.get(1)?,
             created_at: row.get(2)?,
             buildpack: row.get(3)?,
@@ -490,14 +575,11 @@ impl Store {
     }
 
     pub fn create_build(&self, app: &AppName, commit: &str, git_ref: &str) -> Result<Build> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO builds (app, commit_sha, git_ref, status) VALUES (?1, ?2, ?3, 'queued')",
-            params![app.as_str(), commit, git_ref],
-        )?;
-        let id = conn.last_insert_rowid();
-        drop(conn);
-        Ok(self.build(id)?.expect("build was just inserted"))
+        let sql = format!(
+            "INSERT INTO builds (app, commit_sha, git_ref, status) VALUES (?1, ?2, ?3, 'queued') RETURNING {}",
+            Self::BUILD_COLUMNS
+        );
+        Ok(self.conn().query_row(&sql, params![app.as_str(), commit, git_ref], Self::build_from_row)?)
     }
 
     const BUILD_COLUMNS: &'static str =
@@ -509,7 +591,7 @@ impl Store {
             app: row.get(1)?,
             commit: row.get(2)?,
             git_ref: row.get(3)?,
-            status: BuildStatus::parse(&row.get::<_, String>(4)?),
+            status: row.get(4)?,
             buildpack: row.get(5)?,
             image_digest: row.get(6)?,
             error: row.get(7)?,
@@ -539,18 +621,31 @@ impl Store {
         Ok(builds)
     }
 
+    /// Moves a build to `status`, only from a status the state machine allows
+    /// ([`BuildStatus::allowed_from`]); otherwise nothing is written and the error says
+    /// where the build is.
     pub fn set_build_status(&self, id: i64, status: BuildStatus) -> Result<()> {
-        let finished = matches!(
-            status,
-            BuildStatus::Succeeded | BuildStatus::Failed | BuildStatus::Superseded | BuildStatus::Interrupted
+        self.move_build(id, status, None)
+    }
+
+    fn move_build(&self, id: i64, status: BuildStatus, error: Option<&str>) -> Result<()> {
+        let from = status_list(status.allowed_from().iter().map(|s| s.as_str()));
+        let finished = if status.is_finished() { format!(", finished_at = {NOW}") } else { String::new() };
+        let sql = format!(
+            "UPDATE builds SET status = ?2, error = COALESCE(?3, error){finished} WHERE id = ?1 AND status IN ({from})"
         );
-        let sql = if finished {
-            format!("UPDATE builds SET status = ?2, finished_at = {NOW} WHERE id = ?1")
-        } else {
-            "UPDATE builds SET status = ?2 WHERE id = ?1".to_string()
-        };
-        self.conn().execute(&sql, params![id, status.as_str()])?;
-        Ok(())
+        let conn = self.conn();
+        if conn.execute(&sql, params![id, status.as_str(), error])? == 1 {
+            return Ok(());
+        }
+        let current: Option<BuildStatus> =
+            conn.query_row("SELECT status FROM builds WHERE id = ?1", params![id], |row| row.get(0)).optional()?;
+        Err(Error::Transition {
+            what: "build",
+            id: id.to_string(),
+            to: status.as_str(),
+            from: current.map_or("gone".to_string(), |s| s.as_str().to_string()),
+        })
     }
 
     pub fn set_build_buildpack(&self, id: i64, buildpack: &str) -> Result<()> {
@@ -564,11 +659,7 @@ impl Store {
     }
 
     pub fn fail_build(&self, id: i64, error: &str) -> Result<()> {
-        self.conn().execute(
-            &format!("UPDATE builds SET status = 'failed', error = ?2, finished_at = {NOW} WHERE id = ?1"),
-            params![id, error],
-        )?;
-        Ok(())
+        self.move_build(id, BuildStatus::Failed, Some(error))
     }
 
     /// The digest `tag` points at now, if any.
@@ -653,9 +744,13 @@ impl Store {
             params![app.as_str()],
             |row| row.get(0),
         )?;
-        tx.execute(
+        let sql = format!(
             "INSERT INTO releases (app, number, image, build_id, status, target, config_version, config, cause, processes)
-             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9)",
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9) RETURNING {}",
+            Self::RELEASE_COLUMNS
+        );
+        let release = tx.query_row(
+            &sql,
             params![
                 app.as_str(),
                 number,
@@ -667,10 +762,10 @@ impl Store {
                 new.cause,
                 serde_json::to_string(&new.processes).expect("a map of strings serialises"),
             ],
+            Self::release_from_row,
         )?;
         tx.commit()?;
-        drop(conn);
-        Ok(self.release(app, number)?.expect("release was just inserted"))
+        Ok(release)
     }
 
     const RELEASE_COLUMNS: &'static str = "app, number, image, build_id, status, error, created_at, finished_at, \
@@ -682,7 +777,7 @@ impl Store {
             number: row.get(1)?,
             image: row.get(2)?,
             build_id: row.get(3)?,
-            status: ReleaseStatus::parse(&row.get::<_, String>(4)?),
+            status: row.get(4)?,
             error: row.get(5)?,
             created_at: row.get(6)?,
             finished_at: row.get(7)?,
@@ -726,15 +821,33 @@ impl Store {
             "UPDATE releases SET status = 'retired' WHERE app = ?1 AND status = 'live' AND number != ?2",
             params![app.as_str(), number],
         )?;
-        tx.execute(
+        let made_live = tx.execute(
             &format!(
                 "UPDATE releases SET status = 'live', revision = COALESCE(?3, revision), finished_at = {NOW}
-                 WHERE app = ?1 AND number = ?2"
+                 WHERE app = ?1 AND number = ?2 AND status = 'pending'"
             ),
             params![app.as_str(), number, revision],
         )?;
+        if made_live != 1 {
+            // Dropping the transaction undoes the retiring above.
+            return Err(Self::release_transition(&tx, app, number, ReleaseStatus::Live)?);
+        }
         tx.commit()?;
         Ok(())
+    }
+
+    fn release_transition(conn: &Connection, app: &AppName, number: i64, to: ReleaseStatus) -> Result<Error> {
+        let current: Option<ReleaseStatus> = conn
+            .query_row("SELECT status FROM releases WHERE app = ?1 AND number = ?2", params![app.as_str(), number], |row| {
+                row.get(0)
+            })
+            .optional()?;
+        Ok(Error::Transition {
+            what: "release",
+            id: format!("{number} of {app}"),
+            to: to.as_str(),
+            from: current.map_or("gone".to_string(), |s| s.as_str().to_string()),
+        })
     }
 
     /// The target's revision the release runs as now (Helm's rollback makes a new one).
@@ -756,14 +869,18 @@ impl Store {
         rolled_back: bool,
         revision: Option<i64>,
     ) -> Result<()> {
-        let status = if rolled_back { "rolled_back" } else { "failed" };
-        self.conn().execute(
+        let status = if rolled_back { ReleaseStatus::RolledBack } else { ReleaseStatus::Failed };
+        let conn = self.conn();
+        let changed = conn.execute(
             &format!(
                 "UPDATE releases SET status = ?4, error = ?3, revision = COALESCE(?5, revision), finished_at = {NOW}
-                 WHERE app = ?1 AND number = ?2"
+                 WHERE app = ?1 AND number = ?2 AND status = 'pending'"
             ),
-            params![app.as_str(), number, error, status, revision],
+            params![app.as_str(), number, error, status.as_str(), revision],
         )?;
+        if changed != 1 {
+            return Err(Self::release_transition(&conn, app, number, status)?);
+        }
         Ok(())
     }
 
@@ -892,12 +1009,48 @@ mod tests {
     }
 
     #[test]
+    fn status_changes_follow_the_state_machine_and_unknown_statuses_are_errors() {
+        let store = store();
+        let app = AppName::parse("web1").unwrap();
+        store.create_app(&app, "main", None, TargetKind::Docker).unwrap();
+        let build = store.create_build(&app, "a", "refs/heads/main").unwrap();
+        assert_eq!(build.status, BuildStatus::Queued);
+        // Every pair of statuses: allowed exactly when the state machine says so.
+        for from in BuildStatus::ALL {
+            for to in BuildStatus::ALL {
+                store.conn().execute("UPDATE builds SET status = ?2 WHERE id = ?1", params![build.id, from.as_str()]).unwrap();
+                let result = store.set_build_status(build.id, to);
+                assert_eq!(result.is_ok(), to.allowed_from().contains(&from), "{from:?} → {to:?}: {result:?}");
+                let now = store.build(build.id).unwrap().unwrap().status;
+                assert_eq!(now, if result.is_ok() { to } else { from }, "a refused change writes nothing");
+            }
+        }
+        let error = store.set_build_status(999, BuildStatus::Building).unwrap_err().to_string();
+        assert_eq!(error, "build 999 cannot become building: it is gone");
+
+        let release = store.create_release(&app, &new_release("r@sha256:1", None)).unwrap();
+        store.fail_release(&app, release.number, "no", false, None).unwrap();
+        let error = store.make_release_live(&app, release.number, None).unwrap_err().to_string();
+        assert_eq!(error, "release 1 of web1 cannot become live: it is failed");
+        let r2 = store.create_release(&app, &new_release("r@sha256:2", None)).unwrap();
+        store.make_release_live(&app, r2.number, None).unwrap();
+        assert!(store.fail_release(&app, r2.number, "late", true, None).is_err(), "a live release is never failed");
+        assert_eq!(store.live_release(&app).unwrap().unwrap().number, 2);
+
+        store.conn().execute("UPDATE builds SET status = 'exploded' WHERE id = ?1", params![build.id]).unwrap();
+        let error = store.build(build.id).unwrap_err().to_string();
+        assert!(error.contains("unknown build status \"exploded\""), "{error}");
+    }
+
+    #[test]
     fn restart_interrupts_work_in_flight() {
         let store = store();
         let app = AppName::parse("web1").unwrap();
         store.create_app(&app, "main", None, TargetKind::Docker).unwrap();
         let done = store.create_build(&app, "a", "refs/heads/main").unwrap();
-        store.set_build_status(done.id, BuildStatus::Succeeded).unwrap();
+        for status in [BuildStatus::Building, BuildStatus::Pushing, BuildStatus::Deploying, BuildStatus::Succeeded] {
+            store.set_build_status(done.id, status).unwrap();
+        }
         let running = store.create_build(&app, "b", "refs/heads/main").unwrap();
         store.set_build_status(running.id, BuildStatus::Building).unwrap();
         store.create_release(&app, &new_release("r@sha256:1", Some(done.id))).unwrap();

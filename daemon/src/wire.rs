@@ -72,7 +72,7 @@ impl From<store::Build> for Build {
     fn from(build: store::Build) -> Build {
         Build {
             id: build.id,
-            app: build.app,
+            app: build.app.to_string(),
             commit: build.commit,
             git_ref: build.git_ref,
             status: status_text(&build.status),
@@ -110,7 +110,7 @@ pub struct Release {
 impl From<store::Release> for Release {
     fn from(release: store::Release) -> Release {
         Release {
-            app: release.app,
+            app: release.app.to_string(),
             number: release.number,
             image: release.image,
             build_id: release.build_id,
