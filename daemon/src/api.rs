@@ -348,7 +348,9 @@ async fn create_app(
     }
     let app = state.store.app(&name)?.unwrap_or(app);
     if let Err(error) = state.repos.create(&name, &branch) {
-        let _ = state.store.delete_app(&name);
+        if let Err(undo) = state.store.delete_app(&name) {
+            tracing::error!(app = %name, %undo, "cannot remove the app whose repository could not be made");
+        }
         return Err(ApiError::Internal(error.to_string()));
     }
     tracing::info!(app = %name, "app created");

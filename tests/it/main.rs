@@ -11,4 +11,5 @@ mod page;
 mod push;
 mod releases;
 mod restart;
+mod tidy;
 mod webhooks;
