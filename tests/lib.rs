@@ -105,8 +105,11 @@ impl Hoistd {
         let mut hoistd = Hoistd {
             dir,
             instance,
-            api_port: free_port(),
-            router_port: free_port(),
+            // 0: hoistd binds a free port itself and writes it to `data/listening`, so two
+            // tests never race for one (the registry, a separate program, still gets one
+            // picked here).
+            api_port: 0,
+            router_port: 0,
             registry_port: free_port(),
             token: String::new(),
             program,
@@ -139,6 +142,27 @@ impl Hoistd {
         }
         self.child = Some(command.spawn().expect("hoistd starts"));
         let deadline = Instant::now() + Duration::from_secs(30);
+        // The ports it got (a restart asks for the same ones again).
+        let listening = self.dir.join("data/listening");
+        loop {
+            if let Ok(text) = std::fs::read_to_string(&listening) {
+                let addresses: serde_json::Value = serde_json::from_str(&text).expect("data/listening is JSON");
+                let port = |key: &str| -> u16 {
+                    addresses[key].as_str().and_then(|a| a.rsplit(':').next()).and_then(|p| p.parse().ok()).unwrap()
+                };
+                (self.api_port, self.router_port) = (port("api"), port("router"));
+                break;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!("hoistd exited with {status} while starting\n{}", self.log_tail(40));
+            }
+            assert!(
+                Instant::now() < deadline,
+                "hoistd did not write data/listening within 30 s\n{}",
+                self.log_tail(40)
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let token_path = self.dir.join("data/admin-token");
         loop {
             if let Ok(token) = std::fs::read_to_string(&token_path) {

@@ -20,7 +20,7 @@ use crate::version_source::VersionSources;
 use crate::{auth, docker, store};
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -83,6 +83,19 @@ impl Daemon {
             Some(tls) => Some(crate::tls::server_config(&tls.cert, &tls.key)?),
             None => None,
         };
+        // Bound first, so a port 0 in the config becomes the real port everything else is
+        // told (the hook's URL, the registry's notifications), and is written down for
+        // whoever started hoistd (`<data>/listening`, removed until then).
+        let _ = std::fs::remove_file(data_dir.join("listening"));
+        let api_listener = tokio::net::TcpListener::bind(config.api_addr)
+            .await
+            .map_err(|source| Error::Listen { addr: config.api_addr, source })?;
+        let router_listener = tokio::net::TcpListener::bind(config.router_addr)
+            .await
+            .map_err(|source| Error::Listen { addr: config.router_addr, source })?;
+        let api_addr = api_listener.local_addr().map_err(|source| Error::Listen { addr: config.api_addr, source })?;
+        let router_addr =
+            router_listener.local_addr().map_err(|source| Error::Listen { addr: config.router_addr, source })?;
         let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
         let internal_listener = match tls {
             Some(_) => Some(
@@ -94,7 +107,7 @@ impl Daemon {
         };
         let internal_addr = match &internal_listener {
             Some(listener) => listener.local_addr().map_err(|source| Error::Listen { addr: loopback, source })?,
-            None => config.api_addr,
+            None => api_addr,
         };
         let notify = registry::Notify {
             url: format!("http://{internal_addr}/internal/v1/registry/events"),
@@ -155,7 +168,9 @@ impl Daemon {
             if let Some(build) = store.build(*id)? {
                 match logs.open(&logs.build_log(&build.app, build.id)) {
                     Ok(log) => log.line("=====> Interrupted: hoistd stopped during this build; push again"),
-                    Err(error) => tracing::warn!(build = id, %error, "cannot write the interruption to the build's log"),
+                    Err(error) => {
+                        tracing::warn!(build = id, %error, "cannot write the interruption to the build's log")
+                    }
                 }
             }
             tracing::warn!(build = id, "build interrupted by a restart");
@@ -211,16 +226,6 @@ impl Daemon {
             },
             config.build.parallel,
         );
-
-        let api_listener = tokio::net::TcpListener::bind(config.api_addr)
-            .await
-            .map_err(|source| Error::Listen { addr: config.api_addr, source })?;
-        let router_listener = tokio::net::TcpListener::bind(config.router_addr)
-            .await
-            .map_err(|source| Error::Listen { addr: config.router_addr, source })?;
-        let api_addr = api_listener.local_addr().map_err(|source| Error::Listen { addr: config.api_addr, source })?;
-        let router_addr =
-            router_listener.local_addr().map_err(|source| Error::Listen { addr: config.router_addr, source })?;
 
         let hook = HookEnv {
             program: std::env::current_exe().map_err(Error::OwnProgram)?,
@@ -288,6 +293,7 @@ impl Daemon {
             }
         }));
         let scheme = if config.tls.is_some() { "https" } else { "http" };
+        write_listening(&data_dir, api_addr, router_addr, config.registry.addr)?;
         tracing::info!(%api_addr, scheme, %router_addr, data_dir = %data_dir.display(), "hoistd ready");
         Ok(Daemon { api_addr, router_addr, new_admin_token: created.then_some(admin_token), tasks })
     }
@@ -377,6 +383,17 @@ pub async fn prepare_stack(config: Config, name: &str, suite: &str, version: Opt
     let images = result?;
     println!("stack {}: {} and {}", spec.describe(), images.build, images.run);
     Ok(())
+}
+
+/// `<data>/listening`: the addresses hoistd listens on, once it answers (JSON), so a
+/// caller that asked for port 0 learns the ports it got. Written whole or not at all.
+fn write_listening(data_dir: &Path, api: SocketAddr, router: SocketAddr, registry: SocketAddr) -> Result<()> {
+    let path = data_dir.join("listening");
+    let text = format!("{{\"api\": \"{api}\", \"router\": \"{router}\", \"registry\": \"{registry}\"}}\n");
+    let partial = data_dir.join("listening.tmp");
+    std::fs::write(&partial, text)
+        .and_then(|()| std::fs::rename(&partial, &path))
+        .map_err(|source| Error::DataDir { path, source })
 }
 
 /// Builder containers outlive a hoistd that was killed mid-build; remove them.

@@ -38,6 +38,9 @@ pub mod version_source;
 pub mod webhook;
 pub mod wire;
 
+#[cfg(test)]
+mod proptests;
+
 /// Installs the TLS crypto provider (ring) that HTTPS clients use, e.g. for an external
 /// registry. Every binary calls this first; calling it twice is harmless.
 pub fn install_tls_provider() {

@@ -838,9 +838,11 @@ impl Store {
 
     fn release_transition(conn: &Connection, app: &AppName, number: i64, to: ReleaseStatus) -> Result<Error> {
         let current: Option<ReleaseStatus> = conn
-            .query_row("SELECT status FROM releases WHERE app = ?1 AND number = ?2", params![app.as_str(), number], |row| {
-                row.get(0)
-            })
+            .query_row(
+                "SELECT status FROM releases WHERE app = ?1 AND number = ?2",
+                params![app.as_str(), number],
+                |row| row.get(0),
+            )
             .optional()?;
         Ok(Error::Transition {
             what: "release",
@@ -1018,7 +1020,10 @@ mod tests {
         // Every pair of statuses: allowed exactly when the state machine says so.
         for from in BuildStatus::ALL {
             for to in BuildStatus::ALL {
-                store.conn().execute("UPDATE builds SET status = ?2 WHERE id = ?1", params![build.id, from.as_str()]).unwrap();
+                store
+                    .conn()
+                    .execute("UPDATE builds SET status = ?2 WHERE id = ?1", params![build.id, from.as_str()])
+                    .unwrap();
                 let result = store.set_build_status(build.id, to);
                 assert_eq!(result.is_ok(), to.allowed_from().contains(&from), "{from:?} → {to:?}: {result:?}");
                 let now = store.build(build.id).unwrap().unwrap().status;
