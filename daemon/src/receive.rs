@@ -45,6 +45,8 @@ pub enum Error {
     Commit { app: String, commit: String, source: git2::Error },
     #[error("push refused before building: {0}")]
     TooBig(String),
+    #[error("push refused before building: the commit has an entry named {0:?}, which no checkout can hold (an empty, '.', '..' or '.git' name, or one that is not UTF-8); remove it from the history you push")]
+    BadPath(String),
     #[error("cannot fetch from {url}: {message}; check the app's repo URL and credentials")]
     Fetch { url: String, message: String },
 }
@@ -202,12 +204,25 @@ pub fn export_commit(
     let tree = repo.find_commit(oid).and_then(|c| c.tree()).map_err(commit_error)?;
     let mut files = Vec::new();
     let mut entries: Vec<(String, i32, git2::Oid)> = Vec::new();
-    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| {
-        let name = entry.name().unwrap_or("");
-        entries.push((format!("{dir}{name}"), entry.filemode(), entry.id()));
-        git2::TreeWalkResult::Ok
+    let mut bad_path = None;
+    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| match entry.name().ok() {
+        Some(name) if is_checkout_name(name) => {
+            entries.push((format!("{dir}{name}"), entry.filemode(), entry.id()));
+            git2::TreeWalkResult::Ok
+        }
+        name => {
+            bad_path = Some(format!(
+                "{dir}{}",
+                name.map_or_else(|| String::from_utf8_lossy(entry.name_bytes()).into_owned(), str::to_string)
+            ));
+            git2::TreeWalkResult::Abort
+        }
     })
+    .or_else(|error| if bad_path.is_some() { Ok(()) } else { Err(error) })
     .map_err(commit_error)?;
+    if let Some(path) = bad_path {
+        return Err(Error::BadPath(path));
+    }
     let mut total: u64 = 0;
     for (path, mode, id) in &entries {
         if !matches!(mode, 0o100644 | 0o100755 | 0o120000) {
@@ -501,6 +516,16 @@ pub async fn http_backend(repos: &Repos, hook: &HookEnv, request: GitRequest) ->
         .map_err(|e| Error::Backend(std::io::Error::other(format!("git http-backend's answer is malformed: {e}"))))
 }
 
+/// Whether a tree entry's name can be a file in a checkout: git's own `mktree` takes
+/// `..` and `.git`, which would escape or confuse the build's source folder.
+pub fn is_checkout_name(name: &str) -> bool {
+    !name.is_empty()
+        && name != "."
+        && name != ".."
+        && !name.eq_ignore_ascii_case(".git")
+        && !name.contains(['/', '\\', '\0'])
+}
+
 /// Whether git takes `branch` as a branch name (`refs/heads/<branch>`).
 pub fn is_valid_branch_name(branch: &str) -> bool {
     git2::Reference::is_valid_name(&format!("refs/heads/{branch}"))
@@ -536,7 +561,13 @@ pub async fn run_pre_receive_hook() -> i32 {
         Ok(response) if response.status().is_success() => response,
         Ok(response) => {
             let status = response.status();
-            println!("hoist: hoistd refused the push ({status}): {}", response.text().await.unwrap_or_default().trim());
+            let text = response.text().await.unwrap_or_default();
+            // hoistd's errors are JSON `{"error": "…"}`: show the message itself.
+            let message = serde_json::from_str::<serde_json::Value>(&text)
+                .ok()
+                .and_then(|v| v["error"].as_str().map(str::to_string))
+                .unwrap_or_else(|| text.trim().to_string());
+            println!("hoist: hoistd refused the push ({status}): {message}");
             return 1;
         }
         Err(e) => {

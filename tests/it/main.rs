@@ -5,6 +5,7 @@ mod api;
 mod buildpacks;
 mod cli;
 mod cluster;
+mod hostile;
 mod kubernetes;
 mod logs;
 mod page;
