@@ -5,7 +5,6 @@
 //! Tests need what `tests/env/up` installs and starts (dockerd, docker-registry, the
 //! stack images). A test that finds them missing fails and says so.
 
-use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -37,10 +36,6 @@ pub fn binary(name: &str) -> PathBuf {
 /// The repository root.
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn check_environment() {
@@ -105,12 +100,11 @@ impl Hoistd {
         let mut hoistd = Hoistd {
             dir,
             instance,
-            // 0: hoistd binds a free port itself and writes it to `data/listening`, so two
-            // tests never race for one (the registry, a separate program, still gets one
-            // picked here).
+            // 0: hoistd binds (or, for its registry, picks) a free port itself and writes
+            // it to `data/listening`, so two tests never race for one.
             api_port: 0,
             router_port: 0,
-            registry_port: free_port(),
+            registry_port: 0,
             token: String::new(),
             program,
             child: None,
@@ -150,7 +144,7 @@ impl Hoistd {
                 let port = |key: &str| -> u16 {
                     addresses[key].as_str().and_then(|a| a.rsplit(':').next()).and_then(|p| p.parse().ok()).unwrap()
                 };
-                (self.api_port, self.router_port) = (port("api"), port("router"));
+                (self.api_port, self.router_port, self.registry_port) = (port("api"), port("router"), port("registry"));
                 break;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {

@@ -64,7 +64,7 @@ pub struct Daemon {
 
 impl Daemon {
     /// Starts everything; returns once both listeners accept connections.
-    pub async fn start(config: Config) -> Result<Daemon> {
+    pub async fn start(mut config: Config) -> Result<Daemon> {
         let data_dir = config.data_dir.clone();
         for dir in [data_dir.clone(), data_dir.join("repos"), data_dir.join("logs")] {
             std::fs::create_dir_all(&dir).map_err(|source| Error::DataDir { path: dir.clone(), source })?;
@@ -118,15 +118,29 @@ impl Daemon {
             registry::wait_ready(config.registry.addr, Duration::from_secs(10), &PathBuf::from("(external registry)"))
                 .await?;
         } else {
-            tasks.push(
-                registry::start_supervised(
+            // Port 0: hoistd picks a free port for its registry (a separate program, so it
+            // cannot be handed a bound socket), and picks again if another process took
+            // it in between.
+            let choose = config.registry.addr.port() == 0;
+            let mut attempt = 0;
+            let task = loop {
+                if choose {
+                    config.registry.addr = free_addr(config.registry.addr)
+                        .map_err(|source| Error::Listen { addr: config.registry.addr, source })?;
+                }
+                let started = registry::start_supervised(
                     &config.registry.program,
                     config.registry.addr,
                     &data_dir.join("registry"),
                     config.registry.notifications.then_some(&notify),
                 )
-                .await?,
-            );
+                .await;
+                match started {
+                    Err(registry::Error::AddrInUse { .. }) if choose && attempt < 5 => attempt += 1,
+                    other => break other?,
+                }
+            };
+            tasks.push(task);
         }
         let registry = Registry::new(config.registry.addr);
 
@@ -383,6 +397,11 @@ pub async fn prepare_stack(config: Config, name: &str, suite: &str, version: Opt
     let images = result?;
     println!("stack {}: {} and {}", spec.describe(), images.build, images.run);
     Ok(())
+}
+
+/// A port nobody listens on right now, on `addr`'s interface.
+fn free_addr(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    std::net::TcpListener::bind(SocketAddr::new(addr.ip(), 0))?.local_addr()
 }
 
 /// `<data>/listening`: the addresses hoistd listens on, once it answers (JSON), so a

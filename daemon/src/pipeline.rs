@@ -238,6 +238,12 @@ async fn run_build(stages: &Stages, request: &BuildRequest) -> Outcome {
     // ends the build: its record must never say something else than what happened.
     let advance = |status: BuildStatus| {
         let recorded = stages.store.set_build_status(id, status);
+        // Its row is gone with its app: deleted during the build (maybe made again).
+        if matches!(&recorded, Err(crate::store::Error::Transition { from, .. }) if from == "gone") {
+            return Err(Outcome::Failed {
+                message: format!("app {} was deleted during this build; nothing was deployed", source.app),
+            });
+        }
         match record(log, id, status.as_str(), recorded) {
             true => Ok(()),
             false => Err(fail(format!("hoistd could not record build {id} as {}; see hoistd's log", status.as_str()))),
