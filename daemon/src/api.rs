@@ -880,17 +880,11 @@ async fn rotate_webhook(
     })))
 }
 
-fn ndjson(message: &HookMessage) -> Bytes {
-    let mut line = serde_json::to_vec(message).expect("hook messages serialise");
-    line.push(b'\n');
-    Bytes::from(line)
-}
-
 fn ndjson_once(lines: Vec<String>, end: HookMessage) -> Response {
     let mut body: Vec<u8> = Vec::new();
     for line in lines {
-        body.extend_from_slice(&ndjson(&HookMessage::Line { line }));
+        body.extend_from_slice(&logs::line_of(&HookMessage::Line { line }));
     }
-    body.extend_from_slice(&ndjson(&end));
+    body.extend_from_slice(&logs::line_of(&end));
     ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
 }

@@ -380,12 +380,10 @@ pub async fn prepare_stack(config: Config, name: &str, suite: &str, version: Opt
     let logs = LogDir::new(scratch.clone());
     let path = scratch.join("prepare.log");
     let log = logs.open(&path).map_err(|source| Error::DataDir { path: scratch.clone(), source })?;
-    let mut lines = logs.follow(&path, 0, true).await.ok().flatten();
+    let lines = logs.follow(&path, 0, true).await.ok().flatten();
     let printer = tokio::spawn(async move {
-        while let Some(Ok(Some(record))) = match &mut lines {
-            Some(lines) => Some(lines.next().await),
-            None => None,
-        } {
+        let Some(mut lines) = lines else { return };
+        while let Ok(Some(record)) = lines.next().await {
             println!("{}", record.text);
         }
     });

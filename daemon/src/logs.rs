@@ -42,6 +42,8 @@ pub mod stage {
     pub const BUILD: &str = "build";
     pub const PUSH: &str = "push";
     pub const ROLLOUT: &str = "rollout";
+    /// A running release's output (runtime logs; never stored).
+    pub const RUNTIME: &str = "runtime";
 }
 
 /// What is written in place of a secret.

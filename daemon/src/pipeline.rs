@@ -239,7 +239,7 @@ async fn run_build(stages: &Stages, request: &BuildRequest) -> Outcome {
     let advance = |status: BuildStatus| {
         let recorded = stages.store.set_build_status(id, status);
         // Its row is gone with its app: deleted during the build (maybe made again).
-        if matches!(&recorded, Err(crate::store::Error::Transition { from, .. }) if from == "gone") {
+        if matches!(&recorded, Err(crate::store::Error::Transition { from: None, .. })) {
             return Err(Outcome::Failed {
                 message: format!("app {} was deleted during this build; nothing was deployed", source.app),
             });

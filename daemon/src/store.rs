@@ -21,9 +21,9 @@ pub enum Error {
     #[error("app {0:?} exists already")]
     AppExists(String),
     /// A status change the state machine does not allow from where the row is (or the
-    /// row is gone): nothing was written.
-    #[error("{what} {id} cannot become {to}: it is {from}")]
-    Transition { what: &'static str, id: String, to: &'static str, from: String },
+    /// row is gone, `from: None`): nothing was written.
+    #[error("{what} {id} cannot become {to}: it is {}", from.unwrap_or("gone"))]
+    Transition { what: &'static str, id: String, to: &'static str, from: Option<&'static str> },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -644,7 +644,7 @@ impl Store {
             what: "build",
             id: id.to_string(),
             to: status.as_str(),
-            from: current.map_or("gone".to_string(), |s| s.as_str().to_string()),
+            from: current.map(BuildStatus::as_str),
         })
     }
 
@@ -848,7 +848,7 @@ impl Store {
             what: "release",
             id: format!("{number} of {app}"),
             to: to.as_str(),
-            from: current.map_or("gone".to_string(), |s| s.as_str().to_string()),
+            from: current.map(ReleaseStatus::as_str),
         })
     }
 

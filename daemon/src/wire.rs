@@ -75,7 +75,7 @@ impl From<store::Build> for Build {
             app: build.app.to_string(),
             commit: build.commit,
             git_ref: build.git_ref,
-            status: status_text(&build.status),
+            status: build.status.as_str().to_string(),
             buildpack: build.buildpack,
             image_digest: build.image_digest,
             error: build.error,
@@ -114,7 +114,7 @@ impl From<store::Release> for Release {
             number: release.number,
             image: release.image,
             build_id: release.build_id,
-            status: status_text(&release.status),
+            status: release.status.as_str().to_string(),
             target: release.target.to_string(),
             revision: release.revision,
             config_version: release.config_version,
@@ -158,11 +158,4 @@ pub struct LogEnd {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ErrorAnswer {
     pub error: String,
-}
-
-fn status_text(status: &impl Serialize) -> String {
-    match serde_json::to_value(status) {
-        Ok(serde_json::Value::String(text)) => text,
-        other => format!("{other:?}"),
-    }
 }

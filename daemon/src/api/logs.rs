@@ -159,7 +159,7 @@ fn respond(
         Format::Ndjson => {
             let lines = records
                 .map(|record| line_of(&record))
-                .chain(futures_util::stream::once(async move { line_of(&serde_json::json!({ "end": end.await })) }));
+                .chain(futures_util::stream::once(async move { line_of(&crate::wire::LogEnd { end: end.await }) }));
             let body = lines.map(Ok::<_, Infallible>);
             ([(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(body)).into_response()
         }
@@ -177,7 +177,8 @@ fn respond(
     }
 }
 
-fn line_of(value: &impl serde::Serialize) -> Bytes {
+/// One NDJSON line.
+pub(super) fn line_of(value: &impl serde::Serialize) -> Bytes {
     let mut line = serde_json::to_vec(value).expect("log records serialise");
     line.push(b'\n');
     Bytes::from(line)
@@ -209,7 +210,7 @@ pub(super) async fn runtime_logs(
     let records = lines.map(move |line| {
         seq += 1;
         let text = crate::logs::mask(&line, &secrets);
-        Record { seq, time: crate::logs::now(), stage: "runtime".to_string(), text }
+        Record { seq, time: crate::logs::now(), stage: crate::logs::stage::RUNTIME.to_string(), text }
     });
     let number = release.number;
     Ok(respond(format, records, async move { serde_json::json!({ "release": number }) }))

@@ -55,12 +55,19 @@ impl Client {
         if let Some(body) = body {
             request = request.json(&body);
         }
-        let response = request.send().await.map_err(|e| {
-            Failure::new(
-                exit::UNREACHABLE,
-                format!("cannot reach hoistd at {}: {e}; is it running (bash deploy/run-hoistd), and is the URL right (hoist login URL)?", self.url),
-            )
-        })?;
+        let response = request.send().await.map_err(|e| self.unreachable(e))?;
+        Self::checked(response).await
+    }
+
+    fn unreachable(&self, error: reqwest::Error) -> Failure {
+        Failure::new(
+            exit::UNREACHABLE,
+            format!("cannot reach hoistd at {}: {error}; is it running (bash deploy/run-hoistd), and is the URL right (hoist login URL)?", self.url),
+        )
+    }
+
+    /// The response if it succeeded; otherwise hoistd's message with its exit code.
+    async fn checked(response: reqwest::Response) -> anyhow::Result<reqwest::Response> {
         let status = response.status();
         if status.is_success() {
             return Ok(response);
@@ -108,11 +115,8 @@ impl Client {
             .header(reqwest::header::ACCEPT, "application/x-ndjson")
             .send()
             .await;
-        let response = match response {
-            Ok(response) if response.status().is_success() => response,
-            // Let `call` word the error.
-            _ => self.call(reqwest::Method::GET, path, None).await?,
-        };
+        let response = response.map_err(|e| self.unreachable(e))?;
+        let response = Self::checked(response).await?;
         let mut body = response.bytes_stream();
         let mut pending: Vec<u8> = Vec::new();
         while let Some(chunk) = body.next().await {
