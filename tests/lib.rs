@@ -125,6 +125,9 @@ impl Hoistd {
             .env("HOIST_REGISTRY_ADDR", format!("127.0.0.1:{}", self.registry_port))
             .env("HOIST_INSTANCE", &self.instance)
             .env("HOIST_LOG", "info,hoist=debug")
+            // The tests' Git hosts and registries run on this machine; hostile tests set
+            // it back to false to see local URLs refused.
+            .env("HOIST_ALLOW_LOCAL_URLS", "true")
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr);

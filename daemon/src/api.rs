@@ -52,20 +52,25 @@ pub struct ApiState {
     pub registry: crate::registry::Registry,
     pub admin_token: String,
     pub hook: HookEnv,
-    /// Shown in the 401 message: where the admin token is.
-    pub token_path: std::path::PathBuf,
     /// The buildpacks an app's `buildpack` setting may name.
     pub buildpacks: Vec<String>,
+    /// Which repo URLs and images apps may be given.
+    pub url_policy: crate::outside_url::Policy,
+    /// How long a webhook's fetch may take.
+    pub fetch_timeout: std::time::Duration,
 }
 
 /// An API error: a status code and a message that says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
-    #[error("missing or wrong token: send the admin token as 'Authorization: Bearer <token>' (API) or as the password of the git remote URL (http://hoist:<token>@host/git/<app>.git); it is in {0}")]
-    Unauthorized(String),
+    /// No path in the message: an anonymous caller learns nothing about the host.
+    #[error("missing or wrong token: send your token as 'Authorization: Bearer <token>' (API) or log in with `hoist login URL` (hoistd prints the admin token at its first start and keeps it in admin-token in its data dir)")]
+    Unauthorized,
     /// The same, to git: its challenge makes git ask for (or look up) a password.
-    #[error("missing or wrong token: git sends it as the password of the remote (set one up with `hoist git:remote APP`); it is in {0}")]
-    GitUnauthorized(String),
+    #[error(
+        "missing or wrong token: git sends it as the password of the remote (set one up with `hoist git:remote APP`)"
+    )]
+    GitUnauthorized,
     #[error(transparent)]
     InvalidAppName(#[from] InvalidAppName),
     /// A webhook without a valid signature.
@@ -106,8 +111,8 @@ impl From<JsonRejection> for ApiError {
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = match &self {
-            ApiError::Unauthorized(_)
-            | ApiError::GitUnauthorized(_)
+            ApiError::Unauthorized
+            | ApiError::GitUnauthorized
             | ApiError::NotTheHook
             | ApiError::Unauthorized401(_) => StatusCode::UNAUTHORIZED,
             ApiError::InvalidAppName(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
@@ -124,7 +129,7 @@ impl IntoResponse for ApiError {
             // Basic only for git: a browser answers a Basic challenge to the page's own
             // calls with a password dialog.
             let challenge = match self {
-                ApiError::GitUnauthorized(_) => "Basic realm=\"hoist\"",
+                ApiError::GitUnauthorized => "Basic realm=\"hoist\"",
                 _ => "Bearer realm=\"hoist\"",
             };
             let challenge = header::HeaderValue::from_static(challenge);
@@ -150,10 +155,8 @@ impl FromRequestParts<Arc<ApiState>> for Admin {
             .and_then(crate::auth::token_from_authorization);
         match given {
             Some(token) if crate::auth::token_matches(&token, &state.admin_token) => Ok(Admin),
-            _ if parts.uri.path().starts_with("/git/") => {
-                Err(ApiError::GitUnauthorized(state.token_path.display().to_string()))
-            }
-            _ => Err(ApiError::Unauthorized(state.token_path.display().to_string())),
+            _ if parts.uri.path().starts_with("/git/") => Err(ApiError::GitUnauthorized),
+            _ => Err(ApiError::Unauthorized),
         }
     }
 }
@@ -270,23 +273,9 @@ struct UpdateApp {
     repo_token: Option<Option<String>>,
 }
 
-/// A repository URL webhooks may fetch from: a URL git understands, without credentials
-/// in it (they go in `repo_token`, which is never shown or logged).
-fn check_repo_url(url: &str) -> ApiResult<()> {
-    let known = ["https://", "http://", "git://", "ssh://", "file://"].iter().any(|s| url.starts_with(s));
-    if !known || url.chars().any(|c| c.is_whitespace() || c.is_control()) || url.len() > 2048 {
-        return Err(ApiError::BadRequest(format!(
-            "invalid repo URL {:?}: give an https://, http://, git://, ssh:// or file:// URL",
-            url.chars().take(100).collect::<String>()
-        )));
-    }
-    let authority = url.split_once("://").map(|(_, rest)| rest.split('/').next().unwrap_or("")).unwrap_or("");
-    if authority.contains('@') && authority.split('@').next().is_some_and(|userinfo| userinfo.contains(':')) {
-        return Err(ApiError::BadRequest(
-            "the repo URL carries a password: give the URL without it and the token as repo_token".to_string(),
-        ));
-    }
-    Ok(())
+/// A repository URL webhooks may fetch from (see [`crate::outside_url`]).
+fn check_repo_url(state: &ApiState, url: &str) -> ApiResult<()> {
+    crate::outside_url::check_repo_url(url, &state.url_policy).map_err(|e| ApiError::BadRequest(e.to_string()))
 }
 
 /// Tells an absent field (`None`) from a `null` one (`Some(None)`).
@@ -327,7 +316,7 @@ async fn create_app(
     };
     state.rollouts.targets().get(target).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     if let Some(url) = &body.repo {
-        check_repo_url(url)?;
+        check_repo_url(&state, url)?;
     }
     if let Some(image) = &body.image {
         if crate::image_watch::parse_reference(image).is_none() {
@@ -336,6 +325,7 @@ async fn create_app(
                 image.chars().take(100).collect::<String>()
             )));
         }
+        crate::outside_url::check_image(image, &state.url_policy).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     }
     let app = state.store.create_app(&name, &branch, body.buildpack.as_deref(), target)?;
     if let Some(image) = &body.image {
@@ -372,7 +362,7 @@ async fn update_app(
         state.store.set_app_buildpack(&app.name, buildpack.as_deref())?;
     }
     if let Some(Some(url)) = &body.repo {
-        check_repo_url(url)?;
+        check_repo_url(&state, url)?;
     }
     if body.repo.is_some() || body.repo_token.is_some() {
         let url = match &body.repo {
@@ -497,6 +487,23 @@ fn check_config_key(key: &str) -> ApiResult<()> {
     Ok(())
 }
 
+/// A config var's value: anything an environment variable can hold, checked before it is
+/// saved (a NUL byte cannot be passed to a process, so every build and release would fail).
+fn check_config_value(key: &str, value: &str) -> ApiResult<()> {
+    if value.contains('\0') {
+        return Err(ApiError::BadRequest(format!(
+            "the value of {key} contains a NUL byte, which no environment variable can hold; nothing was saved"
+        )));
+    }
+    if value.len() > 64 * 1024 {
+        return Err(ApiError::BadRequest(format!(
+            "the value of {key} is {} bytes; a config value may be at most 64 KiB; nothing was saved",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
 /// Sends a rollout request and waits for its end.
 async fn roll_out(state: &ApiState, app: &AppName, change: Change) -> ApiResult<store::Release> {
     let (done, outcome) = oneshot::channel();
@@ -530,8 +537,11 @@ async fn change_config(
             "the request body must be a JSON object of names to strings (set) or null (unset), like {{\"GREETING\": \"hi\"}}: {e}"
         ))
     })?;
-    for key in changes.keys() {
+    for (key, value) in &changes {
         check_config_key(key)?;
+        if let Some(value) = value {
+            check_config_value(key, value)?;
+        }
     }
     if query.secret.unwrap_or(false) {
         let set: Vec<String> = changes.iter().filter(|(_, v)| v.is_some()).map(|(k, _)| k.clone()).collect();
@@ -705,15 +715,27 @@ async fn webhook(
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<serde_json::Value>)> {
     use crate::webhook::{self, Request};
-    let app = known_app(&state, &app)?;
-    let Some(secret) = state.store.webhook_secret(&app.name)? else {
-        return Err(ApiError::NotFound(format!(
-            "app {} has no webhook: run `hoist webhooks {}` and paste its URL and secret into the Git host",
-            app.name, app.name
-        )));
+    // An unknown app, an app without a webhook and a wrong signature answer alike, so an
+    // anonymous caller cannot tell which apps exist: the body is checked against a secret
+    // nobody knows, and fails the same way.
+    let found = match AppName::parse(&app) {
+        Ok(name) => state.store.app(&name)?,
+        Err(_) => None,
+    };
+    let secret = match &found {
+        Some(app) => state.store.webhook_secret(&app.name)?,
+        None => None,
     };
     let envelope = webhook::envelope(&headers).map_err(|e| ApiError::Unauthorized401(e.to_string()))?;
-    webhook::verify(envelope.host, &headers, &body, &secret).map_err(|e| ApiError::Unauthorized401(e.to_string()))?;
+    let checked_secret = secret.clone().unwrap_or_else(crate::auth::new_token);
+    webhook::verify(envelope.host, &headers, &body, &checked_secret).map_err(|e| {
+        ApiError::Unauthorized401(format!(
+            "{e} (or no app with a webhook has this URL: `hoist webhooks APP` shows an app's)"
+        ))
+    })?;
+    let (Some(app), Some(_)) = (found, secret) else {
+        return Err(ApiError::Unauthorized401("the signature does not verify".to_string()));
+    };
     let request = webhook::parse(&envelope, &body).map_err(|e| ApiError::BadRequest(e.to_string()))?;
     let (branch, commit, pusher, message) = match request {
         Request::Ping => return Ok((StatusCode::OK, Json(json!({ "result": "pong", "app": app.name })))),
@@ -741,6 +763,16 @@ async fn webhook(
             return Ok((StatusCode::OK, Json(json!({ "result": "duplicate", "message": message }))));
         }
     }
+    // A signed body replayed under a new (or no) delivery id builds nothing new: a
+    // webhook builds a commit once per app (again only if its fetch failed).
+    let commit_key = format!("commit {commit}");
+    if !state.store.record_delivery(&app.name, &commit_key)? {
+        let message = format!(
+            "commit {} was built from a webhook before; built once (push a new commit to build again, or `hoist rollback` to go back to a release)",
+            &commit[..12]
+        );
+        return Ok((StatusCode::OK, Json(json!({ "result": "duplicate", "message": message }))));
+    }
     let mut notes = vec![format!(
         "-----> {} push of {} to {branch}{}{} (delivery {})",
         envelope.host.name(),
@@ -751,18 +783,33 @@ async fn webhook(
     )];
     notes.push(format!("-----> Fetching {} from {url}", &commit[..12]));
     let token = state.store.app_repo_token(&app.name)?;
-    let (intake, repo, git_ref) = (state.intake.clone(), state.repos.path(&app.name), format!("refs/heads/{branch}"));
-    let answer = json!({ "result": "queued", "app": app.name, "commit": commit });
+    let git_ref = format!("refs/heads/{branch}");
+    // The build is recorded before the fetch, so a fetch that hangs or fails shows as a
+    // build that says why.
+    let opened = state.intake.open(&app, &commit, &git_ref, &notes).map_err(|e| ApiError::Internal(e.to_string()))?;
+    let answer = json!({ "result": "queued", "app": app.name, "commit": commit, "build": opened.build_id });
+    let (intake, repo, policy) = (state.intake.clone(), state.repos.path(&app.name), state.url_policy.clone());
+    let delivery = envelope.delivery.clone();
+    let limits = receive::FetchLimits { timeout: state.fetch_timeout, max_bytes: state.intake.limits.max_total };
     tokio::spawn(async move {
-        if let Err(error) = receive::fetch_commit(&repo, &url, &branch, &commit, token.as_deref()).await {
+        let fetched = match crate::outside_url::check_resolved(&url, &policy).await {
+            Ok(()) => receive::fetch_commit(&repo, &url, &branch, &commit, token.as_deref(), limits).await,
+            Err(refused) => Err(receive::Error::Fetch { url: url.clone(), message: refused.to_string() }),
+        };
+        if let Err(error) = fetched {
             tracing::warn!(app = %app.name, %error, "webhook fetch failed");
-            intake.record_failure(&app, &commit, &git_ref, &notes, &error.to_string());
+            intake.fail(opened, &error.to_string());
+            // A redelivery (after fixing the token, say) is then acted on.
+            for key in std::iter::once(&commit_key).chain(delivery.as_ref()) {
+                if let Err(error) = intake.store.forget_delivery(&app.name, key) {
+                    tracing::warn!(app = %app.name, %error, "cannot forget the delivery of a failed fetch");
+                }
+            }
             return;
         }
         let name = app.name.clone();
-        let submitted =
-            intake.submit(crate::intake::Commit { app, commit, git_ref, object_dirs: vec![], push: None, notes }).await;
-        match submitted {
+        let commit = crate::intake::Commit { app, commit, git_ref, object_dirs: vec![], push: None, notes: vec![] };
+        match intake.submit_opened(opened, commit).await {
             Ok(submitted) => {
                 if let Ok(outcome) = submitted.outcome.await {
                     tracing::info!(app = %name, build = submitted.build_id, ?outcome, "webhook build ended");

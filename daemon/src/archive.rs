@@ -132,14 +132,26 @@ impl<W: Write> Writer<W> {
     }
 }
 
-/// Reads one file out of an archive.
-pub fn read_file(archive: &Path, wanted: &str) -> std::io::Result<Option<Vec<u8>>> {
+/// The most hoist reads of a file it reads whole (a Procfile, `.s2i/environment`,
+/// `.s2i/bin/run`, a runtime version file): such files are small by nature.
+pub const SMALL_FILE_MAX: u64 = 1024 * 1024;
+
+/// Reads one file out of an archive, refusing one bigger than `max` bytes (from its
+/// header, before reading it) with an error that names it.
+pub fn read_file(archive: &Path, wanted: &str, max: u64) -> std::io::Result<Option<Vec<u8>>> {
     let mut reader = tar::Archive::new(BufReader::new(File::open(archive)?));
     for entry in reader.entries()? {
-        let mut entry = entry?;
+        let entry = entry?;
         if entry.path()?.to_string_lossy().trim_start_matches("./") == wanted {
-            let mut data = Vec::new();
-            entry.read_to_end(&mut data)?;
+            let size = entry.header().size()?;
+            if size > max {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    format!("{wanted} is {size} bytes; hoist reads at most {max} bytes of it, so it is refused; make it smaller"),
+                ));
+            }
+            let mut data = Vec::with_capacity(size as usize);
+            entry.take(max).read_to_end(&mut data)?;
             return Ok(Some(data));
         }
     }
@@ -224,7 +236,9 @@ mod tests {
             })
             .collect();
         assert_eq!(names, [("ctx/app/a.sh".into(), 0o755, APP_UID), ("ctx/app/z.txt".into(), 0o644, APP_UID)]);
-        assert_eq!(read_file(&source, "app/z.txt").unwrap().unwrap(), b"z");
+        assert_eq!(read_file(&source, "app/z.txt", SMALL_FILE_MAX).unwrap().unwrap(), b"z");
+        let refused = read_file(&source, "app/a.sh", 3).unwrap_err().to_string();
+        assert!(refused.contains("app/a.sh is 9 bytes; hoist reads at most 3 bytes"), "{refused}");
         let mut content = String::new();
         tar::Archive::new(&first[..]).entries().unwrap().next().unwrap().unwrap().read_to_string(&mut content).unwrap();
         assert_eq!(content, "#!/bin/sh", "contents are copied by their offsets");

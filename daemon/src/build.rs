@@ -121,6 +121,11 @@ pub struct BuiltImage {
     pub buildpack: String,
 }
 
+/// `memory_mb` as the byte count Docker's build API takes (an i32).
+fn build_memory_bytes(memory_mb: u64) -> i32 {
+    i32::try_from(memory_mb.saturating_mul(1024 * 1024)).unwrap_or(i32::MAX)
+}
+
 /// Limits of one builder container.
 #[derive(Debug, Clone)]
 pub struct Limits {
@@ -236,7 +241,7 @@ impl Builder {
         };
         let mut request = None;
         for file in &runtime.files {
-            if let Some(bytes) = archive::read_file(&source.tar, &file.path)? {
+            if let Some(bytes) = archive::read_file(&source.tar, &file.path, archive::SMALL_FILE_MAX)? {
                 let text = String::from_utf8_lossy(&bytes);
                 if let Some(found) = runtime_version::read_request(file.format, &file.path, &text) {
                     request = Some(found);
@@ -266,12 +271,20 @@ impl Builder {
         reference: &str,
         log: &LiveLog,
     ) -> Result<()> {
+        let limits = &self.settings.limits;
         let options = BuildImageOptionsBuilder::default()
             .dockerfile("Dockerfile")
             .t(reference)
             .rm(true)
             .forcerm(true)
             .labels(&self.labels(source))
+            // The build limits hold for every RUN step as for an assemble. (Docker's
+            // build API takes memory as a 32-bit count of bytes, so at most 2 GiB; and it
+            // has no pids limit: the build's time limit stops a fork bomb.)
+            .memory(build_memory_bytes(limits.memory_mb))
+            .memswap(build_memory_bytes(limits.memory_mb))
+            .cpuperiod(100_000)
+            .cpuquota((limits.cpus * 100_000.0).max(1_000.0) as i32)
             .build();
         let mut output =
             self.docker.build_image(options, None, Some(bollard::body_try_stream(file_stream(context).await?)));
@@ -286,6 +299,10 @@ impl Builder {
                 }
                 Err(bollard::errors::Error::DockerStreamError { error }) => {
                     log.line(indent(&error));
+                    // 137: the step was killed, which the memory limit does.
+                    if error.contains("non-zero code: 137") {
+                        return Err(Error::OutOfMemory { limit_mb: limits.memory_mb });
+                    }
                     return Err(Error::DockerBuild(error.trim().to_string()));
                 }
                 Err(e) => return Err(e.into()),
@@ -318,11 +335,11 @@ impl Builder {
         }
         let (app_tar, deps_tar) = outputs?;
         let run_script = if detection.s2i_run {
-            archive::read_file(&source.tar, ".s2i/bin/run")?.unwrap_or_default()
+            archive::read_file(&source.tar, ".s2i/bin/run", archive::SMALL_FILE_MAX)?.unwrap_or_default()
         } else {
             std::fs::read(buildpack.dir.join("bin/run"))?
         };
-        let procfile = archive::read_file(&source.tar, "Procfile")?
+        let procfile = archive::read_file(&source.tar, "Procfile", archive::SMALL_FILE_MAX)?
             .and_then(|p| buildpack::procfile_web_command(&String::from_utf8_lossy(&p)));
 
         log.line("-----> Assembling the app image");
@@ -388,7 +405,7 @@ impl Builder {
             env.push(format!("HOIST_RUNTIME_VERSION={version}"));
         }
         // S2I's .s2i/environment reaches assemble (and so the build tools it runs).
-        if let Some(bytes) = archive::read_file(&source.tar, ".s2i/environment")? {
+        if let Some(bytes) = archive::read_file(&source.tar, ".s2i/environment", archive::SMALL_FILE_MAX)? {
             let variables = buildpack::parse_s2i_environment(&String::from_utf8_lossy(&bytes));
             if !variables.is_empty() {
                 let names: Vec<&str> = variables.iter().map(|(name, _)| name.as_str()).collect();
@@ -461,13 +478,18 @@ impl Builder {
                 log.output(indent(&line));
             }
             // Output without line breaks must not grow without bound either.
+            // The piece is masked before it is cut, and as much as the longest secret is
+            // held back for the next piece, so a secret is never split in two.
             if partial.len() > MAX_LINE {
-                let mut cut = MAX_LINE;
-                while !partial.is_char_boundary(cut) {
+                let masked = log.masked(&partial);
+                let mut cut = masked.len() - log.longest_secret().min(masked.len());
+                while !masked.is_char_boundary(cut) {
                     cut -= 1;
                 }
-                log.output(indent(&partial[..cut]));
-                partial.clear();
+                if cut > 0 {
+                    log.output(indent(&masked[..cut]));
+                }
+                partial = masked[cut..].to_string();
             }
         }
         if !partial.is_empty() {

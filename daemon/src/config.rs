@@ -40,6 +40,7 @@ pub struct Config {
     pub rollout: RolloutConfig,
     pub kubernetes: KubernetesConfig,
     pub receive: ReceiveConfig,
+    pub http: HttpConfig,
     /// HTTPS for the API and git: PEM files. Unset: plain HTTP.
     pub tls: Option<TlsConfig>,
 }
@@ -52,6 +53,33 @@ pub struct TlsConfig {
     pub key: PathBuf,
 }
 
+/// hoistd's HTTP listeners (API and git, app router).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpConfig {
+    /// Connections each listener keeps open at once (lowered to fit the open files
+    /// limit); more wait until one closes.
+    pub max_connections: usize,
+    /// Seconds a client has to send a request's headers.
+    pub header_timeout_secs: u64,
+    /// Seconds a client has to finish a TLS handshake.
+    pub tls_handshake_timeout_secs: u64,
+    /// Addresses of proxies in front of the router whose `X-Forwarded-*` headers are
+    /// believed; anyone else's are replaced.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            max_connections: 1024,
+            header_timeout_secs: 15,
+            tls_handshake_timeout_secs: 10,
+            trusted_proxies: Vec::new(),
+        }
+    }
+}
+
 /// Receiving pushes.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -60,11 +88,27 @@ pub struct ReceiveConfig {
     pub max_push_mb: u64,
     /// MiB one file may take unpacked.
     pub max_file_mb: u64,
+    /// Files, folders and links the pushed commit may have, counted from its tree
+    /// objects before anything is unpacked (a few KiB of trees can name millions of
+    /// empty files).
+    pub max_files: u64,
+    /// Allow repo URLs and followed images on this machine: `file://` URLs, local paths,
+    /// loopback and link-local hosts (hoistd's own registry is always allowed). Off:
+    /// hoistd runs as root and would read any repository here or the cloud's metadata.
+    pub allow_local_urls: bool,
+    /// Seconds a webhook's `git fetch` may take before it is stopped and the build fails.
+    pub fetch_timeout_secs: u64,
 }
 
 impl Default for ReceiveConfig {
     fn default() -> Self {
-        ReceiveConfig { max_push_mb: 1024, max_file_mb: 512 }
+        ReceiveConfig {
+            max_push_mb: 1024,
+            max_file_mb: 512,
+            max_files: 200_000,
+            allow_local_urls: false,
+            fetch_timeout_secs: 300,
+        }
     }
 }
 
@@ -138,6 +182,12 @@ pub struct RolloutConfig {
     /// An app keeps the images of this many of its last releases that served (rollback
     /// can go back that far); older ones are removed from dockerd and the registry.
     pub keep_releases: usize,
+    /// docker target: memory of one app container, in MiB, unless the app's config var
+    /// `HOIST_MEMORY_MB` says otherwise.
+    pub app_memory_mb: u64,
+    /// docker target: processes one app container may run at once, unless the app's
+    /// config var `HOIST_PIDS_LIMIT` says otherwise.
+    pub app_pids_limit: i64,
 }
 
 /// Where an app's releases run.
@@ -217,6 +267,7 @@ impl Default for Config {
             rollout: RolloutConfig::default(),
             kubernetes: KubernetesConfig::default(),
             receive: ReceiveConfig::default(),
+            http: HttpConfig::default(),
             tls: None,
         }
     }
@@ -277,6 +328,8 @@ impl Default for RolloutConfig {
             checks_interval_ms: 500,
             settle_secs: 5,
             keep_releases: 5,
+            app_memory_mb: 1024,
+            app_pids_limit: 1024,
         }
     }
 }
@@ -366,6 +419,33 @@ impl Config {
         }
         if let Some(v) = var("HOIST_MAX_FILE_MB") {
             self.receive.max_file_mb = parse("HOIST_MAX_FILE_MB", v)?;
+        }
+        if let Some(v) = var("HOIST_MAX_FILES") {
+            self.receive.max_files = parse("HOIST_MAX_FILES", v)?;
+        }
+        if let Some(v) = var("HOIST_ALLOW_LOCAL_URLS") {
+            self.receive.allow_local_urls = parse("HOIST_ALLOW_LOCAL_URLS", v)?;
+        }
+        if let Some(v) = var("HOIST_FETCH_TIMEOUT_SECS") {
+            self.receive.fetch_timeout_secs = parse("HOIST_FETCH_TIMEOUT_SECS", v)?;
+        }
+        if let Some(v) = var("HOIST_MAX_CONNECTIONS") {
+            self.http.max_connections = parse("HOIST_MAX_CONNECTIONS", v)?;
+        }
+        if let Some(v) = var("HOIST_HEADER_TIMEOUT_SECS") {
+            self.http.header_timeout_secs = parse("HOIST_HEADER_TIMEOUT_SECS", v)?;
+        }
+        if let Some(v) = var("HOIST_TRUSTED_PROXIES") {
+            self.http.trusted_proxies = v
+                .split(',')
+                .filter(|s| !s.trim().is_empty())
+                .map(|s| s.trim().parse())
+                .collect::<Result<_, _>>()
+                .map_err(|e: std::net::AddrParseError| Error::Env {
+                    name: "HOIST_TRUSTED_PROXIES",
+                    value: v.clone(),
+                    reason: e.to_string(),
+                })?;
         }
         if let Some(v) = var("HOIST_KEEP_BUILD_LOGS") {
             self.build.keep_logs = parse("HOIST_KEEP_BUILD_LOGS", v)?;

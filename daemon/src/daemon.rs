@@ -73,6 +73,7 @@ impl Daemon {
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
             .map_err(|source| Error::DataDir { path: data_dir.clone(), source })?;
+        let open_files = crate::listener::raise_open_files_limit();
         let store = Arc::new(Store::open(&data_dir.join("hoist.db"))?);
         let (admin_token, created) = auth::load_or_create_admin_token(&data_dir)?;
         let docker = docker::connect(&config.docker_host).await?;
@@ -160,6 +161,10 @@ impl Daemon {
                     checks_timeout: Duration::from_secs(config.rollout.checks_timeout_secs),
                     checks_interval: Duration::from_millis(config.rollout.checks_interval_ms),
                     settle: Duration::from_secs(config.rollout.settle_secs),
+                    app_limits: crate::target::docker::AppLimits {
+                        memory_mb: config.rollout.app_memory_mb,
+                        pids: config.rollout.app_pids_limit,
+                    },
                 },
             )),
             kubernetes: connect_kubernetes(&config, &data_dir, routes.clone()).await,
@@ -257,6 +262,7 @@ impl Daemon {
             limits: crate::receive::SizeLimits {
                 max_file: config.receive.max_file_mb * 1024 * 1024,
                 max_total: config.receive.max_push_mb * 1024 * 1024,
+                max_files: config.receive.max_files,
             },
             work_root: work_root.clone(),
             keep_logs: config.build.keep_logs.max(1),
@@ -277,35 +283,27 @@ impl Daemon {
             registry: registry.clone(),
             admin_token: admin_token.clone(),
             hook,
-            token_path: auth::admin_token_path(&data_dir),
             buildpacks: buildpack_names,
+            url_policy: crate::outside_url::Policy {
+                allow_local: config.receive.allow_local_urls,
+                own_registry: config.registry.addr.to_string(),
+            },
+            fetch_timeout: std::time::Duration::from_secs(config.receive.fetch_timeout_secs),
         });
         let api_router = api::router(state);
-        match (tls, internal_listener) {
-            (Some(tls), Some(internal)) => {
-                tasks.push(tokio::spawn(crate::tls::serve(api_listener, tls, api_router.clone())));
-                let internal_api = api_router.into_make_service_with_connect_info::<SocketAddr>();
-                tasks.push(tokio::spawn(async move {
-                    if let Err(error) = axum::serve(internal, internal_api).await {
-                        tracing::error!(%error, "internal listener stopped");
-                    }
-                }));
-            }
-            _ => {
-                let api = api_router.into_make_service_with_connect_info::<SocketAddr>();
-                tasks.push(tokio::spawn(async move {
-                    if let Err(error) = axum::serve(api_listener, api).await {
-                        tracing::error!(%error, "API listener stopped");
-                    }
-                }));
-            }
+        let listeners = if internal_listener.is_some() { 3 } else { 2 };
+        let limits = crate::listener::Limits {
+            max_connections: crate::listener::connection_cap(config.http.max_connections, open_files, listeners),
+            header_timeout: Duration::from_secs(config.http.header_timeout_secs),
+            tls_handshake_timeout: Duration::from_secs(config.http.tls_handshake_timeout_secs),
+        };
+        use crate::listener::serve;
+        if let Some(internal) = internal_listener {
+            tasks.push(tokio::spawn(serve("internal", internal, None, api_router.clone(), limits)));
         }
-        let app_router = router::router(routes, config.router_domain.clone());
-        tasks.push(tokio::spawn(async move {
-            if let Err(error) = axum::serve(router_listener, app_router).await {
-                tracing::error!(%error, "router listener stopped");
-            }
-        }));
+        tasks.push(tokio::spawn(serve("api", api_listener, tls, api_router, limits)));
+        let app_router = router::router(routes, config.router_domain.clone(), config.http.trusted_proxies.clone());
+        tasks.push(tokio::spawn(serve("router", router_listener, None, app_router, limits)));
         let scheme = if config.tls.is_some() { "https" } else { "http" };
         write_listening(&data_dir, api_addr, router_addr, config.registry.addr)?;
         tracing::info!(%api_addr, scheme, %router_addr, data_dir = %data_dir.display(), "hoistd ready");

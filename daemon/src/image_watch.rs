@@ -77,6 +77,12 @@ pub fn pushed_tags(envelope: &Envelope) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// How long one ask for an image's digest may take.
+pub const POLL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How many registries are asked at once.
+const POLL_CONCURRENCY: usize = 8;
+
 /// Learns digests of followed images.
 #[derive(Clone)]
 pub struct ImageWatch {
@@ -134,17 +140,37 @@ impl ImageWatch {
         }
     }
 
-    /// Asks the registries for the digest of every followed image once.
+    /// Asks the registries for the digest of every followed image once: a few at a
+    /// time, each ask bounded by [`POLL_TIMEOUT`], so a registry that stalls holds back
+    /// only the images it serves.
     pub async fn poll(&self) {
+        use futures_util::StreamExt;
         let Ok(apps) = self.store.apps() else { return };
         let mut followed: Vec<Followed> =
             apps.iter().filter_map(|a| a.image.as_deref().and_then(parse_reference)).collect();
         followed.sort_by(|a, b| (&a.repository, &a.tag).cmp(&(&b.repository, &b.tag)));
         followed.dedup();
-        for image in followed {
-            match self.registry.digest(&format!("{}:{}", image.repository, image.tag)).await {
-                Ok(digest) => self.learned(&image.repository, &image.tag, &digest, "poll").await,
-                Err(error) => tracing::debug!(repository = %image.repository, %error, "poll: no digest"),
+        futures_util::stream::iter(followed)
+            .for_each_concurrent(POLL_CONCURRENCY, |image| async move {
+                if let Some(digest) = self.digest_of(&image).await {
+                    self.learned(&image.repository, &image.tag, &digest, "poll").await;
+                }
+            })
+            .await;
+    }
+
+    /// The digest `image` has now, asked within [`POLL_TIMEOUT`].
+    async fn digest_of(&self, image: &Followed) -> Option<String> {
+        let reference = format!("{}:{}", image.repository, image.tag);
+        match tokio::time::timeout(POLL_TIMEOUT, self.registry.digest(&reference)).await {
+            Ok(Ok(digest)) => Some(digest),
+            Ok(Err(error)) => {
+                tracing::debug!(repository = %image.repository, %error, "poll: no digest");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(repository = %image.repository, timeout = ?POLL_TIMEOUT, "poll: the registry did not answer in time");
+                None
             }
         }
     }
@@ -165,7 +191,7 @@ impl ImageWatch {
     pub async fn poll_app(&self, app: &AppName) {
         let Ok(Some(app)) = self.store.app(app) else { return };
         let Some(image) = app.image.as_deref().and_then(parse_reference) else { return };
-        if let Ok(digest) = self.registry.digest(&format!("{}:{}", image.repository, image.tag)).await {
+        if let Some(digest) = self.digest_of(&image).await {
             self.learned(&image.repository, &image.tag, &digest, "poll").await;
         }
     }

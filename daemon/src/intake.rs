@@ -7,7 +7,7 @@
 //! only in how the commit got into the app's repo and what the log's first line says.
 
 use crate::build::{Source, WorkDir};
-use crate::logs::{stage, LogDir};
+use crate::logs::{stage, LiveLog, LogDir};
 use crate::pipeline::{BuildRequest, Outcome, Pipeline, PushedRef};
 use crate::receive::{self, Repos, SizeLimits};
 use crate::store::{self, Store};
@@ -65,8 +65,63 @@ pub struct Intake {
     pub keep_logs: usize,
 }
 
+/// A build recorded and its log opened before its commit is in hand (a webhook's fetch
+/// may take minutes: the user sees the build at once, and why it failed if it does).
+pub struct Opened {
+    pub build_id: i64,
+    pub log_path: PathBuf,
+    log: Arc<LiveLog>,
+}
+
 impl Intake {
+    /// Exports the commit (refusing one too big or malformed before any build is
+    /// recorded), records the build and hands it to the pipeline.
     pub async fn submit(&self, commit: Commit) -> Result<Submitted> {
+        let exported = self.export(&commit).await?;
+        let opened = self.open(&commit.app, &commit.commit, &commit.git_ref, &commit.notes)?;
+        self.enqueue(commit, opened, exported).await
+    }
+
+    /// Like [`Intake::submit`] for a build recorded earlier with [`Intake::open`]; a
+    /// refused commit fails that build.
+    pub async fn submit_opened(&self, opened: Opened, commit: Commit) -> Result<Submitted> {
+        match self.export(&commit).await {
+            Ok(exported) => self.enqueue(commit, opened, exported).await,
+            Err(error) => {
+                self.fail(opened, &error.to_string());
+                Err(error)
+            }
+        }
+    }
+
+    /// Records a build of `commit`, prunes the app's old build logs, and opens the new
+    /// log with the app's secrets masked and `notes` (what triggered it) as its first lines.
+    pub fn open(&self, app: &store::App, commit: &str, git_ref: &str, notes: &[String]) -> Result<Opened> {
+        let build = self.store.create_build(&app.name, commit, git_ref)?;
+        let pruned = self.logs.prune_builds(&app.name, self.keep_logs.saturating_sub(1));
+        if pruned > 0 {
+            tracing::info!(app = %app.name, pruned, "removed the logs of old builds");
+        }
+        let log_path = self.logs.build_log(&app.name, build.id);
+        let log = self.logs.open(&log_path).map_err(|e| Error::Internal(e.to_string()))?;
+        log.mask(self.store.app_secrets(&app.name)?);
+        log.set_stage(stage::RECEIVE);
+        for note in notes {
+            log.line(note);
+        }
+        Ok(Opened { build_id: build.id, log_path, log })
+    }
+
+    /// Fails a build that never reached the pipeline (its commit could not be fetched or
+    /// was refused), saying why in its log.
+    pub fn fail(&self, opened: Opened, error: &str) {
+        opened.log.line(format!("=====> Failed: {error}"));
+        if let Err(record) = self.store.fail_build(opened.build_id, error) {
+            tracing::error!(build = opened.build_id, %record, "cannot record the build's failure");
+        }
+    }
+
+    async fn export(&self, commit: &Commit) -> Result<Exported> {
         let app = &commit.app;
         let scratch = format!("{}-{}", app.name, &crate::auth::new_token()[..12]);
         let work = WorkDir::create(&self.work_root, &scratch).map_err(|e| {
@@ -82,49 +137,34 @@ impl Intake {
         .await
         .map_err(|e| Error::Internal(e.to_string()))?
         .map_err(Error::Refused)?;
-        let build = self.store.create_build(&app.name, &commit.commit, &commit.git_ref)?;
-        let pruned = self.logs.prune_builds(&app.name, self.keep_logs.saturating_sub(1));
-        if pruned > 0 {
-            tracing::info!(app = %app.name, pruned, "removed the logs of old builds");
-        }
-        let log_path = self.logs.build_log(&app.name, build.id);
-        let log = self.logs.open(&log_path).map_err(|e| Error::Internal(e.to_string()))?;
-        log.mask(self.store.app_secrets(&app.name)?);
-        log.set_stage(stage::RECEIVE);
-        for note in &commit.notes {
-            log.line(note);
-        }
+        Ok(Exported { work, tar, files })
+    }
+
+    async fn enqueue(&self, commit: Commit, opened: Opened, exported: Exported) -> Result<Submitted> {
+        let app = &commit.app;
         let (done, outcome) = oneshot::channel();
         let source = Source {
             app: app.name.clone(),
-            build_id: build.id,
+            build_id: opened.build_id,
             commit: commit.commit,
-            work: Arc::new(work),
-            tar,
-            files,
+            work: Arc::new(exported.work),
+            tar: exported.tar,
+            files: exported.files,
             buildpack_setting: app.buildpack.clone(),
-            config: self.store.app_config(&app.name).map(|(_, vars)| vars).unwrap_or_default(),
+            config: self.store.app_config(&app.name)?.1,
         };
+        let Opened { build_id, log_path, log } = opened;
         self.pipeline
             .submit(BuildRequest { source, log, done, push: commit.push })
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
-        Ok(Submitted { build_id: build.id, log: log_path, outcome })
+        Ok(Submitted { build_id, log: log_path, outcome })
     }
+}
 
-    /// Records a build that failed before it could start (a webhook whose commit could
-    /// not be fetched), so the user finds it with the others.
-    pub fn record_failure(&self, app: &store::App, commit: &str, git_ref: &str, notes: &[String], error: &str) {
-        let Ok(build) = self.store.create_build(&app.name, commit, git_ref) else { return };
-        if let Ok(log) = self.logs.open(&self.logs.build_log(&app.name, build.id)) {
-            log.mask(self.store.app_secrets(&app.name).unwrap_or_default());
-            for note in notes {
-                log.line(note);
-            }
-            log.line(format!("=====> Failed: {error}"));
-        }
-        if let Err(record) = self.store.fail_build(build.id, error) {
-            tracing::error!(build = build.id, %record, "cannot record the build's failure");
-        }
-    }
+/// A commit's tree in a build folder.
+struct Exported {
+    work: WorkDir,
+    tar: PathBuf,
+    files: Vec<String>,
 }

@@ -149,8 +149,8 @@ pub struct LiveLog {
     /// Bytes of output lines kept so far, and the most that are kept.
     output: Mutex<OutputBudget>,
     stage: Mutex<&'static str>,
-    /// Values replaced by [`MASK`] in every line, longest first.
-    secrets: RwLock<Vec<String>>,
+    /// Values replaced by [`MASK`] in every line.
+    secrets: RwLock<Secrets>,
 }
 
 #[derive(Debug)]
@@ -203,10 +203,19 @@ impl LiveLog {
         I: IntoIterator<Item = S>,
         S: Into<String>,
     {
-        let mut known = self.secrets.write().unwrap_or_else(|p| p.into_inner());
-        known.extend(secrets.into_iter().map(Into::into).filter(|s| s.len() >= SHORTEST_MASKED_SECRET));
-        known.sort_by_key(|s| std::cmp::Reverse(s.len()));
-        known.dedup();
+        self.secrets.write().unwrap_or_else(|p| p.into_inner()).extend(secrets);
+    }
+
+    /// `text` with the secrets masked: for output cut into pieces before it reaches
+    /// [`LiveLog::output`], so a secret is masked before a cut can split it.
+    pub fn masked(&self, text: &str) -> String {
+        self.secrets.read().unwrap_or_else(|p| p.into_inner()).mask(text)
+    }
+
+    /// Bytes of the longest masked value (or line of one): how much of a piece of output
+    /// to hold back in case a secret continues in the next piece.
+    pub fn longest_secret(&self) -> usize {
+        self.secrets.read().unwrap_or_else(|p| p.into_inner()).longest()
     }
 
     /// Appends a line of a program's output (a build tool, a container): kept until the
@@ -245,7 +254,7 @@ impl LiveLog {
         let secrets = self.secrets.read().unwrap_or_else(|p| p.into_inner());
         for line in text.as_ref().lines() {
             let line = line.rsplit('\r').next().unwrap_or("").trim_end();
-            let line = mask(line, &secrets);
+            let line = secrets.mask(line);
             let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
             let seq = file.1 + 1;
             let record = Record { seq, time: now(), stage: stage.to_string(), text: line };
@@ -267,15 +276,73 @@ impl LiveLog {
     }
 }
 
-/// `text` with every secret replaced by [`MASK`].
-pub fn mask(text: &str, secrets: &[String]) -> String {
-    let mut text = text.to_string();
-    for secret in secrets {
-        if text.contains(secret.as_str()) {
-            text = text.replace(secret.as_str(), MASK);
-        }
+/// Values that never reach a log or an answer in clear. Logs are stored and sent line by
+/// line, so a value of several lines (a PEM key) is masked line by line too: each of its
+/// lines is a value of its own.
+#[derive(Debug, Clone, Default)]
+pub struct Secrets {
+    /// Longest first, so a secret that contains another is masked whole.
+    values: Vec<String>,
+}
+
+impl Secrets {
+    pub fn new<I, S>(values: I) -> Secrets
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        let mut secrets = Secrets::default();
+        secrets.extend(values);
+        secrets
     }
-    text
+
+    /// Adds these values (and each line of a multi-line one).
+    pub fn extend<I, S>(&mut self, values: I)
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<String>,
+    {
+        for value in values {
+            let value: String = value.into();
+            let lines = value.lines().map(|line| line.trim()).filter(|line| *line != value);
+            let fragments: Vec<String> = lines.map(str::to_string).chain(std::iter::once(value.clone())).collect();
+            self.values.extend(fragments.into_iter().filter(|s| s.len() >= SHORTEST_MASKED_SECRET));
+        }
+        self.values.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+        self.values.dedup();
+    }
+
+    /// `text` with every secret replaced by [`MASK`].
+    pub fn mask(&self, text: &str) -> String {
+        let mut text = text.to_string();
+        for secret in &self.values {
+            if text.contains(secret.as_str()) {
+                text = text.replace(secret.as_str(), MASK);
+            }
+        }
+        text
+    }
+
+    /// Bytes of the longest value.
+    pub fn longest(&self) -> usize {
+        self.values.first().map_or(0, String::len)
+    }
+}
+
+/// `text` from outside (a webhook's pusher name, a commit message, git's stderr) made
+/// safe to put in a log: control characters (newlines that would forge log lines,
+/// escape sequences a terminal would obey) become spaces, and at most `max` bytes are kept.
+pub fn printable(text: &str, max: usize) -> String {
+    let mut clean: String = text.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    if clean.len() > max {
+        let mut end = max;
+        while !clean.is_char_boundary(end) {
+            end -= 1;
+        }
+        clean.truncate(end);
+        clean.push('…');
+    }
+    clean
 }
 
 /// The current time as records carry it.
@@ -450,6 +517,22 @@ mod tests {
         let text = std::fs::read_to_string(log.path()).unwrap();
         assert!(!text.contains("hunter22"), "{text}");
         assert_eq!(texts(log.path()), [format!("password {MASK} and {MASK}, ab stays")]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn every_line_of_a_multi_line_secret_is_masked() {
+        let dir = scratch("mask-pem");
+        let log = LiveLog::create(&dir.join("build-1.log")).unwrap();
+        let key = "-----BEGIN PRIVATE KEY-----\r\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\nBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----\n";
+        log.mask([key]);
+        log.line(format!("the key is {key}, printed by a careless build"));
+        log.line("echo MIIEvQIBADANBgkqhkiG9w0BAQEFAASC alone");
+        let text = std::fs::read_to_string(log.path()).unwrap();
+        for line in key.lines() {
+            assert!(!text.contains(line.trim()), "{line:?} shows in {text}");
+        }
+        assert!(texts(log.path()).contains(&format!("echo {MASK} alone")));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

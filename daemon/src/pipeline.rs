@@ -339,7 +339,7 @@ fn record(log: &LiveLog, build: i64, what: &str, result: crate::store::Result<()
 /// What the release needs from the source besides the image: the Procfile's process
 /// types, and the app's own chart (`chart/Chart.yaml`) for the kubernetes target.
 fn keep_release_files(stages: &Stages, source: &Source, log: &LiveLog) -> std::io::Result<()> {
-    let procfile = crate::archive::read_file(&source.tar, "Procfile")?;
+    let procfile = crate::archive::read_file(&source.tar, "Procfile", crate::archive::SMALL_FILE_MAX)?;
     let processes = crate::buildpack::procfile_processes(&String::from_utf8_lossy(&procfile.unwrap_or_default()));
     let others: Vec<&str> = processes.keys().map(String::as_str).filter(|p| *p != "web").collect();
     if !others.is_empty() {

@@ -47,6 +47,10 @@ pub enum Error {
     TooBig(String),
     #[error("push refused before building: the commit has an entry named {0:?}, which no checkout can hold (an empty, '.', '..' or '.git' name, or one that is not UTF-8); remove it from the history you push")]
     BadPath(String),
+    #[error("push refused before building: {0}")]
+    TooDeep(String),
+    #[error("push refused before building: the commit has more than {max} files and folders (receive.max_files); keep generated and vendored trees out of the repo, or raise the limit")]
+    TooManyFiles { max: u64 },
     #[error("cannot fetch from {url}: {message}; check the app's repo URL and credentials")]
     Fetch { url: String, message: String },
 }
@@ -59,7 +63,17 @@ pub struct SizeLimits {
     pub max_file: u64,
     /// Bytes of all files of the commit.
     pub max_total: u64,
+    /// Entries (files, folders, links) of the commit's tree, counted from the tree
+    /// objects before anything is exported: a few KiB of trees can name millions of files.
+    pub max_files: u64,
 }
+
+/// Folders deeper than this are refused: real projects stay far below it, and nothing
+/// that unpacks or runs an app copes with thousands of levels.
+pub const MAX_TREE_DEPTH: usize = 256;
+
+/// Paths longer than this (bytes, Linux's PATH_MAX) are refused: no checkout can hold them.
+pub const MAX_PATH_BYTES: usize = 4096;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
@@ -203,26 +217,10 @@ pub fn export_commit(
     let oid = git2::Oid::from_str(commit).map_err(commit_error)?;
     let tree = repo.find_commit(oid).and_then(|c| c.tree()).map_err(commit_error)?;
     let mut files = Vec::new();
-    let mut entries: Vec<(String, i32, git2::Oid)> = Vec::new();
-    let mut bad_path = None;
-    tree.walk(git2::TreeWalkMode::PreOrder, |dir, entry| match entry.name().ok() {
-        Some(name) if is_checkout_name(name) => {
-            entries.push((format!("{dir}{name}"), entry.filemode(), entry.id()));
-            git2::TreeWalkResult::Ok
-        }
-        name => {
-            bad_path = Some(format!(
-                "{dir}{}",
-                name.map_or_else(|| String::from_utf8_lossy(entry.name_bytes()).into_owned(), str::to_string)
-            ));
-            git2::TreeWalkResult::Abort
-        }
-    })
-    .or_else(|error| if bad_path.is_some() { Ok(()) } else { Err(error) })
-    .map_err(commit_error)?;
-    if let Some(path) = bad_path {
-        return Err(Error::BadPath(path));
-    }
+    let entries = list_tree(&repo, &tree, limits).map_err(|e| match e {
+        ListError::Git(source) => commit_error(source),
+        ListError::Refused(error) => error,
+    })?;
     let mut total: u64 = 0;
     for (path, mode, id) in &entries {
         if !matches!(mode, 0o100644 | 0o100755 | 0o120000) {
@@ -279,6 +277,74 @@ pub fn export_commit(
     // archive itself goes to `dest`.
     tar.finish().and_then(|mut file| file.flush()).map_err(dest_io)?;
     Ok(files)
+}
+
+/// Why listing a tree stopped.
+enum ListError {
+    Git(git2::Error),
+    Refused(Error),
+}
+
+/// Every entry of `root` (path, mode, object id) in pre-order, walked with a stack of our
+/// own rather than libgit2's recursive walk (a tree 20,000 folders deep overflows a
+/// thread's stack), refusing bad names, deep folders, long paths and too many entries as
+/// soon as they are seen.
+fn list_tree(
+    repo: &git2::Repository,
+    root: &git2::Tree<'_>,
+    limits: SizeLimits,
+) -> Result<Vec<(String, i32, git2::Oid)>, ListError> {
+    let mut entries = Vec::new();
+    // Each frame: a folder's path prefix ("" or "a/b/"), its tree, the next entry's index.
+    let mut stack: Vec<(String, git2::Tree<'_>, usize)> = vec![(String::new(), root.clone(), 0)];
+    while let Some((prefix, tree, index)) = stack.last_mut() {
+        // Owned copies, so the entry (which borrows the tree) is gone before the stack grows.
+        let next = tree.get(*index).map(|entry| {
+            let name = entry.name().ok().filter(|name| is_checkout_name(name)).map(str::to_string);
+            (name, String::from_utf8_lossy(entry.name_bytes()).into_owned(), entry.filemode(), entry.id())
+        });
+        let Some((name, raw_name, mode, id)) = next else {
+            stack.pop();
+            continue;
+        };
+        *index += 1;
+        let Some(name) = name else {
+            return Err(ListError::Refused(Error::BadPath(format!("{prefix}{}", clip(&raw_name, 200)))));
+        };
+        let path = format!("{prefix}{name}");
+        if path.len() > MAX_PATH_BYTES {
+            return Err(ListError::Refused(Error::TooDeep(format!(
+                "a path is longer than {MAX_PATH_BYTES} bytes ({}…); no checkout can hold it",
+                clip(&path, 120)
+            ))));
+        }
+        if entries.len() as u64 >= limits.max_files {
+            return Err(ListError::Refused(Error::TooManyFiles { max: limits.max_files }));
+        }
+        if mode == 0o040000 {
+            if stack.len() >= MAX_TREE_DEPTH {
+                return Err(ListError::Refused(Error::TooDeep(format!(
+                    "folders nest more than {MAX_TREE_DEPTH} deep ({}…); flatten the tree",
+                    clip(&path, 120)
+                ))));
+            }
+            let subtree = repo.find_tree(id).map_err(ListError::Git)?;
+            entries.push((path.clone(), mode, id));
+            stack.push((format!("{path}/"), subtree, 0));
+        } else {
+            entries.push((path, mode, id));
+        }
+    }
+    Ok(entries)
+}
+
+/// At most `max` bytes of `text` (on a character boundary), for messages.
+fn clip(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// Blobs bigger than this are streamed out of git rather than read whole.
@@ -348,14 +414,44 @@ fn mib(bytes: u64) -> String {
     }
 }
 
+/// How long a fetch may take and how much it may download.
+#[derive(Debug, Clone, Copy)]
+pub struct FetchLimits {
+    pub timeout: std::time::Duration,
+    /// Bytes of pack git may write; past this the fetch is stopped.
+    pub max_bytes: u64,
+}
+
 /// Fetches `commit` of branch `branch` from the app's upstream repository `url` into the
 /// app's repo (as `refs/hoist/upstream/<branch>`), with `token` (if any) sent as HTTP basic
-/// credentials through git's environment, never on a command line or in a URL.
-pub async fn fetch_commit(repo: &Path, url: &str, branch: &str, commit: &str, token: Option<&str>) -> Result<()> {
+/// credentials through git's environment, never on a command line or in a URL. A host
+/// that never answers or sends too much is cut off by `limits`.
+pub async fn fetch_commit(
+    repo: &Path,
+    url: &str,
+    branch: &str,
+    commit: &str,
+    token: Option<&str>,
+    limits: FetchLimits,
+) -> Result<()> {
     let fetch_error = |message: String| Error::Fetch { url: url.to_string(), message };
+    let deadline = tokio::time::Instant::now() + limits.timeout;
     let run = |args: Vec<String>| {
         let mut command = Command::new("git");
-        command.arg("--git-dir").arg(repo).args(&args).stdin(Stdio::null()).env("GIT_TERMINAL_PROMPT", "0");
+        command
+            .arg("--git-dir")
+            .arg(repo)
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            // ssh never asks, never trusts a new host key silently, never waits forever.
+            .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=20")
+            // A server that stops sending is given up on (curl's low-speed limit).
+            .env("GIT_HTTP_LOW_SPEED_LIMIT", "1000")
+            .env("GIT_HTTP_LOW_SPEED_TIME", "30");
         if let Some(token) = token {
             use base64::Engine;
             let basic = base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{token}"));
@@ -366,14 +462,15 @@ pub async fn fetch_commit(repo: &Path, url: &str, branch: &str, commit: &str, to
         }
         command
     };
+    let fetch = |what: String| {
+        let refspec = what;
+        let command = run(vec!["fetch".into(), "--no-tags".into(), "--quiet".into(), "--".into(), url.into(), refspec]);
+        bounded(command, repo, deadline, limits, url)
+    };
     let refspec = format!("+refs/heads/{branch}:refs/hoist/upstream/{branch}");
-    let output = run(vec!["fetch".into(), "--no-tags".into(), "--quiet".into(), "--".into(), url.into(), refspec])
-        .output()
-        .await
-        .map_err(|e| fetch_error(format!("cannot run git: {e}")))?;
-    if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        return Err(fetch_error(stderr.lines().last().unwrap_or("git fetch failed").to_string()));
+    let stderr = fetch(refspec).await?;
+    if let Some(stderr) = stderr {
+        return Err(fetch_error(git_failure(&stderr)));
     }
     let has = |sha: &str| {
         let sha = format!("{sha}^{{commit}}");
@@ -384,16 +481,83 @@ pub async fn fetch_commit(repo: &Path, url: &str, branch: &str, commit: &str, to
     }
     // The branch moved on since the event: ask for the commit itself (servers allow any
     // reachable commit over protocol v2).
-    let output =
-        run(vec!["fetch".into(), "--no-tags".into(), "--quiet".into(), "--".into(), url.into(), commit.into()])
-            .output()
-            .await
-            .map_err(|e| fetch_error(format!("cannot run git: {e}")))?;
-    if output.status.success() && has(commit).await {
+    let stderr = fetch(commit.to_string()).await?;
+    if stderr.is_none() && has(commit).await {
         Ok(())
     } else {
         Err(fetch_error(format!("the repository has no commit {commit} on {branch}")))
     }
+}
+
+/// Runs a `git fetch` until `deadline`, stopping it when the pack it writes grows past
+/// `limits.max_bytes`. `Ok(None)` when it succeeded, `Ok(Some(stderr))` when git failed.
+async fn bounded(
+    mut command: Command,
+    repo: &Path,
+    deadline: tokio::time::Instant,
+    limits: FetchLimits,
+    url: &str,
+) -> Result<Option<String>> {
+    let fetch_error = |message: String| Error::Fetch { url: url.to_string(), message };
+    let mut child = command.spawn().map_err(|e| fetch_error(format!("cannot run git: {e}")))?;
+    let mut stderr = child.stderr.take().expect("piped");
+    let read_stderr = tokio::spawn(async move {
+        use tokio::io::AsyncReadExt;
+        let mut text = Vec::new();
+        let _ = (&mut stderr).take(64 * 1024).read_to_end(&mut text).await;
+        String::from_utf8_lossy(&text).into_owned()
+    });
+    let packs = repo.join("objects/pack");
+    let status = loop {
+        tokio::select! {
+            status = child.wait() => break status.map_err(|e| fetch_error(format!("cannot run git: {e}")))?,
+            _ = tokio::time::sleep_until(deadline) => {
+                let _ = child.kill().await;
+                return Err(fetch_error(format!(
+                    "the fetch took longer than {} s (receive.fetch_timeout_secs) and was stopped; check that the host answers",
+                    limits.timeout.as_secs()
+                )));
+            }
+            _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {
+                if incoming_pack_bytes(&packs) > limits.max_bytes {
+                    let _ = child.kill().await;
+                    return Err(fetch_error(format!(
+                        "the fetch downloaded more than {} (receive.max_push_mb) and was stopped; keep big files out of the repo",
+                        mib(limits.max_bytes)
+                    )));
+                }
+            }
+        }
+    };
+    let stderr = read_stderr.await.unwrap_or_default();
+    Ok((!status.success()).then_some(stderr))
+}
+
+/// Bytes of the packs git is receiving now (`objects/pack/tmp_pack_*`).
+fn incoming_pack_bytes(packs: &Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(packs) else { return 0 };
+    entries
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("tmp_pack_"))
+        .filter_map(|e| e.metadata().ok())
+        .map(|m| m.len())
+        .sum()
+}
+
+/// What a failed `git fetch` said that matters: its `fatal:`/`error:` lines (git ends
+/// with generic advice such as "… and the repository exists."), control characters
+/// removed, clipped.
+pub fn git_failure(stderr: &str) -> String {
+    let lines: Vec<&str> = stderr.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let meaningful: Vec<&str> = lines
+        .iter()
+        .copied()
+        .filter(|l| l.starts_with("fatal:") || l.starts_with("error:") || l.starts_with("remote:"))
+        .filter(|l| !l.contains("Please make sure you have the correct access rights"))
+        .collect();
+    let chosen = if meaningful.is_empty() { lines } else { meaningful };
+    let text = if chosen.is_empty() { "git fetch failed".to_string() } else { chosen.join("; ") };
+    crate::logs::printable(&text, 500)
 }
 
 /// Where branch `name` (`refs/heads/…`) of the repo at `repo_path` points, if anywhere.
@@ -608,6 +772,7 @@ pub async fn run_pre_receive_hook() -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn ref_updates() {
@@ -649,21 +814,198 @@ mod tests {
         let who = git2::Signature::now("t", "t@example.invalid").unwrap();
         let commit = repo.commit(None, &who, &who, "m", &tree, &[]).unwrap();
         let app = AppName::parse("web1").unwrap();
-        let roomy = SizeLimits { max_file: 8 << 20, max_total: 8 << 20 };
+        let roomy = SizeLimits { max_file: 8 << 20, max_total: 8 << 20, max_files: 100 };
         let tar = dir.join("source.tar");
         let mut files = export_commit(&dir, &[], &app, &commit.to_string(), roomy, &tar).unwrap();
         files.sort();
         assert_eq!(files, [".s2i/bin/assemble", "big.bin", "index.html"]);
-        assert_eq!(archive::read_file(&tar, "index.html").unwrap().unwrap(), b"<h1>hi</h1>");
-        assert!(archive::read_file(&tar, "big.bin").unwrap().unwrap() == big, "a streamed blob arrives whole");
+        assert_eq!(archive::read_file(&tar, "index.html", archive::SMALL_FILE_MAX).unwrap().unwrap(), b"<h1>hi</h1>");
+        assert!(archive::read_file(&tar, "big.bin", 8 << 20).unwrap().unwrap() == big, "a streamed blob arrives whole");
         let missing = export_commit(&dir, &[], &app, &"1".repeat(40), roomy, &tar).unwrap_err().to_string();
         assert!(missing.contains("cannot be read"), "{missing}");
-        let tight = SizeLimits { max_file: 5, max_total: 1 << 20 };
+        let tight = SizeLimits { max_file: 5, max_total: 1 << 20, max_files: 100 };
         let refused = export_commit(&dir, &[], &app, &commit.to_string(), tight, &tar).unwrap_err().to_string();
         assert!(refused.contains("is 10 bytes unpacked; a file may be at most 5 bytes"), "{refused}");
-        let tight = SizeLimits { max_file: 8 << 20, max_total: 15 };
+        let tight = SizeLimits { max_file: 8 << 20, max_total: 15, max_files: 100 };
         let refused = export_commit(&dir, &[], &app, &commit.to_string(), tight, &tar).unwrap_err().to_string();
         assert!(refused.contains("more than 15 bytes unpacked (receive.max_push_mb)"), "{refused}");
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A bare repo in a fresh temp dir, and a commit of the tree `make_tree` writes.
+    fn repo_with_tree(label: &str, make_tree: impl FnOnce(&git2::Repository) -> git2::Oid) -> (tempdir::Dir, String) {
+        let dir = tempdir::Dir::new(label);
+        let repo = git2::Repository::init_bare(dir.path()).unwrap();
+        let tree = repo.find_tree(make_tree(&repo)).unwrap();
+        let who = git2::Signature::now("t", "t@example.invalid").unwrap();
+        let commit = repo.commit(None, &who, &who, "m", &tree, &[]).unwrap();
+        (dir, commit.to_string())
+    }
+
+    /// `depth` folders named `d`, one inside the other, with a file at the bottom.
+    fn nested_tree(repo: &git2::Repository, depth: usize, name: &str) -> git2::Oid {
+        let blob = repo.blob(b"deep").unwrap();
+        let mut builder = repo.treebuilder(None).unwrap();
+        builder.insert("f", blob, 0o100644).unwrap();
+        let mut tree = builder.write().unwrap();
+        for _ in 0..depth {
+            let mut builder = repo.treebuilder(None).unwrap();
+            builder.insert(name, tree, 0o040000).unwrap();
+            tree = builder.write().unwrap();
+        }
+        tree
+    }
+
+    mod tempdir {
+        /// A temp dir removed on drop.
+        pub struct Dir(std::path::PathBuf);
+        impl Dir {
+            pub fn new(label: &str) -> Dir {
+                static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+                let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let path = std::env::temp_dir().join(format!("hoist-{label}-{}-{n}", std::process::id()));
+                let _ = std::fs::remove_dir_all(&path);
+                std::fs::create_dir_all(&path).unwrap();
+                Dir(path)
+            }
+            pub fn path(&self) -> &std::path::Path {
+                &self.0
+            }
+        }
+        impl Drop for Dir {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_dir_all(&self.0);
+            }
+        }
+    }
+
+    const ROOMY: SizeLimits = SizeLimits { max_file: 1 << 20, max_total: 1 << 30, max_files: 100_000 };
+
+    #[test]
+    fn a_tree_twenty_thousand_folders_deep_is_refused_without_overflowing_the_stack() {
+        // The hostile probe's 1.25 MiB push: libgit2's recursive walk overflowed a
+        // worker's stack and took hoistd down. Run on a small stack to prove the walk
+        // does not recurse.
+        let (dir, commit) = repo_with_tree("deep", |repo| nested_tree(repo, 20_000, "d"));
+        let app = AppName::parse("deep").unwrap();
+        let tar = dir.path().join("source.tar");
+        let repo_path = dir.path().to_path_buf();
+        let refused = std::thread::Builder::new()
+            .stack_size(256 * 1024)
+            .spawn(move || export_commit(&repo_path, &[], &app, &commit, ROOMY, &tar).unwrap_err().to_string())
+            .unwrap()
+            .join()
+            .unwrap();
+        assert!(refused.contains(&format!("folders nest more than {MAX_TREE_DEPTH} deep")), "{refused}");
+    }
+
+    #[test]
+    fn depth_and_path_length_limits_are_exact() {
+        let app = AppName::parse("deep").unwrap();
+        let (dir, commit) = repo_with_tree("at-limit", |repo| nested_tree(repo, MAX_TREE_DEPTH - 1, "d"));
+        let tar = dir.path().join("source.tar");
+        let files = export_commit(dir.path(), &[], &app, &commit, ROOMY, &tar).unwrap();
+        assert_eq!(files.len(), 1, "a tree at the depth limit exports");
+        let (dir, commit) = repo_with_tree("long-path", |repo| nested_tree(repo, 40, &"x".repeat(120)));
+        let refused =
+            export_commit(dir.path(), &[], &app, &commit, ROOMY, &dir.path().join("s.tar")).unwrap_err().to_string();
+        assert!(refused.contains(&format!("a path is longer than {MAX_PATH_BYTES} bytes")), "{refused}");
+    }
+
+    #[test]
+    fn a_tree_bomb_is_refused_from_its_tree_objects() {
+        // 1000 folders that all point at one tree of 1000 empty files: a few KiB of
+        // objects naming a million files.
+        let (dir, commit) = repo_with_tree("bomb", |repo| {
+            let empty = repo.blob(b"").unwrap();
+            let mut leaf = repo.treebuilder(None).unwrap();
+            for i in 0..1000 {
+                leaf.insert(format!("f{i}"), empty, 0o100644).unwrap();
+            }
+            let leaf = leaf.write().unwrap();
+            let mut root = repo.treebuilder(None).unwrap();
+            for i in 0..1000 {
+                root.insert(format!("d{i}"), leaf, 0o040000).unwrap();
+            }
+            root.write().unwrap()
+        });
+        let app = AppName::parse("bomb").unwrap();
+        let tar = dir.path().join("source.tar");
+        let limits = SizeLimits { max_files: 5000, ..ROOMY };
+        let refused = export_commit(dir.path(), &[], &app, &commit, limits, &tar).unwrap_err().to_string();
+        assert!(refused.contains("more than 5000 files and folders (receive.max_files)"), "{refused}");
+        assert!(!tar.exists(), "refused before the archive is started");
+    }
+
+    /// A generated tree: files and folders with names a push can carry, any depth and width.
+    #[derive(Debug, Clone)]
+    enum Node {
+        File(String),
+        Folder(String, Vec<Node>),
+    }
+
+    fn tree_name() -> impl Strategy<Value = String> {
+        prop_oneof!["[a-z]{1,3}", "\\.[a-z]{0,3}", "[a-zA-Z0-9 ._~-]{1,40}", "[a-z]{200,255}", ".{1,8}"]
+            .prop_filter("git refuses names with '/' or NUL", |name| !name.contains(['/', '\0']))
+    }
+
+    fn tree_shape() -> impl Strategy<Value = Node> {
+        let leaf = tree_name().prop_map(Node::File);
+        leaf.prop_recursive(40, 300, 6, |inner| {
+            (tree_name(), proptest::collection::vec(inner, 0..6))
+                .prop_map(|(name, children)| Node::Folder(name, children))
+        })
+    }
+
+    /// Writes `children` as a tree (duplicate names keep the last), `wrap` folders deep.
+    fn write_tree(repo: &git2::Repository, children: &[Node], wrap: usize) -> Option<git2::Oid> {
+        let blob = repo.blob(b"x").ok()?;
+        let mut builder = repo.treebuilder(None).ok()?;
+        for child in children {
+            match child {
+                Node::File(name) => builder.insert(name, blob, 0o100644).ok()?,
+                Node::Folder(name, inner) => builder.insert(name, write_tree(repo, inner, 0)?, 0o040000).ok()?,
+            };
+        }
+        let mut tree = builder.write().ok()?;
+        for _ in 0..wrap {
+            let mut builder = repo.treebuilder(None).ok()?;
+            builder.insert("w", tree, 0o040000).ok()?;
+            tree = builder.write().ok()?;
+        }
+        Some(tree)
+    }
+
+    proptest! {
+        // Each case writes a repository: fewer cases, still every shape class.
+        #![proptest_config(ProptestConfig { cases: 100, failure_persistence: None, ..ProptestConfig::default() })]
+
+        #[test]
+        fn no_tree_shape_makes_the_export_panic_or_overflow(
+            shape in proptest::collection::vec(tree_shape(), 0..8),
+            wrap in prop_oneof![0usize..4, 250usize..262],
+            max_files in prop_oneof![1u64..50, Just(100_000u64)],
+        ) {
+            let dir = tempdir::Dir::new("prop-tree");
+            let repo = git2::Repository::init_bare(dir.path()).unwrap();
+            let Some(tree) = write_tree(&repo, &shape, wrap) else { return Ok(()) };
+            let tree = repo.find_tree(tree).unwrap();
+            let who = git2::Signature::now("t", "t@example.invalid").unwrap();
+            let commit = repo.commit(None, &who, &who, "m", &tree, &[]).unwrap().to_string();
+            let limits = SizeLimits { max_file: 1 << 20, max_total: 1 << 30, max_files };
+            let app = AppName::parse("prop").unwrap();
+            let path = dir.path().to_path_buf();
+            // A small stack: a recursive walk would overflow it at a few hundred levels.
+            let outcome = std::thread::Builder::new()
+                .stack_size(512 * 1024)
+                .spawn(move || export_commit(&path, &[], &app, &commit, limits, &path.join("s.tar")).map(|f| f.len()))
+                .unwrap()
+                .join()
+                .expect("the export does not panic");
+            match outcome {
+                Ok(files) => prop_assert!(files as u64 <= max_files && wrap < MAX_TREE_DEPTH),
+                Err(error) => prop_assert!(error.to_string().len() < 600, "a short message: {error}"),
+            }
+        }
     }
 }

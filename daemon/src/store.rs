@@ -66,6 +66,9 @@ pub fn is_secret_name(name: &str) -> bool {
 /// An app's config vars, given to its processes as environment variables.
 pub type ConfigVars = std::collections::BTreeMap<String, String>;
 
+/// Days a webhook delivery id is remembered (GitHub redelivers for up to three days).
+pub const DELIVERY_RETENTION_DAYS: u32 = 30;
+
 /// Where a build is. The state machine lives in `pipeline`; this is its record.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -460,13 +463,30 @@ impl Store {
             .query_row("SELECT webhook_secret FROM apps WHERE name = ?1", params![name.as_str()], |r| r.get(0))?)
     }
 
-    /// Records a webhook delivery; false when it was recorded before (a redelivery).
+    /// Records a webhook delivery (or another key a webhook must be acted on once for);
+    /// false when it was recorded before (a redelivery). Keys older than
+    /// [`DELIVERY_RETENTION_DAYS`] are forgotten first, in the same transaction, so the
+    /// table stays small.
     pub fn record_delivery(&self, name: &AppName, delivery: &str) -> Result<bool> {
-        let inserted = self.conn().execute(
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute(
+            "DELETE FROM deliveries WHERE created_at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)",
+            params![format!("-{DELIVERY_RETENTION_DAYS} days")],
+        )?;
+        let inserted = tx.execute(
             "INSERT OR IGNORE INTO deliveries (app, delivery) VALUES (?1, ?2)",
             params![name.as_str(), delivery],
         )?;
+        tx.commit()?;
         Ok(inserted == 1)
+    }
+
+    /// Forgets a delivery key, so the same delivery is acted on again (its fetch failed).
+    pub fn forget_delivery(&self, name: &AppName, delivery: &str) -> Result<()> {
+        self.conn()
+            .execute("DELETE FROM deliveries WHERE app = ?1 AND delivery = ?2", params![name.as_str(), delivery])?;
+        Ok(())
     }
 
     pub fn app(&self, name: &AppName) -> Result<Option<App>> {

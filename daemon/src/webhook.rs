@@ -193,8 +193,16 @@ pub fn parse(envelope: &Envelope, body: &[u8]) -> Result<Request, Error> {
     if !is_sha(&commit) {
         return Err(bad(format!("{commit:?} is not a commit id")));
     }
-    let pusher = payload.pusher.and_then(|p| p.name.or(p.username)).or(payload.user_username);
-    let message = payload.head_commit.and_then(|c| c.message).map(|m| m.lines().next().unwrap_or("").to_string());
+    // Outside strings go into the build's log: one line each, no control characters.
+    let pusher = payload
+        .pusher
+        .and_then(|p| p.name.or(p.username))
+        .or(payload.user_username)
+        .map(|p| crate::logs::printable(&p, 100));
+    let message = payload
+        .head_commit
+        .and_then(|c| c.message)
+        .map(|m| crate::logs::printable(m.lines().next().unwrap_or(""), 200));
     Ok(Request::Push { branch: branch.to_string(), commit: commit.to_lowercase(), pusher, message })
 }
 

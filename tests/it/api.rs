@@ -9,7 +9,8 @@ fn no_token_or_a_wrong_one_is_refused_and_nothing_is_stored() {
     for token in [None, Some("wrong")] {
         let (status, body) = hoistd.call_as(token, "POST", "/api/v1/apps", create);
         assert_eq!(status, 401, "{body}");
-        assert!(body.contains("admin-token"), "says where the token is: {body}");
+        assert!(body.contains("hoist login"), "says what to do: {body}");
+        assert!(!body.contains(&hoistd.dir.display().to_string()), "names no path on the host: {body}");
         assert_eq!(hoistd.call_as(token, "GET", "/api/v1/apps", None).0, 401);
     }
     assert_eq!(hoistd.get_json("/api/v1/apps"), serde_json::json!([]), "nothing was created");

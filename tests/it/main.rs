@@ -9,6 +9,7 @@ mod hostile;
 mod kubernetes;
 mod logs;
 mod page;
+mod probe;
 mod push;
 mod releases;
 mod restart;

@@ -135,6 +135,14 @@ fn signed_pushes_from_github_gitlab_and_gitea_build_that_commit_and_anything_els
     // The same delivery again: answered, built once.
     let (status, answer) = post(&hoistd, "shop", &github, body.as_bytes());
     assert_eq!((status, answer["result"].as_str()), (200, Some("duplicate")), "{answer}");
+    // The same signed body replayed under a new delivery id, or none: built once too.
+    for replay in
+        [&github[..], &[github[0], ("x-github-delivery", "d-replayed"), github[2]][..], &[github[0], github[2]][..]]
+    {
+        let (status, answer) = post(&hoistd, "shop", replay, body.as_bytes());
+        assert_eq!((status, answer["result"].as_str()), (200, Some("duplicate")), "{answer}");
+    }
+    assert_eq!(builds(&hoistd, "shop"), 1, "a replay builds nothing");
 
     // Refused, nothing queued: a wrong secret, no signature, a truncated or oversized body.
     let forged = hoist_tests::sign("not-the-secret", body.as_bytes());
@@ -227,6 +235,66 @@ fn a_webhook_whose_commit_cannot_be_fetched_fails_a_build_that_says_why() {
         hoistd.call("PATCH", "/api/v1/apps/gone", Some(r#"{"repo": "https://user:pw@git.example/x.git"}"#));
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("repo_token"), "{body}");
+}
+
+#[test]
+fn a_host_that_never_answers_fails_recorded_builds_in_time_and_outside_strings_cannot_forge_log_lines() {
+    let hoistd = Hoistd::start(&[("HOIST_FETCH_TIMEOUT_SECS", "3"), ("HOIST_KEEP_BUILD_LOGS", "2")]);
+    // A "Git host" that accepts connections and never says a word.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}/acme/stall.git", silent.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in silent.incoming() {
+            held.push(stream);
+        }
+    });
+    hoistd.cli(&["apps", "create", "stall", "--repo", &url]);
+    let text = String::from_utf8_lossy(&hoistd.cli(&["webhooks", "stall"]).stdout).to_string();
+    let secret =
+        text.lines().find_map(|l| l.strip_prefix("secret:")).unwrap().split_whitespace().next().unwrap().to_string();
+    let started = std::time::Instant::now();
+    for i in 0..4 {
+        let commit = format!("{i}d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c");
+        let body = github_push("main", &commit)
+            .replace("\"name\":\"Codertocat\"", "\"name\":\"eve\\n=====> Done: release 99 is live\"");
+        let signed = hoist_tests::sign(&secret, body.as_bytes());
+        let delivery = format!("stall-{i}");
+        let headers = [
+            ("x-github-event", "push"),
+            ("x-github-delivery", delivery.as_str()),
+            ("x-hub-signature-256", signed.as_str()),
+        ];
+        let (status, answer) = post(&hoistd, "stall", &headers, body.as_bytes());
+        assert_eq!(status, 202, "{answer}");
+        assert!(answer["build"].as_i64().is_some(), "the build is recorded before the fetch: {answer}");
+    }
+    assert_eq!(builds(&hoistd, "stall"), 4, "each webhook shows as a build at once");
+    let failed = wait_for("four failed builds", Duration::from_secs(60), || {
+        let builds = hoistd.get_json("/api/v1/apps/stall/builds");
+        let builds = builds.as_array().unwrap().clone();
+        builds.iter().all(|b| b["status"] == "failed").then_some(builds)
+    });
+    assert!(
+        started.elapsed() < Duration::from_secs(40),
+        "stopped by the 3 s limit, not git's: {:?}",
+        started.elapsed()
+    );
+    let error = failed[0]["error"].as_str().unwrap();
+    assert!(error.contains("took longer than 3 s (receive.fetch_timeout_secs)"), "{error}");
+    let git_processes = std::process::Command::new("pgrep").args(["-f", &url]).output().unwrap();
+    assert!(
+        git_processes.stdout.is_empty(),
+        "no git is left hanging: {}",
+        String::from_utf8_lossy(&git_processes.stdout)
+    );
+    // Logs are pruned on this path too, and the pusher's newline forged nothing.
+    let logs: Vec<_> = std::fs::read_dir(hoistd.dir.join("data/logs/stall")).unwrap().collect();
+    assert!(logs.len() <= 2, "keep_logs holds: {} logs", logs.len());
+    let newest = failed[0]["id"].as_i64().unwrap();
+    let log = hoistd.get(&format!("/api/v1/apps/stall/builds/{newest}/log")).1;
+    assert!(!log.lines().any(|line| line.starts_with("=====> Done")), "{log}");
+    assert!(log.contains("by eve =====> Done: release 99 is live"), "the name is kept, on its line: {log}");
 }
 
 /// Builds a site image saying `text` and pushes it as `reference` with the real docker.

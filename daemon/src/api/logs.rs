@@ -205,11 +205,11 @@ pub(super) async fn runtime_logs(
         .map_err(|e| {
             ApiError::Conflict(format!("cannot read the output of release {} of {}: {e}", release.number, app.name))
         })?;
-    let secrets = state.store.app_secrets(&app.name)?;
+    let secrets = crate::logs::Secrets::new(state.store.app_secrets(&app.name)?);
     let mut seq = 0;
     let records = lines.map(move |line| {
         seq += 1;
-        let text = crate::logs::mask(&line, &secrets);
+        let text = secrets.mask(&line);
         Record { seq, time: crate::logs::now(), stage: crate::logs::stage::RUNTIME.to_string(), text }
     });
     let number = release.number;

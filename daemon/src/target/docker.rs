@@ -34,6 +34,35 @@ pub struct Settings {
     /// How long a release must keep running and answering after traffic moved to it
     /// before the previous release is stopped.
     pub settle: Duration,
+    /// Limits of an app container unless its config says otherwise.
+    pub app_limits: AppLimits,
+}
+
+/// Limits of one app container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppLimits {
+    pub memory_mb: u64,
+    pub pids: i64,
+}
+
+impl AppLimits {
+    /// The defaults, overridden by the app's `HOIST_MEMORY_MB` and `HOIST_PIDS_LIMIT`
+    /// config vars (a value that is not a positive number is refused).
+    pub fn for_release(self, config: &std::collections::BTreeMap<String, String>) -> Result<AppLimits, String> {
+        let read = |name: &str| -> Result<Option<u64>, String> {
+            match config.get(name) {
+                None => Ok(None),
+                Some(value) => match value.trim().parse::<u64>() {
+                    Ok(n) if n > 0 => Ok(Some(n)),
+                    _ => Err(format!("config var {name}={value:?} is not a positive whole number; set it with `hoist config set APP {name}=512`")),
+                },
+            }
+        };
+        Ok(AppLimits {
+            memory_mb: read("HOIST_MEMORY_MB")?.unwrap_or(self.memory_mb),
+            pids: read("HOIST_PIDS_LIMIT")?.map_or(self.pids, |n| n.min(i64::MAX as u64) as i64),
+        })
+    }
 }
 
 /// Releases as containers on the local dockerd.
@@ -76,6 +105,7 @@ impl DockerTarget {
             (LABEL_RELEASE.to_string(), release.number.to_string()),
             (LABEL_ROLE.to_string(), "release".to_string()),
         ]);
+        let limits = self.settings.app_limits.for_release(&release.config)?;
         let mut env: Vec<String> = release.config.iter().map(|(key, value)| format!("{key}={value}")).collect();
         env.push(format!("PORT={}", self.settings.app_port));
         let body = ContainerCreateBody {
@@ -90,6 +120,13 @@ impl DockerTarget {
                 )])),
                 // tini as PID 1 forwards SIGTERM and reaps, so stopping a release is quick.
                 init: Some(true),
+                memory: Some((limits.memory_mb * 1024 * 1024) as i64),
+                memory_swap: Some((limits.memory_mb * 1024 * 1024) as i64),
+                pids_limit: Some(limits.pids),
+                // An app (a Dockerfile's may run as root) keeps the capabilities serving
+                // needs, not the ones that forge packets, make devices or gain privileges.
+                cap_drop: Some(["NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP", "SYS_CHROOT"].map(String::from).to_vec()),
+                security_opt: Some(vec!["no-new-privileges".to_string()]),
                 restart_policy: Some(RestartPolicy {
                     name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
                     maximum_retry_count: None,

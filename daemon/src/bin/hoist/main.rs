@@ -41,8 +41,10 @@ struct Args {
 enum Command {
     /// Saves hoistd's URL and the token (asked for once, or from --token) for later calls.
     Login {
-        /// hoistd's API address.
-        url: Option<String>,
+        /// hoistd's API address. (Not named `url`: clap would merge it with the global
+        /// `--url`.)
+        #[arg(value_name = "URL")]
+        address: Option<String>,
     },
     /// Forgets the token saved for hoistd.
     Logout,
@@ -153,7 +155,10 @@ enum AppsCommand {
     /// Sets the Git host repository webhooks build from; `none` clears it.
     SetRepo {
         name: String,
-        url: String,
+        /// The repository's URL. Its own name, never `url`: clap merges same-named
+        /// arguments, and the global `--url` is where the admin token goes.
+        #[arg(value_name = "URL")]
+        repo_url: String,
         /// A token for a private repo.
         #[arg(long, env = "HOIST_REPO_TOKEN", hide_env_values = true)]
         repo_token: Option<String>,
@@ -196,13 +201,18 @@ enum RemoteCommand {
 
 #[derive(Subcommand)]
 enum ConfigCommand {
-    /// `hoist config set APP NAME=value...` (`--secret`: mask the values in logs and answers)
+    /// `hoist config set APP NAME=value...` (`--secret`: mask the values in logs and
+    /// answers). Keep a secret off the command line (where `ps` shows it): `NAME=-` reads
+    /// the value from stdin, `NAME --from-file F` from a file (a PEM key, say).
     Set {
         app: String,
         #[arg(required = true)]
         vars: Vec<String>,
         #[arg(long)]
         secret: bool,
+        /// The value of the one NAME given, read from this file as it is.
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<std::path::PathBuf>,
     },
     /// `hoist config unset APP NAME...`
     Unset {
@@ -324,7 +334,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     let url = url(args.url.clone()).trim_end_matches('/').to_string();
     let http = client::http_client(args.ca_cert.as_deref())?;
-    if let Command::Login { url: given } = &args.command {
+    if let Command::Login { address: given } = &args.command {
         let url = given.clone().unwrap_or(url).trim_end_matches('/').to_string();
         return login(url, args.token.clone(), http, json).await;
     }
@@ -538,9 +548,9 @@ async fn apps(client: &Client, command: AppsCommand, json: bool) -> anyhow::Resu
             }
             println!("app {name} builds with: {buildpack}");
         }
-        AppsCommand::SetRepo { name, url, repo_token } => {
-            let url = if url == "none" { Value::Null } else { Value::String(url) };
-            let mut body = serde_json::json!({ "repo": url });
+        AppsCommand::SetRepo { name, repo_url, repo_token } => {
+            let repo_url = if repo_url == "none" { Value::Null } else { Value::String(repo_url) };
+            let mut body = serde_json::json!({ "repo": repo_url });
             if let Some(token) = repo_token {
                 body["repo_token"] = Value::String(token);
             }
@@ -676,12 +686,20 @@ async fn config_change(client: &Client, change: ConfigCommand, json: bool) -> an
         ConfigCommand::Unset { app, .. } => (app.clone(), false),
     };
     match change {
-        ConfigCommand::Set { vars, .. } => {
-            for var in vars {
-                let Some((name, value)) = var.split_once('=') else {
-                    return Err(Failure::new(exit::USAGE, format!("{var:?} is not NAME=value")).into());
-                };
-                body.insert(name.to_string(), Value::String(value.to_string()));
+        ConfigCommand::Set { vars, from_file, .. } => {
+            let file = match &from_file {
+                Some(path) => {
+                    Some(std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?)
+                }
+                None => None,
+            };
+            let values = config_values(&vars, file, || {
+                let mut value = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut value).map(|_| value)
+            })
+            .map_err(|message| Failure::new(exit::USAGE, message))?;
+            for (name, value) in values {
+                body.insert(name, Value::String(value));
             }
         }
         ConfigCommand::Unset { names, .. } => {
@@ -702,6 +720,64 @@ async fn config_change(client: &Client, change: ConfigCommand, json: bool) -> an
     Ok(())
 }
 
+/// `text` as a terminal may print it: colour and style sequences (`ESC [ … m`) pass,
+/// every other control character is written out as `\xNN`.
+fn terminal_safe(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(c) = rest.chars().next() {
+        if c == '\x1b' {
+            let sgr = rest[1..].strip_prefix('[').and_then(|after| {
+                let params = after.find(|ch: char| !(ch.is_ascii_digit() || ch == ';'))?;
+                (after[params..].starts_with('m')).then_some(2 + params + 1)
+            });
+            if let Some(len) = sgr {
+                out.push_str(&rest[..len]);
+                rest = &rest[len..];
+                continue;
+            }
+        }
+        if c.is_control() && c != '\t' {
+            out.push_str(&format!("\\x{:02x}", c as u32));
+        } else {
+            out.push(c);
+        }
+        rest = &rest[c.len_utf8()..];
+    }
+    out
+}
+
+/// The values `hoist config set` sends: `NAME=value`; `NAME=-` reads stdin (once, one
+/// trailing newline dropped); with `--from-file`, the one NAME given gets the file.
+fn config_values(
+    vars: &[String],
+    file: Option<String>,
+    read_stdin: impl FnOnce() -> std::io::Result<String>,
+) -> Result<Vec<(String, String)>, String> {
+    if let Some(file) = file {
+        return match vars {
+            [name] if !name.contains('=') => Ok(vec![(name.clone(), file)]),
+            _ => Err("with --from-file, give one NAME (no =value): hoist config set APP NAME --from-file F".into()),
+        };
+    }
+    let mut read_stdin = Some(read_stdin);
+    let mut values = Vec::new();
+    for var in vars {
+        let Some((name, value)) = var.split_once('=') else {
+            return Err(format!("{var:?} is not NAME=value (NAME=- reads the value from stdin)"));
+        };
+        let value = if value == "-" {
+            let read = read_stdin.take().ok_or("only one NAME=- can read stdin")?;
+            let text = read().map_err(|e| format!("cannot read the value of {name} from stdin: {e}"))?;
+            text.strip_suffix('\n').map(|t| t.strip_suffix('\r').unwrap_or(t)).unwrap_or(&text).to_string()
+        } else {
+            value.to_string()
+        };
+        values.push((name.to_string(), value));
+    }
+    Ok(values)
+}
+
 /// `hoist logs`: a build's or release's timeline, or the running app's output.
 async fn logs(
     client: &Client,
@@ -720,6 +796,9 @@ async fn logs(
     let started = std::time::Instant::now();
     let progress = follow && !json && std::io::stderr().is_terminal() && !what.is_empty();
     let mut stage = String::new();
+    // Build and app output is anyone's text: on a terminal, only colours pass; other
+    // escape sequences (clipboard writes, window titles) are shown, not obeyed.
+    let terminal = std::io::stdout().is_terminal();
     let mut stdout = std::io::stdout().lock();
     let end = client
         .follow(&path, |line, record| {
@@ -732,7 +811,8 @@ async fn logs(
                 eprintln!("\x1b[2m── {what}: {record_stage} ({:.1} s)\x1b[0m", started.elapsed().as_secs_f64());
                 stage = record_stage;
             }
-            let _ = writeln!(stdout, "{}", s(&record["text"]));
+            let text = s(&record["text"]);
+            let _ = writeln!(stdout, "{}", if terminal { terminal_safe(&text) } else { text });
         })
         .await?;
     drop(stdout);
@@ -747,4 +827,79 @@ async fn logs(
         return Err(Failure::new(exit::FAILED, format!("{what} of {app} {}", status.replace('_', " "))).into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// clap merges arguments with the same id, so a subcommand argument named like a
+    /// global one (`url`, `token`) silently becomes it: `hoist apps set-repo APP URL` once
+    /// sent the admin token to the repo host. No subcommand may reuse a global's id.
+    #[test]
+    fn no_subcommand_argument_shadows_a_global_one() {
+        let command = Args::command();
+        let globals: Vec<String> =
+            command.get_arguments().filter(|a| a.is_global_set()).map(|a| a.get_id().to_string()).collect();
+        assert!(globals.contains(&"url".to_string()) && globals.contains(&"token".to_string()));
+        let mut stack: Vec<(String, clap::Command)> =
+            command.get_subcommands().map(|c| (c.get_name().to_string(), c.clone())).collect();
+        while let Some((path, sub)) = stack.pop() {
+            for argument in sub.get_arguments() {
+                let id = argument.get_id().to_string();
+                assert!(
+                    !globals.contains(&id) || argument.is_global_set(),
+                    "`hoist {path}` has an argument `{id}`, which clap merges with the global --{id}"
+                );
+            }
+            stack.extend(sub.get_subcommands().map(|c| (format!("{path} {}", c.get_name()), c.clone())));
+        }
+    }
+
+    #[test]
+    fn config_values_come_from_arguments_stdin_or_a_file() {
+        let vars = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let no_stdin = || -> std::io::Result<String> { panic!("stdin is not read") };
+        assert_eq!(
+            config_values(&vars(&["A=1", "B=x=y"]), None, no_stdin).unwrap(),
+            [("A".into(), "1".into()), ("B".into(), "x=y".into())]
+        );
+        let pem = "-----BEGIN KEY-----\nabc\n-----END KEY-----\n".to_string();
+        assert_eq!(config_values(&vars(&["KEY"]), Some(pem.clone()), no_stdin).unwrap(), [("KEY".into(), pem.clone())]);
+        assert!(config_values(&vars(&["KEY=1"]), Some(pem.clone()), no_stdin).is_err());
+        let from_stdin = config_values(&vars(&["A=1", "KEY=-"]), None, || Ok("s3cret\n".into())).unwrap();
+        assert_eq!(from_stdin[1], ("KEY".into(), "s3cret".into()));
+        assert!(config_values(&vars(&["A=-", "B=-"]), None, || Ok(String::new())).is_err(), "stdin is read once");
+        assert!(config_values(&vars(&["A"]), None, no_stdin).is_err());
+    }
+
+    #[test]
+    fn only_colours_reach_the_terminal() {
+        assert_eq!(terminal_safe("\x1b[1;32mok\x1b[0m"), "\x1b[1;32mok\x1b[0m");
+        assert_eq!(terminal_safe("\x1b]52;c;ZXZpbA==\x07x"), "\\x1b]52;c;ZXZpbA==\\x07x");
+        assert_eq!(terminal_safe("\x1b]0;title\x1b\\"), "\\x1b]0;title\\x1b\\");
+        assert_eq!(terminal_safe("a\tb\rc"), "a\tb\\x0dc");
+        assert_eq!(terminal_safe("\x1b[2J"), "\\x1b[2J");
+    }
+
+    #[test]
+    fn a_repo_url_never_becomes_hoistds_url() {
+        let args = Args::try_parse_from(["hoist", "apps", "set-repo", "web1", "https://evil.example/x.git"]).unwrap();
+        assert_eq!(args.url, None);
+        let args = Args::try_parse_from([
+            "hoist",
+            "--url",
+            "http://127.0.0.1:7070",
+            "apps",
+            "set-repo",
+            "web1",
+            "https://evil.example/x.git",
+        ])
+        .unwrap();
+        assert_eq!(args.url.as_deref(), Some("http://127.0.0.1:7070"));
+        let Command::Apps { command: AppsCommand::SetRepo { repo_url, .. } } = args.command else { panic!("set-repo") };
+        assert_eq!(repo_url, "https://evil.example/x.git");
+        let args = Args::try_parse_from(["hoist", "login", "http://10.0.0.1:7070"]).unwrap();
+        assert!(matches!(args.command, Command::Login { address: Some(a) } if a == "http://10.0.0.1:7070"));
+    }
 }

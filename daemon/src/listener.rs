@@ -1,0 +1,130 @@
+//! hoistd's listeners (the API and git, the internal hook listener, the app router)
+//! served with bounds no client can push past: a cap on open connections, a deadline
+//! for a request's headers and for a TLS handshake, and accept errors (out of file
+//! descriptors) backed off rather than retried in a spin. axum's own `serve` has none of
+//! these, so a few hundred silent sockets once stopped both the API and every app.
+//!
+//! Architecture invariant: every listener hoistd opens is served here.
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tower::ServiceExt;
+
+/// The bounds of one listener.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connections open at once; past this, new ones wait in the kernel's backlog.
+    pub max_connections: usize,
+    /// Time a client has to send a request's headers (also between two requests on a
+    /// kept-alive connection).
+    pub header_timeout: Duration,
+    /// Time a client has to finish a TLS handshake.
+    pub tls_handshake_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_connections: 1024,
+            header_timeout: Duration::from_secs(15),
+            tls_handshake_timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Serves `app` on `listener` (over TLS when `tls` is given) until the task is dropped;
+/// each request carries its peer's address (`ConnectInfo<SocketAddr>`).
+pub async fn serve(
+    name: &'static str,
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    app: axum::Router,
+    limits: Limits,
+) {
+    let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let mut backoff = Duration::from_millis(10);
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let (stream, remote) = match listener.accept().await {
+            Ok(accepted) => {
+                backoff = Duration::from_millis(10);
+                accepted
+            }
+            Err(error) => {
+                // EMFILE and friends: wait for connections to close instead of spinning.
+                tracing::warn!(listener = name, %error, retry_in = ?backoff, "cannot accept a connection");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(1));
+                continue;
+            }
+        };
+        let (acceptor, app) = (acceptor.clone(), app.clone());
+        tokio::spawn(async move {
+            let _slot = slot;
+            let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
+                app.clone().oneshot(request.map(Body::new))
+            });
+            let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+            builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+            builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
+            let served = match acceptor {
+                Some(acceptor) => {
+                    let tls = match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls)) => tls,
+                        Ok(Err(error)) => {
+                            tracing::debug!(listener = name, %remote, %error, "TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(listener = name, %remote, "TLS handshake timed out");
+                            return;
+                        }
+                    };
+                    builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await
+                }
+                None => builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await,
+            };
+            if let Err(error) = served {
+                tracing::debug!(listener = name, %remote, %error, "connection ended");
+            }
+        });
+    }
+}
+
+/// Raises this process's soft limit of open files to its hard limit (a daemon serving
+/// many connections and containers' logs needs more than the usual 1024), and returns
+/// the limit in force.
+pub fn raise_open_files_limit() -> u64 {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => limit,
+        Err(error) => {
+            tracing::warn!(%error, "cannot raise the open files limit");
+            rlimit::getrlimit(rlimit::Resource::NOFILE).map(|(soft, _)| soft).unwrap_or(1024)
+        }
+    }
+}
+
+/// The connection cap of each of `listeners` listeners, so that together they leave a
+/// quarter of `open_files` for everything else (repos, logs, git, Docker).
+pub fn connection_cap(configured: usize, open_files: u64, listeners: usize) -> usize {
+    let share = (open_files.saturating_mul(3) / 4) / listeners.max(1) as u64;
+    configured.min(share.max(16) as usize)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn caps_leave_room_for_files() {
+        assert_eq!(connection_cap(1024, 256, 3), 64);
+        assert_eq!(connection_cap(1024, 1 << 20, 3), 1024);
+        assert_eq!(connection_cap(1024, 10, 3), 16, "never below 16");
+    }
+}
