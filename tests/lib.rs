@@ -279,6 +279,11 @@ impl Hoistd {
         (response.status().as_u16(), response.text().unwrap())
     }
 
+    /// The password of hoistd's registry account (user `hoist`), as hoistd keeps it.
+    pub fn registry_password(&self) -> String {
+        std::fs::read_to_string(self.dir.join("data/registry/password")).unwrap().trim().to_string()
+    }
+
     /// The last `n` lines of hoistd's own log (stdout and stderr).
     pub fn log_tail(&self, n: usize) -> String {
         let text = std::fs::read_to_string(self.dir.join("hoistd.log")).unwrap_or_default();

@@ -177,6 +177,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/apps/{app}/config", get(show_config).patch(change_config))
         .route("/api/v1/apps/{app}/rollback", post(rollback))
         .route("/api/v1/gc", post(collect_garbage))
+        .route("/api/v1/registry", get(show_registry))
         .route("/api/v1/apps/{app}/image-stream", get(image_stream))
         .route("/api/v1/apps/{app}/image-stream/promote", post(promote))
         .route("/api/v1/apps/{app}/webhook", get(show_webhook).post(rotate_webhook))
@@ -568,6 +569,17 @@ async fn change_config(
     })?;
     let config = shown_config(&state, &app.name, version, vars)?;
     Ok(Json(wire::ConfigChanged { config, release: Some(release.into()), message: None }))
+}
+
+/// `GET /api/v1/registry`: where hoistd's registry is and its account, so an admin can
+/// push images apps follow (`hoist registry login`).
+async fn show_registry(State(state): State<Arc<ApiState>>, _: Admin) -> Json<wire::Registry> {
+    let credentials = state.registry.credentials();
+    Json(wire::Registry {
+        address: state.registry.addr().to_string(),
+        username: credentials.map(|c| c.username.clone()),
+        password: credentials.map(|c| c.password.clone()),
+    })
 }
 
 /// `POST /api/v1/gc`: applies the retention policy to every app now; says what it freed.

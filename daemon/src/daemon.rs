@@ -115,6 +115,11 @@ impl Daemon {
             token: auth::new_token(),
         };
 
+        let registry_credentials = if config.registry.external {
+            None
+        } else {
+            Some(registry::Credentials::load_or_create(&data_dir.join("registry"))?)
+        };
         if config.registry.external {
             registry::wait_ready(config.registry.addr, Duration::from_secs(10), &PathBuf::from("(external registry)"))
                 .await?;
@@ -134,6 +139,7 @@ impl Daemon {
                     config.registry.addr,
                     &data_dir.join("registry"),
                     config.registry.notifications.then_some(&notify),
+                    registry_credentials.as_ref().expect("a supervised registry has credentials"),
                 )
                 .await;
                 match started {
@@ -143,14 +149,15 @@ impl Daemon {
             };
             tasks.push(task);
         }
-        let registry = Registry::new(config.registry.addr);
+        let registry = Registry::new(config.registry.addr, registry_credentials.clone());
 
         let hook_token = auth::new_token();
-        let logs = LogDir::new(data_dir.join("logs")).with_secrets(vec![
-            admin_token.clone(),
-            hook_token.clone(),
-            notify.token.clone(),
-        ]);
+        let logs = LogDir::new(data_dir.join("logs")).with_secrets(
+            vec![admin_token.clone(), hook_token.clone(), notify.token.clone()]
+                .into_iter()
+                .chain(registry_credentials.as_ref().map(|c| c.password.clone()))
+                .collect(),
+        );
         let routes = Routes::default();
         let targets = Targets {
             docker: Arc::new(DockerTarget::new(
@@ -161,13 +168,16 @@ impl Daemon {
                     checks_timeout: Duration::from_secs(config.rollout.checks_timeout_secs),
                     checks_interval: Duration::from_millis(config.rollout.checks_interval_ms),
                     settle: Duration::from_secs(config.rollout.settle_secs),
+                    registry_credentials: registry_credentials
+                        .as_ref()
+                        .map(|c| (config.registry.addr.to_string(), c.for_docker(&config.registry.addr.to_string()))),
                     app_limits: crate::target::docker::AppLimits {
                         memory_mb: config.rollout.app_memory_mb,
                         pids: config.rollout.app_pids_limit,
                     },
                 },
             )),
-            kubernetes: connect_kubernetes(&config, &data_dir, routes.clone()).await,
+            kubernetes: connect_kubernetes(&config, &data_dir, routes.clone(), registry_credentials.as_ref()).await,
         };
         if let Err(why) = &targets.kubernetes {
             tracing::info!(reason = %why, "kubernetes target not available");
@@ -324,7 +334,9 @@ async fn connect_kubernetes(
     config: &Config,
     data_dir: &std::path::Path,
     routes: Routes,
+    registry_credentials: Option<&registry::Credentials>,
 ) -> std::result::Result<Arc<KubernetesTarget>, String> {
+    let registry_account = registry_credentials.map(|c| (c.username.clone(), c.password.clone()));
     let chart = match &config.kubernetes.chart {
         Some(chart) => chart.clone(),
         None => {
@@ -342,6 +354,7 @@ async fn connect_kubernetes(
         timeout: Duration::from_secs(config.kubernetes.timeout_secs),
         registry_pushed: config.registry.addr.to_string(),
         registry_pulled: config.kubernetes.registry.clone(),
+        registry_account,
         chart,
         app_port: config.rollout.app_port,
         min_ready_secs: config.kubernetes.min_ready_secs,

@@ -66,34 +66,126 @@ pub async fn serve(
         let (acceptor, app) = (acceptor.clone(), app.clone());
         tokio::spawn(async move {
             let _slot = slot;
+            let activity = Activity::new();
+            let watched = activity.clone();
             let service = hyper::service::service_fn(move |mut request: hyper::Request<hyper::body::Incoming>| {
                 request.extensions_mut().insert(ConnectInfo::<SocketAddr>(remote));
-                app.clone().oneshot(request.map(Body::new))
+                let in_flight = watched.begin();
+                let response = app.clone().oneshot(request.map(Body::new));
+                async move {
+                    let response = response.await?;
+                    // The request counts as in flight until its body is sent (a log
+                    // followed for minutes is not an idle connection).
+                    Ok::<_, std::convert::Infallible>(
+                        response.map(|body| Body::new(Tracked { body, _in_flight: in_flight })),
+                    )
+                }
             });
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
             builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
-            let served = match acceptor {
-                Some(acceptor) => {
-                    let tls = match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await {
-                        Ok(Ok(tls)) => tls,
-                        Ok(Err(error)) => {
-                            tracing::debug!(listener = name, %remote, %error, "TLS handshake failed");
-                            return;
-                        }
-                        Err(_) => {
-                            tracing::debug!(listener = name, %remote, "TLS handshake timed out");
-                            return;
-                        }
-                    };
-                    builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await
+            let served = async {
+                match acceptor {
+                    Some(acceptor) => {
+                        let tls =
+                            match tokio::time::timeout(limits.tls_handshake_timeout, acceptor.accept(stream)).await {
+                                Ok(Ok(tls)) => tls,
+                                Ok(Err(error)) => {
+                                    tracing::debug!(listener = name, %remote, %error, "TLS handshake failed");
+                                    return Ok(());
+                                }
+                                Err(_) => {
+                                    tracing::debug!(listener = name, %remote, "TLS handshake timed out");
+                                    return Ok(());
+                                }
+                            };
+                        builder.serve_connection_with_upgrades(TokioIo::new(tls), service).await
+                    }
+                    None => builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await,
                 }
-                None => builder.serve_connection_with_upgrades(TokioIo::new(stream), service).await,
             };
-            if let Err(error) = served {
-                tracing::debug!(listener = name, %remote, %error, "connection ended");
+            tokio::select! {
+                served = served => {
+                    if let Err(error) = served {
+                        tracing::debug!(listener = name, %remote, %error, "connection ended");
+                    }
+                }
+                () = activity.idle_for(limits.header_timeout) => {
+                    tracing::debug!(listener = name, %remote, "closed a connection that sent no request in time");
+                }
             }
         });
+    }
+}
+
+/// When a connection last finished a request, and how many it has in flight: a
+/// connection with none for longer than the header deadline (silent from the start, or
+/// idle between requests) is closed. hyper's own header timeout only counts from a
+/// request's first byte.
+#[derive(Clone)]
+struct Activity(Arc<std::sync::Mutex<(usize, std::time::Instant)>>);
+
+impl Activity {
+    fn new() -> Activity {
+        Activity(Arc::new(std::sync::Mutex::new((0, std::time::Instant::now()))))
+    }
+
+    fn begin(&self) -> InFlight {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).0 += 1;
+        InFlight(self.clone())
+    }
+
+    /// Resolves once the connection has had no request in flight for `limit`.
+    async fn idle_for(&self, limit: Duration) {
+        loop {
+            let (in_flight, since) = *self.0.lock().unwrap_or_else(|p| p.into_inner());
+            let wait = if in_flight > 0 {
+                limit
+            } else {
+                match limit.checked_sub(since.elapsed()) {
+                    Some(left) if !left.is_zero() => left,
+                    _ => return,
+                }
+            };
+            tokio::time::sleep(wait.min(Duration::from_secs(1)).max(Duration::from_millis(50))).await;
+        }
+    }
+}
+
+/// One request in flight; dropped when its response body is done.
+struct InFlight(Activity);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        let mut state = (self.0).0.lock().unwrap_or_else(|p| p.into_inner());
+        state.0 = state.0.saturating_sub(1);
+        state.1 = std::time::Instant::now();
+    }
+}
+
+/// A response body that holds its request's [`InFlight`] until it is sent or dropped.
+struct Tracked {
+    body: Body,
+    _in_flight: InFlight,
+}
+
+impl http_body::Body for Tracked {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -124,4 +124,23 @@ proptest! {
                 "{secret:?} survives in {masked:?}");
         }
     }
+
+    #[test]
+    fn accepted_repo_urls_carry_no_credentials_and_name_no_local_host(url in prop_oneof![
+        ".{0,80}",
+        "(https?|git|ssh|file|ext|fd)://([a-z0-9%:_]{0,12}@)?(\\[[0-9a-f:.]{2,20}\\]|[a-z0-9.-]{1,20}|[0-9x.]{1,16})(:[0-9]{1,5})?/[a-z./]{0,20}",
+    ]) {
+        let policy = crate::outside_url::Policy { allow_local: false, own_registry: "127.0.0.1:5000".into() };
+        if crate::outside_url::check_repo_url(&url, &policy).is_ok() {
+            let (scheme, rest) = url.split_once("://").expect("an accepted URL has a scheme");
+            prop_assert!(matches!(scheme, "https" | "http" | "git" | "ssh"), "{url}");
+            let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+            if let Some((user, _)) = authority.rsplit_once('@') {
+                prop_assert!(scheme == "ssh" && !user.contains([':', '%']), "credentials accepted: {url}");
+            }
+            let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+            let host = host.strip_prefix('[').map_or_else(|| host.split(':').next().unwrap_or(""), |h| h.split(']').next().unwrap_or(""));
+            prop_assert!(!crate::outside_url::is_local_host(host), "local host accepted: {url}");
+        }
+    }
 }

@@ -446,6 +446,9 @@ pub async fn fetch_commit(
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .kill_on_drop(true)
+            // Its own process group, so a fetch that is stopped takes its helpers
+            // (git-remote-http, ssh) with it.
+            .process_group(0)
             .env("GIT_TERMINAL_PROMPT", "0")
             // ssh never asks, never trusts a new host key silently, never waits forever.
             .env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o ConnectTimeout=20")
@@ -508,11 +511,20 @@ async fn bounded(
         String::from_utf8_lossy(&text).into_owned()
     });
     let packs = repo.join("objects/pack");
+    let group = child.id();
+    let stop = |child: &mut tokio::process::Child| {
+        // The whole group: git's helpers do not die with git.
+        if let Some(group) = group {
+            let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{group}")]).status();
+        }
+        let _ = child.start_kill();
+    };
     let status = loop {
         tokio::select! {
             status = child.wait() => break status.map_err(|e| fetch_error(format!("cannot run git: {e}")))?,
             _ = tokio::time::sleep_until(deadline) => {
-                let _ = child.kill().await;
+                stop(&mut child);
+                let _ = child.wait().await;
                 return Err(fetch_error(format!(
                     "the fetch took longer than {} s (receive.fetch_timeout_secs) and was stopped; check that the host answers",
                     limits.timeout.as_secs()
@@ -520,7 +532,8 @@ async fn bounded(
             }
             _ = tokio::time::sleep(std::time::Duration::from_millis(250)) => {
                 if incoming_pack_bytes(&packs) > limits.max_bytes {
-                    let _ = child.kill().await;
+                    stop(&mut child);
+                    let _ = child.wait().await;
                     return Err(fetch_error(format!(
                         "the fetch downloaded more than {} (receive.max_push_mb) and was stopped; keep big files out of the repo",
                         mib(limits.max_bytes)
@@ -781,6 +794,18 @@ mod tests {
         assert_eq!(updates.len(), 2);
         assert_eq!(updates[0], RefUpdate { old: ZERO_OID.into(), new: "abc".into(), name: "refs/heads/main".into() });
         assert_eq!(updates[1].name, "refs/heads/feature");
+    }
+
+    #[test]
+    fn a_failed_fetch_says_what_matters() {
+        let stderr = "fatal: could not read Username for 'https://github.com': terminal prompts disabled\n\
+                      fatal: Could not read from remote repository.\n\n\
+                      Please make sure you have the correct access rights\nand the repository exists.\n";
+        let said = git_failure(stderr);
+        assert!(said.starts_with("fatal: could not read Username"), "{said}");
+        assert!(!said.contains("and the repository exists"), "{said}");
+        assert_eq!(git_failure("weird\x1b]52;c;x\x07 text"), "weird ]52;c;x  text");
+        assert_eq!(git_failure(""), "git fetch failed");
     }
 
     #[test]

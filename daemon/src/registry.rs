@@ -10,6 +10,7 @@
 //! protocol or how it is started.
 
 use crate::logs::LiveLog;
+use bollard::auth::DockerCredentials;
 use bollard::query_parameters::{PushImageOptionsBuilder, TagImageOptionsBuilder};
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -46,17 +47,100 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The account hoistd's supervised registry knows (htpasswd): hoistd, its docker target
+/// and the cluster use it, and `hoist registry login` hands it to people who push images.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials").field("username", &self.username).finish_non_exhaustive()
+    }
+}
+
+/// The user name of the supervised registry's one account.
+pub const USERNAME: &str = "hoist";
+
+impl Credentials {
+    /// The supervised registry's credentials, made at the first start and kept in
+    /// `<dir>/password` (owner only).
+    pub fn load_or_create(dir: &Path) -> Result<Credentials> {
+        let path = dir.join("password");
+        let io = |source| Error::Io { path: path.clone(), source };
+        std::fs::create_dir_all(dir).map_err(|source| Error::Io { path: dir.to_path_buf(), source })?;
+        let password = match std::fs::read_to_string(&path) {
+            Ok(text) if !text.trim().is_empty() => text.trim().to_string(),
+            _ => {
+                use std::io::Write;
+                use std::os::unix::fs::OpenOptionsExt;
+                let password = crate::auth::new_token();
+                let mut file = std::fs::OpenOptions::new()
+                    .write(true)
+                    .create(true)
+                    .truncate(true)
+                    .mode(0o600)
+                    .open(&path)
+                    .map_err(io)?;
+                file.write_all(password.as_bytes()).map_err(io)?;
+                password
+            }
+        };
+        Ok(Credentials { username: USERNAME.to_string(), password })
+    }
+
+    /// As dockerd takes them for a push or pull from `addr`.
+    pub fn for_docker(&self, addr: &str) -> DockerCredentials {
+        DockerCredentials {
+            username: Some(self.username.clone()),
+            password: Some(self.password.clone()),
+            serveraddress: Some(addr.to_string()),
+            ..Default::default()
+        }
+    }
+}
+
 /// Where images go.
 #[derive(Clone)]
 pub struct Registry {
     addr: SocketAddr,
     client: Client,
+    /// The account of hoistd's own registry; `None` for an external one (its access is
+    /// the operator's to arrange). Sent only to `addr`, never to another registry.
+    credentials: Option<Credentials>,
 }
 
 impl Registry {
-    pub fn new(addr: SocketAddr) -> Registry {
+    pub fn new(addr: SocketAddr, credentials: Option<Credentials>) -> Registry {
         let client = Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
-        Registry { addr, client }
+        Registry { addr, client, credentials }
+    }
+
+    /// The credentials of this registry, if it has any.
+    pub fn credentials(&self) -> Option<&Credentials> {
+        self.credentials.as_ref()
+    }
+
+    /// The auth for `reference`: this registry's account for its own images only.
+    fn auth_for(&self, reference: &str) -> RegistryAuth {
+        let own = reference.strip_prefix(&self.addr.to_string()).is_some_and(|rest| rest.starts_with('/'));
+        match (&self.credentials, own) {
+            (Some(credentials), true) => {
+                RegistryAuth::Basic(credentials.username.clone(), credentials.password.clone())
+            }
+            _ => RegistryAuth::Anonymous,
+        }
+    }
+
+    /// A request to this registry, with its account when it has one.
+    fn request(&self, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
+        let request = reqwest::Client::new().request(method, url);
+        match &self.credentials {
+            Some(credentials) => request.basic_auth(&credentials.username, Some(&credentials.password)),
+            None => request,
+        }
     }
 
     /// The repository of an app's images: `host:port/<app>`.
@@ -82,7 +166,8 @@ impl Registry {
         }
         log.line(format!("-----> Pushing {reference}"));
         let options = PushImageOptionsBuilder::default().tag(tag).build();
-        let mut progress = docker.push_image(repository, Some(options), None);
+        let credentials = self.credentials.as_ref().map(|c| c.for_docker(&self.addr.to_string()));
+        let mut progress = docker.push_image(repository, Some(options), credentials);
         let (mut pushed, mut existed) = (0, 0);
         while let Some(item) = progress.next().await {
             let info = item.map_err(|e| push_error(e.to_string()))?;
@@ -102,7 +187,7 @@ impl Registry {
     /// registry had it. Its blobs are freed by the next garbage collection.
     pub async fn delete_manifest(&self, name: &str, digest: &str) -> bool {
         let url = format!("http://{}/v2/{name}/manifests/{digest}", self.addr);
-        match reqwest::Client::new().delete(&url).send().await {
+        match self.request(reqwest::Method::DELETE, url.clone()).send().await {
             Ok(response) => response.status().is_success(),
             Err(error) => {
                 tracing::warn!(%url, %error, "cannot delete a manifest");
@@ -117,11 +202,10 @@ impl Registry {
         let separator = if from.starts_with("sha256:") { "@" } else { ":" };
         let reference = format!("{}/{name}{separator}{from}", self.addr);
         let fail = |message: String| Error::Retag { reference: reference.clone(), message };
-        let http = reqwest::Client::new();
         let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.docker.distribution.manifest.v2+json, \
                       application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.list.v2+json";
-        let got = http
-            .get(format!("http://{}/v2/{name}/manifests/{from}", self.addr))
+        let got = self
+            .request(reqwest::Method::GET, format!("http://{}/v2/{name}/manifests/{from}", self.addr))
             .header("accept", accept)
             .send()
             .await
@@ -137,8 +221,8 @@ impl Registry {
             .to_string();
         let digest = got.headers().get("docker-content-digest").and_then(|v| v.to_str().ok()).map(str::to_string);
         let manifest = got.bytes().await.map_err(|e| fail(e.to_string()))?;
-        let put = http
-            .put(format!("http://{}/v2/{name}/manifests/{to}", self.addr))
+        let put = self
+            .request(reqwest::Method::PUT, format!("http://{}/v2/{name}/manifests/{to}", self.addr))
             .header("content-type", media_type)
             .body(manifest)
             .send()
@@ -163,7 +247,7 @@ impl Registry {
         let digest_error = |message: String| Error::Digest { reference: reference.to_string(), message };
         let parsed: Reference = reference.parse().map_err(|e: oci_client::ParseError| digest_error(e.to_string()))?;
         self.client
-            .fetch_manifest_digest(&parsed, &RegistryAuth::Anonymous)
+            .fetch_manifest_digest(&parsed, &self.auth_for(reference))
             .await
             .map_err(|e| digest_error(e.to_string()))
     }
@@ -185,6 +269,7 @@ pub async fn start_supervised(
     addr: SocketAddr,
     dir: &Path,
     notify: Option<&Notify>,
+    credentials: &Credentials,
 ) -> Result<tokio::task::JoinHandle<()>> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -196,6 +281,13 @@ pub async fn start_supervised(
         "version: 0.1\nlog:\n  level: info\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
         dir.join("storage").display()
     );
+    // Nobody reads, pushes or deletes without the account: pushing into a followed tag
+    // deploys it.
+    let htpasswd_path = dir.join("htpasswd");
+    let hash = bcrypt::hash(&credentials.password, 10)
+        .map_err(|e| Error::Io { path: htpasswd_path.clone(), source: std::io::Error::other(e) })?;
+    write_private(&htpasswd_path, &format!("{}:{hash}\n", credentials.username)).map_err(io(&htpasswd_path))?;
+    config.push_str(&format!("auth:\n  htpasswd:\n    realm: hoist\n    path: {}\n", htpasswd_path.display()));
     if let Some(notify) = notify {
         // Layers are not worth an event; manifests (a tag moved) are.
         config.push_str(&format!(
@@ -203,7 +295,7 @@ pub async fn start_supervised(
             notify.url, notify.token
         ));
     }
-    std::fs::write(&config_path, config).map_err(io(&config_path))?;
+    write_private(&config_path, &config).map_err(io(&config_path))?;
     let pid_path = dir.join("registry.pid");
     stop_stale(&pid_path).await;
     // A registry that cannot bind exits at once and would be restarted forever; say why now.
@@ -262,6 +354,14 @@ pub async fn start_supervised(
     }))
 }
 
+/// Writes `text` to `path`, readable by the owner only.
+fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(path)?;
+    file.write_all(text.as_bytes())
+}
+
 /// Frees the blobs no manifest uses any more (deleted by the retention policy). Run while
 /// the registry is stopped, before it starts: no push can race it.
 async fn collect_garbage(program: &Path, config: &Path, log_path: &Path) {
@@ -299,13 +399,14 @@ async fn stop_stale(pid_path: &Path) {
     }
 }
 
-/// Polls `GET /v2/` until it answers.
+/// Polls `GET /v2/` until it answers (401 counts: a registry that asks for credentials
+/// is up).
 pub async fn wait_ready(addr: SocketAddr, deadline: Duration, log: &Path) -> Result<()> {
     let client = reqwest::Client::new();
     let started = std::time::Instant::now();
     while started.elapsed() < deadline {
         if let Ok(response) = client.get(format!("http://{addr}/v2/")).send().await {
-            if response.status().is_success() {
+            if response.status().is_success() || response.status() == reqwest::StatusCode::UNAUTHORIZED {
                 return Ok(());
             }
         }

@@ -11,6 +11,15 @@ use crate::store;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
+/// hoistd's registry, as `docker login` needs it. `username` and `password` are null for
+/// an external registry (its access is the operator's).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Registry {
+    pub address: String,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
 /// An app and its settings.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct App {

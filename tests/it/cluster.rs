@@ -96,3 +96,43 @@ fn a_deployment_whose_container_exits_1_never_becomes_available() {
         (String::from_utf8_lossy(&exit_code.stdout) == "1").then_some(())
     });
 }
+
+#[test]
+fn hoists_chart_pulls_with_the_registry_account_only_when_given_one() {
+    let cluster = Cluster::connect();
+    let chart = repo_root().join("deploy/chart").display().to_string();
+    let render = |extra: &[&str]| {
+        let mut args =
+            vec!["template", "web1", chart.as_str(), "--set", "app=web1", "--set", "image=r.example/web1@sha256:ab"];
+        args.extend_from_slice(extra);
+        let output = cluster.helm(&args);
+        assert!(output.status.success(), "{}", show(&output));
+        String::from_utf8_lossy(&output.stdout).to_string()
+    };
+    let plain = render(&[]);
+    assert!(!plain.contains("imagePullSecrets") && !plain.contains("dockerconfigjson"), "{plain}");
+    let with_account =
+        render(&["--set-json", r#"registryAuth={"server":"10.0.0.1:5000","username":"hoist","password":"pw"}"#]);
+    assert!(with_account.contains("imagePullSecrets:\n        - name: web1-registry"), "{with_account}");
+    assert!(with_account.contains("type: kubernetes.io/dockerconfigjson"), "{with_account}");
+    // {"auths":{"10.0.0.1:5000":{"auth":"aG9pc3Q6cHc=","password":"pw","username":"hoist"}}}
+    let encoded = with_account
+        .lines()
+        .find_map(|l| l.trim().strip_prefix(".dockerconfigjson: "))
+        .expect("the secret has .dockerconfigjson")
+        .trim_matches('"')
+        .to_string();
+    let decoded = std::process::Command::new("base64")
+        .arg("-d")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().unwrap().write_all(encoded.as_bytes())?;
+            child.wait_with_output()
+        })
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&decoded.stdout).unwrap();
+    assert_eq!(json["auths"]["10.0.0.1:5000"]["auth"], "aG9pc3Q6cHc=", "{json}");
+}

@@ -107,6 +107,7 @@ fn in_registry(hoistd: &Hoistd, app: &str, digest: &str) -> bool {
     let url = format!("http://127.0.0.1:{}/v2/{app}/manifests/{digest}", hoistd.registry_port);
     let response = reqwest::blocking::Client::new()
         .get(url)
+        .basic_auth("hoist", Some(hoistd.registry_password()))
         .header(
             "accept",
             "application/vnd.docker.distribution.manifest.v2+json, application/vnd.oci.image.manifest.v1+json",

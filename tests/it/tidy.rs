@@ -73,8 +73,8 @@ fn architecture_invariants_hold() {
         offenders("kube::", &["target/kubernetes.rs", "target.rs", "daemon.rs"]),
     ));
     broken.push(check(
-        "HTTP status codes only in the HTTP front ends: api, router, and receive's git CGI bridge (and the CLI)",
-        offenders("StatusCode", &["api.rs", "api/", "router.rs", "receive.rs", "bin/hoist/"]),
+        "HTTP status codes only in the HTTP front ends: api, router, and receive's git CGI bridge (and the CLI), and in registry.rs, the client that reads the registry's answers",
+        offenders("StatusCode", &["api.rs", "api/", "router.rs", "receive.rs", "bin/hoist/", "registry.rs"]),
     ));
     broken.push(check(
         "the store knows rows, not Docker, git or HTTP",
@@ -139,6 +139,27 @@ fn architecture_invariants_hold() {
                 production(text).lines().any(|l| l.contains("if let Ok") && l.contains("AppName::parse"))
             })
             .map(|(path, _)| path)
+            .collect(),
+    ));
+    broken.push(check(
+        "every listener is served by listener::serve (connection cap, header and handshake deadlines)",
+        [offenders("axum::serve(", &[]), offenders("serve_connection", &["listener.rs"])].concat(),
+    ));
+    broken.push(check(
+        "outside_url is pure: no disk, Docker, git or HTTP client",
+        ["std::fs", "bollard", "reqwest", "git2", "Command::new"]
+            .iter()
+            .flat_map(|needle| offenders(needle, &[]).into_iter().filter(|p| p == "outside_url.rs"))
+            .collect(),
+    ));
+    broken.push(check(
+        "every repo URL and followed image an app is given passes outside_url before it is saved",
+        ["outside_url::check_repo_url", "outside_url::check_image", "outside_url::check_resolved"]
+            .iter()
+            .filter(|needle| {
+                !sources().iter().any(|(path, text)| path == "api.rs" && production(text).contains(*needle))
+            })
+            .map(|needle| format!("api.rs does not call {needle}"))
             .collect(),
     ));
     broken.push(check(

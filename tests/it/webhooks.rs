@@ -297,8 +297,9 @@ fn a_host_that_never_answers_fails_recorded_builds_in_time_and_outside_strings_c
     assert!(log.contains("by eve =====> Done: release 99 is live"), "the name is kept, on its line: {log}");
 }
 
-/// Builds a site image saying `text` and pushes it as `reference` with the real docker.
-fn push_image(dir: &std::path::Path, reference: &str, text: &str) {
+/// Builds a site image saying `text` and pushes it as `reference` with the real docker,
+/// logged in to hoistd's registry as a user does it: `hoist registry login`.
+fn push_image(hoistd: &Hoistd, dir: &std::path::Path, reference: &str, text: &str) {
     std::fs::create_dir_all(dir).unwrap();
     std::fs::write(
         dir.join("Dockerfile"),
@@ -307,10 +308,23 @@ fn push_image(dir: &std::path::Path, reference: &str, text: &str) {
         ),
     )
     .unwrap();
-    let build = Command::new(hoist_tests::DOCKER).args(["build", "-q", "-t", reference]).arg(dir).output().unwrap();
-    assert!(build.status.success(), "{}", show(&build));
-    let push = Command::new(hoist_tests::DOCKER).args(["push", "-q", reference]).output().unwrap();
-    assert!(push.status.success(), "{}", show(&push));
+    // Each hoistd's login in a docker config of its own: tests run side by side.
+    let docker_config = hoistd.dir.join("docker-config");
+    let login = Command::new(hoist_tests::binary("hoist"))
+        .args(["registry", "login", "--docker", hoist_tests::DOCKER])
+        .env("HOIST_URL", hoistd.api_url())
+        .env("HOIST_TOKEN", &hoistd.token)
+        .env("DOCKER_CONFIG", &docker_config)
+        .output()
+        .unwrap();
+    assert!(login.status.success(), "{}", show(&login));
+    let docker = |args: &[&str]| {
+        let output =
+            Command::new(hoist_tests::DOCKER).args(args).env("DOCKER_CONFIG", &docker_config).output().unwrap();
+        assert!(output.status.success(), "docker {args:?}\n{}", show(&output));
+    };
+    docker(&["build", "-q", "-t", reference, &dir.display().to_string()]);
+    docker(&["push", "-q", reference]);
 }
 
 fn releases(hoistd: &Hoistd, app: &str) -> usize {
@@ -328,16 +342,40 @@ fn an_app_following_an_image_rolls_out_when_the_registry_tells_of_a_push() {
     let hoistd = Hoistd::start(&[("HOIST_IMAGE_POLL_SECS", "3600")]);
     let image = format!("127.0.0.1:{}/team/edge:latest", hoistd.registry_port);
     let dir = hoistd.dir.join("edge-image");
-    push_image(&dir, &image, "edge one");
+    push_image(&hoistd, &dir, &image, "edge one");
     let create = hoistd.cli(&["apps", "create", "edge", "--image", &image]);
     assert!(create.status.success(), "{}", show(&create));
     live_page(&hoistd, "edge", "edge one");
 
-    push_image(&dir, &image, "edge two");
+    push_image(&hoistd, &dir, &image, "edge two");
     live_page(&hoistd, "edge", "edge two");
     assert_eq!(newest_source(&hoistd, "edge"), "notification");
     assert_eq!(releases(&hoistd, "edge"), 2);
     assert_eq!(builds(&hoistd, "edge"), 0, "nothing was built");
+
+    // Without the account, nobody reads, pushes or deletes in hoistd's registry.
+    let registry = format!("http://127.0.0.1:{}", hoistd.registry_port);
+    let anonymous = reqwest::blocking::Client::new();
+    for (method, path) in [
+        ("GET", "/v2/_catalog"),
+        ("GET", "/v2/team/edge/manifests/latest"),
+        ("DELETE", "/v2/team/edge/manifests/latest"),
+        ("POST", "/v2/team/edge/blobs/uploads/"),
+    ] {
+        let response = anonymous
+            .request(reqwest::Method::from_bytes(method.as_bytes()).unwrap(), format!("{registry}{path}"))
+            .send()
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 401, "{method} {path}");
+    }
+    let other_config = hoistd.dir.join("no-login");
+    let push = Command::new(hoist_tests::DOCKER)
+        .args(["push", "-q", &image])
+        .env("DOCKER_CONFIG", &other_config)
+        .output()
+        .unwrap();
+    assert!(!push.status.success(), "a push without the account is refused\n{}", show(&push));
+    live_page(&hoistd, "edge", "edge two");
 
     // Only the registry may send events.
     let (status, _) = post_to(&hoistd, "/internal/v1/registry/events", &[("authorization", "Bearer guess")], b"{}");
@@ -351,10 +389,10 @@ fn notifications_and_polling_together_roll_out_each_new_digest_once() {
     let hoistd = Hoistd::start(&[("HOIST_IMAGE_POLL_SECS", "1")]);
     let image = format!("127.0.0.1:{}/team/both:latest", hoistd.registry_port);
     let dir = hoistd.dir.join("both-image");
-    push_image(&dir, &image, "both one");
+    push_image(&hoistd, &dir, &image, "both one");
     hoistd.cli(&["apps", "create", "both", "--image", &image]);
     live_page(&hoistd, "both", "both one");
-    push_image(&dir, &image, "both two");
+    push_image(&hoistd, &dir, &image, "both two");
     live_page(&hoistd, "both", "both two");
     // Several polls later, the same digest is still one release.
     std::thread::sleep(Duration::from_secs(4));
@@ -368,10 +406,10 @@ fn with_notifications_off_a_poll_finds_the_new_digest() {
     let hoistd = Hoistd::start(&[("HOIST_IMAGE_POLL_SECS", "2"), ("HOIST_REGISTRY_NOTIFICATIONS", "false")]);
     let image = format!("127.0.0.1:{}/team/polled:latest", hoistd.registry_port);
     let dir = hoistd.dir.join("polled-image");
-    push_image(&dir, &image, "polled one");
+    push_image(&hoistd, &dir, &image, "polled one");
     hoistd.cli(&["apps", "create", "polled", "--image", &image]);
     live_page(&hoistd, "polled", "polled one");
-    push_image(&dir, &image, "polled two");
+    push_image(&hoistd, &dir, &image, "polled two");
     live_page(&hoistd, "polled", "polled two");
     assert_eq!(newest_source(&hoistd, "polled"), "poll");
 }

@@ -36,6 +36,8 @@ pub struct Settings {
     pub settle: Duration,
     /// Limits of an app container unless its config says otherwise.
     pub app_limits: AppLimits,
+    /// hoistd's own registry (`host:port`) and its account, for pulling its images.
+    pub registry_credentials: Option<(String, bollard::auth::DockerCredentials)>,
 }
 
 /// Limits of one app container.
@@ -93,7 +95,13 @@ impl DockerTarget {
         let name = self.container_name(app, release.number);
         let (repository, digest) = release.image.split_once('@').unwrap_or((&release.image, ""));
         let pull = CreateImageOptionsBuilder::default().from_image(repository).tag(digest).build();
-        let mut pulling = self.docker.create_image(Some(pull), None, None);
+        let credentials = self
+            .settings
+            .registry_credentials
+            .as_ref()
+            .filter(|(addr, _)| repository.strip_prefix(addr.as_str()).is_some_and(|rest| rest.starts_with('/')))
+            .map(|(_, credentials)| credentials.clone());
+        let mut pulling = self.docker.create_image(Some(pull), None, credentials);
         while let Some(item) = pulling.next().await {
             item.map_err(|e| format!("cannot pull {}: {e}", release.image))?;
         }

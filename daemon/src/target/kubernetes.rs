@@ -58,6 +58,9 @@ pub struct Settings {
     /// The registry as hoistd pushes to it, and as the cluster's nodes reach it.
     pub registry_pushed: String,
     pub registry_pulled: Option<String>,
+    /// The account of hoistd's own registry (user, password), given to the pods that pull
+    /// its images; `None` for an external registry.
+    pub registry_account: Option<(String, String)>,
     pub chart: PathBuf,
     pub app_port: u16,
     pub min_ready_secs: u32,
@@ -136,6 +139,19 @@ impl KubernetesTarget {
                 None => image.to_string(),
             },
             None => image.to_string(),
+        }
+    }
+
+    /// The chart's `registryAuth` for `image`: hoistd's registry account when the image is
+    /// in hoistd's registry, at the address the nodes pull from.
+    fn registry_auth(&self, image: &str) -> serde_json::Value {
+        let own = image.strip_prefix(&self.settings.registry_pushed).is_some_and(|rest| rest.starts_with('/'));
+        match (&self.settings.registry_account, own) {
+            (Some((username, password)), true) => {
+                let server = self.settings.registry_pulled.as_deref().unwrap_or(&self.settings.registry_pushed);
+                serde_json::json!({ "server": server, "username": username, "password": password })
+            }
+            _ => serde_json::Value::Null,
         }
     }
 
@@ -280,6 +296,7 @@ impl KubernetesTarget {
             "instance": self.settings.instance,
             "release": release.number,
             "image": self.pulled_image(&release.image),
+            "registryAuth": self.registry_auth(&release.image),
             "port": self.settings.app_port,
             "minReadySeconds": self.settings.min_ready_secs,
             "env": release.config,

@@ -99,6 +99,12 @@ enum Command {
     Rollback { app: String, release: i64 },
     /// Removes images the retention policy lets go (it also runs after every rollout).
     Gc,
+    /// hoistd's registry: `hoist registry login` logs docker in to it (to push an image
+    /// an app follows); `hoist registry` shows its address.
+    Registry {
+        #[command(subcommand)]
+        command: Option<RegistryCommand>,
+    },
     /// Git remotes that push to hoistd without the token in the URL (same as git:remote).
     Remote {
         #[command(subcommand)]
@@ -180,6 +186,17 @@ enum AppsCommand {
         name: String,
         #[arg(long)]
         confirm: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum RegistryCommand {
+    /// Runs `docker login` to hoistd's registry with its account (the password goes on
+    /// docker's stdin, never on a command line).
+    Login {
+        /// The docker program to log in.
+        #[arg(long, default_value = "docker")]
+        docker: String,
     },
 }
 
@@ -477,6 +494,20 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
             println!("{}:{to} is now {} (from :{from})", s(&made["repository"]), s(&made["digest"]));
         }
+        Command::Registry { command } => {
+            let registry: wire::Registry = client.typed(Method::GET, "/api/v1/registry", None).await?;
+            match command {
+                None if json => {
+                    pretty(&serde_json::json!({ "address": registry.address, "username": registry.username }))?
+                }
+                None => println!(
+                    "registry: {}\naccount:  {}",
+                    registry.address,
+                    registry.username.as_deref().unwrap_or("none (an external registry)")
+                ),
+                Some(RegistryCommand::Login { docker }) => registry_login(&registry, &docker)?,
+            }
+        }
         Command::Gc => {
             let gc = client.json(Method::POST, "/api/v1/gc", None).await?;
             if json {
@@ -716,6 +747,25 @@ async fn config_change(client: &Client, change: ConfigCommand, json: bool) -> an
     match &changed.release {
         Some(release) => println!("config v{}: release {} of {app} is live", changed.config.version, release.number),
         None => println!("config v{}: {}", changed.config.version, changed.message.as_deref().unwrap_or("")),
+    }
+    Ok(())
+}
+
+/// `docker login` to hoistd's registry, the password on stdin.
+fn registry_login(registry: &wire::Registry, docker: &str) -> anyhow::Result<()> {
+    let (Some(username), Some(password)) = (&registry.username, &registry.password) else {
+        println!("hoistd's registry {} is external: it needs no login from hoist", registry.address);
+        return Ok(());
+    };
+    let mut login = std::process::Command::new(docker)
+        .args(["login", &registry.address, "--username", username, "--password-stdin"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {docker}"))?;
+    login.stdin.take().expect("piped").write_all(password.as_bytes())?;
+    let status = login.wait()?;
+    if !status.success() {
+        bail!("{docker} login {} failed ({status})", registry.address);
     }
     Ok(())
 }
