@@ -277,11 +277,11 @@ impl Daemon {
             work_root: work_root.clone(),
             keep_logs: config.build.keep_logs.max(1),
         };
-        let state = Arc::new(ApiState {
+        let repos = Repos::new(data_dir.join("repos"));
+        let apps = Arc::new(crate::apps::Apps {
             store,
-            repos: Repos::new(data_dir.join("repos")),
-            logs,
-            pipeline,
+            repos: repos.clone(),
+            logs: logs.clone(),
             builder,
             rollouts,
             retention,
@@ -289,16 +289,21 @@ impl Daemon {
             default_target: config.rollout.target,
             intake,
             image_watch,
-            registry_events_token: notify.token.clone(),
             registry: registry.clone(),
-            admin_token: admin_token.clone(),
-            hook,
             buildpacks: buildpack_names,
             url_policy: crate::outside_url::Policy {
                 allow_local: config.receive.allow_local_urls,
                 own_registry: config.registry.addr.to_string(),
             },
             fetch_timeout: std::time::Duration::from_secs(config.receive.fetch_timeout_secs),
+        });
+        let state = Arc::new(ApiState {
+            apps,
+            logs,
+            repos,
+            hook,
+            registry_events_token: notify.token.clone(),
+            admin_token: admin_token.clone(),
         });
         let api_router = api::router(state);
         let listeners = if internal_listener.is_some() { 3 } else { 2 };

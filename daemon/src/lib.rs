@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod app;
+pub mod apps;
 pub mod archive;
 pub mod auth;
 pub mod build;

@@ -309,13 +309,13 @@ fn list_tree(
         };
         *index += 1;
         let Some(name) = name else {
-            return Err(ListError::Refused(Error::BadPath(format!("{prefix}{}", clip(&raw_name, 200)))));
+            return Err(ListError::Refused(Error::BadPath(shown_path(&format!("{prefix}{raw_name}")))));
         };
         let path = format!("{prefix}{name}");
         if path.len() > MAX_PATH_BYTES {
             return Err(ListError::Refused(Error::TooDeep(format!(
-                "a path is longer than {MAX_PATH_BYTES} bytes ({}…); no checkout can hold it",
-                clip(&path, 120)
+                "a path is longer than {MAX_PATH_BYTES} bytes ({}); no checkout can hold it",
+                shown_path(&path)
             ))));
         }
         if entries.len() as u64 >= limits.max_files {
@@ -324,8 +324,8 @@ fn list_tree(
         if mode == 0o040000 {
             if stack.len() >= MAX_TREE_DEPTH {
                 return Err(ListError::Refused(Error::TooDeep(format!(
-                    "folders nest more than {MAX_TREE_DEPTH} deep ({}…); flatten the tree",
-                    clip(&path, 120)
+                    "folders nest more than {MAX_TREE_DEPTH} deep ({}); flatten the tree",
+                    shown_path(&path)
                 ))));
             }
             let subtree = repo.find_tree(id).map_err(ListError::Git)?;
@@ -338,13 +338,10 @@ fn list_tree(
     Ok(entries)
 }
 
-/// At most `max` bytes of `text` (on a character boundary), for messages.
-fn clip(text: &str, max: usize) -> &str {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
+/// A pushed path as a message shows it: at most 120 bytes, no control characters (it
+/// reaches the pusher's terminal).
+fn shown_path(path: &str) -> String {
+    crate::logs::printable(path, 120)
 }
 
 /// Blobs bigger than this are streamed out of git rather than read whole.

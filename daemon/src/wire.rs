@@ -168,3 +168,132 @@ pub struct LogEnd {
 pub struct ErrorAnswer {
     pub error: String,
 }
+
+/// `POST /api/v1/apps`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateApp {
+    pub name: String,
+    pub deploy_branch: Option<String>,
+    pub buildpack: Option<String>,
+    pub target: Option<String>,
+    /// The Git host repository webhooks build from.
+    pub repo: Option<String>,
+    /// A token for a private repository (never shown again).
+    pub repo_token: Option<String>,
+    /// Follow this image (`host:port/repo:tag`) instead of building.
+    pub image: Option<String>,
+}
+
+/// `PATCH /api/v1/apps/{app}`: settings to change; an absent field stays, `null` clears.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateApp {
+    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
+    pub buildpack: Option<Option<String>>,
+    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
+    pub repo: Option<Option<String>>,
+    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
+    pub repo_token: Option<Option<String>>,
+}
+
+/// Tells an absent field (`None`) from a `null` one (`Some(None)`).
+mod double_option {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+        Option::<String>::deserialize(d).map(Some)
+    }
+    pub fn serialize<S: Serializer>(value: &Option<Option<String>>, s: S) -> Result<S::Ok, S::Error> {
+        value.as_ref().and_then(Option::as_ref).serialize(s)
+    }
+}
+
+/// `POST /api/v1/apps/{app}/rollback`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rollback {
+    pub release: i64,
+}
+
+/// `POST /api/v1/apps/{app}/image-stream/promote`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Promote {
+    pub from: String,
+    pub to: String,
+}
+
+/// What a promotion did.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Promoted {
+    pub repository: String,
+    pub tag: String,
+    pub digest: String,
+}
+
+/// One digest a tag of an app's image stream pointed at.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageStreamEntry {
+    pub tag: String,
+    pub digest: String,
+    pub repository: String,
+    /// `build`, `notification`, `poll` or `promotion`.
+    pub source: String,
+    pub build_id: Option<i64>,
+    pub created_at: String,
+}
+
+impl From<store::ImageStreamEntry> for ImageStreamEntry {
+    fn from(entry: store::ImageStreamEntry) -> ImageStreamEntry {
+        ImageStreamEntry {
+            tag: entry.tag,
+            digest: entry.digest,
+            repository: entry.repository,
+            source: entry.source,
+            build_id: entry.build_id,
+            created_at: entry.created_at,
+        }
+    }
+}
+
+/// An app's image stream: every tag with its digests, newest first.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ImageStream {
+    pub app: String,
+    pub tags: BTreeMap<String, Vec<ImageStreamEntry>>,
+}
+
+/// Where a Git host sends an app's webhooks; `secret` only when it was just made.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Webhook {
+    pub path: String,
+    pub repo: Option<String>,
+    pub deploy_branch: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret_set: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub secret: Option<String>,
+}
+
+/// What a webhook delivery did: `pong`, `ignored`, `duplicate` or `queued` (with the
+/// build it made).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WebhookAnswer {
+    pub result: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// What `POST /api/v1/gc` freed, in all and per app.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Gc {
+    pub keep_releases: usize,
+    pub freed: serde_json::Value,
+    pub apps: BTreeMap<String, serde_json::Value>,
+}

@@ -142,6 +142,21 @@ fn architecture_invariants_hold() {
             .collect(),
     ));
     broken.push(check(
+        "the API's handlers make no store call: they call the apps service",
+        [offenders(".store.", &[]), offenders("Store", &[])]
+            .concat()
+            .into_iter()
+            .filter(|p| p == "api.rs" || p.starts_with("api/"))
+            .collect(),
+    ));
+    broken.push(check(
+        "the apps service knows no HTTP status codes or axum routing",
+        ["StatusCode", "axum::routing", "IntoResponse"]
+            .iter()
+            .flat_map(|needle| offenders(needle, &[]).into_iter().filter(|p| p == "apps.rs"))
+            .collect(),
+    ));
+    broken.push(check(
         "every listener is served by listener::serve (connection cap, header and handshake deadlines)",
         [offenders("axum::serve(", &[]), offenders("serve_connection", &["listener.rs"])].concat(),
     ));
@@ -157,9 +172,9 @@ fn architecture_invariants_hold() {
         ["outside_url::check_repo_url", "outside_url::check_image", "outside_url::check_resolved"]
             .iter()
             .filter(|needle| {
-                !sources().iter().any(|(path, text)| path == "api.rs" && production(text).contains(*needle))
+                !sources().iter().any(|(path, text)| path == "apps.rs" && production(text).contains(*needle))
             })
-            .map(|needle| format!("api.rs does not call {needle}"))
+            .map(|needle| format!("apps.rs does not call {needle}"))
             .collect(),
     ));
     broken.push(check(

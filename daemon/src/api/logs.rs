@@ -2,7 +2,7 @@
 //! followed while it is written, as text, NDJSON records or server-sent events (which
 //! resume from `Last-Event-ID`); an app's runtime output; the pre-receive hook's stream.
 
-use super::{known_app, known_build, Admin, ApiError, ApiResult, ApiState};
+use super::{Admin, ApiError, ApiResult, ApiState};
 use crate::logs::{Follower, Record};
 use crate::pipeline::Outcome;
 use crate::receive::HookMessage;
@@ -78,10 +78,8 @@ enum Owner {
 impl Owner {
     fn status(&self, state: &ApiState) -> serde_json::Value {
         let status = match self {
-            Owner::Build(id) => state.store.build(*id).ok().flatten().map(|b| serde_json::json!(b.status)),
-            Owner::Release(app, number) => {
-                state.store.release(app, *number).ok().flatten().map(|r| serde_json::json!(r.status))
-            }
+            Owner::Build(id) => state.apps.build_status(*id),
+            Owner::Release(app, number) => state.apps.release_status(app, *number),
         };
         serde_json::json!({ "status": status })
     }
@@ -95,8 +93,8 @@ pub(super) async fn build_log(
     Query(query): Query<LogQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (app, build) = known_build(&state, &app, &id)?;
-    let path = state.logs.build_log(&app.name, build.id);
+    let (app, build) = state.apps.build(&app, &id)?;
+    let path = state.apps.build_log(&app.name, build.id);
     timeline(state, &path, &format!("build {}", build.id), Owner::Build(build.id), query, headers).await
 }
 
@@ -108,16 +106,9 @@ pub(super) async fn release_log(
     Query(query): Query<LogQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let app = known_app(&state, &app)?;
-    let missing = || {
-        ApiError::NotFound(format!(
-            "app {} has no release {number:?}; list them with `hoist releases {}`",
-            app.name, app.name
-        ))
-    };
-    let number: i64 = number.parse().map_err(|_| missing())?;
-    state.store.release(&app.name, number)?.ok_or_else(missing)?;
-    let path = state.logs.release_log(&app.name, number);
+    let (app, release) = state.apps.release(&app, &number)?;
+    let number = release.number;
+    let path = state.apps.release_log(&app.name, number);
     let owner = Owner::Release(app.name.clone(), number);
     timeline(state, &path, &format!("release {number}"), owner, query, headers).await
 }
@@ -193,26 +184,9 @@ pub(super) async fn runtime_logs(
     Query(query): Query<LogQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let app = known_app(&state, &app)?;
     let format = query.format(&headers)?;
-    let release = state.store.live_release(&app.name)?.ok_or_else(|| {
-        ApiError::NotFound(format!("app {} has no live release, so no output: push to deploy it", app.name))
-    })?;
-    let target = state.rollouts.targets().get(release.target).map_err(|e| ApiError::Conflict(e.to_string()))?;
-    let lines = target
-        .runtime_logs(&app.name, &release, query.tail.unwrap_or(100).min(10_000), query.follow(format))
-        .await
-        .map_err(|e| {
-            ApiError::Conflict(format!("cannot read the output of release {} of {}: {e}", release.number, app.name))
-        })?;
-    let secrets = crate::logs::Secrets::new(state.store.app_secrets(&app.name)?);
-    let mut seq = 0;
-    let records = lines.map(move |line| {
-        seq += 1;
-        let text = secrets.mask(&line);
-        Record { seq, time: crate::logs::now(), stage: crate::logs::stage::RUNTIME.to_string(), text }
-    });
-    let number = release.number;
+    let output = state.apps.runtime_output(&app, query.tail.unwrap_or(100).min(10_000), query.follow(format)).await?;
+    let (number, records) = (output.release, output.records);
     Ok(respond(format, records, async move { serde_json::json!({ "release": number }) }))
 }
 

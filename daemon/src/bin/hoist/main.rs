@@ -467,32 +467,33 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Command::Config { app: None, command: None } => bail!("name the app: hoist config APP"),
         Command::Config { app: _, command: Some(change) } => config_change(&client, change, json).await?,
         Command::Images { app: Some(app), command: None } | Command::ImageStream { app } => {
-            let stream = client.json(Method::GET, &format!("/api/v1/apps/{app}/image-stream"), None).await?;
+            let stream: wire::ImageStream =
+                client.typed(Method::GET, &format!("/api/v1/apps/{app}/image-stream"), None).await?;
             if json {
                 return pretty(&stream);
             }
-            for (tag, history) in stream["tags"].as_object().into_iter().flatten() {
+            for (tag, history) in &stream.tags {
                 println!("{tag}:");
-                for entry in history.as_array().into_iter().flatten() {
+                for entry in history {
                     println!(
                         "  {}\t{}\tbuild {}\t{}",
-                        s(&entry["digest"]),
-                        s(&entry["source"]),
-                        s(&entry["build_id"]),
-                        s(&entry["created_at"])
+                        entry.digest,
+                        entry.source,
+                        opt(&entry.build_id),
+                        entry.created_at
                     );
                 }
             }
         }
         Command::Images { app: None, command: None } => bail!("name the app: hoist images APP"),
         Command::Images { app: _, command: Some(ImagesCommand::Promote { app, from, to }) } => {
-            let body = serde_json::json!({ "from": from, "to": to });
-            let made =
-                client.json(Method::POST, &format!("/api/v1/apps/{app}/image-stream/promote"), Some(body)).await?;
+            let body = serde_json::to_value(wire::Promote { from: from.clone(), to: to.clone() })?;
+            let made: wire::Promoted =
+                client.typed(Method::POST, &format!("/api/v1/apps/{app}/image-stream/promote"), Some(body)).await?;
             if json {
                 return pretty(&made);
             }
-            println!("{}:{to} is now {} (from :{from})", s(&made["repository"]), s(&made["digest"]));
+            println!("{}:{to} is now {} (from :{from})", made.repository, made.digest);
         }
         Command::Registry { command } => {
             let registry: wire::Registry = client.typed(Method::GET, "/api/v1/registry", None).await?;
@@ -509,17 +510,17 @@ async fn run(args: Args) -> anyhow::Result<()> {
             }
         }
         Command::Gc => {
-            let gc = client.json(Method::POST, "/api/v1/gc", None).await?;
+            let gc: wire::Gc = client.typed(Method::POST, "/api/v1/gc", None).await?;
             if json {
                 return pretty(&gc);
             }
-            let freed = &gc["freed"];
+            let freed = &gc.freed;
             println!(
                 "removed {} images ({} MB) and {} registry manifests; each app keeps its last {} releases",
                 s(&freed["images"]),
                 freed["image_bytes"].as_u64().unwrap_or(0) / 1_000_000,
                 s(&freed["manifests"]),
-                s(&gc["keep_releases"])
+                gc.keep_releases
             );
         }
         Command::Rollback { app, release } => {
@@ -686,24 +687,24 @@ async fn git_remote(client: &Client, app: &str, remote: &str, json: bool) -> any
 
 async fn webhooks(client: &Client, app: &str, rotate: bool, json: bool) -> anyhow::Result<()> {
     let path = format!("/api/v1/apps/{app}/webhook");
-    let shown = client.json(Method::GET, &path, None).await?;
-    let url = format!("{}{}", client.url, s(&shown["path"]));
-    let made = if shown["secret_set"].as_bool() == Some(true) && !rotate {
+    let shown: wire::Webhook = client.typed(Method::GET, &path, None).await?;
+    let url = format!("{}{}", client.url, shown.path);
+    let made: Option<wire::Webhook> = if shown.secret_set == Some(true) && !rotate {
         None
     } else {
-        Some(client.json(Method::POST, &path, None).await?)
+        Some(client.typed(Method::POST, &path, None).await?)
     };
+    let secret = made.and_then(|m| m.secret);
     if json {
-        let secret = made.as_ref().map(|m| m["secret"].clone()).unwrap_or(Value::Null);
-        return pretty(&serde_json::json!({ "url": url, "secret": secret, "repo": shown["repo"] }));
+        return pretty(&serde_json::json!({ "url": url, "secret": secret, "repo": shown.repo }));
     }
     println!("payload URL:  {url}");
     println!("content type: application/json; events: push");
-    match made {
+    match secret {
         None => println!("secret:       set (shown only when made; `hoist webhooks {app} --rotate` makes a new one)"),
-        Some(made) => println!("secret:       {}   (shown this once)", s(&made["secret"])),
+        Some(secret) => println!("secret:       {secret}   (shown this once)"),
     }
-    if shown["repo"].is_null() {
+    if shown.repo.is_none() {
         println!("note: app {app} has no repo yet: hoist apps set-repo {app} https://git.example/you/{app}.git");
     }
     println!("GitHub: a webhook with that secret; GitLab: the secret as the token; Gitea/Forgejo: the secret.");

@@ -1,0 +1,702 @@
+//! The apps service: everything that can be done to apps — create, change, delete,
+//! config, rollback, promotion, webhook deliveries, pushes — whoever asks. The HTTP API
+//! is its first caller; SSH and `hoist dev` are next. Handlers parse a request, call one
+//! method here and answer; the decisions (and the authorization the teams issue adds)
+//! are made here, once.
+//!
+//! Architecture invariant: knows apps, stores, stages and wire shapes, never HTTP status
+//! codes or axum; the API's handlers make no store call of their own.
+
+use crate::app::{AppName, InvalidAppName};
+use crate::build::Builder;
+use crate::config::TargetKind;
+use crate::image_watch::ImageWatch;
+use crate::intake::{Intake, Submitted};
+use crate::logs::{LogDir, Record, Secrets};
+use crate::outside_url;
+use crate::pipeline::PushedRef;
+use crate::receive::{self, HookRequest, Repos, ZERO_OID};
+use crate::registry::Registry;
+use crate::retention::Retention;
+use crate::rollout::{self, Change, RolloutRequest, Rollouts};
+use crate::store::{self, Store};
+use crate::webhook;
+use crate::wire;
+use futures_util::stream::BoxStream;
+use futures_util::StreamExt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+
+/// Why a request about an app was not done; each says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    InvalidAppName(#[from] InvalidAppName),
+    #[error("no app named {0:?}; create it with `hoist apps create {0}`")]
+    UnknownApp(String),
+    #[error("{0}")]
+    NotFound(String),
+    /// The request cannot be done as given.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("app {0:?} exists already")]
+    Exists(String),
+    #[error("{0}")]
+    Conflict(String),
+    /// A webhook whose signature does not verify (or that names no app with a webhook).
+    #[error("{0}")]
+    BadSignature(String),
+    /// A release was made and did not go live; the one before keeps serving.
+    #[error("{0}")]
+    ReleaseFailed(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl From<store::Error> for Error {
+    fn from(error: store::Error) -> Error {
+        match error {
+            store::Error::AppExists(name) => Error::Exists(name),
+            other => Error::Internal(other.to_string()),
+        }
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What the service works with.
+pub struct Apps {
+    pub store: Arc<Store>,
+    pub repos: Repos,
+    pub logs: LogDir,
+    pub builder: Builder,
+    pub rollouts: Rollouts,
+    pub retention: Retention,
+    /// Config changes and rollbacks go to the rollout stage here.
+    pub rollout_requests: tokio::sync::mpsc::Sender<RolloutRequest>,
+    /// The target of an app created without one.
+    pub default_target: TargetKind,
+    /// Where every trigger's commits become builds.
+    pub intake: Intake,
+    /// Learns digests of images apps follow.
+    pub image_watch: ImageWatch,
+    /// hoistd's registry (promotion retags in it).
+    pub registry: Registry,
+    /// The buildpacks an app's `buildpack` setting may name.
+    pub buildpacks: Vec<String>,
+    /// Which repo URLs and images apps may be given.
+    pub url_policy: outside_url::Policy,
+    /// How long a webhook's fetch may take.
+    pub fetch_timeout: std::time::Duration,
+}
+
+/// What a push to an app's repo asks of it.
+pub enum Pushed {
+    /// Nothing deploys (another branch, a deletion): these lines say so.
+    NothingDeploys(Vec<String>),
+    /// The deploy branch moved: its build is on its way.
+    Building(Submitted),
+}
+
+/// An app's runtime output: the release it comes from and its lines, secrets masked.
+pub struct RuntimeOutput {
+    pub release: i64,
+    pub records: BoxStream<'static, Record>,
+}
+
+impl Apps {
+    /// The app named `name`.
+    pub fn app(&self, name: &str) -> Result<store::App> {
+        let name = AppName::parse(name)?;
+        self.store.app(&name)?.ok_or_else(|| Error::UnknownApp(name.to_string()))
+    }
+
+    pub fn list(&self) -> Result<Vec<wire::App>> {
+        Ok(self.store.apps()?.into_iter().map(wire::App::from).collect())
+    }
+
+    pub fn show(&self, name: &str) -> Result<wire::AppInfo> {
+        let app = self.app(name)?;
+        let live_release = self.store.live_release(&app.name)?.map(wire::Release::from);
+        Ok(wire::AppInfo { app: app.into(), live_release })
+    }
+
+    pub async fn create(&self, request: wire::CreateApp) -> Result<wire::App> {
+        let name = AppName::parse(&request.name)?;
+        let branch = request.deploy_branch.unwrap_or_else(|| "main".to_string());
+        if !receive::is_valid_branch_name(&branch) {
+            return Err(Error::Invalid(format!("invalid deploy branch {branch:?}: not a valid git branch name")));
+        }
+        self.check_buildpack(request.buildpack.as_deref())?;
+        let target = match request.target.as_deref() {
+            Some(target) => target.parse::<TargetKind>().map_err(Error::Invalid)?,
+            None => self.default_target,
+        };
+        self.rollouts.targets().get(target).map_err(|e| Error::Invalid(e.to_string()))?;
+        if let Some(url) = &request.repo {
+            self.check_repo_url(url)?;
+        }
+        if let Some(image) = &request.image {
+            if crate::image_watch::parse_reference(image).is_none() {
+                return Err(Error::Invalid(format!(
+                    "invalid image {:?}: give host:port/repository:tag, e.g. 127.0.0.1:5000/team/edge:latest",
+                    image.chars().take(100).collect::<String>()
+                )));
+            }
+            outside_url::check_image(image, &self.url_policy).map_err(|e| Error::Invalid(e.to_string()))?;
+        }
+        let app = self.store.create_app(&name, &branch, request.buildpack.as_deref(), target)?;
+        if let Some(image) = &request.image {
+            self.store.set_app_image(&name, Some(image))?;
+            let (watch, name) = (self.image_watch.clone(), name.clone());
+            tokio::spawn(async move { watch.poll_app(&name).await });
+        }
+        if request.repo.is_some() || request.repo_token.is_some() {
+            self.store.set_app_repo(&name, request.repo.as_deref(), Some(request.repo_token.as_deref()))?;
+        }
+        let app = self.store.app(&name)?.unwrap_or(app);
+        if let Err(error) = self.repos.create(&name, &branch) {
+            if let Err(undo) = self.store.delete_app(&name) {
+                tracing::error!(app = %name, %undo, "cannot remove the app whose repository could not be made");
+            }
+            return Err(Error::Internal(error.to_string()));
+        }
+        tracing::info!(app = %name, "app created");
+        Ok(app.into())
+    }
+
+    pub fn update(&self, name: &str, request: wire::UpdateApp) -> Result<wire::App> {
+        let app = self.app(name)?;
+        if let Some(Some(url)) = &request.repo {
+            self.check_repo_url(url)?;
+        }
+        if let Some(buildpack) = &request.buildpack {
+            self.check_buildpack(buildpack.as_deref())?;
+        }
+        if let Some(buildpack) = request.buildpack {
+            self.store.set_app_buildpack(&app.name, buildpack.as_deref())?;
+        }
+        if request.repo.is_some() || request.repo_token.is_some() {
+            let url = match &request.repo {
+                Some(url) => url.clone(),
+                None => app.repo_url.clone(),
+            };
+            self.store.set_app_repo(&app.name, url.as_deref(), request.repo_token.as_ref().map(|t| t.as_deref()))?;
+        }
+        Ok(self.app(app.name.as_str())?.into())
+    }
+
+    /// Deletes the app with its releases, containers, images, cache, repo and logs.
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        let app = self.app(name)?;
+        let digests: Vec<String> =
+            self.store.image_stream(&app.name)?.into_iter().filter(|e| e.source == "build").map(|e| e.digest).collect();
+        self.rollouts.remove_app(&app).await.map_err(|e| Error::Internal(e.to_string()))?;
+        self.builder.remove_cache(&app.name).await;
+        let freed = self.retention.remove_app(&app.name, &digests).await;
+        tracing::info!(app = %app.name, ?freed, "the app's images removed");
+        self.store.delete_app(&app.name)?;
+        self.repos.delete(&app.name).map_err(|e| Error::Internal(e.to_string()))?;
+        if let Err(error) = std::fs::remove_dir_all(self.logs.app_dir(&app.name)) {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(app = %app.name, %error, "cannot remove the app's logs");
+            }
+        }
+        tracing::info!(app = %app.name, "app deleted");
+        Ok(())
+    }
+
+    pub fn builds(&self, name: &str) -> Result<Vec<wire::Build>> {
+        let app = self.app(name)?;
+        Ok(self.store.builds(&app.name)?.into_iter().map(wire::Build::from).collect())
+    }
+
+    /// Build `id` (as given in a path) of the app.
+    pub fn build(&self, name: &str, id: &str) -> Result<(store::App, store::Build)> {
+        let app = self.app(name)?;
+        let missing = || {
+            Error::NotFound(format!("app {} has no build {id:?}; list them with `hoist builds {}`", app.name, app.name))
+        };
+        let id: i64 = id.parse().map_err(|_| missing())?;
+        let build = self.store.build(id)?.filter(|b| b.app == app.name).ok_or_else(missing)?;
+        Ok((app, build))
+    }
+
+    pub fn releases(&self, name: &str) -> Result<Vec<wire::Release>> {
+        let app = self.app(name)?;
+        Ok(self.store.releases(&app.name)?.into_iter().map(wire::Release::from).collect())
+    }
+
+    /// Release `number` (as given in a path) of the app.
+    pub fn release(&self, name: &str, number: &str) -> Result<(store::App, store::Release)> {
+        let app = self.app(name)?;
+        let missing = || {
+            Error::NotFound(format!(
+                "app {} has no release {number:?}; list them with `hoist releases {}`",
+                app.name, app.name
+            ))
+        };
+        let number: i64 = number.parse().map_err(|_| missing())?;
+        let release = self.store.release(&app.name, number)?.ok_or_else(missing)?;
+        Ok((app, release))
+    }
+
+    /// Where build `id`'s log is, and the status it ended with (if it did).
+    pub fn build_log(&self, app: &AppName, id: i64) -> PathBuf {
+        self.logs.build_log(app, id)
+    }
+
+    pub fn release_log(&self, app: &AppName, number: i64) -> PathBuf {
+        self.logs.release_log(app, number)
+    }
+
+    /// The status build `id` has now, as the end of its log says it.
+    pub fn build_status(&self, id: i64) -> Option<String> {
+        self.store.build(id).ok().flatten().map(|b| b.status.as_str().to_string())
+    }
+
+    pub fn release_status(&self, app: &AppName, number: i64) -> Option<String> {
+        self.store.release(app, number).ok().flatten().map(|r| r.status.as_str().to_string())
+    }
+
+    /// The output of the app's live release (its container, or its pods), secrets masked.
+    pub async fn runtime_output(&self, name: &str, tail: usize, follow: bool) -> Result<RuntimeOutput> {
+        let app = self.app(name)?;
+        let release = self.store.live_release(&app.name)?.ok_or_else(|| {
+            Error::NotFound(format!("app {} has no live release, so no output: push to deploy it", app.name))
+        })?;
+        let target = self.rollouts.targets().get(release.target).map_err(|e| Error::Conflict(e.to_string()))?;
+        let lines = target.runtime_logs(&app.name, &release, tail, follow).await.map_err(|e| {
+            Error::Conflict(format!("cannot read the output of release {} of {}: {e}", release.number, app.name))
+        })?;
+        let secrets = Secrets::new(self.store.app_secrets(&app.name)?);
+        let mut seq = 0;
+        let records = lines
+            .map(move |line| {
+                seq += 1;
+                let text = secrets.mask(&line);
+                Record { seq, time: crate::logs::now(), stage: crate::logs::stage::RUNTIME.to_string(), text }
+            })
+            .boxed();
+        Ok(RuntimeOutput { release: release.number, records })
+    }
+
+    /// The config vars as shown: secret ones (marked, or named like secrets) masked.
+    pub fn config(&self, name: &str) -> Result<wire::Config> {
+        let app = self.app(name)?;
+        let (version, vars) = self.store.app_config(&app.name)?;
+        self.shown_config(&app.name, version, vars)
+    }
+
+    fn shown_config(&self, app: &AppName, version: i64, vars: store::ConfigVars) -> Result<wire::Config> {
+        let marked = self.store.secret_config_names(app)?;
+        let mut secret = Vec::new();
+        let vars = vars
+            .into_iter()
+            .map(|(name, value)| {
+                if marked.contains(&name) || store::is_secret_name(&name) {
+                    secret.push(name.clone());
+                    (name, crate::logs::MASK.to_string())
+                } else {
+                    (name, value)
+                }
+            })
+            .collect();
+        Ok(wire::Config { version, vars, secret })
+    }
+
+    /// Sets (`Some`) and unsets (`None`) config vars; a change makes a new release of the
+    /// live image (no build). `secret`: the vars set are masked from now on.
+    pub async fn change_config(
+        &self,
+        name: &str,
+        changes: std::collections::BTreeMap<String, Option<String>>,
+        secret: bool,
+    ) -> Result<wire::ConfigChanged> {
+        let app = self.app(name)?;
+        for (key, value) in &changes {
+            check_config_key(key)?;
+            if let Some(value) = value {
+                check_config_value(key, value)?;
+            }
+        }
+        if secret {
+            let set: Vec<String> = changes.iter().filter(|(_, v)| v.is_some()).map(|(k, _)| k.clone()).collect();
+            self.store.mark_config_secret(&app.name, &set)?;
+        }
+        let names: Vec<String> =
+            changes.iter().map(|(key, value)| if value.is_some() { key.clone() } else { format!("-{key}") }).collect();
+        let Some((version, vars)) = self.store.change_app_config(&app.name, &changes)? else {
+            let (version, vars) = self.store.app_config(&app.name)?;
+            let config = self.shown_config(&app.name, version, vars)?;
+            return Ok(wire::ConfigChanged { config, release: None, message: Some("nothing changed".to_string()) });
+        };
+        if self.store.live_release(&app.name)?.is_none() {
+            let message = "saved; no release is live yet, the next deploy uses it";
+            let config = self.shown_config(&app.name, version, vars)?;
+            return Ok(wire::ConfigChanged { config, release: None, message: Some(message.to_string()) });
+        }
+        let description = format!("config {} (v{version})", names.join(" "));
+        let release = self.roll_out(&app.name, Change::Config { description }).await.map_err(|error| match error {
+            Error::ReleaseFailed(message) => Error::ReleaseFailed(format!("config v{version} is saved, but {message}")),
+            other => other,
+        })?;
+        let config = self.shown_config(&app.name, version, vars)?;
+        Ok(wire::ConfigChanged { config, release: Some(release.into()), message: None })
+    }
+
+    /// A new release of release `to`'s image and config.
+    pub async fn rollback(&self, name: &str, to: i64) -> Result<wire::Release> {
+        let app = self.app(name)?;
+        Ok(self.roll_out(&app.name, Change::Rollback { to }).await?.into())
+    }
+
+    /// Sends a rollout request and waits for its end.
+    async fn roll_out(&self, app: &AppName, change: Change) -> Result<store::Release> {
+        let (done, outcome) = oneshot::channel();
+        let request = RolloutRequest { app: app.clone(), change, cause_log: None, done: Some(done) };
+        let stopped = || Error::Internal("the rollout stage has stopped; restart hoistd".to_string());
+        self.rollout_requests.send(request).await.map_err(|_| stopped())?;
+        match outcome.await.map_err(|_| stopped())? {
+            Ok(release) => Ok(release),
+            Err(error @ rollout::Error::Failed { .. }) => Err(Error::ReleaseFailed(error.to_string())),
+            Err(error @ (rollout::Error::NothingDeployed { .. } | rollout::Error::Target(_))) => {
+                Err(Error::Conflict(error.to_string()))
+            }
+            Err(error @ rollout::Error::UnknownRelease { .. }) => Err(Error::NotFound(error.to_string())),
+            Err(error @ rollout::Error::ImageGone { .. }) => Err(Error::Conflict(error.to_string())),
+            Err(error) => Err(Error::Internal(error.to_string())),
+        }
+    }
+
+    /// Applies the retention policy to every app now.
+    pub async fn collect_garbage(&self) -> Result<wire::Gc> {
+        let mut total = crate::retention::Freed::default();
+        let mut apps = std::collections::BTreeMap::new();
+        for app in self.store.apps()? {
+            let freed = self.retention.apply(&app.name).await;
+            total += freed;
+            apps.insert(app.name.to_string(), to_value(&freed));
+        }
+        Ok(wire::Gc { keep_releases: self.retention.keep(), freed: to_value(&total), apps })
+    }
+
+    /// hoistd's registry and its account.
+    pub fn registry(&self) -> wire::Registry {
+        let credentials = self.registry.credentials();
+        wire::Registry {
+            address: self.registry.addr().to_string(),
+            username: credentials.map(|c| c.username.clone()),
+            password: credentials.map(|c| c.password.clone()),
+        }
+    }
+
+    pub fn image_stream(&self, name: &str) -> Result<wire::ImageStream> {
+        let app = self.app(name)?;
+        let mut tags: std::collections::BTreeMap<String, Vec<wire::ImageStreamEntry>> = Default::default();
+        for entry in self.store.image_stream(&app.name)? {
+            tags.entry(entry.tag.clone()).or_default().push(entry.into());
+        }
+        Ok(wire::ImageStream { app: app.name.to_string(), tags })
+    }
+
+    /// Tags the app's image (in hoistd's registry) `to` with what `from` points at; apps
+    /// following `to` roll out.
+    pub async fn promote(&self, name: &str, request: wire::Promote) -> Result<wire::Promoted> {
+        let app = self.app(name)?;
+        for tag in [&request.from, &request.to] {
+            let valid = !tag.is_empty()
+                && tag.len() <= 128
+                && tag.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b));
+            if !valid {
+                return Err(Error::Invalid(format!("invalid tag {tag:?}: letters, digits, '.', '_' and '-'")));
+            }
+        }
+        let own = self.registry.addr().to_string();
+        let repository = match app.image.as_deref().and_then(crate::image_watch::parse_reference) {
+            Some(followed) => followed.repository,
+            None => format!("{own}/{}", app.name),
+        };
+        let Some(registry_name) = repository.strip_prefix(&format!("{own}/")).map(str::to_string) else {
+            return Err(Error::Conflict(format!(
+                "{repository} is not in hoistd's registry ({own}); promote it where it lives"
+            )));
+        };
+        // `from` as the image stream knows it (hoist's builds are pushed as build-N; the
+        // stream's `latest` is what the app runs), else as a tag in the registry.
+        let source = self.store.current_digest(&app.name, &request.from)?.unwrap_or(request.from.clone());
+        let digest = self
+            .registry
+            .retag(&registry_name, &source, &request.to)
+            .await
+            .map_err(|e| Error::NotFound(format!("cannot promote {repository} {}: {e}", request.from)))?;
+        // The app's own stream records the promotion too (it follows another tag, so this
+        // starts no rollout of it).
+        self.store.record_tag(&app.name, &request.to, &repository, &digest, "promotion", None)?;
+        self.image_watch.promoted(&repository, &request.to, &digest).await;
+        Ok(wire::Promoted { repository, tag: request.to, digest })
+    }
+
+    /// The supervised registry told of pushes.
+    pub fn registry_notified(&self, envelope: crate::image_watch::Envelope) {
+        let watch = self.image_watch.clone();
+        tokio::spawn(async move { watch.notified(&envelope).await });
+    }
+
+    /// Where to send the app's webhooks; the secret is not shown.
+    pub fn webhook(&self, name: &str) -> Result<wire::Webhook> {
+        let app = self.app(name)?;
+        Ok(wire::Webhook {
+            path: format!("/hooks/{}", app.name),
+            repo: app.repo_url,
+            deploy_branch: app.deploy_branch,
+            secret_set: Some(app.webhook),
+            secret: None,
+        })
+    }
+
+    /// Makes a new webhook secret (the old one stops working) and shows it, this once.
+    pub fn rotate_webhook(&self, name: &str) -> Result<wire::Webhook> {
+        let app = self.app(name)?;
+        let secret = crate::auth::new_token();
+        self.store.set_webhook_secret(&app.name, &secret)?;
+        tracing::info!(app = %app.name, "webhook secret rotated");
+        Ok(wire::Webhook {
+            path: format!("/hooks/{}", app.name),
+            repo: app.repo_url,
+            deploy_branch: app.deploy_branch,
+            secret_set: None,
+            secret: Some(secret),
+        })
+    }
+
+    /// A Git host's delivery for app `name`: verified with the app's webhook secret,
+    /// answered at once; the commit is fetched and built in the background.
+    pub async fn deliver_webhook(
+        self: &Arc<Self>,
+        name: &str,
+        headers: &axum::http::HeaderMap,
+        body: &[u8],
+    ) -> Result<wire::WebhookAnswer> {
+        // An unknown app, an app without a webhook and a wrong signature answer alike, so
+        // an anonymous caller cannot tell which apps exist: the body is checked against a
+        // secret nobody knows, and fails the same way.
+        let found = match AppName::parse(name) {
+            Ok(name) => self.store.app(&name)?,
+            Err(_) => None,
+        };
+        let secret = match &found {
+            Some(app) => self.store.webhook_secret(&app.name)?,
+            None => None,
+        };
+        let envelope = webhook::envelope(headers).map_err(|e| Error::BadSignature(e.to_string()))?;
+        let checked_secret = secret.clone().unwrap_or_else(crate::auth::new_token);
+        webhook::verify(envelope.host, headers, body, &checked_secret).map_err(|e| {
+            Error::BadSignature(format!(
+                "{e} (or no app with a webhook has this URL: `hoist webhooks APP` shows an app's)"
+            ))
+        })?;
+        let (Some(app), Some(_)) = (found, secret) else {
+            return Err(Error::BadSignature("the signature does not verify".to_string()));
+        };
+        let request = webhook::parse(&envelope, body).map_err(|e| Error::Invalid(e.to_string()))?;
+        let answer = |result: &str, message: String| wire::WebhookAnswer {
+            result: result.to_string(),
+            app: Some(app.name.to_string()),
+            commit: None,
+            build: None,
+            message: Some(message),
+        };
+        let (branch, commit, pusher, message) = match request {
+            webhook::Request::Ping => {
+                return Ok(wire::WebhookAnswer { message: None, ..answer("pong", String::new()) })
+            }
+            webhook::Request::Ignored(why) => return Ok(answer("ignored", format!("ignored: {why}"))),
+            webhook::Request::Push { branch, commit, pusher, message } => (branch, commit, pusher, message),
+        };
+        if branch != app.deploy_branch {
+            let message = format!("ignored: branch {branch} does not deploy (the app deploys {})", app.deploy_branch);
+            return Ok(answer("ignored", message));
+        }
+        let Some(url) = app.repo_url.clone() else {
+            return Err(Error::Conflict(format!(
+                "app {} has no repository to fetch from: set it with `hoist apps set-repo {} URL`",
+                app.name, app.name
+            )));
+        };
+        if let Some(delivery) = &envelope.delivery {
+            if !self.store.record_delivery(&app.name, delivery)? {
+                return Ok(answer("duplicate", format!("delivery {delivery} was received before; built once")));
+            }
+        }
+        // A signed body replayed under a new (or no) delivery id builds nothing new: a
+        // webhook builds a commit once per app (again only if its fetch failed).
+        let commit_key = format!("commit {commit}");
+        if !self.store.record_delivery(&app.name, &commit_key)? {
+            let message = format!(
+                "commit {} was built from a webhook before; built once (push a new commit to build again, or `hoist rollback` to go back to a release)",
+                &commit[..12]
+            );
+            return Ok(answer("duplicate", message));
+        }
+        let mut notes = vec![format!(
+            "-----> {} push of {} to {branch}{}{} (delivery {})",
+            envelope.host.name(),
+            &commit[..12],
+            pusher.map(|p| format!(" by {p}")).unwrap_or_default(),
+            message.map(|m| format!(": {m}")).unwrap_or_default(),
+            envelope.delivery.as_deref().unwrap_or("-"),
+        )];
+        notes.push(format!("-----> Fetching {} from {url}", &commit[..12]));
+        let token = self.store.app_repo_token(&app.name)?;
+        let git_ref = format!("refs/heads/{branch}");
+        // The build is recorded before the fetch, so a fetch that hangs or fails shows as a
+        // build that says why.
+        let opened = self.intake.open(&app, &commit, &git_ref, &notes).map_err(|e| Error::Internal(e.to_string()))?;
+        let queued = wire::WebhookAnswer {
+            result: "queued".to_string(),
+            app: Some(app.name.to_string()),
+            commit: Some(commit.clone()),
+            build: Some(opened.build_id),
+            message: None,
+        };
+        let service = Arc::clone(self);
+        let delivery = envelope.delivery.clone();
+        tokio::spawn(async move {
+            let limits =
+                receive::FetchLimits { timeout: service.fetch_timeout, max_bytes: service.intake.limits.max_total };
+            let repo = service.repos.path(&app.name);
+            let fetched = match outside_url::check_resolved(&url, &service.url_policy).await {
+                Ok(()) => receive::fetch_commit(&repo, &url, &branch, &commit, token.as_deref(), limits).await,
+                Err(refused) => Err(receive::Error::Fetch { url: url.clone(), message: refused.to_string() }),
+            };
+            if let Err(error) = fetched {
+                tracing::warn!(app = %app.name, %error, "webhook fetch failed");
+                service.intake.fail(opened, &error.to_string());
+                // A redelivery (after fixing the token, say) is then acted on.
+                for key in std::iter::once(&commit_key).chain(delivery.as_ref()) {
+                    if let Err(error) = service.store.forget_delivery(&app.name, key) {
+                        tracing::warn!(app = %app.name, %error, "cannot forget the delivery of a failed fetch");
+                    }
+                }
+                return;
+            }
+            let name = app.name.clone();
+            let commit = crate::intake::Commit { app, commit, git_ref, object_dirs: vec![], push: None, notes: vec![] };
+            match service.intake.submit_opened(opened, commit).await {
+                Ok(submitted) => {
+                    if let Ok(outcome) = submitted.outcome.await {
+                        tracing::info!(app = %name, build = submitted.build_id, ?outcome, "webhook build ended");
+                    }
+                }
+                Err(error) => tracing::warn!(app = %name, %error, "webhook commit not taken"),
+            }
+        });
+        Ok(queued)
+    }
+
+    /// A push (the pre-receive hook's request): the deploy branch's new commit builds;
+    /// other refs are stored without deploying.
+    pub async fn receive_push(&self, request: HookRequest) -> Result<Pushed> {
+        let app = self.app(&request.app)?;
+        let deploy_ref = format!("refs/heads/{}", app.deploy_branch);
+        let mut notes = Vec::new();
+        let mut deploy = None;
+        for update in &request.updates {
+            if update.name == deploy_ref && update.new != ZERO_OID {
+                deploy = Some(update.clone());
+            } else if update.new == ZERO_OID {
+                notes.push(format!("-----> {} deleted; nothing deploys", update.name));
+            } else {
+                notes.push(format!("-----> {} stored; only {} deploys", update.name, app.deploy_branch));
+            }
+        }
+        let Some(deploy) = deploy else {
+            return Ok(Pushed::NothingDeploys(notes));
+        };
+        let push = PushedRef { repo: self.repos.path(&app.name), name: deploy.name.clone(), old: deploy.old };
+        let commit = crate::intake::Commit {
+            app,
+            commit: deploy.new,
+            git_ref: deploy.name,
+            object_dirs: request.object_dirs,
+            push: Some(push),
+            notes,
+        };
+        let submitted = self.intake.submit(commit).await.map_err(|error| match error {
+            crate::intake::Error::Refused(error) => Error::Invalid(error.to_string()),
+            other => Error::Internal(other.to_string()),
+        })?;
+        Ok(Pushed::Building(submitted))
+    }
+
+    fn check_repo_url(&self, url: &str) -> Result<()> {
+        outside_url::check_repo_url(url, &self.url_policy).map_err(|e| Error::Invalid(e.to_string()))
+    }
+
+    fn check_buildpack(&self, buildpack: Option<&str>) -> Result<()> {
+        match buildpack {
+            Some(name) if !self.buildpacks.iter().any(|known| known == name) => Err(Error::Invalid(format!(
+                "unknown buildpack {name:?}: this hoistd has {}",
+                self.buildpacks.join(", ")
+            ))),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn to_value(freed: &crate::retention::Freed) -> serde_json::Value {
+    serde_json::to_value(freed).unwrap_or(serde_json::Value::Null)
+}
+
+/// A config var's name: what a shell and Kubernetes accept as an environment variable.
+fn check_config_key(key: &str) -> Result<()> {
+    let valid = !key.is_empty()
+        && key.len() <= 253
+        && !key.starts_with(|c: char| c.is_ascii_digit())
+        && key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if !valid {
+        return Err(Error::Invalid(format!(
+            "invalid config var name {:?}: use letters, digits and '_', not starting with a digit",
+            key.chars().take(60).collect::<String>()
+        )));
+    }
+    if key == "PORT" {
+        return Err(Error::Invalid("PORT is set by hoist (the port the app must listen on)".to_string()));
+    }
+    Ok(())
+}
+
+/// A config var's value: anything an environment variable can hold, checked before it is
+/// saved (a NUL byte cannot be passed to a process, so every build and release would fail).
+fn check_config_value(key: &str, value: &str) -> Result<()> {
+    if value.contains('\0') {
+        return Err(Error::Invalid(format!(
+            "the value of {key} contains a NUL byte, which no environment variable can hold; nothing was saved"
+        )));
+    }
+    if value.len() > 64 * 1024 {
+        return Err(Error::Invalid(format!(
+            "the value of {key} is {} bytes; a config value may be at most 64 KiB; nothing was saved",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn config_names_and_values_are_checked_before_saving() {
+        assert!(check_config_key("DATABASE_URL").is_ok());
+        for bad in ["", "1A", "A-B", "A B", "PORT"] {
+            assert!(check_config_key(bad).is_err(), "{bad:?}");
+        }
+        assert!(check_config_value("A", "multi\nline\tok").is_ok());
+        assert!(check_config_value("A", "a\0b").unwrap_err().to_string().contains("NUL"));
+        assert!(check_config_value("A", &"x".repeat(64 * 1024 + 1)).is_err());
+    }
+}
