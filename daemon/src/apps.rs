@@ -81,6 +81,8 @@ pub struct Apps {
     pub intake: Intake,
     /// Learns digests of images apps follow.
     pub image_watch: ImageWatch,
+    /// Records digests in image streams (and starts the rollouts they call for).
+    pub image_streams: crate::image_stream::ImageStreams,
     /// hoistd's registry (promotion retags in it).
     pub registry: Registry,
     /// The buildpacks an app's `buildpack` setting may name.
@@ -190,8 +192,14 @@ impl Apps {
     /// Deletes the app with its releases, containers, images, cache, repo and logs.
     pub async fn delete(&self, name: &str) -> Result<()> {
         let app = self.app(name)?;
-        let digests: Vec<String> =
-            self.store.image_stream(&app.name)?.into_iter().filter(|e| e.source == "build").map(|e| e.digest).collect();
+        let digests: Vec<String> = self
+            .store
+            .image_stream(&app.name)?
+            .into_iter()
+            .filter(|e| e.source == store::ImageSource::Build)
+            .map(|e| e.digest)
+            .collect();
+        self.builder.stop_builds(&app.name).await;
         self.rollouts.remove_app(&app).await.map_err(|e| Error::Internal(e.to_string()))?;
         self.builder.remove_cache(&app.name).await;
         let freed = self.retention.remove_app(&app.name, &digests).await;
@@ -431,9 +439,18 @@ impl Apps {
             .retag(&registry_name, &source, &request.to)
             .await
             .map_err(|e| Error::NotFound(format!("cannot promote {repository} {}: {e}", request.from)))?;
-        // The app's own stream records the promotion too (it follows another tag, so this
-        // starts no rollout of it).
-        self.store.record_tag(&app.name, &request.to, &repository, &digest, "promotion", None)?;
+        // The app's own stream records the promotion too, through the image stream like
+        // every digest (promoting into the tag it tracks rolls it out).
+        let update = crate::image_stream::TagUpdate {
+            app: app.name.clone(),
+            tag: request.to.clone(),
+            repository: repository.clone(),
+            digest: digest.clone(),
+            source: store::ImageSource::Promotion,
+            build_id: None,
+            cause_log: None,
+        };
+        self.image_streams.record(update).await.map_err(|e| Error::Internal(e.to_string()))?;
         self.image_watch.promoted(&repository, &request.to, &digest).await;
         Ok(wire::Promoted { repository, tag: request.to, digest })
     }

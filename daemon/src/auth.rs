@@ -20,7 +20,7 @@ pub fn new_token() -> String {
 
 /// Where the admin token lives in a data dir: hoistd creates it, the CLI reads it.
 pub fn admin_token_path(data_dir: &Path) -> PathBuf {
-    data_dir.join("admin-token")
+    data_dir.join(hoist_wire::ADMIN_TOKEN_FILE)
 }
 
 /// Reads `data_dir/admin-token`, creating it (mode 0600) on first start.

@@ -173,6 +173,52 @@ impl Builder {
         format!("{}-cache-{}", self.settings.instance, app)
     }
 
+    /// The app's dependency cache volume, made with the instance's labels (a volume that
+    /// a mount made would carry none, and cleanup by label would miss it).
+    async fn ensure_cache_volume(&self, app: &AppName) -> Result<String> {
+        let name = self.cache_volume(app);
+        let labels = HashMap::from([
+            (LABEL_INSTANCE.to_string(), self.settings.instance.clone()),
+            (LABEL_APP.to_string(), app.to_string()),
+            (crate::docker::LABEL_ROLE.to_string(), "cache".to_string()),
+        ]);
+        let options = bollard::models::VolumeCreateRequest {
+            name: Some(name.clone()),
+            labels: Some(labels),
+            ..Default::default()
+        };
+        self.docker.create_volume(options).await?;
+        Ok(name)
+    }
+
+    /// Stops and removes the app's builder containers (the app is being deleted, whatever
+    /// its target): a build in flight ends with its app.
+    pub async fn stop_builds(&self, app: &AppName) {
+        let filters = HashMap::from([(
+            "label".to_string(),
+            vec![
+                format!("{LABEL_INSTANCE}={}", self.settings.instance),
+                format!("{LABEL_APP}={app}"),
+                format!("{}=builder", crate::docker::LABEL_ROLE),
+            ],
+        )]);
+        let options =
+            bollard::query_parameters::ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
+        let containers = match self.docker.list_containers(Some(options)).await {
+            Ok(containers) => containers,
+            Err(error) => {
+                tracing::warn!(%app, %error, "cannot list the app's builder containers");
+                return;
+            }
+        };
+        for id in containers.into_iter().filter_map(|c| c.id) {
+            let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+            if let Err(error) = self.docker.remove_container(&id, Some(remove)).await {
+                tracing::warn!(%app, container = %id, %error, "cannot remove a builder container");
+            }
+        }
+    }
+
     /// Removes the app's dependency cache (the app is being deleted).
     pub async fn remove_cache(&self, app: &AppName) {
         let volume = self.cache_volume(app);
@@ -421,7 +467,7 @@ impl Builder {
 
         let mut labels = self.labels(source);
         labels.insert(LABEL_ROLE.to_string(), "builder".to_string());
-        let cache_volume = self.cache_volume(&source.app);
+        let cache_volume = self.ensure_cache_volume(&source.app).await?;
         let limits = &self.settings.limits;
         let memory = (limits.memory_mb * 1024 * 1024) as i64;
         let body = ContainerCreateBody {

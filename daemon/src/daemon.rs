@@ -159,29 +159,32 @@ impl Daemon {
                 .collect(),
         );
         let routes = Routes::default();
-        let targets = Targets {
-            docker: Arc::new(DockerTarget::new(
-                docker.clone(),
-                crate::target::docker::Settings {
-                    instance: config.instance.clone(),
-                    app_port: config.rollout.app_port,
-                    checks_timeout: Duration::from_secs(config.rollout.checks_timeout_secs),
-                    checks_interval: Duration::from_millis(config.rollout.checks_interval_ms),
-                    settle: Duration::from_secs(config.rollout.settle_secs),
-                    registry_credentials: registry_credentials
-                        .as_ref()
-                        .map(|c| (config.registry.addr.to_string(), c.for_docker(&config.registry.addr.to_string()))),
-                    app_limits: crate::target::docker::AppLimits {
-                        memory_mb: config.rollout.app_memory_mb,
-                        pids: config.rollout.app_pids_limit,
-                    },
+        let docker_target: Arc<dyn crate::target::Target> = Arc::new(DockerTarget::new(
+            docker.clone(),
+            crate::target::docker::Settings {
+                instance: config.instance.clone(),
+                app_port: config.rollout.app_port,
+                checks_timeout: Duration::from_secs(config.rollout.checks_timeout_secs),
+                checks_interval: Duration::from_millis(config.rollout.checks_interval_ms),
+                settle: Duration::from_secs(config.rollout.settle_secs),
+                registry_credentials: registry_credentials
+                    .as_ref()
+                    .map(|c| (config.registry.addr.to_string(), c.for_docker(&config.registry.addr.to_string()))),
+                app_limits: crate::target::docker::AppLimits {
+                    memory_mb: config.rollout.app_memory_mb,
+                    pids: config.rollout.app_pids_limit,
                 },
-            )),
-            kubernetes: connect_kubernetes(&config, &data_dir, routes.clone(), registry_credentials.as_ref()).await,
-        };
-        if let Err(why) = &targets.kubernetes {
+            },
+        ));
+        let kubernetes_target = connect_kubernetes(&config, &data_dir, routes.clone(), registry_credentials.as_ref())
+            .await
+            .map(|target| target as Arc<dyn crate::target::Target>);
+        if let Err(why) = &kubernetes_target {
             tracing::info!(reason = %why, "kubernetes target not available");
         }
+        let targets = Targets::default()
+            .with(crate::config::TargetKind::Docker, Ok(docker_target))
+            .with(crate::config::TargetKind::Kubernetes, kubernetes_target);
         let retention = crate::retention::Retention::new(
             docker.clone(),
             registry.clone(),
@@ -250,8 +253,8 @@ impl Daemon {
                 builder: builder.clone(),
                 registry: registry.clone(),
                 docker: docker.clone(),
-                image_streams,
-                app_charts: data_dir.join("charts"),
+                image_streams: image_streams.clone(),
+                targets: rollouts.targets().clone(),
             },
             config.build.parallel,
         );
@@ -289,6 +292,7 @@ impl Daemon {
             default_target: config.rollout.target,
             intake,
             image_watch,
+            image_streams,
             registry: registry.clone(),
             buildpacks: buildpack_names,
             url_policy: crate::outside_url::Policy {

@@ -34,7 +34,7 @@ pub struct TagUpdate {
     pub digest: String,
     /// Where it came from: `build` for hoist's own builds, `notification` and `poll` for
     /// images pushed by others.
-    pub source: &'static str,
+    pub source: crate::store::ImageSource,
     pub build_id: Option<i64>,
     /// The build log that follows the rollout it may start.
     pub cause_log: Option<Arc<LiveLog>>,

@@ -11,7 +11,7 @@
 use crate::app::AppName;
 use crate::image_stream::{ImageStreams, TagUpdate, TRACKED_TAG};
 use crate::registry::Registry;
-use crate::store::Store;
+use crate::store::{ImageSource, Store};
 use serde::Deserialize;
 use std::sync::Arc;
 use std::time::Duration;
@@ -100,7 +100,7 @@ impl ImageWatch {
 
     /// A digest of `repository:tag` learned from `source`: every app following it records
     /// it (and rolls it out when new).
-    async fn learned(&self, repository: &str, tag: &str, digest: &str, source: &'static str) {
+    async fn learned(&self, repository: &str, tag: &str, digest: &str, source: ImageSource) {
         let Ok(apps) = self.store.apps() else { return };
         for app in apps {
             let Some(followed) = app.image.as_deref().and_then(parse_reference) else { continue };
@@ -118,7 +118,7 @@ impl ImageWatch {
             };
             match self.streams.record(update).await {
                 Ok(crate::image_stream::Recorded::RolloutStarted(_)) => {
-                    tracing::info!(app = %app.name, %repository, %tag, %digest, source, "new image digest: rolling out")
+                    tracing::info!(app = %app.name, %repository, %tag, %digest, source = source.as_str(), "new image digest: rolling out")
                 }
                 Ok(_) => {}
                 Err(error) => tracing::warn!(app = %app.name, %error, "cannot record an image digest"),
@@ -129,14 +129,14 @@ impl ImageWatch {
     /// Tag `to` of `repository` now points at `digest` (a promotion): apps following it roll
     /// out now, without waiting for the registry's notification or a poll.
     pub async fn promoted(&self, repository: &str, to: &str, digest: &str) {
-        self.learned(repository, to, digest, "promotion").await;
+        self.learned(repository, to, digest, ImageSource::Promotion).await;
     }
 
     /// Handles a notification envelope from hoistd's registry.
     pub async fn notified(&self, envelope: &Envelope) {
         for (repository, tag, digest) in pushed_tags(envelope) {
             let repository = format!("{}/{repository}", self.own_registry);
-            self.learned(&repository, &tag, &digest, "notification").await;
+            self.learned(&repository, &tag, &digest, ImageSource::Notification).await;
         }
     }
 
@@ -153,7 +153,7 @@ impl ImageWatch {
         futures_util::stream::iter(followed)
             .for_each_concurrent(POLL_CONCURRENCY, |image| async move {
                 if let Some(digest) = self.digest_of(&image).await {
-                    self.learned(&image.repository, &image.tag, &digest, "poll").await;
+                    self.learned(&image.repository, &image.tag, &digest, ImageSource::Poll).await;
                 }
             })
             .await;
@@ -192,7 +192,7 @@ impl ImageWatch {
         let Ok(Some(app)) = self.store.app(app) else { return };
         let Some(image) = app.image.as_deref().and_then(parse_reference) else { return };
         if let Some(digest) = self.digest_of(&image).await {
-            self.learned(&image.repository, &image.tag, &digest, "poll").await;
+            self.learned(&image.repository, &image.tag, &digest, ImageSource::Poll).await;
         }
     }
 }

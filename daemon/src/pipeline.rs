@@ -135,8 +135,8 @@ pub struct Stages {
     pub registry: Registry,
     pub docker: bollard::Docker,
     pub image_streams: ImageStreams,
-    /// Where apps' own charts (`chart/` in their repo) are kept, per build.
-    pub app_charts: std::path::PathBuf,
+    /// The targets, for what each keeps of a build's source.
+    pub targets: crate::target::Targets,
 }
 
 /// The pipeline's one error: its scheduler task is gone (hoistd is stopping).
@@ -305,7 +305,7 @@ async fn run_build(stages: &Stages, request: &BuildRequest) -> Outcome {
         tag: TRACKED_TAG.to_string(),
         repository,
         digest: digest.clone(),
-        source: "build",
+        source: crate::store::ImageSource::Build,
         build_id: Some(id),
         cause_log: Some(log.clone()),
     };
@@ -346,14 +346,21 @@ fn keep_release_files(stages: &Stages, source: &Source, log: &LiveLog) -> std::i
         log.line(format!("-----> Procfile process types besides web: {}", others.join(", ")));
     }
     record(log, source.build_id, "its process types", stages.store.set_build_processes(source.build_id, &processes));
-    let on_kubernetes = matches!(
-        stages.store.app(&source.app),
-        Ok(Some(app)) if app.target == crate::config::TargetKind::Kubernetes
-    );
-    if on_kubernetes && source.files.iter().any(|f| f == "chart/Chart.yaml") {
-        let dir = crate::target::kubernetes::app_chart_dir(&stages.app_charts, &source.app, source.build_id);
-        let files = crate::archive::unpack_folder(&source.tar, "chart", &dir)?;
-        log.line(format!("-----> Using the app's own chart (chart/, {files} files) on the kubernetes target"));
+    // What the app's target keeps besides the image (the kubernetes target: chart/).
+    let target = match stages.store.app(&source.app) {
+        Ok(Some(app)) => stages.targets.get(app.target).ok(),
+        _ => None,
+    };
+    if let Some(target) = target {
+        let files = crate::target::SourceFiles {
+            app: &source.app,
+            build_id: source.build_id,
+            tar: &source.tar,
+            files: &source.files,
+        };
+        if let Some(line) = target.keep_source(&files)? {
+            log.line(line);
+        }
     }
     Ok(())
 }

@@ -240,7 +240,9 @@ impl Stacks {
         let context =
             build_context(dockerfile, files).map_err(|source| Error::Io { path: self.dir.clone(), source })?;
         let build_args: HashMap<&str, &str> = args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let labels = HashMap::from([(LABEL_KEY, key.as_str())]);
+        // Stacks are shared by every hoistd on this dockerd (keyed by what made them), so
+        // they carry a role, not an instance: no instance's cleanup removes them.
+        let labels = HashMap::from([(LABEL_KEY, key.as_str()), (crate::docker::LABEL_ROLE, "stack")]);
         let options = BuildImageOptionsBuilder::default()
             .dockerfile("Dockerfile")
             .t(image)

@@ -24,6 +24,67 @@ pub enum Error {
     /// row is gone, `from: None`): nothing was written.
     #[error("{what} {id} cannot become {to}: it is {}", from.unwrap_or("gone"))]
     Transition { what: &'static str, id: String, to: &'static str, from: Option<&'static str> },
+    /// A value read back that does not parse: never read as an empty or default value.
+    #[error(transparent)]
+    Corrupt(#[from] Corrupt),
+}
+
+/// A column of a row whose value does not parse.
+#[derive(Debug, thiserror::Error)]
+#[error("the {column} of {row} in hoist's database cannot be read ({reason}); restore hoist.db from a backup or correct that row")]
+pub struct Corrupt {
+    pub row: String,
+    pub column: &'static str,
+    pub reason: String,
+}
+
+/// A JSON column of the row being read, parsed; a value that does not parse is an error
+/// naming the row (`row`), not an empty default.
+fn json_column<T: serde::de::DeserializeOwned>(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+    column: &'static str,
+    which: impl FnOnce() -> String,
+) -> rusqlite::Result<T> {
+    let text: String = row.get(index)?;
+    serde_json::from_str(&text).map_err(|e| corrupt(index, which(), column, e.to_string()))
+}
+
+/// The target column of the row being read; an unknown one is an error, not `docker`.
+fn target_column(
+    row: &rusqlite::Row<'_>,
+    index: usize,
+    which: impl FnOnce() -> String,
+) -> rusqlite::Result<TargetKind> {
+    let text: String = row.get(index)?;
+    TargetKind::parse(&text).ok_or_else(|| corrupt(index, which(), "target", format!("unknown target {text:?}")))
+}
+
+fn corrupt(index: usize, row: String, column: &'static str, reason: String) -> rusqlite::Error {
+    rusqlite::Error::FromSqlConversionFailure(
+        index,
+        rusqlite::types::Type::Text,
+        Box::new(Corrupt { row, column, reason }),
+    )
+}
+
+/// The SQL list of statuses a release may come to `to` from.
+fn release_statuses(to: ReleaseStatus) -> String {
+    status_list(to.allowed_from().iter().map(|s| s.as_str()))
+}
+
+/// "release N of app A", for messages about the release row being read.
+fn release_row(row: &rusqlite::Row<'_>) -> String {
+    format!(
+        "release {} of app {:?}",
+        row.get::<_, i64>(1).unwrap_or_default(),
+        row.get::<_, String>(0).unwrap_or_default()
+    )
+}
+
+/// A JSON value of one row read by a single-value query.
+fn parse_json<T: serde::de::DeserializeOwned>(text: &str, row: String, column: &'static str) -> Result<T> {
+    serde_json::from_str(text).map_err(|e| Error::Corrupt(Corrupt { row, column, reason: e.to_string() }))
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -182,6 +243,38 @@ pub struct Build {
 /// Process types (Procfile) and their commands.
 pub type Processes = std::collections::BTreeMap<String, String>;
 
+/// Where a digest in an image stream came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageSource {
+    /// hoist built it: retention may delete it.
+    Build,
+    /// The supervised registry told of a push by someone else.
+    Notification,
+    /// A poll of the registry found it.
+    Poll,
+    /// `hoist images promote` retagged it.
+    Promotion,
+}
+
+impl ImageSource {
+    pub const ALL: [ImageSource; 4] =
+        [ImageSource::Build, ImageSource::Notification, ImageSource::Poll, ImageSource::Promotion];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ImageSource::Build => "build",
+            ImageSource::Notification => "notification",
+            ImageSource::Poll => "poll",
+            ImageSource::Promotion => "promotion",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<ImageSource> {
+        ImageSource::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
 /// One entry in a tag's history: the tag pointed at `digest` from `created_at` on.
 #[derive(Debug, Clone, Serialize)]
 pub struct ImageStreamEntry {
@@ -190,8 +283,7 @@ pub struct ImageStreamEntry {
     pub digest: String,
     /// The image reference without digest, e.g. `127.0.0.1:5000/web1`.
     pub repository: String,
-    /// `build` for hoist's own builds.
-    pub source: String,
+    pub source: ImageSource,
     pub build_id: Option<i64>,
     pub created_at: String,
 }
@@ -425,7 +517,7 @@ impl Store {
             deploy_branch: row.get(1)?,
             created_at: row.get(2)?,
             buildpack: row.get(3)?,
-            target: TargetKind::parse(&row.get::<_, String>(4)?).unwrap_or(TargetKind::Docker),
+            target: target_column(row, 4, || format!("app {:?}", row.get::<_, String>(0).unwrap_or_default()))?,
             config_version: row.get(5)?,
             repo_url: row.get(6)?,
             webhook: row.get(7)?,
@@ -521,7 +613,7 @@ impl Store {
             params![name.as_str()],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )?;
-        Ok((version, serde_json::from_str(&text).unwrap_or_default()))
+        Ok((version, parse_json(&text, format!("app {name}"), "config")?))
     }
 
     /// Sets (`Some`) and removes (`None`) config vars in one transaction; returns the
@@ -537,7 +629,7 @@ impl Store {
             tx.query_row("SELECT config_version, config FROM apps WHERE name = ?1", params![name.as_str()], |row| {
                 Ok((row.get(0)?, row.get(1)?))
             })?;
-        let mut vars: ConfigVars = serde_json::from_str(&text).unwrap_or_default();
+        let mut vars: ConfigVars = parse_json(&text, format!("app {name}"), "config")?;
         let before = vars.clone();
         for (key, value) in changes {
             match value {
@@ -562,7 +654,7 @@ impl Store {
         let text: String =
             self.conn()
                 .query_row("SELECT secret_vars FROM apps WHERE name = ?1", params![name.as_str()], |row| row.get(0))?;
-        Ok(serde_json::from_str(&text).unwrap_or_default())
+        parse_json(&text, format!("app {name}"), "secret_vars")
     }
 
     /// Marks config vars secret: their values are masked in logs and API answers.
@@ -617,7 +709,9 @@ impl Store {
             error: row.get(7)?,
             created_at: row.get(8)?,
             finished_at: row.get(9)?,
-            processes: serde_json::from_str(&row.get::<_, String>(10)?).unwrap_or_default(),
+            processes: json_column(row, 10, "processes", || {
+                format!("build {}", row.get::<_, i64>(0).unwrap_or_default())
+            })?,
         })
     }
 
@@ -703,7 +797,7 @@ impl Store {
         tag: &str,
         repository: &str,
         digest: &str,
-        source: &str,
+        source: ImageSource,
         build_id: Option<i64>,
     ) -> Result<bool> {
         let mut conn = self.conn();
@@ -720,7 +814,7 @@ impl Store {
         }
         tx.execute(
             "INSERT INTO image_stream (app, tag, digest, repository, source, build_id) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![app.as_str(), tag, digest, repository, source, build_id],
+            params![app.as_str(), tag, digest, repository, source.as_str(), build_id],
         )?;
         tx.commit()?;
         Ok(true)
@@ -746,7 +840,17 @@ impl Store {
                     tag: row.get(1)?,
                     digest: row.get(2)?,
                     repository: row.get(3)?,
-                    source: row.get(4)?,
+                    source: {
+                        let text: String = row.get(4)?;
+                        ImageSource::parse(&text).ok_or_else(|| {
+                            corrupt(
+                                4,
+                                format!("an image stream entry of app {app}"),
+                                "source",
+                                format!("unknown source {text:?}"),
+                            )
+                        })?
+                    },
                     build_id: row.get(5)?,
                     created_at: row.get(6)?,
                 })
@@ -801,12 +905,12 @@ impl Store {
             error: row.get(5)?,
             created_at: row.get(6)?,
             finished_at: row.get(7)?,
-            target: TargetKind::parse(&row.get::<_, String>(8)?).unwrap_or(TargetKind::Docker),
+            target: target_column(row, 8, || release_row(row))?,
             revision: row.get(9)?,
             config_version: row.get(10)?,
-            config: serde_json::from_str(&row.get::<_, String>(11)?).unwrap_or_default(),
+            config: json_column(row, 11, "config", || release_row(row))?,
             cause: row.get(12)?,
-            processes: serde_json::from_str(&row.get::<_, String>(13)?).unwrap_or_default(),
+            processes: json_column(row, 13, "processes", || release_row(row))?,
         })
     }
 
@@ -837,16 +941,19 @@ impl Store {
     pub fn make_release_live(&self, app: &AppName, number: i64, revision: Option<i64>) -> Result<()> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        // Both statements move releases only along the state machine (`allowed_from`).
+        let retire_from = release_statuses(ReleaseStatus::Retired);
         tx.execute(
-            "UPDATE releases SET status = 'retired' WHERE app = ?1 AND status = 'live' AND number != ?2",
-            params![app.as_str(), number],
+            &format!("UPDATE releases SET status = ?3 WHERE app = ?1 AND status IN ({retire_from}) AND number != ?2"),
+            params![app.as_str(), number, ReleaseStatus::Retired.as_str()],
         )?;
+        let live_from = release_statuses(ReleaseStatus::Live);
         let made_live = tx.execute(
             &format!(
-                "UPDATE releases SET status = 'live', revision = COALESCE(?3, revision), finished_at = {NOW}
-                 WHERE app = ?1 AND number = ?2 AND status = 'pending'"
+                "UPDATE releases SET status = ?4, revision = COALESCE(?3, revision), finished_at = {NOW}
+                 WHERE app = ?1 AND number = ?2 AND status IN ({live_from})"
             ),
-            params![app.as_str(), number, revision],
+            params![app.as_str(), number, revision, ReleaseStatus::Live.as_str()],
         )?;
         if made_live != 1 {
             // Dropping the transaction undoes the retiring above.
@@ -892,11 +999,12 @@ impl Store {
         revision: Option<i64>,
     ) -> Result<()> {
         let status = if rolled_back { ReleaseStatus::RolledBack } else { ReleaseStatus::Failed };
+        let from = release_statuses(status);
         let conn = self.conn();
         let changed = conn.execute(
             &format!(
                 "UPDATE releases SET status = ?4, error = ?3, revision = COALESCE(?5, revision), finished_at = {NOW}
-                 WHERE app = ?1 AND number = ?2 AND status = 'pending'"
+                 WHERE app = ?1 AND number = ?2 AND status IN ({from})"
             ),
             params![app.as_str(), number, error, status.as_str(), revision],
         )?;
@@ -911,31 +1019,33 @@ impl Store {
     pub fn recover_after_restart(&self) -> Result<(Vec<i64>, Vec<Release>)> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
+        // In flight: whatever the state machine lets become `interrupted`.
+        let builds_in_flight = status_list(BuildStatus::Interrupted.allowed_from().iter().map(|s| s.as_str()));
         let builds: Vec<i64> = {
-            let mut stmt =
-                tx.prepare("SELECT id FROM builds WHERE status IN ('queued', 'building', 'pushing', 'deploying')")?;
+            let mut stmt = tx.prepare(&format!("SELECT id FROM builds WHERE status IN ({builds_in_flight})"))?;
             let ids = stmt.query_map([], |row| row.get(0))?.collect::<Result<_, _>>()?;
             ids
         };
         tx.execute(
             &format!(
-                "UPDATE builds SET status = 'interrupted', error = 'hoistd stopped during this build; push again',
-                 finished_at = {NOW} WHERE status IN ('queued', 'building', 'pushing', 'deploying')"
+                "UPDATE builds SET status = ?1, error = 'hoistd stopped during this build; push again',
+                 finished_at = {NOW} WHERE status IN ({builds_in_flight})"
             ),
-            [],
+            params![BuildStatus::Interrupted.as_str()],
         )?;
+        let releases_in_flight = release_statuses(ReleaseStatus::Interrupted);
         let releases: Vec<Release> = {
-            let sql = format!("SELECT {} FROM releases WHERE status = 'pending'", Self::RELEASE_COLUMNS);
+            let sql = format!("SELECT {} FROM releases WHERE status IN ({releases_in_flight})", Self::RELEASE_COLUMNS);
             let mut stmt = tx.prepare(&sql)?;
             let rows = stmt.query_map([], Self::release_from_row)?.collect::<Result<_, _>>()?;
             rows
         };
         tx.execute(
             &format!(
-                "UPDATE releases SET status = 'interrupted', error = 'hoistd stopped during this rollout',
-                 finished_at = {NOW} WHERE status = 'pending'"
+                "UPDATE releases SET status = ?1, error = 'hoistd stopped during this rollout',
+                 finished_at = {NOW} WHERE status IN ({releases_in_flight})"
             ),
-            [],
+            params![ReleaseStatus::Interrupted.as_str()],
         )?;
         tx.commit()?;
         Ok((builds, releases))
@@ -1031,6 +1141,58 @@ mod tests {
     }
 
     #[test]
+    fn release_changes_follow_allowed_from() {
+        let store = store();
+        let app = AppName::parse("web1").unwrap();
+        store.create_app(&app, "main", None, TargetKind::Docker).unwrap();
+        let release = store.create_release(&app, &new_release("r@sha256:1", None)).unwrap();
+        let set = |status: ReleaseStatus| {
+            store
+                .conn()
+                .execute("UPDATE releases SET status = ?2 WHERE number = ?1", params![release.number, status.as_str()])
+                .unwrap();
+        };
+        for from in ReleaseStatus::ALL {
+            for to in [ReleaseStatus::Live, ReleaseStatus::Failed, ReleaseStatus::RolledBack] {
+                set(from);
+                let result = match to {
+                    ReleaseStatus::Live => store.make_release_live(&app, release.number, None),
+                    other => store.fail_release(&app, release.number, "x", other == ReleaseStatus::RolledBack, None),
+                };
+                assert_eq!(result.is_ok(), to.allowed_from().contains(&from), "{from:?} → {to:?}: {result:?}");
+            }
+        }
+        // A second release going live retires the live one, and only a live one.
+        set(ReleaseStatus::Live);
+        let second = store.create_release(&app, &new_release("r@sha256:2", None)).unwrap();
+        store.make_release_live(&app, second.number, None).unwrap();
+        assert_eq!(store.release(&app, release.number).unwrap().unwrap().status, ReleaseStatus::Retired);
+    }
+
+    #[test]
+    fn damaged_json_columns_and_unknown_targets_are_errors_that_name_the_row() {
+        let store = store();
+        let app = AppName::parse("web1").unwrap();
+        store.create_app(&app, "main", None, TargetKind::Docker).unwrap();
+        let release = store.create_release(&app, &new_release("r@sha256:1", None)).unwrap();
+        store.conn().execute("UPDATE apps SET config = '{not json' WHERE name = 'web1'", []).unwrap();
+        let error = store.app_config(&app).unwrap_err().to_string();
+        assert!(error.contains("the config of app web1"), "{error}");
+        assert!(store.app_secrets(&app).is_err(), "no empty config stands in for it");
+        store.conn().execute("UPDATE apps SET secret_vars = '[1' WHERE name = 'web1'", []).unwrap();
+        assert!(store.secret_config_names(&app).unwrap_err().to_string().contains("the secret_vars of app web1"));
+        store.conn().execute("UPDATE apps SET target = 'moon' WHERE name = 'web1'", []).unwrap();
+        let error = store.app(&app).unwrap_err().to_string();
+        assert!(error.contains("target of app \"web1\"") && error.contains("unknown target \"moon\""), "{error}");
+        store
+            .conn()
+            .execute("UPDATE releases SET processes = 'nope' WHERE number = ?1", params![release.number])
+            .unwrap();
+        let error = store.releases(&app).unwrap_err().to_string();
+        assert!(error.contains("the processes of release 1 of app \"web1\""), "{error}");
+    }
+
+    #[test]
     fn status_changes_follow_the_state_machine_and_unknown_statuses_are_errors() {
         let store = store();
         let app = AppName::parse("web1").unwrap();
@@ -1092,9 +1254,12 @@ mod tests {
         let store = store();
         let app = AppName::parse("web1").unwrap();
         store.create_app(&app, "main", None, TargetKind::Docker).unwrap();
-        assert!(store.record_tag(&app, "latest", "r", "sha256:1", "build", Some(1)).unwrap());
-        assert!(store.record_tag(&app, "latest", "r", "sha256:2", "build", Some(2)).unwrap());
-        assert!(!store.record_tag(&app, "latest", "r", "sha256:2", "poll", None).unwrap(), "told twice: once");
+        assert!(store.record_tag(&app, "latest", "r", "sha256:1", ImageSource::Build, Some(1)).unwrap());
+        assert!(store.record_tag(&app, "latest", "r", "sha256:2", ImageSource::Build, Some(2)).unwrap());
+        assert!(
+            !store.record_tag(&app, "latest", "r", "sha256:2", ImageSource::Poll, None).unwrap(),
+            "told twice: once"
+        );
         assert_eq!(store.current_digest(&app, "latest").unwrap().as_deref(), Some("sha256:2"));
         assert_eq!(store.image_stream(&app).unwrap().len(), 2);
         store.delete_app(&app).unwrap();

@@ -7,7 +7,7 @@
 //! - [`docker::DockerTarget`], the embedded default: a container on the local dockerd,
 //!   health-checked over HTTP; the rollout stage switches hoistd's router to it.
 //! - [`kubernetes::KubernetesTarget`]: a Helm release of hoist's chart
-//!   (`helm upgrade --install --atomic --wait`), watched with kube-rs while Helm waits; the
+//!   (`helm upgrade --install --atomic --wait`), its pods polled with kube-rs while Helm waits; the
 //!   router follows the ready endpoints of the app's Service.
 //!
 //! Architecture invariant: `rollout` is the only caller; a target never writes a release's
@@ -23,17 +23,26 @@ use crate::store::Release;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-/// What can go wrong outside a deploy (removing an app, restoring after a restart).
+/// What can go wrong outside a deploy (removing an app, restoring after a restart). A
+/// caller of the seam sees which target failed and why, in that target's own words (its
+/// own error type, kept behind the seam), never a Docker, Kubernetes or Helm variant.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    #[error("dockerd: {0}")]
-    Docker(#[from] bollard::errors::Error),
-    #[error("Kubernetes: {0}")]
-    Kubernetes(#[from] kube::Error),
-    #[error("{0}")]
-    Helm(String),
-    #[error("the kubernetes target is not available: {0}")]
-    Unavailable(String),
+    #[error("the {kind} target is not available: {why}")]
+    Unavailable { kind: TargetKind, why: String },
+    #[error("{kind} target: {source}")]
+    Failed {
+        kind: TargetKind,
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync + 'static>,
+    },
+}
+
+impl Error {
+    /// `source`, an error of the `kind` target's own type.
+    pub fn of(kind: TargetKind, source: impl std::error::Error + Send + Sync + 'static) -> Error {
+        Error::Failed { kind, source: Box::new(source) }
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -112,27 +121,53 @@ pub trait Target: Send + Sync {
     /// The output of `release`'s processes: the last `tail` lines of each, then, with
     /// `follow`, new lines as they are printed, until the processes stop.
     async fn runtime_logs(&self, app: &AppName, release: &Release, tail: usize, follow: bool) -> Result<LineStream>;
+
+    /// Keeps what this target takes from a build's source besides its image; returns a
+    /// line for the build's log when it kept something.
+    fn keep_source(&self, _source: &SourceFiles<'_>) -> std::io::Result<Option<String>> {
+        Ok(None)
+    }
 }
 
 /// Lines of a running app's output.
 pub type LineStream = futures_util::stream::BoxStream<'static, String>;
 
-/// The targets of this hoistd, by kind.
-#[derive(Clone)]
+/// What a target keeps of a build's source besides the image (the kubernetes target:
+/// the repo's own `chart/`), for the releases of that build.
+pub struct SourceFiles<'a> {
+    pub app: &'a AppName,
+    pub build_id: i64,
+    /// The source as a tar file.
+    pub tar: &'a std::path::Path,
+    /// The paths of its files.
+    pub files: &'a [String],
+}
+
+/// The targets of this hoistd, by kind: each either ready or the reason it cannot be
+/// used (no cluster configured, helm missing).
+#[derive(Clone, Default)]
 pub struct Targets {
-    pub docker: Arc<docker::DockerTarget>,
-    /// `Err`: why it cannot be used (no cluster configured, helm missing).
-    pub kubernetes: Result<Arc<kubernetes::KubernetesTarget>, String>,
+    by_kind: Vec<(TargetKind, std::result::Result<Arc<dyn Target>, String>)>,
 }
 
 impl Targets {
+    /// Adds the target of `kind`, or why there is none.
+    pub fn with(mut self, kind: TargetKind, target: std::result::Result<Arc<dyn Target>, String>) -> Targets {
+        self.by_kind.retain(|(k, _)| *k != kind);
+        self.by_kind.push((kind, target));
+        self
+    }
+
     pub fn get(&self, kind: TargetKind) -> Result<Arc<dyn Target>> {
-        match kind {
-            TargetKind::Docker => Ok(self.docker.clone()),
-            TargetKind::Kubernetes => match &self.kubernetes {
-                Ok(target) => Ok(target.clone()),
-                Err(why) => Err(Error::Unavailable(why.clone())),
-            },
+        match self.by_kind.iter().find(|(k, _)| *k == kind) {
+            Some((_, Ok(target))) => Ok(target.clone()),
+            Some((_, Err(why))) => Err(Error::Unavailable { kind, why: why.clone() }),
+            None => Err(Error::Unavailable { kind, why: "this hoistd has no such target".to_string() }),
         }
+    }
+
+    /// Every target that can be used.
+    pub fn available(&self) -> impl Iterator<Item = &Arc<dyn Target>> {
+        self.by_kind.iter().filter_map(|(_, target)| target.as_ref().ok())
     }
 }

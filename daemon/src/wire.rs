@@ -1,39 +1,11 @@
-//! The API's JSON shapes, shared by hoistd (which answers with them) and the `hoist`
-//! CLI (which reads them). Store rows never go on the wire themselves: each has a wire
-//! shape made from it here, so a column added to the store is not published by accident.
+//! hoistd's side of the wire shapes ([`hoist_wire`]): each made from its store row here,
+//! so a column added to the store is not published by accident.
 //!
-//! Statuses travel as strings, so a CLI older than its hoistd still reads a status it
-//! does not know.
-//!
-//! Architecture invariant: no Docker, git or SQL here; only data and its conversions.
+//! Architecture invariant: no Docker, git or SQL here; only conversions of rows to data.
+
+pub use hoist_wire::*;
 
 use crate::store;
-use serde::{Deserialize, Serialize};
-use std::collections::BTreeMap;
-
-/// hoistd's registry, as `docker login` needs it. `username` and `password` are null for
-/// an external registry (its access is the operator's).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Registry {
-    pub address: String,
-    pub username: Option<String>,
-    pub password: Option<String>,
-}
-
-/// An app and its settings.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct App {
-    pub name: String,
-    pub deploy_branch: String,
-    pub buildpack: Option<String>,
-    pub target: String,
-    pub config_version: i64,
-    pub repo_url: Option<String>,
-    /// Whether a webhook secret is set (the secret is shown once, when made).
-    pub webhook: bool,
-    pub image: Option<String>,
-    pub created_at: String,
-}
 
 impl From<store::App> for App {
     fn from(app: store::App) -> App {
@@ -49,32 +21,6 @@ impl From<store::App> for App {
             created_at: app.created_at,
         }
     }
-}
-
-/// An app with the release it runs.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct AppInfo {
-    #[serde(flatten)]
-    pub app: App,
-    pub live_release: Option<Release>,
-}
-
-/// A build of a commit.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Build {
-    pub id: i64,
-    pub app: String,
-    pub commit: String,
-    pub git_ref: String,
-    /// queued, building, pushing, deploying, succeeded, failed, superseded, interrupted.
-    pub status: String,
-    pub buildpack: Option<String>,
-    pub image_digest: Option<String>,
-    pub error: Option<String>,
-    pub created_at: String,
-    pub finished_at: Option<String>,
-    /// Process types and their commands (the Procfile).
-    pub processes: BTreeMap<String, String>,
 }
 
 impl From<store::Build> for Build {
@@ -93,27 +39,6 @@ impl From<store::Build> for Build {
             processes: build.processes,
         }
     }
-}
-
-/// A numbered deploy of one image and one config; never carries the config's values.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Release {
-    pub app: String,
-    pub number: i64,
-    pub image: String,
-    pub build_id: Option<i64>,
-    /// pending, live, retired, failed, rolled_back, interrupted.
-    pub status: String,
-    pub target: String,
-    /// The target's own number for it (Helm's revision).
-    pub revision: Option<i64>,
-    pub config_version: i64,
-    /// What made it: `build 3`, `config GREETING (v2)`, `rollback to 1`.
-    pub cause: String,
-    pub processes: BTreeMap<String, String>,
-    pub error: Option<String>,
-    pub created_at: String,
-    pub finished_at: Option<String>,
 }
 
 impl From<store::Release> for Release {
@@ -136,164 +61,15 @@ impl From<store::Release> for Release {
     }
 }
 
-/// An app's config vars (secret ones masked) and their version.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Config {
-    pub version: i64,
-    pub vars: BTreeMap<String, String>,
-    /// The names whose values are masked here and in logs.
-    #[serde(default)]
-    pub secret: Vec<String>,
-}
-
-/// The answer to a config change.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ConfigChanged {
-    #[serde(flatten)]
-    pub config: Config,
-    /// The release it made, if one was live to replace.
-    pub release: Option<Release>,
-    #[serde(default)]
-    pub message: Option<String>,
-}
-
-/// The last message of an NDJSON log stream: `{"end": {"status": "succeeded"}}`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct LogEnd {
-    pub end: serde_json::Value,
-}
-
-/// An error answer: every non-2xx status carries one.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ErrorAnswer {
-    pub error: String,
-}
-
-/// `POST /api/v1/apps`.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CreateApp {
-    pub name: String,
-    pub deploy_branch: Option<String>,
-    pub buildpack: Option<String>,
-    pub target: Option<String>,
-    /// The Git host repository webhooks build from.
-    pub repo: Option<String>,
-    /// A token for a private repository (never shown again).
-    pub repo_token: Option<String>,
-    /// Follow this image (`host:port/repo:tag`) instead of building.
-    pub image: Option<String>,
-}
-
-/// `PATCH /api/v1/apps/{app}`: settings to change; an absent field stays, `null` clears.
-#[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct UpdateApp {
-    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
-    pub buildpack: Option<Option<String>>,
-    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
-    pub repo: Option<Option<String>>,
-    #[serde(default, with = "double_option", skip_serializing_if = "Option::is_none")]
-    pub repo_token: Option<Option<String>>,
-}
-
-/// Tells an absent field (`None`) from a `null` one (`Some(None)`).
-mod double_option {
-    use serde::{Deserialize, Deserializer, Serialize, Serializer};
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
-        Option::<String>::deserialize(d).map(Some)
-    }
-    pub fn serialize<S: Serializer>(value: &Option<Option<String>>, s: S) -> Result<S::Ok, S::Error> {
-        value.as_ref().and_then(Option::as_ref).serialize(s)
-    }
-}
-
-/// `POST /api/v1/apps/{app}/rollback`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Rollback {
-    pub release: i64,
-}
-
-/// `POST /api/v1/apps/{app}/image-stream/promote`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Promote {
-    pub from: String,
-    pub to: String,
-}
-
-/// What a promotion did.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Promoted {
-    pub repository: String,
-    pub tag: String,
-    pub digest: String,
-}
-
-/// One digest a tag of an app's image stream pointed at.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ImageStreamEntry {
-    pub tag: String,
-    pub digest: String,
-    pub repository: String,
-    /// `build`, `notification`, `poll` or `promotion`.
-    pub source: String,
-    pub build_id: Option<i64>,
-    pub created_at: String,
-}
-
 impl From<store::ImageStreamEntry> for ImageStreamEntry {
     fn from(entry: store::ImageStreamEntry) -> ImageStreamEntry {
         ImageStreamEntry {
             tag: entry.tag,
             digest: entry.digest,
             repository: entry.repository,
-            source: entry.source,
+            source: entry.source.as_str().to_string(),
             build_id: entry.build_id,
             created_at: entry.created_at,
         }
     }
-}
-
-/// An app's image stream: every tag with its digests, newest first.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ImageStream {
-    pub app: String,
-    pub tags: BTreeMap<String, Vec<ImageStreamEntry>>,
-}
-
-/// Where a Git host sends an app's webhooks; `secret` only when it was just made.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Webhook {
-    pub path: String,
-    pub repo: Option<String>,
-    pub deploy_branch: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret_set: Option<bool>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub secret: Option<String>,
-}
-
-/// What a webhook delivery did: `pong`, `ignored`, `duplicate` or `queued` (with the
-/// build it made).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct WebhookAnswer {
-    pub result: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub app: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub commit: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub build: Option<i64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
-
-/// What `POST /api/v1/gc` freed, in all and per app.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Gc {
-    pub keep_releases: usize,
-    pub freed: serde_json::Value,
-    pub apps: BTreeMap<String, serde_json::Value>,
 }

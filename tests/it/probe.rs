@@ -145,6 +145,14 @@ fn secrets_of_many_lines_are_masked_and_secrets_stay_off_the_command_line() {
         }
     }
     assert!(pushed.contains("token: ********"), "{pushed}");
+    // The build's cache volume carries the instance's labels, so cleanup by label finds it.
+    let volumes = Command::new(hoist_tests::DOCKER)
+        .args(["volume", "ls", "-q", "--filter", &format!("label=org.hoist.instance={}", hoistd.instance)])
+        .args(["--filter", "label=org.hoist.role=cache", "--filter", "label=org.hoist.app=keyed"])
+        .output()
+        .unwrap();
+    let volumes = String::from_utf8_lossy(&volumes.stdout).to_string();
+    assert_eq!(volumes.trim(), format!("{}-cache-keyed", hoistd.instance), "{volumes}");
     let config = hoistd.get_json("/api/v1/apps/keyed/config");
     assert_eq!(config["vars"]["TLS_KEY"], "********", "{config}");
 

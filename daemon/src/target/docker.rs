@@ -67,6 +67,20 @@ impl AppLimits {
     }
 }
 
+/// What the docker target could not do, in its own words; callers of the seam see it
+/// inside [`super::Error::Failed`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("dockerd: {0}")]
+    Docker(#[from] bollard::errors::Error),
+}
+
+impl From<Error> for super::Error {
+    fn from(error: Error) -> super::Error {
+        super::Error::of(TargetKind::Docker, error)
+    }
+}
+
 /// Releases as containers on the local dockerd.
 #[derive(Clone)]
 pub struct DockerTarget {
@@ -227,7 +241,7 @@ impl DockerTarget {
     }
 
     /// Every release container of the app, running or not.
-    async fn release_containers(&self, app: &AppName) -> Result<Vec<bollard::models::ContainerSummary>> {
+    async fn release_containers(&self, app: &AppName) -> Result<Vec<bollard::models::ContainerSummary>, Error> {
         let filters = HashMap::from([(
             "label".to_string(),
             vec![
@@ -290,7 +304,7 @@ impl Target for DockerTarget {
     ) -> Result<super::LineStream> {
         let container = self.container_name(app, release.number);
         // Asking first turns a container that is gone into an error, not an empty stream.
-        self.docker.inspect_container(&container, None).await?;
+        self.docker.inspect_container(&container, None).await.map_err(Error::from)?;
         let options =
             LogsOptionsBuilder::default().stdout(true).stderr(true).follow(follow).tail(&tail.to_string()).build();
         let chunks = self.docker.logs(&container, Some(options));
@@ -356,13 +370,8 @@ impl Target for DockerTarget {
     }
 
     async fn remove_app(&self, app: &AppName) -> Result<()> {
-        let filters = HashMap::from([(
-            "label".to_string(),
-            vec![format!("{LABEL_INSTANCE}={}", self.settings.instance), format!("{LABEL_APP}={app}")],
-        )]);
-        let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-        // Release and builder containers alike: a build in flight stops with its app.
-        for container in self.docker.list_containers(Some(options)).await? {
+        // Release containers only: builds are the build stage's to stop.
+        for container in self.release_containers(app).await? {
             if let Some(id) = container.id {
                 self.remove_container(&id).await;
             }
@@ -393,7 +402,7 @@ impl Target for DockerTarget {
             Ok(inspect) if inspect.state.as_ref().and_then(|s| s.running) == Some(true)
         );
         if !running {
-            self.docker.start_container(&name, None).await?;
+            self.docker.start_container(&name, None).await.map_err(Error::from)?;
         }
         match self.published_addr(&name).await {
             Ok(upstream) => Ok(Restored { reach: Some(Reach::Address(upstream)), live_revision: None }),

@@ -74,8 +74,25 @@ pub struct Settings {
 }
 
 /// Where the chart an app brought in its repo (`chart/`) is kept for one build.
-pub fn app_chart_dir(root: &Path, app: &AppName, build_id: i64) -> PathBuf {
+fn app_chart_dir(root: &Path, app: &AppName, build_id: i64) -> PathBuf {
     root.join(app.as_str()).join(format!("build-{build_id}"))
+}
+
+/// What the kubernetes target could not do, in its own words; callers of the seam see it
+/// inside [`super::Error::Failed`].
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("Kubernetes: {0}")]
+    Kubernetes(#[from] kube::Error),
+    /// helm failed; the meaningful part of what it said.
+    #[error("helm: {0}")]
+    Helm(String),
+}
+
+impl From<Error> for super::Error {
+    fn from(error: Error) -> super::Error {
+        super::Error::of(TargetKind::Kubernetes, error)
+    }
 }
 
 /// Releases as Helm releases on a Kubernetes cluster.
@@ -240,18 +257,22 @@ impl KubernetesTarget {
         }
     }
 
-    /// The release's history, oldest first; empty when there is no release.
+    /// The release's history, oldest first; empty when there is no release. Whether it
+    /// exists is asked of `helm list` (which answers an empty list, not an error), so no
+    /// error text is ever read as "not found".
     async fn history(&self, name: &str, namespace: &str) -> Result<Vec<HistoryEntry>, String> {
-        match self.run_helm(&["history", name, "-n", namespace, "-o", "json", "--max", "256"], None).await {
-            Ok(json) => {
-                let mut entries: Vec<HistoryEntry> =
-                    serde_json::from_str(&json).map_err(|e| format!("cannot read helm history: {e}"))?;
-                entries.sort_by_key(|e| e.revision);
-                Ok(entries)
-            }
-            Err(error) if error.contains("not found") => Ok(Vec::new()),
-            Err(error) => Err(error),
+        let filter = format!("^{name}$");
+        let listed = self.run_helm(&["list", "-n", namespace, "-a", "--filter", &filter, "-o", "json"], None).await?;
+        let releases: Vec<serde_json::Value> =
+            serde_json::from_str(&listed).map_err(|e| format!("cannot read helm list: {e}"))?;
+        if releases.is_empty() {
+            return Ok(Vec::new());
         }
+        let json = self.run_helm(&["history", name, "-n", namespace, "-o", "json", "--max", "256"], None).await?;
+        let mut entries: Vec<HistoryEntry> =
+            serde_json::from_str(&json).map_err(|e| format!("cannot read helm history: {e}"))?;
+        entries.sort_by_key(|e| e.revision);
+        Ok(entries)
     }
 
     /// A release left `pending-install/upgrade/rollback` (a helm that was killed) blocks
@@ -277,6 +298,9 @@ impl KubernetesTarget {
                     Some(log),
                 )
                 .await?;
+                // The rollback made a new revision: that is what the live release runs as.
+                let after = self.history(name, namespace).await?;
+                return Ok(deployed_revision(&after));
             }
             None => {
                 log.line(format!(
@@ -383,24 +407,21 @@ impl KubernetesTarget {
             }
             Err(helm_error) => {
                 seen.print_unprinted_tails(log);
-                let after = self.history(name, &namespace).await.unwrap_or_default();
-                let rollback = after.iter().find(|e| e.revision > revision && e.description.starts_with("Rollback"));
-                let undone = match rollback {
-                    Some(entry) => format!(" Helm rolled it back ({}, revision {})", entry.description, entry.revision),
-                    None if after.is_empty() => " Helm uninstalled it (it was the first install)".to_string(),
-                    None => String::new(),
-                };
-                let rolled_back = rollback.is_some() || after.is_empty();
-                log.line(format!("       helm failed after {:.1} s:{undone}", secs(started)));
+                let undo = judge_undo(revision, self.history(name, &namespace).await);
+                log.line(format!("       helm failed after {:.1} s:{}", secs(started), undo.said));
                 let mut reason = match seen.summary() {
                     Some(summary) => format!("{summary}; helm: {helm_error}"),
                     None => format!("helm: {helm_error}"),
                 };
-                if !rolled_back {
-                    reason.push_str(" (Helm did not roll back; the next deploy repairs it)");
+                if !undo.rolled_back {
+                    reason.push_str(" (Helm did not roll back, or hoist cannot tell; the next deploy repairs it)");
                 }
-                let restored_revision = rollback.map(|e| e.revision);
-                Err(Failure { reason, rolled_back, revision: Some(revision), restored_revision })
+                Err(Failure {
+                    reason,
+                    rolled_back: undo.rolled_back,
+                    revision: Some(revision),
+                    restored_revision: undo.restored_revision,
+                })
             }
         }
     }
@@ -430,10 +451,10 @@ impl Target for KubernetesTarget {
         let selector =
             format!("{LABEL_APP}={app},{LABEL_INSTANCE}={},{LABEL_RELEASE}={}", self.settings.instance, release.number);
         let mut streams = Vec::new();
-        for pod in pods.list(&ListParams::default().labels(&selector)).await?.items {
+        for pod in pods.list(&ListParams::default().labels(&selector)).await.map_err(Error::from)?.items {
             let Some(name) = pod.metadata.name else { continue };
             let params = LogParams { follow, tail_lines: Some(tail as i64), ..Default::default() };
-            let reader = pods.log_stream(&name, &params).await?;
+            let reader = pods.log_stream(&name, &params).await.map_err(Error::from)?;
             let prefix = format!("[{name}] ");
             let lines = tokio_stream_lines(tokio::io::BufReader::new(
                 tokio_util::compat::FuturesAsyncReadCompatExt::compat(reader),
@@ -458,30 +479,82 @@ impl Target for KubernetesTarget {
     async fn remove_app(&self, app: &AppName) -> Result<()> {
         let namespace = self.namespace(app);
         let timeout = format!("{}s", self.settings.timeout.as_secs());
-        match self.run_helm(&["uninstall", app.as_str(), "-n", &namespace, "--wait", "--timeout", &timeout], None).await
-        {
-            Ok(_) => {}
-            Err(error) if error.contains("not found") => {}
-            Err(error) => return Err(super::Error::Helm(error)),
+        // Whether there is a release to uninstall is asked (`helm list`), not read from
+        // an error's text.
+        if !self.history(app.as_str(), &namespace).await.map_err(Error::Helm)?.is_empty() {
+            self.run_helm(&["uninstall", app.as_str(), "-n", &namespace, "--wait", "--timeout", &timeout], None)
+                .await
+                .map_err(Error::Helm)?;
         }
-        let _ = std::fs::remove_dir_all(self.settings.app_charts.join(app.as_str()));
+        if let Err(error) = std::fs::remove_dir_all(self.settings.app_charts.join(app.as_str())) {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(%app, %error, "cannot remove the app's charts");
+            }
+        }
         if self.settings.namespace.is_none() {
             let namespaces: Api<Namespace> = Api::all(self.client.clone());
             match namespaces.delete(&namespace, &DeleteParams::default()).await {
                 Ok(_) => {}
                 Err(kube::Error::Api(status)) if status.code == 404 => {}
-                Err(error) => return Err(error.into()),
+                Err(error) => return Err(Error::from(error).into()),
             }
         }
         Ok(())
     }
 
+    fn keep_source(&self, source: &super::SourceFiles<'_>) -> std::io::Result<Option<String>> {
+        if !source.files.iter().any(|f| f == "chart/Chart.yaml") {
+            return Ok(None);
+        }
+        let dir = app_chart_dir(&self.settings.app_charts, source.app, source.build_id);
+        let files = crate::archive::unpack_folder(source.tar, "chart", &dir)?;
+        Ok(Some(format!("-----> Using the app's own chart (chart/, {files} files) on the kubernetes target")))
+    }
+
     async fn restore(&self, app: &AppName, _live: Option<&Release>, _interrupted: &[Release]) -> Result<Restored> {
         let quiet = Tee::default();
-        let live_revision =
-            self.repair(app.as_str(), &self.namespace(app), &quiet).await.map_err(super::Error::Helm)?;
+        let live_revision = self.repair(app.as_str(), &self.namespace(app), &quiet).await.map_err(Error::Helm)?;
         Ok(Restored { reach: Some(Reach::Service), live_revision })
     }
+}
+
+/// What Helm did after a failed `upgrade --atomic` of `revision`, read from the history
+/// asked for afterwards.
+#[derive(Debug, PartialEq, Eq)]
+struct Undo {
+    rolled_back: bool,
+    restored_revision: Option<i64>,
+    /// For the log, after "helm failed after N s:".
+    said: String,
+}
+
+fn judge_undo(revision: i64, after: Result<Vec<HistoryEntry>, String>) -> Undo {
+    match after {
+        // Not knowing is not "uninstalled": the release may still be half deployed.
+        Err(error) => Undo {
+            rolled_back: false,
+            restored_revision: None,
+            said: format!(" cannot tell whether Helm rolled it back ({error})"),
+        },
+        Ok(after) if after.is_empty() => Undo {
+            rolled_back: true,
+            restored_revision: None,
+            said: " Helm uninstalled it (it was the first install)".to_string(),
+        },
+        Ok(after) => match after.iter().find(|e| e.revision > revision && e.description.starts_with("Rollback")) {
+            Some(entry) => Undo {
+                rolled_back: true,
+                restored_revision: Some(entry.revision),
+                said: format!(" Helm rolled it back ({}, revision {})", entry.description, entry.revision),
+            },
+            None => Undo { rolled_back: false, restored_revision: None, said: String::new() },
+        },
+    }
+}
+
+/// The revision a release runs as: its newest `deployed` entry.
+fn deployed_revision(history: &[HistoryEntry]) -> Option<i64> {
+    history.iter().rev().find(|e| e.status == "deployed").map(|e| e.revision)
 }
 
 /// Resolves with the reason once `cancel` carries one; never when it is `None`.
@@ -786,6 +859,44 @@ async fn follow_endpoints(client: kube::Client, instance: String, routes: Routes
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(revision: i64, status: &str, description: &str) -> HistoryEntry {
+        HistoryEntry { revision, status: status.to_string(), description: description.to_string() }
+    }
+
+    #[test]
+    fn a_history_that_cannot_be_read_is_no_rollback() {
+        // Once read as "Helm uninstalled it": a failed `helm history` said nothing of the kind.
+        let undo = judge_undo(3, Err("Error: Kubernetes cluster unreachable".to_string()));
+        assert!(!undo.rolled_back && undo.restored_revision.is_none(), "{undo:?}");
+        assert!(undo.said.contains("cannot tell"), "{undo:?}");
+        let undo = judge_undo(1, Ok(vec![]));
+        assert!(undo.rolled_back && undo.said.contains("uninstalled"), "{undo:?}");
+        let history = vec![
+            entry(2, "superseded", "Upgrade complete"),
+            entry(3, "failed", "Upgrade failed"),
+            entry(4, "deployed", "Rollback to 2"),
+        ];
+        assert_eq!(
+            judge_undo(3, Ok(history)),
+            Undo {
+                rolled_back: true,
+                restored_revision: Some(4),
+                said: " Helm rolled it back (Rollback to 2, revision 4)".to_string()
+            }
+        );
+        let undo =
+            judge_undo(3, Ok(vec![entry(2, "deployed", "Upgrade complete"), entry(3, "failed", "Upgrade failed")]));
+        assert!(!undo.rolled_back, "{undo:?}");
+    }
+
+    #[test]
+    fn a_repaired_release_runs_as_the_rollbacks_revision() {
+        let history =
+            vec![entry(2, "superseded", ""), entry(3, "pending-upgrade", ""), entry(4, "deployed", "Rollback to 2")];
+        assert_eq!(deployed_revision(&history), Some(4));
+        assert_eq!(deployed_revision(&[entry(1, "failed", "")]), None);
+    }
 
     #[test]
     fn a_crash_looping_pod_is_described_with_its_exit_code() {

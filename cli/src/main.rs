@@ -8,7 +8,7 @@ mod credentials;
 use anyhow::{bail, Context};
 use clap::{CommandFactory, Parser, Subcommand};
 use client::{exit, Client, Failure};
-use hoist::wire;
+use hoist_wire as wire;
 use reqwest::Method;
 use serde_json::Value;
 use std::io::{BufRead, IsTerminal, Write};
@@ -252,7 +252,8 @@ enum BuildsCommand {
 }
 
 fn main() {
-    hoist::install_tls_provider();
+    // The TLS crypto provider reqwest uses (ring), installed once.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let args = match Args::try_parse() {
         Ok(args) => args,
         Err(error) => error.exit(),
@@ -275,7 +276,7 @@ fn token(given: Option<String>, url: &str) -> anyhow::Result<String> {
         return Ok(token);
     }
     let dir = std::env::var("HOIST_DATA_DIR").unwrap_or_else(|_| "/var/lib/hoist".to_string());
-    let path = hoist::auth::admin_token_path(std::path::Path::new(&dir));
+    let path = std::path::Path::new(&dir).join(wire::ADMIN_TOKEN_FILE);
     match std::fs::read_to_string(&path) {
         Ok(token) => Ok(token.trim().to_string()),
         Err(_) => Err(Failure::new(

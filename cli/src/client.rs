@@ -73,7 +73,7 @@ impl Client {
             return Ok(response);
         }
         let text = response.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<hoist::wire::ErrorAnswer>(&text).map(|e| e.error).unwrap_or(text);
+        let message = serde_json::from_str::<hoist_wire::ErrorAnswer>(&text).map(|e| e.error).unwrap_or(text);
         let code = match status.as_u16() {
             401 | 403 => exit::UNAUTHORIZED,
             404 => exit::NOT_FOUND,
