@@ -4,6 +4,7 @@
 
 mod client;
 mod credentials;
+mod verbs;
 
 use anyhow::{bail, Context};
 use clap::{CommandFactory, Parser, Subcommand};
@@ -369,172 +370,41 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Command::Login { .. } | Command::Logout | Command::GitCredential { .. } | Command::Completions { .. } => {
             unreachable!("handled before the client is made")
         }
-        Command::Apps { command } => apps(&client, command, json).await?,
+        Command::Apps { command } => apps(&client, command, json).await,
         Command::GitRemote { app, remote } | Command::Remote { command: RemoteCommand::Add { app, name: remote } } => {
-            git_remote(&client, &app, &remote, json).await?
+            git_remote(&client, &app, &remote, json).await
         }
-        Command::Webhooks { app, rotate } => webhooks(&client, &app, rotate, json).await?,
-        Command::Builds { app, command: None } => {
-            let builds: Vec<wire::Build> =
-                client.typed(Method::GET, &format!("/api/v1/apps/{app}/builds"), None).await?;
-            if json {
-                return pretty(&builds);
-            }
-            let rows = builds
-                .into_iter()
-                .map(|b| {
-                    vec![
-                        b.id.to_string(),
-                        b.status,
-                        opt(&b.buildpack),
-                        b.commit.chars().take(12).collect(),
-                        b.created_at,
-                        b.error.unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            table(&["ID", "STATUS", "BUILDPACK", "COMMIT", "CREATED", "ERROR"], rows);
-        }
-        Command::Builds { app, command: Some(BuildsCommand::Info { id }) } => {
-            let build: wire::Build =
-                client.typed(Method::GET, &format!("/api/v1/apps/{app}/builds/{id}"), None).await?;
-            pretty(&build)?;
-        }
+        Command::Webhooks { app, rotate } => webhooks(&client, &app, rotate, json).await,
+        Command::Builds { app, command: None } => verbs::builds(&client, &app, json).await,
+        Command::Builds { app, command: Some(BuildsCommand::Info { id }) } => verbs::build(&client, &app, id).await,
         Command::Builds { app, command: Some(BuildsCommand::Log { id, follow }) } => {
-            logs(&client, &app, Some(id), None, follow, 0, json).await?
+            logs(&client, &app, Some(id), None, follow, 0, json).await
         }
         Command::Logs { app, build, release, follow, tail } => {
-            logs(&client, &app, build, release, follow, tail, json).await?
+            logs(&client, &app, build, release, follow, tail, json).await
         }
-        Command::Releases { app } => {
-            let releases: Vec<wire::Release> =
-                client.typed(Method::GET, &format!("/api/v1/apps/{app}/releases"), None).await?;
-            if json {
-                return pretty(&releases);
-            }
-            let rows = releases
-                .into_iter()
-                .map(|r| {
-                    vec![
-                        r.number.to_string(),
-                        r.status,
-                        r.target,
-                        opt(&r.revision),
-                        format!("v{}", r.config_version),
-                        r.cause,
-                        short_digest(&r.image),
-                        r.created_at,
-                        r.error.map(|e| format!("reason: {e}")).unwrap_or_default(),
-                    ]
-                })
-                .collect();
-            table(&["RELEASE", "STATUS", "TARGET", "REVISION", "CONFIG", "CAUSE", "IMAGE", "CREATED", ""], rows);
-        }
-        Command::Ps { app } => {
-            let info: wire::AppInfo = client.typed(Method::GET, &format!("/api/v1/apps/{app}"), None).await?;
-            if json {
-                return pretty(&info);
-            }
-            match info.live_release {
-                None => println!("{app} runs nothing yet: push to deploy it"),
-                Some(release) => {
-                    println!(
-                        "=== {app}: release {} on {} since {} ({}; {})",
-                        release.number,
-                        release.target,
-                        release.finished_at.as_deref().unwrap_or(&release.created_at),
-                        release.cause,
-                        short_digest(&release.image)
-                    );
-                    if release.processes.is_empty() {
-                        println!("web: the image's own command");
-                    }
-                    for (kind, command) in &release.processes {
-                        println!("{kind}: {command}");
-                    }
-                }
-            }
-        }
-        Command::Config { app: Some(app), command: None } => {
-            let config: wire::Config = client.typed(Method::GET, &format!("/api/v1/apps/{app}/config"), None).await?;
-            if json {
-                return pretty(&config);
-            }
-            println!("=== {app} config v{}", config.version);
-            for (name, value) in &config.vars {
-                println!("{name}={value}");
-            }
-        }
+        Command::Releases { app } => verbs::releases(&client, &app, json).await,
+        Command::Ps { app } => verbs::ps(&client, &app, json).await,
+        Command::Config { app: Some(app), command: None } => verbs::config(&client, &app, json).await,
         Command::Config { app: None, command: None } => bail!("name the app: hoist config APP"),
-        Command::Config { app: _, command: Some(change) } => config_change(&client, change, json).await?,
+        Command::Config { app: _, command: Some(change) } => config_change(&client, change, json).await,
         Command::Images { app: Some(app), command: None } | Command::ImageStream { app } => {
-            let stream: wire::ImageStream =
-                client.typed(Method::GET, &format!("/api/v1/apps/{app}/image-stream"), None).await?;
-            if json {
-                return pretty(&stream);
-            }
-            for (tag, history) in &stream.tags {
-                println!("{tag}:");
-                for entry in history {
-                    println!(
-                        "  {}\t{}\tbuild {}\t{}",
-                        entry.digest,
-                        entry.source,
-                        opt(&entry.build_id),
-                        entry.created_at
-                    );
-                }
-            }
+            verbs::images(&client, &app, json).await
         }
         Command::Images { app: None, command: None } => bail!("name the app: hoist images APP"),
         Command::Images { app: _, command: Some(ImagesCommand::Promote { app, from, to }) } => {
-            let body = serde_json::to_value(wire::Promote { from: from.clone(), to: to.clone() })?;
-            let made: wire::Promoted =
-                client.typed(Method::POST, &format!("/api/v1/apps/{app}/image-stream/promote"), Some(body)).await?;
-            if json {
-                return pretty(&made);
-            }
-            println!("{}:{to} is now {} (from :{from})", made.repository, made.digest);
+            verbs::promote(&client, &app, from, to, json).await
         }
-        Command::Registry { command } => {
-            let registry: wire::Registry = client.typed(Method::GET, "/api/v1/registry", None).await?;
-            match command {
-                None if json => {
-                    pretty(&serde_json::json!({ "address": registry.address, "username": registry.username }))?
-                }
-                None => println!(
-                    "registry: {}\naccount:  {}",
-                    registry.address,
-                    registry.username.as_deref().unwrap_or("none (an external registry)")
-                ),
-                Some(RegistryCommand::Login { docker }) => registry_login(&registry, &docker)?,
+        Command::Registry { command } => match command {
+            None => verbs::registry(&client, json).await,
+            Some(RegistryCommand::Login { docker }) => {
+                let registry: wire::Registry = client.typed(Method::GET, "/api/v1/registry", None).await?;
+                registry_login(&registry, &docker)
             }
-        }
-        Command::Gc => {
-            let gc: wire::Gc = client.typed(Method::POST, "/api/v1/gc", None).await?;
-            if json {
-                return pretty(&gc);
-            }
-            let freed = &gc.freed;
-            println!(
-                "removed {} images ({} MB) and {} registry manifests; each app keeps its last {} releases",
-                s(&freed["images"]),
-                freed["image_bytes"].as_u64().unwrap_or(0) / 1_000_000,
-                s(&freed["manifests"]),
-                gc.keep_releases
-            );
-        }
-        Command::Rollback { app, release } => {
-            let body = serde_json::json!({ "release": release });
-            let made: wire::Release =
-                client.typed(Method::POST, &format!("/api/v1/apps/{app}/rollback"), Some(body)).await?;
-            if json {
-                return pretty(&made);
-            }
-            println!("release {} of {app} is live, running release {release}'s image and config", made.number);
-        }
+        },
+        Command::Gc => verbs::gc(&client, json).await,
+        Command::Rollback { app, release } => verbs::rollback(&client, &app, release, json).await,
     }
-    Ok(())
 }
 
 async fn login(url: String, given: Option<String>, http: reqwest::Client, json: bool) -> anyhow::Result<()> {

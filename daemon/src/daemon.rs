@@ -66,90 +66,22 @@ impl Daemon {
     /// Starts everything; returns once both listeners accept connections.
     pub async fn start(mut config: Config) -> Result<Daemon> {
         let data_dir = config.data_dir.clone();
-        for dir in [data_dir.clone(), data_dir.join("repos"), data_dir.join("logs")] {
-            std::fs::create_dir_all(&dir).map_err(|source| Error::DataDir { path: dir.clone(), source })?;
-        }
-        // Tokens, config values and every app's source live here: owner only.
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&data_dir, std::fs::Permissions::from_mode(0o700))
-            .map_err(|source| Error::DataDir { path: data_dir.clone(), source })?;
+        prepare_data_dir(&data_dir)?;
         let open_files = crate::listener::raise_open_files_limit();
         let store = Arc::new(Store::open(&data_dir.join("hoist.db"))?);
         let (admin_token, created) = auth::load_or_create_admin_token(&data_dir)?;
         let docker = docker::connect(&config.docker_host).await?;
         let mut tasks = Vec::new();
-        // With TLS, hoistd's own callers (its git hook, its registry) use a plain listener
-        // on loopback; without, the API listener itself.
         let tls = match &config.tls {
             Some(tls) => Some(crate::tls::server_config(&tls.cert, &tls.key)?),
             None => None,
         };
-        // Bound first, so a port 0 in the config becomes the real port everything else is
-        // told (the hook's URL, the registry's notifications), and is written down for
-        // whoever started hoistd (`<data>/listening`, removed until then).
-        let _ = std::fs::remove_file(data_dir.join("listening"));
-        let api_listener = tokio::net::TcpListener::bind(config.api_addr)
-            .await
-            .map_err(|source| Error::Listen { addr: config.api_addr, source })?;
-        let router_listener = tokio::net::TcpListener::bind(config.router_addr)
-            .await
-            .map_err(|source| Error::Listen { addr: config.router_addr, source })?;
-        let api_addr = api_listener.local_addr().map_err(|source| Error::Listen { addr: config.api_addr, source })?;
-        let router_addr =
-            router_listener.local_addr().map_err(|source| Error::Listen { addr: config.router_addr, source })?;
-        let loopback = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
-        let internal_listener = match tls {
-            Some(_) => Some(
-                tokio::net::TcpListener::bind(loopback)
-                    .await
-                    .map_err(|source| Error::Listen { addr: loopback, source })?,
-            ),
-            None => None,
-        };
-        let internal_addr = match &internal_listener {
-            Some(listener) => listener.local_addr().map_err(|source| Error::Listen { addr: loopback, source })?,
-            None => api_addr,
-        };
+        let listeners = Listeners::bind(&config, &data_dir, tls.is_some()).await?;
         let notify = registry::Notify {
-            url: format!("http://{internal_addr}/internal/v1/registry/events"),
+            url: format!("http://{}/internal/v1/registry/events", listeners.internal_addr),
             token: auth::new_token(),
         };
-
-        let registry_credentials = if config.registry.external {
-            None
-        } else {
-            Some(registry::Credentials::load_or_create(&data_dir.join("registry"))?)
-        };
-        if config.registry.external {
-            registry::wait_ready(config.registry.addr, Duration::from_secs(10), &PathBuf::from("(external registry)"))
-                .await?;
-        } else {
-            // Port 0: hoistd picks a free port for its registry (a separate program, so it
-            // cannot be handed a bound socket), and picks again if another process took
-            // it in between.
-            let choose = config.registry.addr.port() == 0;
-            let mut attempt = 0;
-            let task = loop {
-                if choose {
-                    config.registry.addr = free_addr(config.registry.addr)
-                        .map_err(|source| Error::Listen { addr: config.registry.addr, source })?;
-                }
-                let started = registry::start_supervised(
-                    &config.registry.program,
-                    config.registry.addr,
-                    &data_dir.join("registry"),
-                    config.registry.notifications.then_some(&notify),
-                    registry_credentials.as_ref().expect("a supervised registry has credentials"),
-                )
-                .await;
-                match started {
-                    Err(registry::Error::AddrInUse { .. }) if choose && attempt < 5 => attempt += 1,
-                    other => break other?,
-                }
-            };
-            tasks.push(task);
-        }
-        let registry = Registry::new(config.registry.addr, registry_credentials.clone());
+        let (registry, registry_credentials) = start_registry(&mut config, &data_dir, &notify, &mut tasks).await?;
 
         let hook_token = auth::new_token();
         let logs = LogDir::new(data_dir.join("logs")).with_secrets(
@@ -159,32 +91,7 @@ impl Daemon {
                 .collect(),
         );
         let routes = Routes::default();
-        let docker_target: Arc<dyn crate::target::Target> = Arc::new(DockerTarget::new(
-            docker.clone(),
-            crate::target::docker::Settings {
-                instance: config.instance.clone(),
-                app_port: config.rollout.app_port,
-                checks_timeout: Duration::from_secs(config.rollout.checks_timeout_secs),
-                checks_interval: Duration::from_millis(config.rollout.checks_interval_ms),
-                settle: Duration::from_secs(config.rollout.settle_secs),
-                registry_credentials: registry_credentials
-                    .as_ref()
-                    .map(|c| (config.registry.addr.to_string(), c.for_docker(&config.registry.addr.to_string()))),
-                app_limits: crate::target::docker::AppLimits {
-                    memory_mb: config.rollout.app_memory_mb,
-                    pids: config.rollout.app_pids_limit,
-                },
-            },
-        ));
-        let kubernetes_target = connect_kubernetes(&config, &data_dir, routes.clone(), registry_credentials.as_ref())
-            .await
-            .map(|target| target as Arc<dyn crate::target::Target>);
-        if let Err(why) = &kubernetes_target {
-            tracing::info!(reason = %why, "kubernetes target not available");
-        }
-        let targets = Targets::default()
-            .with(crate::config::TargetKind::Docker, Ok(docker_target))
-            .with(crate::config::TargetKind::Kubernetes, kubernetes_target);
+        let targets = make_targets(&config, &docker, &data_dir, &routes, registry_credentials.as_ref()).await;
         let retention = crate::retention::Retention::new(
             docker.clone(),
             registry.clone(),
@@ -193,30 +100,7 @@ impl Daemon {
             config.rollout.keep_releases,
         );
         let rollouts = Rollouts::new(store.clone(), targets, routes.clone(), logs.clone(), retention.clone());
-
-        // Work cut off by a crash or kill: mark it, clean its containers, restore routes.
-        let (interrupted_builds, interrupted_releases) = store.recover_after_restart()?;
-        for id in &interrupted_builds {
-            if let Some(build) = store.build(*id)? {
-                match logs.open(&logs.build_log(&build.app, build.id)) {
-                    Ok(log) => log.line("=====> Interrupted: hoistd stopped during this build; push again"),
-                    Err(error) => {
-                        tracing::warn!(build = id, %error, "cannot write the interruption to the build's log")
-                    }
-                }
-            }
-            tracing::warn!(build = id, "build interrupted by a restart");
-        }
-        remove_builder_containers(&docker, &config.instance).await;
-        // Builds' scratch folders: whatever is here belongs to builds a stop cut off.
-        let work_root = data_dir.join("work");
-        let _ = std::fs::remove_dir_all(&work_root);
-        std::fs::create_dir_all(&work_root).map_err(|source| Error::DataDir { path: work_root.clone(), source })?;
-        let quarantines = Repos::new(data_dir.join("repos")).remove_stale_quarantines();
-        if quarantines > 0 {
-            tracing::info!(quarantines, "removed the objects of pushes cut off by a stop");
-        }
-        rollouts.restore(&interrupted_releases).await?;
+        let work_root = recover(&store, &logs, &docker, &config, &data_dir, &rollouts).await?;
 
         let rollout_requests = rollout::start_stage(rollouts.clone());
         let image_streams = ImageStreams::new(store.clone(), rollout_requests.clone());
@@ -227,26 +111,7 @@ impl Daemon {
             config.registry.addr.to_string(),
         );
         tasks.push(image_watch.clone().start_polling(Duration::from_secs(config.registry.image_poll_secs.max(1))));
-        let (catalog, stacks) = load_buildpacks(&config, &docker, &data_dir.join("buildpacks"))?;
-        let buildpack_names = catalog.names();
-        tracing::info!(buildpacks = %catalog.names().join(","), dir = %catalog.dir.display(), "buildpacks loaded");
-        let builder = Builder::new(
-            docker.clone(),
-            Arc::new(catalog),
-            stacks,
-            VersionSources::new(&config.build.npm_registry, &config.build.go_proxy),
-            build::Settings {
-                instance: config.instance.clone(),
-                timeout: Duration::from_secs(config.build.timeout_secs),
-                app_port: config.rollout.app_port,
-                output_limit: config.build.log_limit_mb * 1024 * 1024,
-                limits: build::Limits {
-                    memory_mb: config.build.memory_mb,
-                    cpus: config.build.cpus,
-                    pids: config.build.pids_limit,
-                },
-            },
-        );
+        let (builder, buildpack_names) = make_builder(&config, &docker, &data_dir)?;
         let pipeline = Pipeline::start(
             Stages {
                 store: store.clone(),
@@ -258,13 +123,9 @@ impl Daemon {
             },
             config.build.parallel,
         );
-
         let hook = HookEnv {
             program: std::env::current_exe().map_err(Error::OwnProgram)?,
-            url: match &internal_listener {
-                Some(_) => format!("http://{internal_addr}/internal/v1/receive"),
-                None => format!("http://{api_addr}/internal/v1/receive"),
-            },
+            url: format!("http://{}/internal/v1/receive", listeners.internal_addr),
             token: hook_token,
         };
         let intake = crate::intake::Intake {
@@ -277,7 +138,7 @@ impl Daemon {
                 max_total: config.receive.max_push_mb * 1024 * 1024,
                 max_files: config.receive.max_files,
             },
-            work_root: work_root.clone(),
+            work_root,
             keep_logs: config.build.keep_logs.max(1),
         };
         let repos = Repos::new(data_dir.join("repos"));
@@ -299,7 +160,7 @@ impl Daemon {
                 allow_local: config.receive.allow_local_urls,
                 own_registry: config.registry.addr.to_string(),
             },
-            fetch_timeout: std::time::Duration::from_secs(config.receive.fetch_timeout_secs),
+            fetch_timeout: Duration::from_secs(config.receive.fetch_timeout_secs),
         });
         let state = Arc::new(ApiState {
             apps,
@@ -309,20 +170,9 @@ impl Daemon {
             registry_events_token: notify.token.clone(),
             admin_token: admin_token.clone(),
         });
-        let api_router = api::router(state);
-        let listeners = if internal_listener.is_some() { 3 } else { 2 };
-        let limits = crate::listener::Limits {
-            max_connections: crate::listener::connection_cap(config.http.max_connections, open_files, listeners),
-            header_timeout: Duration::from_secs(config.http.header_timeout_secs),
-            tls_handshake_timeout: Duration::from_secs(config.http.tls_handshake_timeout_secs),
-        };
-        use crate::listener::serve;
-        if let Some(internal) = internal_listener {
-            tasks.push(tokio::spawn(serve("internal", internal, None, api_router.clone(), limits)));
-        }
-        tasks.push(tokio::spawn(serve("api", api_listener, tls, api_router, limits)));
+        let (api_addr, router_addr) = (listeners.api_addr, listeners.router_addr);
         let app_router = router::router(routes, config.router_domain.clone(), config.http.trusted_proxies.clone());
-        tasks.push(tokio::spawn(serve("router", router_listener, None, app_router, limits)));
+        listeners.serve(&config, open_files, tls, api::router(state), app_router, &mut tasks);
         let scheme = if config.tls.is_some() { "https" } else { "http" };
         write_listening(&data_dir, api_addr, router_addr, config.registry.addr)?;
         tracing::info!(%api_addr, scheme, %router_addr, data_dir = %data_dir.display(), "hoistd ready");
@@ -335,6 +185,208 @@ impl Daemon {
             task.abort();
         }
     }
+}
+
+/// Makes the data dir and its folders; tokens, config values and every app's source
+/// live there, so it is the owner's only.
+fn prepare_data_dir(data_dir: &Path) -> Result<()> {
+    for dir in [data_dir.to_path_buf(), data_dir.join("repos"), data_dir.join("logs")] {
+        std::fs::create_dir_all(&dir).map_err(|source| Error::DataDir { path: dir.clone(), source })?;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(data_dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|source| Error::DataDir { path: data_dir.to_path_buf(), source })
+}
+
+/// hoistd's sockets, bound before anything else so a port 0 in the config becomes the real
+/// port everything else is told (the hook's URL, the registry's notifications) and is
+/// written down for whoever started hoistd (`<data>/listening`, removed until then).
+struct Listeners {
+    api: tokio::net::TcpListener,
+    router: tokio::net::TcpListener,
+    /// With TLS, hoistd's own callers (its git hook, its registry) use a plain listener
+    /// on loopback; without, the API listener itself.
+    internal: Option<tokio::net::TcpListener>,
+    api_addr: SocketAddr,
+    router_addr: SocketAddr,
+    internal_addr: SocketAddr,
+}
+
+impl Listeners {
+    async fn bind(config: &Config, data_dir: &Path, tls: bool) -> Result<Listeners> {
+        let _ = std::fs::remove_file(data_dir.join("listening"));
+        let bind = |addr: SocketAddr| async move {
+            let listener =
+                tokio::net::TcpListener::bind(addr).await.map_err(|source| Error::Listen { addr, source })?;
+            let bound = listener.local_addr().map_err(|source| Error::Listen { addr, source })?;
+            Ok::<_, Error>((listener, bound))
+        };
+        let (api, api_addr) = bind(config.api_addr).await?;
+        let (router, router_addr) = bind(config.router_addr).await?;
+        let (internal, internal_addr) = if tls {
+            let (listener, addr) = bind(SocketAddr::from(([127, 0, 0, 1], 0))).await?;
+            (Some(listener), addr)
+        } else {
+            (None, api_addr)
+        };
+        Ok(Listeners { api, router, internal, api_addr, router_addr, internal_addr })
+    }
+
+    /// Serves the API (and the internal listener) and the app router, each bounded.
+    fn serve(
+        self,
+        config: &Config,
+        open_files: u64,
+        tls: Option<Arc<rustls::ServerConfig>>,
+        api_router: axum::Router,
+        app_router: axum::Router,
+        tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+    ) {
+        use crate::listener::serve;
+        let count = if self.internal.is_some() { 3 } else { 2 };
+        let limits = crate::listener::Limits {
+            max_connections: crate::listener::connection_cap(config.http.max_connections, open_files, count),
+            header_timeout: Duration::from_secs(config.http.header_timeout_secs),
+            tls_handshake_timeout: Duration::from_secs(config.http.tls_handshake_timeout_secs),
+        };
+        if let Some(internal) = self.internal {
+            tasks.push(tokio::spawn(serve("internal", internal, None, api_router.clone(), limits)));
+        }
+        tasks.push(tokio::spawn(serve("api", self.api, tls, api_router, limits)));
+        tasks.push(tokio::spawn(serve("router", self.router, None, app_router, limits)));
+    }
+}
+
+/// The registry images go to: an external one (waited for), or Debian's docker-registry
+/// started and supervised with its account. A port 0 picks a free port (a separate
+/// program cannot be handed a bound socket), again if another process took it between.
+async fn start_registry(
+    config: &mut Config,
+    data_dir: &Path,
+    notify: &registry::Notify,
+    tasks: &mut Vec<tokio::task::JoinHandle<()>>,
+) -> Result<(Registry, Option<registry::Credentials>)> {
+    if config.registry.external {
+        registry::wait_ready(config.registry.addr, Duration::from_secs(10), &PathBuf::from("(external registry)"))
+            .await?;
+        return Ok((Registry::new(config.registry.addr, None), None));
+    }
+    let credentials = registry::Credentials::load_or_create(&data_dir.join("registry"))?;
+    let choose = config.registry.addr.port() == 0;
+    let mut attempt = 0;
+    let task = loop {
+        if choose {
+            config.registry.addr = free_addr(config.registry.addr)
+                .map_err(|source| Error::Listen { addr: config.registry.addr, source })?;
+        }
+        let started = registry::start_supervised(
+            &config.registry.program,
+            config.registry.addr,
+            &data_dir.join("registry"),
+            config.registry.notifications.then_some(notify),
+            &credentials,
+        )
+        .await;
+        match started {
+            Err(registry::Error::AddrInUse { .. }) if choose && attempt < 5 => attempt += 1,
+            other => break other?,
+        }
+    };
+    tasks.push(task);
+    Ok((Registry::new(config.registry.addr, Some(credentials.clone())), Some(credentials)))
+}
+
+/// The targets by kind: docker always, kubernetes when a cluster and helm are there.
+async fn make_targets(
+    config: &Config,
+    docker: &bollard::Docker,
+    data_dir: &Path,
+    routes: &Routes,
+    registry_credentials: Option<&registry::Credentials>,
+) -> Targets {
+    let registry_addr = config.registry.addr.to_string();
+    let docker_target: Arc<dyn crate::target::Target> = Arc::new(DockerTarget::new(
+        docker.clone(),
+        crate::target::docker::Settings {
+            instance: config.instance.clone(),
+            app_port: config.rollout.app_port,
+            checks_timeout: Duration::from_secs(config.rollout.checks_timeout_secs),
+            checks_interval: Duration::from_millis(config.rollout.checks_interval_ms),
+            settle: Duration::from_secs(config.rollout.settle_secs),
+            registry_credentials: registry_credentials.map(|c| (registry_addr.clone(), c.for_docker(&registry_addr))),
+            app_limits: crate::target::docker::AppLimits {
+                memory_mb: config.rollout.app_memory_mb,
+                pids: config.rollout.app_pids_limit,
+            },
+        },
+    ));
+    let kubernetes_target = connect_kubernetes(config, data_dir, routes.clone(), registry_credentials)
+        .await
+        .map(|target| target as Arc<dyn crate::target::Target>);
+    if let Err(why) = &kubernetes_target {
+        tracing::info!(reason = %why, "kubernetes target not available");
+    }
+    Targets::default()
+        .with(crate::config::TargetKind::Docker, Ok(docker_target))
+        .with(crate::config::TargetKind::Kubernetes, kubernetes_target)
+}
+
+/// Work cut off by a crash or kill: marks it, cleans builders, scratch folders and
+/// quarantines, and restores routes. Returns the (empty) folder for builds' scratch.
+async fn recover(
+    store: &Store,
+    logs: &LogDir,
+    docker: &bollard::Docker,
+    config: &Config,
+    data_dir: &Path,
+    rollouts: &Rollouts,
+) -> Result<PathBuf> {
+    let (interrupted_builds, interrupted_releases) = store.recover_after_restart()?;
+    for id in &interrupted_builds {
+        if let Some(build) = store.build(*id)? {
+            match logs.open(&logs.build_log(&build.app, build.id)) {
+                Ok(log) => log.line("=====> Interrupted: hoistd stopped during this build; push again"),
+                Err(error) => tracing::warn!(build = id, %error, "cannot write the interruption to the build's log"),
+            }
+        }
+        tracing::warn!(build = id, "build interrupted by a restart");
+    }
+    remove_builder_containers(docker, &config.instance).await;
+    // Builds' scratch folders: whatever is here belongs to builds a stop cut off.
+    let work_root = data_dir.join("work");
+    let _ = std::fs::remove_dir_all(&work_root);
+    std::fs::create_dir_all(&work_root).map_err(|source| Error::DataDir { path: work_root.clone(), source })?;
+    let quarantines = Repos::new(data_dir.join("repos")).remove_stale_quarantines();
+    if quarantines > 0 {
+        tracing::info!(quarantines, "removed the objects of pushes cut off by a stop");
+    }
+    rollouts.restore(&interrupted_releases).await?;
+    Ok(work_root)
+}
+
+/// The build stage, on the buildpacks hoistd has; and their names.
+fn make_builder(config: &Config, docker: &bollard::Docker, data_dir: &Path) -> Result<(Builder, Vec<String>)> {
+    let (catalog, stacks) = load_buildpacks(config, docker, &data_dir.join("buildpacks"))?;
+    let names = catalog.names();
+    tracing::info!(buildpacks = %names.join(","), dir = %catalog.dir.display(), "buildpacks loaded");
+    let builder = Builder::new(
+        docker.clone(),
+        Arc::new(catalog),
+        stacks,
+        VersionSources::new(&config.build.npm_registry, &config.build.go_proxy),
+        build::Settings {
+            instance: config.instance.clone(),
+            timeout: Duration::from_secs(config.build.timeout_secs),
+            app_port: config.rollout.app_port,
+            output_limit: config.build.log_limit_mb * 1024 * 1024,
+            limits: build::Limits {
+                memory_mb: config.build.memory_mb,
+                cpus: config.build.cpus,
+                pids: config.build.pids_limit,
+            },
+        },
+    );
+    Ok((builder, names))
 }
 
 /// The kubernetes target, or why it cannot be used. Its chart is `kubernetes.chart`, or

@@ -101,7 +101,13 @@ impl ImageWatch {
     /// A digest of `repository:tag` learned from `source`: every app following it records
     /// it (and rolls it out when new).
     async fn learned(&self, repository: &str, tag: &str, digest: &str, source: ImageSource) {
-        let Ok(apps) = self.store.apps() else { return };
+        let apps = match self.store.apps() {
+            Ok(apps) => apps,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the apps that follow images");
+                return;
+            }
+        };
         for app in apps {
             let Some(followed) = app.image.as_deref().and_then(parse_reference) else { continue };
             if followed.repository != repository || followed.tag != tag {
@@ -145,7 +151,13 @@ impl ImageWatch {
     /// only the images it serves.
     pub async fn poll(&self) {
         use futures_util::StreamExt;
-        let Ok(apps) = self.store.apps() else { return };
+        let apps = match self.store.apps() {
+            Ok(apps) => apps,
+            Err(error) => {
+                tracing::error!(%error, "cannot read the apps that follow images");
+                return;
+            }
+        };
         let mut followed: Vec<Followed> =
             apps.iter().filter_map(|a| a.image.as_deref().and_then(parse_reference)).collect();
         followed.sort_by(|a, b| (&a.repository, &a.tag).cmp(&(&b.repository, &b.tag)));
@@ -189,7 +201,14 @@ impl ImageWatch {
 
     /// Checks an app's followed image right away (it was just created).
     pub async fn poll_app(&self, app: &AppName) {
-        let Ok(Some(app)) = self.store.app(app) else { return };
+        let app = match self.store.app(app) {
+            Ok(Some(app)) => app,
+            Ok(None) => return,
+            Err(error) => {
+                tracing::error!(%app, %error, "cannot read the app to poll its image");
+                return;
+            }
+        };
         let Some(image) = app.image.as_deref().and_then(parse_reference) else { return };
         if let Some(digest) = self.digest_of(&image).await {
             self.learned(&image.repository, &image.tag, &digest, ImageSource::Poll).await;

@@ -1,0 +1,164 @@
+//! The verbs that show what hoistd has (builds, releases, processes, config, images, the
+//! registry) or ask one thing of it (promote, gc, rollback): one function each, a table
+//! for people or `--json` for scripts.
+
+use crate::client::Client;
+use crate::{opt, pretty, s, short_digest, table};
+use hoist_wire as wire;
+use reqwest::Method;
+
+pub async fn builds(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
+    let builds: Vec<wire::Build> = client.typed(Method::GET, &format!("/api/v1/apps/{app}/builds"), None).await?;
+    if json {
+        return pretty(&builds);
+    }
+    let rows = builds
+        .into_iter()
+        .map(|b| {
+            vec![
+                b.id.to_string(),
+                b.status,
+                opt(&b.buildpack),
+                b.commit.chars().take(12).collect(),
+                b.created_at,
+                b.error.unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["ID", "STATUS", "BUILDPACK", "COMMIT", "CREATED", "ERROR"], rows);
+    Ok(())
+}
+
+pub async fn build(client: &Client, app: &str, id: i64) -> anyhow::Result<()> {
+    let build: wire::Build = client.typed(Method::GET, &format!("/api/v1/apps/{app}/builds/{id}"), None).await?;
+    pretty(&build)
+}
+
+pub async fn releases(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
+    let releases: Vec<wire::Release> = client.typed(Method::GET, &format!("/api/v1/apps/{app}/releases"), None).await?;
+    if json {
+        return pretty(&releases);
+    }
+    let rows = releases
+        .into_iter()
+        .map(|r| {
+            vec![
+                r.number.to_string(),
+                r.status,
+                r.target,
+                opt(&r.revision),
+                format!("v{}", r.config_version),
+                r.cause,
+                short_digest(&r.image),
+                r.created_at,
+                r.error.map(|e| format!("reason: {e}")).unwrap_or_default(),
+            ]
+        })
+        .collect();
+    table(&["RELEASE", "STATUS", "TARGET", "REVISION", "CONFIG", "CAUSE", "IMAGE", "CREATED", ""], rows);
+    Ok(())
+}
+
+pub async fn ps(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
+    let info: wire::AppInfo = client.typed(Method::GET, &format!("/api/v1/apps/{app}"), None).await?;
+    if json {
+        return pretty(&info);
+    }
+    match info.live_release {
+        None => println!("{app} runs nothing yet: push to deploy it"),
+        Some(release) => {
+            println!(
+                "=== {app}: release {} on {} since {} ({}; {})",
+                release.number,
+                release.target,
+                release.finished_at.as_deref().unwrap_or(&release.created_at),
+                release.cause,
+                short_digest(&release.image)
+            );
+            if release.processes.is_empty() {
+                println!("web: the image's own command");
+            }
+            for (kind, command) in &release.processes {
+                println!("{kind}: {command}");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn config(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
+    let config: wire::Config = client.typed(Method::GET, &format!("/api/v1/apps/{app}/config"), None).await?;
+    if json {
+        return pretty(&config);
+    }
+    println!("=== {app} config v{}", config.version);
+    for (name, value) in &config.vars {
+        println!("{name}={value}");
+    }
+    Ok(())
+}
+
+pub async fn images(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
+    let stream: wire::ImageStream =
+        client.typed(Method::GET, &format!("/api/v1/apps/{app}/image-stream"), None).await?;
+    if json {
+        return pretty(&stream);
+    }
+    for (tag, history) in &stream.tags {
+        println!("{tag}:");
+        for entry in history {
+            println!("  {}\t{}\tbuild {}\t{}", entry.digest, entry.source, opt(&entry.build_id), entry.created_at);
+        }
+    }
+    Ok(())
+}
+
+pub async fn promote(client: &Client, app: &str, from: String, to: String, json: bool) -> anyhow::Result<()> {
+    let body = serde_json::to_value(wire::Promote { from: from.clone(), to: to.clone() })?;
+    let made: wire::Promoted =
+        client.typed(Method::POST, &format!("/api/v1/apps/{app}/image-stream/promote"), Some(body)).await?;
+    if json {
+        return pretty(&made);
+    }
+    println!("{}:{to} is now {} (from :{from})", made.repository, made.digest);
+    Ok(())
+}
+
+pub async fn registry(client: &Client, json: bool) -> anyhow::Result<()> {
+    let registry: wire::Registry = client.typed(Method::GET, "/api/v1/registry", None).await?;
+    if json {
+        return pretty(&serde_json::json!({ "address": registry.address, "username": registry.username }));
+    }
+    println!(
+        "registry: {}\naccount:  {}",
+        registry.address,
+        registry.username.as_deref().unwrap_or("none (an external registry)")
+    );
+    Ok(())
+}
+
+pub async fn gc(client: &Client, json: bool) -> anyhow::Result<()> {
+    let gc: wire::Gc = client.typed(Method::POST, "/api/v1/gc", None).await?;
+    if json {
+        return pretty(&gc);
+    }
+    let freed = &gc.freed;
+    println!(
+        "removed {} images ({} MB) and {} registry manifests; each app keeps its last {} releases",
+        s(&freed["images"]),
+        freed["image_bytes"].as_u64().unwrap_or(0) / 1_000_000,
+        s(&freed["manifests"]),
+        gc.keep_releases
+    );
+    Ok(())
+}
+
+pub async fn rollback(client: &Client, app: &str, release: i64, json: bool) -> anyhow::Result<()> {
+    let body = serde_json::to_value(wire::Rollback { release })?;
+    let made: wire::Release = client.typed(Method::POST, &format!("/api/v1/apps/{app}/rollback"), Some(body)).await?;
+    if json {
+        return pretty(&made);
+    }
+    println!("release {} of {app} is live, running release {release}'s image and config", made.number);
+    Ok(())
+}
