@@ -1141,6 +1141,27 @@ mod tests {
     }
 
     #[test]
+    fn delivery_ids_are_remembered_for_the_retention_period_only() {
+        let store = store();
+        let app = AppName::parse("web1").unwrap();
+        store.create_app(&app, "main", None, TargetKind::Docker).unwrap();
+        assert!(store.record_delivery(&app, "old").unwrap());
+        assert!(!store.record_delivery(&app, "old").unwrap(), "a redelivery is recognised");
+        store
+            .conn()
+            .execute(
+                "UPDATE deliveries SET created_at = strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1) WHERE delivery = 'old'",
+                params![format!("-{} days", DELIVERY_RETENTION_DAYS + 1)],
+            )
+            .unwrap();
+        assert!(store.record_delivery(&app, "new").unwrap());
+        let left: i64 = store.conn().query_row("SELECT COUNT(*) FROM deliveries", [], |row| row.get(0)).unwrap();
+        assert_eq!(left, 1, "the expired id was forgotten when the next one came");
+        store.forget_delivery(&app, "new").unwrap();
+        assert!(store.record_delivery(&app, "new").unwrap(), "a forgotten id is acted on again");
+    }
+
+    #[test]
     fn release_changes_follow_allowed_from() {
         let store = store();
         let app = AppName::parse("web1").unwrap();

@@ -453,6 +453,21 @@ fn rules() -> Vec<Rule> {
             },
         },
         Rule {
+            invariant: "helm's runs are typed errors (its exit status), never strings to match",
+            allowed: &[],
+            breaks: |s| {
+                if s.path != "target/kubernetes.rs" {
+                    return Vec::new();
+                }
+                s.facts
+                    .string_errors
+                    .iter()
+                    .filter(|f| f.starts_with("run_helm") || *f == "history" || *f == "repair")
+                    .map(|f| format!("fn {f} returns a String error"))
+                    .collect()
+            },
+        },
+        Rule {
             invariant: "a store write is never dropped silently (`let _ = …store…`, or `let … else` that logs nothing)",
             allowed: &[],
             breaks: |s| s.facts.silent_store_writes.iter().map(|line| format!("line {line}")).collect(),
@@ -658,6 +673,7 @@ fn each_invariant_fails_when_broken() {
         ("daemon/src/outside_url.rs", "pub type Result<T, E = Error>", "fn peek() { let _ = std::fs::read(\"/etc/passwd\"); }\npub type Result<T, E = Error>", "outside_url is pure"),
         ("daemon/src/apps.rs", "outside_url::check_image(image, &self.url_policy)", "crate::image_watch::parse_reference(image).map(|_| ()).ok_or(outside_url::Error::File)", "passes outside_url before it is saved"),
         ("daemon/src/rollout.rs", "use crate::target", "fn stringly() -> Result<(), String> { Ok(()) }\nuse crate::target", "pipeline and rollout return typed errors"),
+        ("daemon/src/target/kubernetes.rs", "async fn history(&self, name: &str, namespace: &str) -> Result<Vec<HistoryEntry>, HelmError> {", "async fn history(&self, name: &str, namespace: &str) -> Result<Vec<HistoryEntry>, String> {", "helm's runs are typed errors"),
         ("daemon/src/store.rs", "use rusqlite::", "use bollard::Docker as _Leak;\nuse rusqlite::", "the store knows rows"),
         ("daemon/src/registry.rs", "reqwest::StatusCode::UNAUTHORIZED", "reqwest::Method::GET", "registry.rs (allowed, but it no longer does this"),
         ("daemon/src/logs.rs", "//! ", "// ", "every module says what it is for"),

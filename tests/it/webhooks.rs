@@ -409,6 +409,19 @@ fn with_notifications_off_a_poll_finds_the_new_digest() {
     push_image(&hoistd, &dir, &image, "polled one");
     hoistd.cli(&["apps", "create", "polled", "--image", &image]);
     live_page(&hoistd, "polled", "polled one");
+    // Another app follows a registry that accepts connections and never answers (it
+    // sorts first, so a poll that asks one registry after the other, unbounded, never
+    // got past it): the followed image's new digest still arrives.
+    let stalled = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let stalled_image = format!("0.0.0.0:{}/team/never:latest", stalled.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in stalled.incoming() {
+            held.push(stream);
+        }
+    });
+    hoistd.cli(&["apps", "create", "stalled", "--image", &stalled_image]);
+    std::thread::sleep(Duration::from_secs(3));
     push_image(&hoistd, &dir, &image, "polled two");
     live_page(&hoistd, "polled", "polled two");
     assert_eq!(newest_source(&hoistd, "polled"), "poll");

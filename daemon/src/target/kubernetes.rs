@@ -84,9 +84,23 @@ fn app_chart_dir(root: &Path, app: &AppName, build_id: i64) -> PathBuf {
 pub enum Error {
     #[error("Kubernetes: {0}")]
     Kubernetes(#[from] kube::Error),
-    /// helm failed; the meaningful part of what it said.
     #[error("helm: {0}")]
-    Helm(String),
+    Helm(#[from] HelmError),
+}
+
+/// A helm run that did not succeed, by what helm itself told: its exit status, or that
+/// it could not be started, hung, or printed what could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum HelmError {
+    #[error("cannot run {program}: {source}")]
+    Spawn { program: PathBuf, source: std::io::Error },
+    #[error("helm did not finish within {secs} s")]
+    Hung { secs: u64 },
+    /// helm exited non-zero; `said` is its `Error:` line (or its last line).
+    #[error("{said} (helm exited with {status})")]
+    Failed { status: std::process::ExitStatus, said: String },
+    #[error("cannot read helm's {what}: {reason}")]
+    Output { what: &'static str, reason: String },
 }
 
 impl From<Error> for super::Error {
@@ -192,7 +206,7 @@ impl KubernetesTarget {
 
     /// Runs helm with `args`; its output lines go to `log` when given. `Err`: the last
     /// lines of its output.
-    async fn run_helm(&self, args: &[&str], log: Option<&Tee>) -> Result<String, String> {
+    async fn run_helm(&self, args: &[&str], log: Option<&Tee>) -> Result<String, HelmError> {
         self.run_helm_cancellable(args, log, None).await
     }
 
@@ -204,14 +218,14 @@ impl KubernetesTarget {
         args: &[&str],
         log: Option<&Tee>,
         mut cancel: Option<tokio::sync::watch::Receiver<Option<String>>>,
-    ) -> Result<String, String> {
+    ) -> Result<String, HelmError> {
         let mut child = self
             .helm()
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .map_err(|e| format!("cannot run {}: {e}", self.settings.helm.display()))?;
+            .map_err(|source| HelmError::Spawn { program: self.settings.helm.clone(), source })?;
         let (stdout, stderr) = (child.stdout.take().expect("piped"), child.stderr.take().expect("piped"));
         let mut lines = futures_util::stream::select(
             tokio_stream_lines(BufReader::new(stdout)),
@@ -235,7 +249,7 @@ impl KubernetesTarget {
                 },
                 _ = &mut deadline => {
                     let _ = child.kill().await;
-                    return Err(format!("helm did not finish within {} s", limit.as_secs()));
+                    return Err(HelmError::Hung { secs: limit.as_secs() });
                 }
                 why = wait_for_cancel(&mut cancel) => {
                     if let Some(log) = log {
@@ -248,29 +262,31 @@ impl KubernetesTarget {
                 }
             }
         }
-        let status = child.wait().await.map_err(|e| e.to_string())?;
+        let status =
+            child.wait().await.map_err(|source| HelmError::Spawn { program: self.settings.helm.clone(), source })?;
         if status.success() {
             Ok(output.join("\n"))
         } else {
-            let error = output.iter().rev().find(|l| l.starts_with("Error")).or(output.last());
-            Err(error.cloned().unwrap_or_else(|| format!("helm exited with {status}")))
+            // The exit status decides; the `Error:` line only says why, for people.
+            let said = output.iter().rev().find(|l| l.starts_with("Error")).or(output.last());
+            Err(HelmError::Failed { status, said: said.cloned().unwrap_or_default() })
         }
     }
 
     /// The release's history, oldest first; empty when there is no release. Whether it
     /// exists is asked of `helm list` (which answers an empty list, not an error), so no
     /// error text is ever read as "not found".
-    async fn history(&self, name: &str, namespace: &str) -> Result<Vec<HistoryEntry>, String> {
+    async fn history(&self, name: &str, namespace: &str) -> Result<Vec<HistoryEntry>, HelmError> {
         let filter = format!("^{name}$");
         let listed = self.run_helm(&["list", "-n", namespace, "-a", "--filter", &filter, "-o", "json"], None).await?;
         let releases: Vec<serde_json::Value> =
-            serde_json::from_str(&listed).map_err(|e| format!("cannot read helm list: {e}"))?;
+            serde_json::from_str(&listed).map_err(|e| HelmError::Output { what: "list", reason: e.to_string() })?;
         if releases.is_empty() {
             return Ok(Vec::new());
         }
         let json = self.run_helm(&["history", name, "-n", namespace, "-o", "json", "--max", "256"], None).await?;
         let mut entries: Vec<HistoryEntry> =
-            serde_json::from_str(&json).map_err(|e| format!("cannot read helm history: {e}"))?;
+            serde_json::from_str(&json).map_err(|e| HelmError::Output { what: "history", reason: e.to_string() })?;
         entries.sort_by_key(|e| e.revision);
         Ok(entries)
     }
@@ -279,7 +295,7 @@ impl KubernetesTarget {
     /// every later upgrade ("another operation is in progress"): roll it back to its last
     /// good revision, or uninstall it when it never had one.
     /// Returns the revision the release runs as after a rollback.
-    async fn repair(&self, name: &str, namespace: &str, log: &Tee) -> Result<Option<i64>, String> {
+    async fn repair(&self, name: &str, namespace: &str, log: &Tee) -> Result<Option<i64>, HelmError> {
         let history = self.history(name, namespace).await?;
         let Some(last) = history.last() else { return Ok(None) };
         if !last.status.starts_with("pending") {
@@ -338,8 +354,8 @@ impl KubernetesTarget {
     async fn deploy_release(&self, app: &AppName, release: &Release, log: &Tee) -> Result<Deployed, Failure> {
         let name = app.as_str();
         let namespace = self.namespace(app);
-        self.repair(name, &namespace, log).await.map_err(Failure::before_deploy)?;
-        let before = self.history(name, &namespace).await.map_err(Failure::before_deploy)?;
+        self.repair(name, &namespace, log).await.map_err(|e| Failure::before_deploy(e.to_string()))?;
+        let before = self.history(name, &namespace).await.map_err(|e| Failure::before_deploy(e.to_string()))?;
         let revision = before.last().map_or(1, |e| e.revision + 1);
         let values_path = self.settings.work_dir.join(format!("{namespace}-{name}-{}.json", release.number));
         self.write_values(&values_path, &self.values(app, release))
@@ -481,10 +497,10 @@ impl Target for KubernetesTarget {
         let timeout = format!("{}s", self.settings.timeout.as_secs());
         // Whether there is a release to uninstall is asked (`helm list`), not read from
         // an error's text.
-        if !self.history(app.as_str(), &namespace).await.map_err(Error::Helm)?.is_empty() {
+        if !self.history(app.as_str(), &namespace).await.map_err(Error::from)?.is_empty() {
             self.run_helm(&["uninstall", app.as_str(), "-n", &namespace, "--wait", "--timeout", &timeout], None)
                 .await
-                .map_err(Error::Helm)?;
+                .map_err(Error::from)?;
         }
         if let Err(error) = std::fs::remove_dir_all(self.settings.app_charts.join(app.as_str())) {
             if error.kind() != std::io::ErrorKind::NotFound {
@@ -513,7 +529,7 @@ impl Target for KubernetesTarget {
 
     async fn restore(&self, app: &AppName, _live: Option<&Release>, _interrupted: &[Release]) -> Result<Restored> {
         let quiet = Tee::default();
-        let live_revision = self.repair(app.as_str(), &self.namespace(app), &quiet).await.map_err(Error::Helm)?;
+        let live_revision = self.repair(app.as_str(), &self.namespace(app), &quiet).await.map_err(Error::from)?;
         Ok(Restored { reach: Some(Reach::Service), live_revision })
     }
 }
@@ -528,7 +544,7 @@ struct Undo {
     said: String,
 }
 
-fn judge_undo(revision: i64, after: Result<Vec<HistoryEntry>, String>) -> Undo {
+fn judge_undo(revision: i64, after: Result<Vec<HistoryEntry>, HelmError>) -> Undo {
     match after {
         // Not knowing is not "uninstalled": the release may still be half deployed.
         Err(error) => Undo {
@@ -867,7 +883,7 @@ mod tests {
     #[test]
     fn a_history_that_cannot_be_read_is_no_rollback() {
         // Once read as "Helm uninstalled it": a failed `helm history` said nothing of the kind.
-        let undo = judge_undo(3, Err("Error: Kubernetes cluster unreachable".to_string()));
+        let undo = judge_undo(3, Err(HelmError::Hung { secs: 60 }));
         assert!(!undo.rolled_back && undo.restored_revision.is_none(), "{undo:?}");
         assert!(undo.said.contains("cannot tell"), "{undo:?}");
         let undo = judge_undo(1, Ok(vec![]));
