@@ -84,6 +84,7 @@ pub async fn serve(
             let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
             builder.http1().timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
             builder.http2().timer(TokioTimer::new()).keep_alive_interval(Some(Duration::from_secs(30)));
+            let stream = Watched { inner: stream, activity: activity.clone() };
             let served = async {
                 match acceptor {
                     Some(acceptor) => {
@@ -118,10 +119,10 @@ pub async fn serve(
     }
 }
 
-/// When a connection last finished a request, and how many it has in flight: a
-/// connection with none for longer than the header deadline (silent from the start, or
-/// idle between requests) is closed. hyper's own header timeout only counts from a
-/// request's first byte.
+/// How many requests a connection has in flight, and when it last finished one or moved
+/// a byte: a connection with none in flight and nothing moved for longer than the header
+/// deadline (silent from the start, or idle between requests) is closed. hyper's own
+/// header timeout only counts from a request's first byte.
 #[derive(Clone)]
 struct Activity(Arc<std::sync::Mutex<(usize, std::time::Instant)>>);
 
@@ -135,7 +136,14 @@ impl Activity {
         InFlight(self.clone())
     }
 
-    /// Resolves once the connection has had no request in flight for `limit`.
+    /// Bytes moved on the connection: it is not idle, whatever its requests are doing (a
+    /// request body still arriving after its answer, a slow download).
+    fn touch(&self) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).1 = std::time::Instant::now();
+    }
+
+    /// Resolves once the connection has had no request in flight and moved no byte for
+    /// `limit`.
     async fn idle_for(&self, limit: Duration) {
         loop {
             let (in_flight, since) = *self.0.lock().unwrap_or_else(|p| p.into_inner());
@@ -149,6 +157,55 @@ impl Activity {
             };
             tokio::time::sleep(wait.min(Duration::from_secs(1)).max(Duration::from_millis(50))).await;
         }
+    }
+}
+
+/// A connection's stream that tells its [`Activity`] whenever bytes move.
+struct Watched<T> {
+    inner: T,
+    activity: Activity,
+}
+
+impl<T: tokio::io::AsyncRead + Unpin> tokio::io::AsyncRead for Watched<T> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = std::pin::Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl<T: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for Watched<T> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        data: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        let polled = std::pin::Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(polled, std::task::Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 
