@@ -3,7 +3,7 @@
 //! for people or `--json` for scripts.
 
 use crate::client::Client;
-use crate::{opt, pretty, s, short_digest, table};
+use crate::{opt, pretty, short_digest, table};
 use hoist_wire as wire;
 use reqwest::Method;
 
@@ -145,9 +145,9 @@ pub async fn gc(client: &Client, json: bool) -> anyhow::Result<()> {
     let freed = &gc.freed;
     println!(
         "removed {} images ({} MB) and {} registry manifests; each app keeps its last {} releases",
-        s(&freed["images"]),
-        freed["image_bytes"].as_u64().unwrap_or(0) / 1_000_000,
-        s(&freed["manifests"]),
+        freed.images,
+        freed.image_bytes / 1_000_000,
+        freed.manifests,
         gc.keep_releases
     );
     Ok(())

@@ -385,9 +385,9 @@ impl Apps {
         for app in self.store.apps()? {
             let freed = self.retention.apply(&app.name).await;
             total += freed;
-            apps.insert(app.name.to_string(), to_value(&freed));
+            apps.insert(app.name.to_string(), freed.into());
         }
-        Ok(wire::Gc { keep_releases: self.retention.keep(), freed: to_value(&total), apps })
+        Ok(wire::Gc { keep_releases: self.retention.keep(), freed: total.into(), apps })
     }
 
     /// hoistd's registry and its account.
@@ -661,10 +661,6 @@ impl Apps {
             _ => Ok(()),
         }
     }
-}
-
-fn to_value(freed: &crate::retention::Freed) -> serde_json::Value {
-    serde_json::to_value(freed).unwrap_or(serde_json::Value::Null)
 }
 
 /// A config var's name: what a shell and Kubernetes accept as an environment variable.

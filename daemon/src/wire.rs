@@ -73,3 +73,9 @@ impl From<store::ImageStreamEntry> for ImageStreamEntry {
         }
     }
 }
+
+impl From<crate::retention::Freed> for Freed {
+    fn from(freed: crate::retention::Freed) -> Freed {
+        Freed { images: freed.images, image_bytes: freed.image_bytes, manifests: freed.manifests }
+    }
+}

@@ -229,10 +229,20 @@ pub struct WebhookAnswer {
     pub message: Option<String>,
 }
 
+/// What a clean-up freed.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct Freed {
+    /// Images removed from dockerd, and their size (shared layers counted in each).
+    pub images: usize,
+    pub image_bytes: u64,
+    /// Manifests deleted from the registry.
+    pub manifests: usize,
+}
+
 /// What `POST /api/v1/gc` freed, in all and per app.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Gc {
     pub keep_releases: usize,
-    pub freed: serde_json::Value,
-    pub apps: BTreeMap<String, serde_json::Value>,
+    pub freed: Freed,
+    pub apps: BTreeMap<String, Freed>,
 }
