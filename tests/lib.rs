@@ -279,6 +279,23 @@ impl Hoistd {
         (response.status().as_u16(), response.text().unwrap())
     }
 
+    /// Deploys a static site, `bystander`: another app that must keep serving through
+    /// whatever a test throws at this hoistd.
+    pub fn deploy_bystander(&self) {
+        self.create_app("bystander");
+        let site = WorkTree::new(self, "bystander", Some("static-site"));
+        site.commit("first");
+        let push = site.push(&self.remote("bystander"), "main");
+        assert!(push.status.success(), "{}", show(&push));
+    }
+
+    /// The bystander still serves, and hoistd still answers.
+    pub fn bystander_serves(&self) {
+        let (status, page) = self.visit("bystander", "/");
+        assert_eq!(status, 200, "the other app keeps serving: {page}");
+        assert_eq!(self.get("/api/v1/apps").0, 200, "hoistd is still up");
+    }
+
     /// The password of hoistd's registry account (user `hoist`), as hoistd keeps it.
     pub fn registry_password(&self) -> String {
         std::fs::read_to_string(self.dir.join("data/registry/password")).unwrap().trim().to_string()

@@ -23,24 +23,10 @@ fn git(dir: &std::path::Path, args: &[&str], stdin: Option<&str>) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_string()
 }
 
-/// A static site of another app that must keep serving through all of it.
-fn bystander(hoistd: &Hoistd) {
-    hoistd.create_app("bystander");
-    let site = WorkTree::new(hoistd, "bystander", Some("static-site"));
-    site.commit("first");
-    let push = site.push(&hoistd.remote("bystander"), "main");
-    assert!(push.status.success(), "{}", show(&push));
-}
-
-fn bystander_serves(hoistd: &Hoistd) {
-    let (status, page) = hoistd.visit("bystander", "/");
-    assert_eq!(status, 200, "the other app keeps serving: {page}");
-}
-
 #[test]
 fn crafted_trees_symlinks_out_of_the_tree_and_many_refs_are_handled() {
     let hoistd = Hoistd::start(&[]);
-    bystander(&hoistd);
+    hoistd.deploy_bystander();
 
     // A tree entry named `..`, made with git's own plumbing (a checkout would refuse it).
     hoistd.create_app("crafted");
@@ -82,13 +68,13 @@ fn crafted_trees_symlinks_out_of_the_tree_and_many_refs_are_handled() {
     let push = site.git_may_fail(&["push", &hoistd.remote("manyrefs"), "main", "--tags"]);
     assert!(push.status.success(), "{}", show(&push));
     assert_eq!(hoistd.visit("manyrefs", "/").0, 200);
-    bystander_serves(&hoistd);
+    hoistd.bystander_serves();
 }
 
 #[test]
 fn huge_bodies_and_builds_that_leave_processes_behind_are_contained() {
     let hoistd = Hoistd::start(&[]);
-    bystander(&hoistd);
+    hoistd.deploy_bystander();
 
     // A 50 MB JSON body: refused with JSON, before it is read whole.
     let body = hoistd.dir.join("big.json");
@@ -121,6 +107,6 @@ fn huge_bodies_and_builds_that_leave_processes_behind_are_contained() {
         .output()
         .unwrap();
     assert!(builders.stdout.is_empty(), "no builder container is left: {}", String::from_utf8_lossy(&builders.stdout));
-    bystander_serves(&hoistd);
+    hoistd.bystander_serves();
     assert_eq!(hoistd.get("/api/v1/apps").0, 200, "hoistd is still up");
 }

@@ -8,21 +8,6 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-/// A static site of another app that must keep serving through all of it.
-fn bystander(hoistd: &Hoistd) {
-    hoistd.create_app("bystander");
-    let site = WorkTree::new(hoistd, "bystander", Some("static-site"));
-    site.commit("first");
-    let push = site.push(&hoistd.remote("bystander"), "main");
-    assert!(push.status.success(), "{}", show(&push));
-}
-
-fn bystander_serves(hoistd: &Hoistd) {
-    let (status, page) = hoistd.visit("bystander", "/");
-    assert_eq!(status, 200, "the other app keeps serving: {page}");
-    assert_eq!(hoistd.get("/api/v1/apps").0, 200, "hoistd is still up");
-}
-
 /// Makes branch main of `site` one commit whose tree has the files `paths` (each
 /// holding "x"), with `git fast-import`, which writes trees no checkout could.
 fn commit_paths(site: &WorkTree, paths: impl Iterator<Item = String>) {
@@ -47,7 +32,7 @@ fn commit_paths(site: &WorkTree, paths: impl Iterator<Item = String>) {
 #[test]
 fn deep_trees_tree_bombs_and_huge_small_files_are_refused_and_hoistd_stays_up() {
     let hoistd = Hoistd::start(&[("HOIST_MAX_FILES", "2000")]);
-    bystander(&hoistd);
+    hoistd.deploy_bystander();
 
     // One file 20,000 folders deep (a 1.25 MiB pack): once a stack overflow that took
     // hoistd and every app's router down.
@@ -58,7 +43,7 @@ fn deep_trees_tree_bombs_and_huge_small_files_are_refused_and_hoistd_stays_up() 
     let stderr = String::from_utf8_lossy(&push.stderr);
     assert!(!push.status.success(), "{}", show(&push));
     assert!(stderr.contains("folders nest more than 256 deep"), "{stderr}");
-    bystander_serves(&hoistd);
+    hoistd.bystander_serves();
 
     // 3,000 files (the probe used 3,000,000 empty ones in a 6 KiB pack) past a limit
     // of 2,000: refused from the tree objects, before anything is unpacked.
@@ -80,7 +65,7 @@ fn deep_trees_tree_bombs_and_huge_small_files_are_refused_and_hoistd_stays_up() 
     let stderr = String::from_utf8_lossy(&push.stderr);
     assert!(!push.status.success(), "{}", show(&push));
     assert!(stderr.contains(".s2i/environment is 2097152 bytes; hoist reads at most 1048576 bytes"), "{stderr}");
-    bystander_serves(&hoistd);
+    hoistd.bystander_serves();
 }
 
 #[test]
@@ -267,7 +252,7 @@ fn dockerfile_builds_and_app_containers_have_limits() {
     assert!(stderr.contains("ran out of memory (limit 64 MiB, build.memory_mb)"), "{stderr}");
 
     // A release runs with the default limits, or the app's own.
-    bystander(&hoistd);
+    hoistd.deploy_bystander();
     let container = |app: &str| {
         let ps = Command::new(hoist_tests::DOCKER)
             .args(["ps", "-q", "--filter", &format!("label=org.hoist.instance={}", hoistd.instance)])
@@ -291,5 +276,5 @@ fn dockerfile_builds_and_app_containers_have_limits() {
         limits(&id).starts_with(&format!("{} ", 128u64 * 1024 * 1024)).then_some(id)
     });
     assert!(!id.is_empty());
-    bystander_serves(&hoistd);
+    hoistd.bystander_serves();
 }
