@@ -14,7 +14,10 @@ RUN printf '%s\n' \
     'DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };' \
     'APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };' \
     'Dir::Cache::pkgcache ""; Dir::Cache::srcpkgcache "";' >/etc/apt/apt.conf.d/docker-clean
-RUN apt-get update -q && apt-get install -y -q --no-install-recommends ca-certificates >/dev/null \
+# Upgraded to the suite's packages of the day it is made: `hoistd stacks prepare NAME
+# --refresh` makes it again, and `hoist rebase` moves apps onto it.
+RUN apt-get update -q && apt-get upgrade -y -q >/dev/null \
+ && apt-get install -y -q --no-install-recommends ca-certificates >/dev/null \
  && rm -rf /var/lib/apt/lists/*
 COPY ca-certificates/ /usr/local/share/ca-certificates/hoist/
 RUN update-ca-certificates >/dev/null 2>&1

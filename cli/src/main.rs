@@ -98,6 +98,15 @@ enum Command {
     },
     /// Makes a new release of release N's image and config.
     Rollback { app: String, release: i64 },
+    /// Puts an app on the current run image of its stack (after `hoistd stacks prepare
+    /// NAME --refresh`): a new release, its own layers unchanged, no build. `--all`: every
+    /// app whose stack's run image changed since its release.
+    #[command(group = clap::ArgGroup::new("which").required(true).args(["app", "all"]))]
+    Rebase {
+        app: Option<String>,
+        #[arg(long)]
+        all: bool,
+    },
     /// Removes images the retention policy lets go (it also runs after every rollout).
     Gc,
     /// hoistd's registry: `hoist registry login` logs docker in to it (to push an image
@@ -404,6 +413,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         },
         Command::Gc => verbs::gc(&client, json).await,
         Command::Rollback { app, release } => verbs::rollback(&client, &app, release, json).await,
+        Command::Rebase { app, all } => verbs::rebase(&client, app.as_deref().filter(|_| !all), json).await,
     }
 }
 

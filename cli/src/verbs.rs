@@ -153,6 +153,38 @@ pub async fn gc(client: &Client, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `hoist rebase APP` (one app) or `hoist rebase --all` (`app` is `None`).
+pub async fn rebase(client: &Client, app: Option<&str>, json: bool) -> anyhow::Result<()> {
+    let answers: Vec<wire::Rebased> = match app {
+        Some(app) => vec![client.typed(Method::POST, &format!("/api/v1/apps/{app}/rebase"), None).await?],
+        None => client.typed(Method::POST, "/api/v1/rebase", None).await?,
+    };
+    if json {
+        return pretty(&answers);
+    }
+    if answers.is_empty() {
+        println!("no app has a live release; nothing to rebase");
+    }
+    for answer in &answers {
+        let run = answer.run_image.as_deref().map(|d| d.trim_start_matches("sha256:")).unwrap_or("");
+        match (&answer.release, &answer.message) {
+            (Some(release), _) => println!(
+                "{}: release {} is live on the current run image of stack {} (sha256:{})",
+                answer.app,
+                release.number,
+                answer.stack.as_deref().unwrap_or("?"),
+                &run[..run.len().min(12)]
+            ),
+            (None, Some(message)) => println!("{}: {message}", answer.app),
+            (None, None) => println!("{}: nothing done", answer.app),
+        }
+    }
+    if answers.iter().any(|a| a.error) {
+        anyhow::bail!("some apps could not be rebased; their releases before keep serving");
+    }
+    Ok(())
+}
+
 pub async fn rollback(client: &Client, app: &str, release: i64, json: bool) -> anyhow::Result<()> {
     let body = serde_json::to_value(wire::Rollback { release })?;
     let made: wire::Release = client.typed(Method::POST, &format!("/api/v1/apps/{app}/rollback"), Some(body)).await?;

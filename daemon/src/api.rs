@@ -163,6 +163,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/apps/{app}/logs", get(logs::runtime_logs))
         .route("/api/v1/apps/{app}/config", get(show_config).patch(change_config))
         .route("/api/v1/apps/{app}/rollback", post(rollback))
+        .route("/api/v1/apps/{app}/rebase", post(rebase))
+        .route("/api/v1/rebase", post(rebase_all))
         .route("/api/v1/gc", post(collect_garbage))
         .route("/api/v1/registry", get(show_registry))
         .route("/api/v1/apps/{app}/image-stream", get(image_stream))
@@ -332,6 +334,17 @@ async fn show_registry(State(state): State<Arc<ApiState>>, _: Admin) -> Json<wir
 /// `POST /api/v1/gc`: applies the retention policy to every app now; says what it freed.
 async fn collect_garbage(State(state): State<Arc<ApiState>>, _: Admin) -> ApiResult<Json<wire::Gc>> {
     Ok(Json(state.apps.collect_garbage().await?))
+}
+
+/// `POST /api/v1/apps/{app}/rebase`: a new release on the current run image of the app's
+/// stack, without a build.
+async fn rebase(State(state): State<Arc<ApiState>>, Path(app): Path<String>) -> Result<Json<wire::Rebased>, ApiError> {
+    Ok(Json(state.apps.rebase(&app).await?))
+}
+
+/// `POST /api/v1/rebase`: every app whose stack's run image changed since its release.
+async fn rebase_all(State(state): State<Arc<ApiState>>) -> Result<Json<Vec<wire::Rebased>>, ApiError> {
+    Ok(Json(state.apps.rebase_all().await?))
 }
 
 /// `POST /api/v1/apps/{app}/rollback` `{"release": N}`: a new release of release N's

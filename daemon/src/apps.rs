@@ -85,6 +85,8 @@ pub struct Apps {
     pub image_streams: crate::image_stream::ImageStreams,
     /// hoistd's registry (promotion retags in it).
     pub registry: Registry,
+    /// Writes images to the registry (a rebase writes a new one).
+    pub exporter: crate::export::Exporter,
     /// The buildpacks an app's `buildpack` setting may name.
     pub buildpacks: Vec<String>,
     /// Which repo URLs and images apps may be given.
@@ -196,7 +198,7 @@ impl Apps {
             .store
             .image_stream(&app.name)?
             .into_iter()
-            .filter(|e| e.source == store::ImageSource::Build)
+            .filter(|e| e.source.is_hoists())
             .map(|e| e.digest)
             .collect();
         self.builder.stop_builds(&app.name).await;
@@ -360,6 +362,88 @@ impl Apps {
         Ok(self.roll_out(&app.name, Change::Rollback { to }).await?.into())
     }
 
+    /// A new release of the app on the current run image of its stack, its own layers
+    /// unchanged (no build); nothing when it is on it already.
+    pub async fn rebase(&self, name: &str) -> Result<wire::Rebased> {
+        let app = self.app(name)?;
+        let live = self
+            .store
+            .live_release(&app.name)?
+            .ok_or_else(|| Error::Conflict(format!("app {} has no live release to rebase; push it first", app.name)))?;
+        let log = self
+            .logs
+            .open(&self.logs.app_dir(&app.name).join("rebase.log"))
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        let rebased = self.exporter.rebase(&app.name, &live.image, &log).await.map_err(|error| match error {
+            crate::export::Error::NotRebasable { .. }
+            | crate::export::Error::Elsewhere { .. }
+            | crate::export::Error::LayerGone { .. } => Error::Conflict(format!("cannot rebase {}: {error}", app.name)),
+            other => Error::Internal(format!("cannot rebase {}: {other}", app.name)),
+        })?;
+        let mut answer = wire::Rebased {
+            app: app.name.to_string(),
+            release: None,
+            stack: Some(rebased.stack.clone()),
+            run_image: Some(rebased.run_digest.clone()),
+            message: None,
+            error: false,
+        };
+        let Some(digest) = rebased.digest else {
+            answer.message = Some(format!(
+                "release {} is on the current run image of stack {} already; nothing to do",
+                live.number, rebased.stack
+            ));
+            return Ok(answer);
+        };
+        let short = rebased.run_digest.trim_start_matches("sha256:");
+        let update = crate::image_stream::TagUpdate {
+            app: app.name.clone(),
+            tag: crate::image_stream::TRACKED_TAG.to_string(),
+            repository: self.registry.repository(app.name.as_str()),
+            digest,
+            source: store::ImageSource::Rebase,
+            build_id: live.build_id,
+            cause: Some(format!(
+                "rebase (stack {}, run image sha256:{})",
+                rebased.stack,
+                &short[..short.len().min(12)]
+            )),
+            cause_log: None,
+        };
+        let stopped = || Error::Internal("the rollout stage has stopped; restart hoistd".to_string());
+        match self.image_streams.record(update).await.map_err(|e| Error::Internal(e.to_string()))? {
+            crate::image_stream::Recorded::RolloutStarted(done) => match done.await.map_err(|_| stopped())? {
+                Ok(release) => answer.release = Some(release.into()),
+                Err(error) => return Err(Error::ReleaseFailed(error.to_string())),
+            },
+            _ => answer.message = Some("the rebased image is the one recorded already; nothing rolled out".to_string()),
+        }
+        Ok(answer)
+    }
+
+    /// Rebases every app with a live release built on a stack; apps on their stack's
+    /// current run image already, and apps without a stack, are left as they are.
+    pub async fn rebase_all(&self) -> Result<Vec<wire::Rebased>> {
+        let mut answers = Vec::new();
+        for app in self.store.apps()? {
+            if self.store.live_release(&app.name)?.is_none() {
+                continue;
+            }
+            answers.push(match self.rebase(app.name.as_str()).await {
+                Ok(answer) => answer,
+                Err(error) => wire::Rebased {
+                    app: app.name.to_string(),
+                    release: None,
+                    stack: None,
+                    run_image: None,
+                    error: !matches!(error, Error::Conflict(_)),
+                    message: Some(error.to_string()),
+                },
+            });
+        }
+        Ok(answers)
+    }
+
     /// Sends a rollout request and waits for its end.
     async fn roll_out(&self, app: &AppName, change: Change) -> Result<store::Release> {
         let (done, outcome) = oneshot::channel();
@@ -448,6 +532,7 @@ impl Apps {
             digest: digest.clone(),
             source: store::ImageSource::Promotion,
             build_id: None,
+            cause: None,
             cause_log: None,
         };
         self.image_streams.record(update).await.map_err(|e| Error::Internal(e.to_string()))?;

@@ -36,7 +36,8 @@ impl Writer<BufWriter<File>> {
 }
 
 impl<W: Write> Writer<W> {
-    fn wrap(sink: W, uid: u64) -> Writer<W> {
+    /// An archive written to `sink`, entries owned by `uid`.
+    pub fn wrap(sink: W, uid: u64) -> Writer<W> {
         let mut inner = tar::Builder::new(sink);
         inner.mode(tar::HeaderMode::Deterministic);
         Writer { inner, uid }
@@ -125,6 +126,44 @@ impl<W: Write> Writer<W> {
             }
         }
         Ok(index.len())
+    }
+
+    /// Appends the folder `root` of this machine under `prefix` (which ends in `/`),
+    /// entries sorted by path, with the fixed time, owner and modes (folders and
+    /// executables 0755, other files 0644); symbolic links are kept as links; hard links
+    /// become files, devices and fifos are left out. The tree is walked with a stack of
+    /// its own. Returns how many entries were appended.
+    pub fn append_tree(&mut self, root: &Path, prefix: &str) -> std::io::Result<usize> {
+        let mut entries = Vec::new();
+        let mut folders = vec![std::path::PathBuf::new()];
+        while let Some(relative) = folders.pop() {
+            for entry in std::fs::read_dir(root.join(&relative))? {
+                let entry = entry?;
+                let path = relative.join(entry.file_name());
+                let kind = entry.file_type()?;
+                if kind.is_dir() {
+                    folders.push(path.clone());
+                }
+                entries.push((path.to_string_lossy().into_owned(), kind));
+            }
+        }
+        entries.sort_by(|a, b| a.0.cmp(&b.0));
+        for (path, kind) in &entries {
+            let full = root.join(path);
+            let name = format!("{prefix}{path}");
+            if kind.is_dir() {
+                self.dir(&format!("{name}/"))?;
+            } else if kind.is_symlink() {
+                self.symlink(&name, &std::fs::read_link(&full)?.to_string_lossy())?;
+            } else if kind.is_file() {
+                use std::os::unix::fs::PermissionsExt;
+                let file = File::open(&full)?;
+                let metadata = file.metadata()?;
+                let mode = if metadata.permissions().mode() & 0o111 != 0 { 0o755 } else { 0o644 };
+                self.file_from(&name, mode, metadata.len(), BufReader::new(file))?;
+            }
+        }
+        Ok(entries.len())
     }
 
     pub fn finish(self) -> std::io::Result<W> {

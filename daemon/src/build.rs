@@ -20,8 +20,8 @@ use crate::stack::{self, StackImages, StackSpec, Stacks};
 use crate::version_source::{self, VersionSources};
 use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountType};
 use bollard::query_parameters::{
-    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, DownloadFromContainerOptionsBuilder, LogsOptionsBuilder,
-    RemoveContainerOptionsBuilder, UploadToContainerOptionsBuilder,
+    BuildImageOptionsBuilder, CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder,
+    UploadToContainerOptionsBuilder,
 };
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -113,13 +113,86 @@ async fn file_stream(path: &std::path::Path) -> std::io::Result<tokio_util::io::
     Ok(tokio_util::io::ReaderStream::new(tokio::fs::File::open(path).await?))
 }
 
-/// An image the build left in dockerd.
+/// What a build made, for the push stage.
 #[derive(Debug, Clone)]
-pub struct BuiltImage {
-    /// `repository:tag` as known to dockerd.
-    pub reference: String,
-    pub buildpack: String,
+pub enum Built {
+    /// An image `docker build` left in dockerd (`repository:tag`), from the repo's Dockerfile.
+    Image { reference: String },
+    /// A buildpack's outputs, which the export stage makes an image of.
+    Assembled(Box<Assembled>),
 }
+
+impl Built {
+    pub fn buildpack(&self) -> &str {
+        match self {
+            Built::Image { .. } => buildpack::DOCKERFILE,
+            Built::Assembled(assembled) => &assembled.buildpack,
+        }
+    }
+}
+
+/// What a buildpack build left for the export, in the build's work dir.
+#[derive(Debug, Clone)]
+pub struct Assembled {
+    pub buildpack: String,
+    pub stack: StackSpec,
+    /// The stack's run image in dockerd (`hoist/stack-node:22.12.0-run`).
+    pub run_image: String,
+    /// `/app` as assemble left it.
+    pub app: std::path::PathBuf,
+    /// `/deps` as assemble left it.
+    pub deps: std::path::PathBuf,
+    /// `$LAYERS_DIR`: each folder a layer of its own under `/app`, in name order, between
+    /// the deps and the app (a Spring Boot jar's dependencies, for example).
+    pub layers: std::path::PathBuf,
+    /// `/hoist/run`, the start script when there is no Procfile.
+    pub run_script: Vec<u8>,
+    /// The key of what made `deps` (lock files, runtime, stack, buildpack); `None`: it
+    /// cannot be told, so the layer is written every time (and uploaded only if new).
+    pub deps_key: Option<String>,
+    pub spec: crate::image::Spec,
+}
+
+/// The folders a builder's `/app`, `/deps` and `$LAYERS_DIR` are: folders of the work
+/// dir, mounted into the builder, so what assemble writes is read once, where it lies,
+/// never copied out through dockerd's archive API.
+struct Outputs {
+    app: std::path::PathBuf,
+    deps: std::path::PathBuf,
+    layers: std::path::PathBuf,
+}
+
+impl Outputs {
+    fn create(work: &std::path::Path) -> std::io::Result<Outputs> {
+        let outputs = Outputs { app: work.join("app"), deps: work.join("deps"), layers: work.join("layers") };
+        for dir in [&outputs.app, &outputs.deps, &outputs.layers] {
+            std::fs::create_dir_all(dir)?;
+            // The builder runs as the hoist user; hoistd may not be root, so the folder
+            // is open to all when it cannot be given away (the work dir is hoistd's own).
+            let uid = archive::APP_UID as u32;
+            if std::os::unix::fs::chown(dir, Some(uid), Some(uid)).is_err() {
+                use std::os::unix::fs::PermissionsExt;
+                std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o777))?;
+            }
+        }
+        Ok(outputs)
+    }
+
+    fn mounts(&self) -> Vec<Mount> {
+        [(&self.app, "/app"), (&self.deps, "/deps"), (&self.layers, LAYERS_DIR)]
+            .into_iter()
+            .map(|(source, target)| Mount {
+                target: Some(target.to_string()),
+                source: Some(source.to_string_lossy().into_owned()),
+                typ: Some(MountType::BIND),
+                ..Default::default()
+            })
+            .collect()
+    }
+}
+
+/// Where assemble may leave folders that become layers of their own (under `/app`).
+const LAYERS_DIR: &str = "/layers";
 
 /// `memory_mb` as the byte count Docker's build API takes (an i32).
 fn build_memory_bytes(memory_mb: u64) -> i32 {
@@ -167,7 +240,11 @@ impl Builder {
         Builder { docker, catalog, stacks, versions, settings }
     }
 
-    /// Builds `source` into the local image `reference`, writing progress to `log`.
+    /// The stacks builds run on.
+    pub fn stacks(&self) -> &Stacks {
+        &self.stacks
+    }
+
     /// The volume that holds an app's dependency caches across builds.
     fn cache_volume(&self, app: &AppName) -> String {
         format!("{}-cache-{}", self.settings.instance, app)
@@ -228,8 +305,10 @@ impl Builder {
         }
     }
 
+    /// Builds `source`: a Dockerfile into the local image `reference`, a buildpack's
+    /// assemble into outputs for the export stage; progress goes to `log`.
     #[instrument(skip_all, fields(app = %source.app, build = source.build_id))]
-    pub async fn build(&self, source: &Source, reference: &str, log: &LiveLog) -> Result<BuiltImage> {
+    pub async fn build(&self, source: &Source, reference: &str, log: &LiveLog) -> Result<Built> {
         log.limit_output(self.settings.output_limit);
         let detection = self.catalog.detect(&source.files, source.buildpack_setting.as_deref())?;
         log.line(format!(
@@ -247,15 +326,15 @@ impl Builder {
         }
         let work = async {
             if detection.buildpack == buildpack::DOCKERFILE {
-                self.docker_build(source, &source.tar, reference, log).await
+                self.docker_build(source, &source.tar, reference, log).await?;
+                Ok(Built::Image { reference: reference.to_string() })
             } else {
                 let buildpack = self.catalog.get(&detection.buildpack).expect("detection names a buildpack it has");
-                self.buildpack_build(source, &detection, buildpack, reference, log).await
+                Ok(Built::Assembled(Box::new(self.buildpack_build(source, &detection, buildpack, log).await?)))
             }
         };
         match tokio::time::timeout(self.settings.timeout, work).await {
-            Ok(Ok(())) => Ok(BuiltImage { reference: reference.to_string(), buildpack: detection.buildpack }),
-            Ok(Err(e)) => Err(e),
+            Ok(result) => result,
             Err(_) => {
                 // The builder container outlives the dropped future; a docker build is
                 // cancelled by dockerd when its connection closes.
@@ -357,29 +436,25 @@ impl Builder {
         Ok(())
     }
 
-    /// Runs the buildpack's assemble in a builder container of its stack, then builds
-    /// the run image.
+    /// Runs the buildpack's assemble in a builder container of its stack; what it left in
+    /// `/app`, `/deps` and `$LAYERS_DIR` is in the work dir for the export stage.
     async fn buildpack_build(
         &self,
         source: &Source,
         detection: &Detection,
         buildpack: &Buildpack,
-        reference: &str,
         log: &LiveLog,
-    ) -> Result<()> {
+    ) -> Result<Assembled> {
         let spec = self.choose_stack(source, buildpack, log).await?;
         let stack = self.stacks.ensure(&spec, log).await?;
         let container = self.builder_container(source);
-        let result = self.assemble(source, detection, buildpack, &stack, &spec, &container, log).await;
-        let outputs = match result {
-            Ok(()) => self.collect_outputs(&container, source.work.path()).await,
-            Err(e) => Err(e),
-        };
+        let outputs = Outputs::create(source.work.path())?;
+        let result = self.assemble(source, detection, buildpack, &stack, &spec, &container, &outputs, log).await;
         let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
         if let Err(error) = self.docker.remove_container(&container, Some(remove)).await {
             tracing::warn!(%container, %error, "cannot remove builder container");
         }
-        let (app_tar, deps_tar) = outputs?;
+        result?;
         let run_script = if detection.s2i_run {
             archive::read_file(&source.tar, ".s2i/bin/run", archive::SMALL_FILE_MAX)?.unwrap_or_default()
         } else {
@@ -387,23 +462,68 @@ impl Builder {
         };
         let procfile = archive::read_file(&source.tar, "Procfile", archive::SMALL_FILE_MAX)?
             .and_then(|p| buildpack::procfile_web_command(&String::from_utf8_lossy(&p)));
+        let deps_key = self.deps_key(source, detection, buildpack, &stack, &spec).await?;
+        let port = self.settings.app_port;
+        let mut labels: std::collections::BTreeMap<String, String> = self.labels(source).into_iter().collect();
+        labels.insert("org.opencontainers.image.created".to_string(), crate::image::CREATED.to_string());
+        let spec_of_image = crate::image::Spec {
+            env: vec![("PORT".to_string(), port.to_string()), ("HOME".to_string(), "/app".to_string())],
+            cmd: run_command(procfile.as_deref()),
+            user: archive::APP_UID.to_string(),
+            workdir: "/app".to_string(),
+            port,
+            labels,
+        };
+        Ok(Assembled {
+            buildpack: buildpack.name.clone(),
+            stack: spec,
+            run_image: stack.run,
+            app: outputs.app,
+            deps: outputs.deps,
+            layers: outputs.layers,
+            run_script,
+            deps_key,
+            spec: spec_of_image,
+        })
+    }
 
-        log.line("-----> Assembling the app image");
-        let context_path = source.work.path().join("context.tar");
-        let mut context = archive::Writer::create(&context_path, archive::APP_UID)?;
-        let deps_files = context.append_rebased(&deps_tar, 1, "deps/")?;
-        let app_files = context.append_rebased(&app_tar, 1, "app/")?;
-        context.file("run", 0o755, &run_script)?;
-        let dockerfile = run_dockerfile(&RunImage {
-            from: &stack.run,
-            has_deps: deps_files > 0,
-            has_app: app_files > 0,
-            port: self.settings.app_port,
-            web_command: procfile.as_deref(),
-        });
-        context.file("Dockerfile", 0o644, dockerfile.as_bytes())?;
-        context.finish()?.flush()?;
-        self.docker_build(source, &context_path, reference, log).await
+    /// The key of what makes the deps layer: the buildpack's `deps_key` files, its
+    /// scripts, the runtime version and the stack's build image; `None` when the
+    /// buildpack names no files, or the repo brings its own assemble.
+    async fn deps_key(
+        &self,
+        source: &Source,
+        detection: &Detection,
+        buildpack: &Buildpack,
+        stack: &StackImages,
+        spec: &StackSpec,
+    ) -> Result<Option<String>> {
+        if buildpack.manifest.deps_key.is_empty() || detection.s2i_assemble {
+            return Ok(None);
+        }
+        let build_image = self.docker.inspect_image(&stack.build).await?.id.unwrap_or_default();
+        let mut parts: Vec<Vec<u8>> = vec![
+            buildpack.name.clone().into_bytes(),
+            std::fs::read(buildpack.dir.join("bin/assemble"))?,
+            build_image.into_bytes(),
+            spec.version.clone().unwrap_or_default().into_bytes(),
+        ];
+        // What reaches assemble besides the files: the repo's .s2i/environment and the
+        // app's config vars.
+        if let Some(bytes) = archive::read_file(&source.tar, ".s2i/environment", archive::SMALL_FILE_MAX)? {
+            parts.push(bytes);
+        }
+        for (name, value) in source.config.iter() {
+            parts.push(format!("{name}={value}").into_bytes());
+        }
+        for file in &buildpack.manifest.deps_key {
+            parts.push(file.clone().into_bytes());
+            match archive::read_file(&source.tar, file, 64 * archive::SMALL_FILE_MAX)? {
+                Some(bytes) => parts.push(bytes),
+                None => parts.push(b"(absent)".to_vec()),
+            }
+        }
+        Ok(Some(key_of(&parts)))
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -415,6 +535,7 @@ impl Builder {
         stack: &StackImages,
         spec: &StackSpec,
         container: &str,
+        outputs: &Outputs,
         log: &LiveLog,
     ) -> Result<()> {
         // The builder's files: the source and the buildpack's scripts. /app and /deps,
@@ -444,6 +565,7 @@ impl Builder {
             "APP_DIR=/app".to_string(),
             "DEPS_DIR=/deps".to_string(),
             "CACHE_DIR=/cache".to_string(),
+            format!("LAYERS_DIR={LAYERS_DIR}"),
             "HOME=/workspace".to_string(),
             format!("PORT={}", self.settings.app_port),
         ];
@@ -478,12 +600,17 @@ impl Builder {
             env: Some(env),
             labels: Some(labels),
             host_config: Some(HostConfig {
-                mounts: Some(vec![Mount {
-                    target: Some("/cache".to_string()),
-                    source: Some(cache_volume),
-                    typ: Some(MountType::VOLUME),
-                    ..Default::default()
-                }]),
+                mounts: Some(
+                    [Mount {
+                        target: Some("/cache".to_string()),
+                        source: Some(cache_volume),
+                        typ: Some(MountType::VOLUME),
+                        ..Default::default()
+                    }]
+                    .into_iter()
+                    .chain(outputs.mounts())
+                    .collect(),
+                ),
                 // Memory and swap alike: a build that needs more is stopped, not swapped.
                 memory: Some(memory),
                 memory_swap: Some(memory),
@@ -571,67 +698,28 @@ impl Builder {
             None => Ok(-1),
         }
     }
-
-    /// The `/app` and `/deps` folders assemble left, as tar files (in `work`) rooted at
-    /// `app/` and `deps/`, streamed to disk.
-    async fn collect_outputs(
-        &self,
-        container: &str,
-        work: &std::path::Path,
-    ) -> Result<(std::path::PathBuf, std::path::PathBuf)> {
-        let mut paths = Vec::new();
-        for folder in ["app", "deps"] {
-            let options = DownloadFromContainerOptionsBuilder::default().path(&format!("/{folder}")).build();
-            let mut stream = self.docker.download_from_container(container, Some(options));
-            let path = work.join(format!("{folder}.tar"));
-            let mut file = tokio::io::BufWriter::new(tokio::fs::File::create(&path).await?);
-            while let Some(chunk) = stream.next().await {
-                tokio::io::AsyncWriteExt::write_all(&mut file, &chunk?).await?;
-            }
-            tokio::io::AsyncWriteExt::flush(&mut file).await?;
-            paths.push(path);
-        }
-        let deps = paths.pop().expect("two folders");
-        let app = paths.pop().expect("two folders");
-        Ok((app, deps))
-    }
 }
 
-/// What goes into an app's run image.
-struct RunImage<'a> {
-    from: &'a str,
-    has_deps: bool,
-    has_app: bool,
-    port: u16,
-    web_command: Option<&'a str>,
-}
-
-/// The Dockerfile of an app's run image. The start script, then dependencies, then the
-/// app, each in its own layer, so a change of app code makes only the last layer new.
-fn run_dockerfile(image: &RunImage<'_>) -> String {
-    // The start script first: it changes with the buildpack, not the app, and a layer
-    // after a changed one is new even when its files are not (its folders' times differ).
-    let mut lines = vec![format!("FROM {}", image.from), "COPY run /hoist/run".to_string()];
-    if image.has_deps {
-        lines.push("COPY --chown=1001:1001 deps /deps".to_string());
-    }
-    if image.has_app {
-        lines.push("COPY --chown=1001:1001 app /app".to_string());
-    }
-    lines.push("USER 1001".to_string());
-    lines.push("WORKDIR /app".to_string());
-    lines.push(format!("ENV PORT={} HOME=/app", image.port));
-    lines.push(format!("EXPOSE {}", image.port));
-    match image.web_command {
+/// The command an app image starts: the Procfile's web line, else the buildpack's run
+/// script.
+fn run_command(web_command: Option<&str>) -> Vec<String> {
+    match web_command {
         // As Heroku does: the whole line through bash, so `a; b`, `exec x` and `$PORT` work;
         // bash runs a lone command in its own place, so signals reach it.
-        Some(command) => lines.push(format!(
-            "CMD [\"/bin/bash\", \"-c\", {}]",
-            serde_json::to_string(command).expect("a string serialises")
-        )),
-        None => lines.push("CMD [\"/hoist/run\"]".to_string()),
+        Some(command) => vec!["/bin/bash".to_string(), "-c".to_string(), command.to_string()],
+        None => vec!["/hoist/run".to_string()],
     }
-    lines.join("\n") + "\n"
+}
+
+/// A key of `parts` (each length-prefixed, so no two lists share one).
+fn key_of(parts: &[Vec<u8>]) -> String {
+    use sha2::Digest;
+    let mut hash = sha2::Sha256::new();
+    for part in parts {
+        hash.update((part.len() as u64).to_le_bytes());
+        hash.update(part);
+    }
+    hex::encode(hash.finalize())
 }
 
 /// Lines of the classic builder's output that say nothing to a user.
@@ -653,24 +741,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn run_image_puts_deps_before_app() {
-        let dockerfile = run_dockerfile(&RunImage {
-            from: "hoist/stack-base:run",
-            has_deps: true,
-            has_app: true,
-            port: 5000,
-            web_command: Some("./serve \"$PORT\""),
-        });
-        let run = dockerfile.find("run /hoist/run").unwrap();
-        let deps = dockerfile.find("deps /deps").unwrap();
-        let app = dockerfile.find("app /app").unwrap();
-        assert!(run < deps && deps < app, "only the app layer follows what changes with the app\n{dockerfile}");
-        assert!(dockerfile.contains(r#"CMD ["/bin/bash", "-c", "./serve \"$PORT\""]"#), "{dockerfile}");
+    fn the_start_command_and_the_deps_key() {
+        assert_eq!(run_command(Some("./serve \"$PORT\"")), ["/bin/bash", "-c", "./serve \"$PORT\""]);
+        assert_eq!(run_command(None), ["/hoist/run"]);
         assert!(is_docker_build_noise(" ---> Running in 61927d140c7a"));
         assert!(!is_docker_build_noise("Step 2/11 : COPY app /app"));
-        let plain =
-            run_dockerfile(&RunImage { from: "x", has_deps: false, has_app: true, port: 5000, web_command: None });
-        assert!(!plain.contains("deps"), "{plain}");
-        assert!(plain.ends_with("CMD [\"/hoist/run\"]\n"), "{plain}");
+        let parts = |a: &str, b: &str| vec![a.as_bytes().to_vec(), b.as_bytes().to_vec()];
+        assert_eq!(key_of(&parts("ab", "c")), key_of(&parts("ab", "c")));
+        assert_ne!(key_of(&parts("ab", "c")), key_of(&parts("a", "bc")), "parts are length-prefixed");
     }
 }

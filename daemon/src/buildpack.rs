@@ -59,6 +59,12 @@ pub struct Manifest {
     pub stack: String,
     /// The language runtime and its versions; absent when there is none to choose.
     pub runtime: Option<RuntimeSpec>,
+    /// The files of the source whose contents decide what assemble puts in `/deps`
+    /// (`package-lock.json`, …): while they, the runtime version, the stack and the
+    /// buildpack stay the same, the previous image's deps layer is reused without being
+    /// read. Empty: the deps layer is written every build (and uploaded only when new).
+    #[serde(default)]
+    pub deps_key: Vec<String>,
 }
 
 /// How a buildpack's runtime version is found and where versions come from.

@@ -161,6 +161,10 @@ pub struct BuildConfig {
     /// An app keeps the logs of this many of its last builds; older ones are deleted
     /// when a new build starts.
     pub keep_logs: usize,
+    /// The repository prefix of the stack images hoistd makes in dockerd
+    /// (`<prefix>/os:bookworm`, `<prefix>/stack-node:22.12.0-run`): hoistds sharing a
+    /// dockerd share their stacks under one prefix, and refresh them apart under two.
+    pub stack_images: String,
 }
 
 /// The rollout stage.
@@ -298,6 +302,7 @@ impl Default for BuildConfig {
             ca_certificates: vec![PathBuf::from("/usr/local/share/ca-certificates")],
             npm_registry: "https://registry.npmjs.org".to_string(),
             go_proxy: "https://proxy.golang.org".to_string(),
+            stack_images: "hoist".to_string(),
             log_limit_mb: 16,
             keep_logs: 50,
         }
@@ -395,6 +400,9 @@ impl Config {
         }
         if let Some(v) = var("HOIST_BUILD_PARALLEL") {
             self.build.parallel = parse("HOIST_BUILD_PARALLEL", v)?;
+        }
+        if let Some(v) = var("HOIST_STACK_IMAGES") {
+            self.build.stack_images = v;
         }
         if let Some(v) = var("HOIST_BUILDPACKS_DIR") {
             self.build.buildpacks_dir = Some(PathBuf::from(v));

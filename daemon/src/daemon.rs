@@ -112,11 +112,13 @@ impl Daemon {
         );
         tasks.push(image_watch.clone().start_polling(Duration::from_secs(config.registry.image_poll_secs.max(1))));
         let (builder, buildpack_names) = make_builder(&config, &docker, &data_dir)?;
+        let exporter = crate::export::Exporter::new(registry.clone(), docker.clone(), builder.stacks().clone());
         let pipeline = Pipeline::start(
             Stages {
                 store: store.clone(),
                 builder: builder.clone(),
                 registry: registry.clone(),
+                exporter: exporter.clone(),
                 docker: docker.clone(),
                 image_streams: image_streams.clone(),
                 targets: rollouts.targets().clone(),
@@ -155,6 +157,7 @@ impl Daemon {
             image_watch,
             image_streams,
             registry: registry.clone(),
+            exporter,
             buildpacks: buildpack_names,
             url_policy: crate::outside_url::Policy {
                 allow_local: config.receive.allow_local_urls,
@@ -439,13 +442,20 @@ fn load_buildpacks(
     };
     let catalog = Catalog::load(&dir)?;
     let certificates = CaCertificates::read(&config.build.ca_certificates)?;
-    let stacks = Stacks::new(docker.clone(), stack::stacks_dir(&dir), certificates);
+    let stacks = Stacks::new(docker.clone(), stack::stacks_dir(&dir), config.build.stack_images.clone(), certificates);
     Ok((catalog, stacks))
 }
 
 /// `hoistd stacks prepare NAME [VERSION]`: makes a stack's images now rather than at
 /// the first build that needs them, printing progress.
-pub async fn prepare_stack(config: Config, name: &str, suite: &str, version: Option<String>) -> Result<()> {
+/// `refresh`: made again from today's packages even if they exist.
+pub async fn prepare_stack(
+    config: Config,
+    name: &str,
+    suite: &str,
+    version: Option<String>,
+    refresh: bool,
+) -> Result<()> {
     let docker = docker::connect(&config.docker_host).await?;
     let scratch = std::env::temp_dir().join(format!("hoist-stacks-{}", std::process::id()));
     let (_, stacks) = load_buildpacks(&config, &docker, &scratch.join("buildpacks"))?;
@@ -460,12 +470,18 @@ pub async fn prepare_stack(config: Config, name: &str, suite: &str, version: Opt
         }
     });
     let spec = StackSpec { name: name.to_string(), suite: suite.to_string(), version };
-    let result = stacks.ensure(&spec, &log).await;
+    let result = match refresh {
+        true => stacks.refresh(&spec, &log).await,
+        false => stacks.ensure(&spec, &log).await,
+    };
     drop(log);
     let _ = printer.await;
     let _ = std::fs::remove_dir_all(&scratch);
     let images = result?;
     println!("stack {}: {} and {}", spec.describe(), images.build, images.run);
+    if refresh {
+        println!("apps built on it move to the refreshed run image with: hoist rebase --all");
+    }
     Ok(())
 }
 

@@ -36,6 +36,8 @@ pub struct TagUpdate {
     /// images pushed by others.
     pub source: crate::store::ImageSource,
     pub build_id: Option<i64>,
+    /// What the release it starts says made it, when not the build or a push (a rebase).
+    pub cause: Option<String>,
     /// The build log that follows the rollout it may start.
     pub cause_log: Option<Arc<LiveLog>>,
 }
@@ -85,6 +87,7 @@ impl ImageStreams {
             change: Change::Image {
                 image: format!("{}@{}", update.repository, update.digest),
                 build_id: update.build_id,
+                cause: update.cause,
             },
             app: update.app,
             cause_log: update.cause_log,

@@ -120,6 +120,7 @@ impl ImageWatch {
                 digest: digest.to_string(),
                 source,
                 build_id: None,
+                cause: None,
                 cause_log: None,
             };
             match self.streams.record(update).await {

@@ -20,6 +20,8 @@ pub mod buildpack;
 pub mod config;
 pub mod daemon;
 pub mod docker;
+pub mod export;
+pub mod image;
 pub mod image_stream;
 pub mod image_watch;
 pub mod intake;

@@ -19,7 +19,8 @@
 //! supersedes the others). Builds of different apps run in parallel up to a limit.
 
 use crate::app::AppName;
-use crate::build::{Builder, Source};
+use crate::build::{Builder, Built, Source};
+use crate::export::Exporter;
 use crate::image_stream::{ImageStreams, Recorded, TagUpdate, TRACKED_TAG};
 use crate::logs::LiveLog;
 use crate::registry::Registry;
@@ -133,6 +134,7 @@ pub struct Stages {
     pub store: Arc<Store>,
     pub builder: Builder,
     pub registry: Registry,
+    pub exporter: Exporter,
     pub docker: bollard::Docker,
     pub image_streams: ImageStreams,
     /// The targets, for what each keeps of a build's source.
@@ -275,7 +277,7 @@ async fn run_build(stages: &Stages, request: &BuildRequest) -> Outcome {
         Ok(built) => built,
         Err(error) => return fail(format!("build of app {:?} failed: {error}", source.app.as_str())),
     };
-    record(log, id, "its buildpack", stages.store.set_build_buildpack(id, &built.buildpack));
+    record(log, id, "its buildpack", stages.store.set_build_buildpack(id, built.buildpack()));
     if let Err(error) = keep_release_files(stages, source, log) {
         return fail(format!("cannot read the app's Procfile or chart: {error}"));
     }
@@ -284,9 +286,30 @@ async fn run_build(stages: &Stages, request: &BuildRequest) -> Outcome {
         return outcome;
     }
     log.set_stage(crate::logs::stage::PUSH);
-    let digest = match stages.registry.push(&stages.docker, &built.reference, &repository, &tag, log).await {
+    // A Dockerfile's image goes through dockerd; a buildpack's outputs are exported
+    // layer by layer, reusing what the running image has.
+    let pushed = match &built {
+        Built::Image { reference } => {
+            stages.registry.push(&stages.docker, reference, &repository, &tag, log).await.map_err(|e| e.to_string())
+        }
+        Built::Assembled(assembled) => {
+            let previous = match stages.store.live_release(&source.app) {
+                Ok(live) => live.map(|release| release.image),
+                Err(error) => {
+                    log.line(format!(" !     cannot read the running release ({error}); every layer is written anew"));
+                    None
+                }
+            };
+            let exported = stages
+                .exporter
+                .export(&source.app, assembled, &tag, previous.as_deref(), source.work.path(), log)
+                .await;
+            exported.map(|exported| exported.digest).map_err(|e| e.to_string())
+        }
+    };
+    let digest = match pushed {
         Ok(digest) => digest,
-        Err(error) => return fail(error.to_string()),
+        Err(error) => return fail(error),
     };
     record(log, id, "its digest", stages.store.set_build_digest(id, &digest));
 
@@ -307,6 +330,7 @@ async fn run_build(stages: &Stages, request: &BuildRequest) -> Outcome {
         digest: digest.clone(),
         source: crate::store::ImageSource::Build,
         build_id: Some(id),
+        cause: None,
         cause_log: Some(log.clone()),
     };
     let outcome = match stages.image_streams.record(update).await {

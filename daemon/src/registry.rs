@@ -1,9 +1,12 @@
 //! The OCI registry: Debian's `docker-registry`, started and supervised by hoistd unless
 //! the config names an external one; pushing built images to it; asking it for digests.
 //!
-//! Pushes go through dockerd (`docker push`): the layers of a freshly built image live
-//! in dockerd already, and dockerd asks the registry for every blob before sending it,
-//! so only new layers travel. The digest of what landed is then asked of the registry
+//! Images a Dockerfile built, and the stacks' run images, are pushed through dockerd
+//! (`docker push`): their layers live in dockerd already, and dockerd asks the registry
+//! for every blob before sending it, so only new layers travel. Images hoist writes
+//! itself (`export`) go straight to the registry, blob by blob: `has_blob`,
+//! `mount_blob` (from a stack's repository, without sending it), `upload_blob` and
+//! `put_manifest`. The digest of what landed is then asked of the registry
 //! itself with oci-client: the registry, not the pusher, is the authority on digests.
 //!
 //! Architecture invariant: nothing outside this module knows the registry's wire
@@ -43,6 +46,8 @@ pub enum Error {
     Digest { reference: String, message: String },
     #[error("cannot tag {reference}: {message}")]
     Retag { reference: String, message: String },
+    #[error("blob {digest} of {name} in the registry: {message}")]
+    Blob { name: String, digest: String, message: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -102,11 +107,20 @@ impl Credentials {
     }
 }
 
+/// A blob to upload.
+pub enum Blob {
+    /// Streamed from this file.
+    File(PathBuf),
+    Bytes(Vec<u8>),
+}
+
 /// Where images go.
 #[derive(Clone)]
 pub struct Registry {
     addr: SocketAddr,
     client: Client,
+    /// For the requests oci-client does not make (blobs, manifests, mounts); one pool.
+    http: reqwest::Client,
     /// The account of hoistd's own registry; `None` for an external one (its access is
     /// the operator's to arrange). Sent only to `addr`, never to another registry.
     credentials: Option<Credentials>,
@@ -115,7 +129,7 @@ pub struct Registry {
 impl Registry {
     pub fn new(addr: SocketAddr, credentials: Option<Credentials>) -> Registry {
         let client = Client::new(ClientConfig { protocol: ClientProtocol::Http, ..Default::default() });
-        Registry { addr, client, credentials }
+        Registry { addr, client, http: reqwest::Client::new(), credentials }
     }
 
     /// The credentials of this registry, if it has any.
@@ -136,7 +150,7 @@ impl Registry {
 
     /// A request to this registry, with its account when it has one.
     fn request(&self, method: reqwest::Method, url: String) -> reqwest::RequestBuilder {
-        let request = reqwest::Client::new().request(method, url);
+        let request = self.http.request(method, url);
         match &self.credentials {
             Some(credentials) => request.basic_auth(&credentials.username, Some(&credentials.password)),
             None => request,
@@ -235,6 +249,137 @@ impl Registry {
             Some(digest) => Ok(digest),
             None => self.digest(&format!("{}/{name}:{to}", self.addr)).await,
         }
+    }
+
+    fn url(&self, name: &str, rest: &str) -> String {
+        format!("http://{}/v2/{name}/{rest}", self.addr)
+    }
+
+    /// Whether repository `name` holds blob `digest` (a blob is there only once all of it
+    /// arrived and matched its digest: a push cut short leaves nothing to find).
+    pub async fn has_blob(&self, name: &str, digest: &str) -> Result<bool> {
+        let fail = |message: String| Error::Blob { name: name.to_string(), digest: digest.to_string(), message };
+        let response = self
+            .request(reqwest::Method::HEAD, self.url(name, &format!("blobs/{digest}")))
+            .send()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        match response.status().as_u16() {
+            200 => Ok(true),
+            404 => Ok(false),
+            status => Err(fail(format!("the registry answered {status}"))),
+        }
+    }
+
+    /// Makes blob `digest` of repository `from` a blob of `name` too, without sending it
+    /// (the registry links it); false when the registry would rather have it uploaded.
+    pub async fn mount_blob(&self, name: &str, digest: &str, from: &str) -> Result<bool> {
+        let fail = |message: String| Error::Blob { name: name.to_string(), digest: digest.to_string(), message };
+        let url = self.url(name, &format!("blobs/uploads/?mount={digest}&from={from}"));
+        let response = self.request(reqwest::Method::POST, url).send().await.map_err(|e| fail(e.to_string()))?;
+        Ok(response.status().as_u16() == 201)
+    }
+
+    /// Uploads a blob to repository `name` in one request, its bytes streamed from
+    /// `blob`; the registry checks them against `digest` before keeping them.
+    pub async fn upload_blob(&self, name: &str, digest: &str, blob: Blob) -> Result<()> {
+        let fail = |message: String| Error::Blob { name: name.to_string(), digest: digest.to_string(), message };
+        let (size, body) = match blob {
+            Blob::File(path) => {
+                let file = tokio::fs::File::open(&path).await.map_err(|e| fail(format!("{}: {e}", path.display())))?;
+                let size = file.metadata().await.map_err(|e| fail(e.to_string()))?.len();
+                (size, reqwest::Body::wrap_stream(tokio_util::io::ReaderStream::new(file)))
+            }
+            Blob::Bytes(bytes) => (bytes.len() as u64, reqwest::Body::from(bytes)),
+        };
+        let started = self
+            .request(reqwest::Method::POST, self.url(name, "blobs/uploads/"))
+            .send()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if started.status().as_u16() != 202 {
+            return Err(fail(format!("starting the upload was answered {}", started.status())));
+        }
+        let location = started
+            .headers()
+            .get("location")
+            .and_then(|l| l.to_str().ok())
+            .ok_or_else(|| fail("the registry gave no upload location".to_string()))?;
+        let location = match location.starts_with('/') {
+            true => format!("http://{}{location}", self.addr),
+            false => location.to_string(),
+        };
+        let separator = if location.contains('?') { '&' } else { '?' };
+        let finished = self
+            .request(reqwest::Method::PUT, format!("{location}{separator}digest={digest}"))
+            .header("content-type", "application/octet-stream")
+            .header("content-length", size)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if finished.status().as_u16() != 201 {
+            let status = finished.status();
+            let text = finished.text().await.unwrap_or_default();
+            return Err(fail(format!("the upload was answered {status}: {}", text.trim())));
+        }
+        Ok(())
+    }
+
+    /// Puts manifest `bytes` (of `media_type`) as `reference` (a tag) of repository `name`.
+    pub async fn put_manifest(&self, name: &str, reference: &str, media_type: &str, bytes: Vec<u8>) -> Result<()> {
+        let fail = |message: String| Error::Push { reference: format!("{}/{name}:{reference}", self.addr), message };
+        let response = self
+            .request(reqwest::Method::PUT, self.url(name, &format!("manifests/{reference}")))
+            .header("content-type", media_type)
+            .body(bytes)
+            .send()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if !response.status().is_success() {
+            let status = response.status();
+            let text = response.text().await.unwrap_or_default();
+            return Err(fail(format!("the manifest was answered {status}: {}", text.trim())));
+        }
+        Ok(())
+    }
+
+    /// The manifest `reference` (tag or digest) of repository `name`: its bytes and digest.
+    pub async fn manifest(&self, name: &str, reference: &str) -> Result<(Vec<u8>, String)> {
+        let fail = |message: String| Error::Digest { reference: format!("{}/{name}:{reference}", self.addr), message };
+        let response = self
+            .request(reqwest::Method::GET, self.url(name, &format!("manifests/{reference}")))
+            .header("accept", "application/vnd.docker.distribution.manifest.v2+json")
+            .send()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(fail(format!("the registry answered {}", response.status())));
+        }
+        let bytes = response.bytes().await.map_err(|e| fail(e.to_string()))?.to_vec();
+        let digest = crate::image::sha256(&bytes);
+        Ok((bytes, digest))
+    }
+
+    /// A small blob (an image config) of repository `name`, whole; at most `max` bytes.
+    pub async fn small_blob(&self, name: &str, digest: &str, max: usize) -> Result<Vec<u8>> {
+        let fail = |message: String| Error::Blob { name: name.to_string(), digest: digest.to_string(), message };
+        let response = self
+            .request(reqwest::Method::GET, self.url(name, &format!("blobs/{digest}")))
+            .send()
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        if !response.status().is_success() {
+            return Err(fail(format!("the registry answered {}", response.status())));
+        }
+        let bytes = response.bytes().await.map_err(|e| fail(e.to_string()))?;
+        if bytes.len() > max {
+            return Err(fail(format!("it is {} bytes, more than the {max} an image config may be", bytes.len())));
+        }
+        if crate::image::sha256(&bytes) != digest {
+            return Err(fail("its bytes do not match its digest".to_string()));
+        }
+        Ok(bytes.to_vec())
     }
 
     /// `host:port` of this registry.

@@ -103,7 +103,7 @@ impl Retention {
             .image_stream(app)
             .unwrap_or_default()
             .into_iter()
-            .filter(|entry| entry.source == crate::store::ImageSource::Build)
+            .filter(|entry| entry.source.is_hoists())
             .map(|entry| entry.digest)
             .collect();
         let mut freed = self.remove_local_images(app, &kept).await;

@@ -62,7 +62,8 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 pub enum Change {
     /// A new digest on the tracked tag: this image (`repository@sha256:…`) with the app's
     /// current config.
-    Image { image: String, build_id: Option<i64> },
+    /// `cause` says what made it when that is not the build or a push (a rebase).
+    Image { image: String, build_id: Option<i64>, cause: Option<String> },
     /// The app's config changed: the live release's image with the current config.
     Config { description: String },
     /// Release `to`'s image and config again; the app's config becomes that config.
@@ -104,15 +105,16 @@ impl Rollouts {
         let (config_version, config) = self.store.app_config(app)?;
         let live = || self.store.live_release(app);
         Ok(match change {
-            Change::Image { image, build_id } => NewRelease {
+            Change::Image { image, build_id, cause } => NewRelease {
                 image: image.clone(),
                 build_id: *build_id,
                 target,
                 config_version,
                 config,
-                cause: match build_id {
-                    Some(id) => format!("build {id}"),
-                    None => "image pushed".to_string(),
+                cause: match (cause, build_id) {
+                    (Some(cause), _) => cause.clone(),
+                    (None, Some(id)) => format!("build {id}"),
+                    (None, None) => "image pushed".to_string(),
                 },
                 processes: match build_id {
                     // A build of a deleted app is gone with it, even if an app of the same

@@ -77,11 +77,12 @@ pub struct StackImages {
 }
 
 impl StackSpec {
-    /// `hoist/stack-node:22.12.0-build`, or `hoist/stack-base:build` without a version.
-    pub fn image(&self, kind: &str) -> String {
+    /// `<prefix>/stack-node:22.12.0-build`, or `<prefix>/stack-base:build` without a
+    /// version (the prefix is `hoist` unless `build.stack_images` says otherwise).
+    pub fn image(&self, prefix: &str, kind: &str) -> String {
         match &self.version {
-            Some(version) => format!("hoist/stack-{}:{version}-{kind}", self.name),
-            None => format!("hoist/stack-{}:{kind}", self.name),
+            Some(version) => format!("{prefix}/stack-{}:{version}-{kind}", self.name),
+            None => format!("{prefix}/stack-{}:{kind}", self.name),
         }
     }
 
@@ -133,6 +134,8 @@ impl CaCertificates {
 pub struct Stacks {
     docker: Docker,
     dir: PathBuf,
+    /// The repository prefix of the images (`build.stack_images`).
+    prefix: String,
     certificates: Arc<CaCertificates>,
     /// One lock per image tag, so two builds never make the same image at once.
     locks: Arc<std::sync::Mutex<HashMap<String, Arc<Mutex<()>>>>>,
@@ -140,13 +143,23 @@ pub struct Stacks {
 
 impl Stacks {
     /// `dir` is the `stacks` folder of the buildpacks.
-    pub fn new(docker: Docker, dir: PathBuf, certificates: CaCertificates) -> Stacks {
-        Stacks { docker, dir, certificates: Arc::new(certificates), locks: Default::default() }
+    pub fn new(docker: Docker, dir: PathBuf, prefix: String, certificates: CaCertificates) -> Stacks {
+        Stacks { docker, dir, prefix, certificates: Arc::new(certificates), locks: Default::default() }
     }
 
     /// Makes (or finds) both images of `spec`, writing progress to `log`.
     pub async fn ensure(&self, spec: &StackSpec, log: &LiveLog) -> Result<StackImages> {
-        let os = self.ensure_os(&spec.suite, log).await?;
+        self.make(spec, false, log).await
+    }
+
+    /// Makes both images of `spec` again from today's Debian packages (the OS image too,
+    /// upgraded), whatever is there; builds and `hoist rebase` use them from then on.
+    pub async fn refresh(&self, spec: &StackSpec, log: &LiveLog) -> Result<StackImages> {
+        self.make(spec, true, log).await
+    }
+
+    async fn make(&self, spec: &StackSpec, fresh: bool, log: &LiveLog) -> Result<StackImages> {
+        let os = self.ensure_os(&spec.suite, fresh, log).await?;
         let mut images: Vec<String> = Vec::new();
         for kind in ["build", "run"] {
             let dockerfile_path = self.dir.join(&spec.name).join(format!("{kind}.Dockerfile"));
@@ -165,9 +178,9 @@ impl Stacks {
                 args.push(("BUILD".to_string(), build.clone()));
                 parents.push(build.clone());
             }
-            let image = spec.image(kind);
+            let image = spec.image(&self.prefix, kind);
             let what = format!("stack {} ({kind} image)", spec.describe());
-            self.ensure_image(&image, &parents, &dockerfile, &[], &args, &what, log).await?;
+            self.ensure_image(&image, &parents, &dockerfile, &[], &args, &what, fresh, log).await?;
             images.push(image);
         }
         let run = images.pop().expect("two images");
@@ -176,17 +189,17 @@ impl Stacks {
     }
 
     /// `hoist/os:<suite>`, made when missing or stale.
-    async fn ensure_os(&self, suite: &str, log: &LiveLog) -> Result<String> {
+    async fn ensure_os(&self, suite: &str, fresh: bool, log: &LiveLog) -> Result<String> {
         let parent = self.ensure_suite(suite, log).await?;
         let dockerfile = self.read_stack_file("os.Dockerfile")?;
         let mut files = vec![("ca-certificates/".to_string(), Vec::new())];
         for (name, bytes) in &self.certificates.0 {
             files.push((format!("ca-certificates/{name}"), bytes.clone()));
         }
-        let image = format!("hoist/os:{suite}");
+        let image = format!("{}/os:{suite}", self.prefix);
         let args = [("FROM".to_string(), parent.clone())];
         let what = format!("the {suite} base with {} extra CA certificates", self.certificates.0.len());
-        self.ensure_image(&image, std::slice::from_ref(&parent), &dockerfile, &files, &args, &what, log).await?;
+        self.ensure_image(&image, std::slice::from_ref(&parent), &dockerfile, &files, &args, &what, fresh, log).await?;
         Ok(image)
     }
 
@@ -199,10 +212,10 @@ impl Stacks {
             return Ok(BOOTSTRAP_IMAGE.to_string());
         }
         let dockerfile = self.read_stack_file("suite.Dockerfile")?;
-        let image = format!("hoist/debian:{suite}");
+        let image = format!("{}/debian:{suite}", self.prefix);
         let args = [("SUITE".to_string(), suite.to_string())];
         let what = format!("Debian {suite} (debootstrap; about two minutes, once)");
-        self.ensure_image(&image, &[BOOTSTRAP_IMAGE.to_string()], &dockerfile, &[], &args, &what, log).await?;
+        self.ensure_image(&image, &[BOOTSTRAP_IMAGE.to_string()], &dockerfile, &[], &args, &what, false, log).await?;
         Ok(image)
     }
 
@@ -213,7 +226,7 @@ impl Stacks {
 
     /// Builds `image` unless it exists with the same key (which covers the ids of the
     /// `parents`); `files` go into the context beside the Dockerfile (names ending in `/`
-    /// are folders).
+    /// are folders). `fresh`: built again without dockerd's cache, whatever is there.
     #[allow(clippy::too_many_arguments)]
     async fn ensure_image(
         &self,
@@ -223,6 +236,7 @@ impl Stacks {
         files: &[(String, Vec<u8>)],
         args: &[(String, String)],
         what: &str,
+        fresh: bool,
         log: &LiveLog,
     ) -> Result<()> {
         let lock = self.locks.lock().unwrap_or_else(|p| p.into_inner()).entry(image.to_string()).or_default().clone();
@@ -233,10 +247,13 @@ impl Stacks {
         }
         let key = image_key(dockerfile, files, args, &parent_ids);
         let current = self.docker.inspect_image(image).await.ok().and_then(|i| i.config).and_then(|c| c.labels);
-        if current.as_ref().and_then(|labels| labels.get(LABEL_KEY)) == Some(&key) {
+        if !fresh && current.as_ref().and_then(|labels| labels.get(LABEL_KEY)) == Some(&key) {
             return Ok(());
         }
-        log.line(format!("-----> Preparing {what}: {image} (first use; kept for later builds)"));
+        match fresh {
+            true => log.line(format!("-----> Refreshing {what}: {image} (today's packages)")),
+            false => log.line(format!("-----> Preparing {what}: {image} (first use; kept for later builds)")),
+        }
         let context =
             build_context(dockerfile, files).map_err(|source| Error::Io { path: self.dir.clone(), source })?;
         let build_args: HashMap<&str, &str> = args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
@@ -250,6 +267,7 @@ impl Stacks {
             .forcerm(true)
             .buildargs(&build_args)
             .labels(&labels)
+            .nocache(fresh)
             .build();
         let mut output = self.docker.build_image(options, None, Some(bollard::body_full(context.into())));
         let mut recent: std::collections::VecDeque<String> = Default::default();
@@ -329,9 +347,9 @@ mod tests {
     #[test]
     fn image_names_and_keys() {
         let node = StackSpec { name: "node".into(), suite: "bookworm".into(), version: Some("22.12.0".into()) };
-        assert_eq!(node.image("build"), "hoist/stack-node:22.12.0-build");
+        assert_eq!(node.image("hoist", "build"), "hoist/stack-node:22.12.0-build");
         let base = StackSpec { name: "base".into(), suite: "bookworm".into(), version: None };
-        assert_eq!(base.image("run"), "hoist/stack-base:run");
+        assert_eq!(base.image("other", "run"), "other/stack-base:run");
         let args = [("A".to_string(), "1".to_string()), ("B".to_string(), "2".to_string())];
         let reversed = [args[1].clone(), args[0].clone()];
         assert_eq!(image_key(b"FROM x", &[], &args, "sha256:1"), image_key(b"FROM x", &[], &reversed, "sha256:1"));

@@ -255,11 +255,19 @@ pub enum ImageSource {
     Poll,
     /// `hoist images promote` retagged it.
     Promotion,
+    /// `hoist rebase` put a built image on its stack's current run image: retention may
+    /// delete it, as a build's.
+    Rebase,
 }
 
 impl ImageSource {
-    pub const ALL: [ImageSource; 4] =
-        [ImageSource::Build, ImageSource::Notification, ImageSource::Poll, ImageSource::Promotion];
+    pub const ALL: [ImageSource; 5] =
+        [ImageSource::Build, ImageSource::Notification, ImageSource::Poll, ImageSource::Promotion, ImageSource::Rebase];
+
+    /// Whether hoist made the image (so hoist may delete it).
+    pub fn is_hoists(self) -> bool {
+        matches!(self, ImageSource::Build | ImageSource::Rebase)
+    }
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -267,6 +275,7 @@ impl ImageSource {
             ImageSource::Notification => "notification",
             ImageSource::Poll => "poll",
             ImageSource::Promotion => "promotion",
+            ImageSource::Rebase => "rebase",
         }
     }
 

@@ -22,11 +22,15 @@ fn page(hoistd: &Hoistd, app: &str) -> String {
     body
 }
 
-/// "N layers pushed" of the image push in a build's output.
+/// The new layers the export sent to the registry: "(N new layers, …)" of its
+/// "-----> Pushing" line.
 fn layers_pushed(output: &str) -> usize {
-    let line = output.lines().find(|l| l.contains("layers pushed")).unwrap_or_else(|| panic!("no push in\n{output}"));
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let at = words.iter().position(|w| *w == "layers").unwrap();
+    let line = output
+        .lines()
+        .find(|l| l.contains("-----> Pushing") && l.contains(" new layer"))
+        .unwrap_or_else(|| panic!("no export push in\n{output}"));
+    let words: Vec<&str> = line.split(['(', ' ']).collect();
+    let at = words.iter().position(|w| *w == "new").unwrap();
     words[at - 1].parse().unwrap()
 }
 
@@ -49,8 +53,46 @@ fn node_express_app_goes_live_and_a_code_change_reuses_every_dependency() {
     let output = push_ok(&hoistd, &app, "expr");
     assert!(output.contains("Dependencies unchanged"), "{output}");
     assert!(!output.contains("npm ci"), "npm ran again\n{output}");
+    assert!(output.contains("deps layer reused (key "), "node_modules is not even read\n{output}");
     assert_eq!(layers_pushed(&output), 1, "only the app layer is new\n{output}");
     assert!(page(&hoistd, "expr").starts_with("Howdy from Express"));
+
+    // A layer is reused only while its blob is in the registry (a hoistd killed during an
+    // export leaves none to reuse): with the deps blob gone, it is written and sent again.
+    let deps = output.lines().find(|l| l.contains("-----> Exporting")).unwrap().to_string();
+    let image: serde_json::Value = {
+        let digest = output.lines().find_map(|l| l.split_whitespace().find(|w| w.starts_with("sha256:"))).unwrap();
+        let url = format!("http://127.0.0.1:{}/v2/expr/manifests/{digest}", hoistd.registry_port);
+        let client = reqwest::blocking::Client::new();
+        let get = client
+            .get(url)
+            .basic_auth("hoist", Some(hoistd.registry_password()))
+            .header("accept", "application/vnd.docker.distribution.manifest.v2+json");
+        get.send().unwrap().json().unwrap()
+    };
+    let layers = image["layers"].as_array().unwrap();
+    let deps_blob = layers[layers.len() - 2]["digest"].as_str().unwrap();
+    let url = format!("http://127.0.0.1:{}/v2/expr/blobs/{deps_blob}", hoistd.registry_port);
+    let deleted = reqwest::blocking::Client::new()
+        .delete(url)
+        .basic_auth("hoist", Some(hoistd.registry_password()))
+        .send()
+        .unwrap();
+    assert_eq!(deleted.status(), 202, "{deps}");
+    app.write("index.js", &std::fs::read_to_string(app.dir.join("index.js")).unwrap().replace("Howdy", "Hi"));
+    app.commit("another line");
+    let output = push_ok(&hoistd, &app, "expr");
+    assert!(!output.contains("deps layer reused"), "a layer whose blob is gone was reused\n{output}");
+    assert_eq!(layers_pushed(&output), 2, "the deps layer is sent again, with the app layer\n{output}");
+    assert!(page(&hoistd, "expr").starts_with("Hi from Express"));
+
+    // A changed lock file: a new deps layer.
+    let manifest = std::fs::read_to_string(app.dir.join("package.json")).unwrap();
+    app.write("package.json", &manifest.replacen('{', "{\n  \"description\": \"changed\",", 1));
+    app.commit("package.json");
+    let output = push_ok(&hoistd, &app, "expr");
+    assert!(output.contains("Installing dependencies: npm ci"), "{output}");
+    assert!(!output.contains("deps layer reused"), "a changed lock file makes a new deps layer\n{output}");
 }
 
 #[test]

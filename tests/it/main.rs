@@ -6,6 +6,7 @@ mod buildpacks;
 mod cli;
 mod cluster;
 mod hostile;
+mod images;
 mod kubernetes;
 mod logs;
 mod page;

@@ -675,7 +675,7 @@ fn each_invariant_fails_when_broken() {
         ("daemon/src/rollout.rs", "use crate::target", "fn stringly() -> Result<(), String> { Ok(()) }\nuse crate::target", "pipeline and rollout return typed errors"),
         ("daemon/src/target/kubernetes.rs", "async fn history(&self, name: &str, namespace: &str) -> Result<Vec<HistoryEntry>, HelmError> {", "async fn history(&self, name: &str, namespace: &str) -> Result<Vec<HistoryEntry>, String> {", "helm's runs are typed errors"),
         ("daemon/src/store.rs", "use rusqlite::", "use bollard::Docker as _Leak;\nuse rusqlite::", "the store knows rows"),
-        ("daemon/src/registry.rs", "reqwest::StatusCode::UNAUTHORIZED", "reqwest::Method::GET", "registry.rs (allowed, but it no longer does this"),
+        ("daemon/src/build.rs", "Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}", "Ok(()) => {}", "build.rs (allowed, but it no longer does this"),
         ("daemon/src/logs.rs", "//! ", "// ", "every module says what it is for"),
     ];
     for (file, find, replace, invariant) in breaks {

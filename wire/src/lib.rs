@@ -167,6 +167,24 @@ pub struct Rollback {
     pub release: i64,
 }
 
+/// What `POST /api/v1/apps/{app}/rebase` did to one app (and `POST /api/v1/rebase`, to
+/// each app).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Rebased {
+    pub app: String,
+    /// The new release, live; `None` when nothing was rolled out (see `message`).
+    pub release: Option<Release>,
+    /// `name (version)` of the app's stack, when it has one.
+    pub stack: Option<String>,
+    /// The digest of the run image the app is on now.
+    pub run_image: Option<String>,
+    /// Why nothing was rolled out, or why the rebase failed (`error`).
+    pub message: Option<String>,
+    /// True when the rebase of this app failed (the release before keeps serving).
+    #[serde(default)]
+    pub error: bool,
+}
+
 /// `POST /api/v1/apps/{app}/image-stream/promote`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -42,6 +42,10 @@ enum StacksCommand {
         /// The Debian suite.
         #[arg(long, default_value = "bookworm")]
         suite: String,
+        /// Make it again from today's Debian packages even if it exists (then `hoist
+        /// rebase --all` moves the apps built on it to the new run image, without builds).
+        #[arg(long)]
+        refresh: bool,
     },
 }
 
@@ -62,9 +66,9 @@ fn run() -> anyhow::Result<()> {
             let code = runtime.block_on(hoist::receive::run_pre_receive_hook());
             std::process::exit(code);
         }
-        Some(Command::Stacks { command: StacksCommand::Prepare { name, version, suite } }) => {
+        Some(Command::Stacks { command: StacksCommand::Prepare { name, version, suite, refresh } }) => {
             let config = hoist::config::Config::load(args.config.as_deref())?;
-            runtime.block_on(hoist::daemon::prepare_stack(config, &name, &suite, version))?;
+            runtime.block_on(hoist::daemon::prepare_stack(config, &name, &suite, version, refresh))?;
             return Ok(());
         }
         None => {}

@@ -1,0 +1,350 @@
+//! The export stage: what a buildpack's `assemble` left becomes an image in the registry,
+//! without `docker build` and without dockerd holding the image.
+//!
+//! ```text
+//!  assembled (app/, deps/, layers/*, run script, spec)
+//!    ─▶ the stack's run image in the registry (docker push once per dockerd image id)
+//!    ─▶ layers: run script, deps (reused by key), buildpack layers, app — each a
+//!       reproducible gzip tar, written once to the work dir, hashed on the way
+//!    ─▶ blobs the app's repository lacks: run layers mounted from the stack's repository,
+//!       the others uploaded ─▶ config ─▶ manifest (tag build-N) ─▶ digest
+//! ```
+//!
+//! A layer is reused only if the key of what made it matches the previous image's and
+//! its blob is in the registry: the registry keeps a blob only once all of it arrived and
+//! matched its digest, so a hoistd killed during an export leaves nothing a later build
+//! would reuse. `rebase` swaps an image's run layers for the stack's current run image
+//! by writing a new config and manifest over the same app layers: no build.
+//!
+//! Architecture invariant: the registry is reached through `registry` only; the image's
+//! bytes are made by `image` only.
+
+use crate::app::AppName;
+use crate::build::Assembled;
+use crate::image::{self, Base, Layer, Metadata};
+use crate::logs::LiveLog;
+use crate::registry::{self, Registry};
+use crate::stack::{self, StackSpec, Stacks};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// What can go wrong in an export or a rebase. Each message is shown to the user.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    Registry(#[from] registry::Error),
+    #[error(transparent)]
+    Image(#[from] image::Error),
+    #[error(transparent)]
+    Stack(#[from] stack::Error),
+    #[error("cannot write the image's layers: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("dockerd: {0}")]
+    Docker(#[from] bollard::errors::Error),
+    #[error(
+        "{image} was not built by a buildpack (a Dockerfile made it, or it was pushed to the registry), so it has no \
+         run image to swap; push the app again to rebuild it on its stack"
+    )]
+    NotRebasable { image: String },
+    #[error("{image} is not in hoistd's registry ({registry}); only images hoist keeps can be rebased")]
+    Elsewhere { image: String, registry: String },
+    #[error("layer {layer} ({digest}) of {image} is gone from the registry; push the app again to rebuild it")]
+    LayerGone { image: String, layer: String, digest: String },
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The most bytes an image config may have (hoist's are a few KiB).
+const CONFIG_MAX: usize = 4 * 1024 * 1024;
+
+/// An exported image.
+#[derive(Debug, Clone)]
+pub struct Exported {
+    pub digest: String,
+}
+
+/// A rebased image.
+#[derive(Debug, Clone)]
+pub struct Rebased {
+    /// The new image's digest; `None`: it is on the current run image already.
+    pub digest: Option<String>,
+    /// `name (version)` of its stack.
+    pub stack: String,
+    /// The run image's digest it is on now.
+    pub run_digest: String,
+}
+
+/// Writes images to the registry; cheap to clone.
+#[derive(Clone)]
+pub struct Exporter {
+    registry: Registry,
+    docker: bollard::Docker,
+    stacks: Stacks,
+    /// Run images in the registry, by the id of the dockerd image they were pushed from.
+    run_images: Arc<tokio::sync::Mutex<HashMap<String, Base>>>,
+}
+
+/// The repository of a stack's run images: `stacks/<name>`.
+fn stack_repository(stack: &str) -> String {
+    format!("stacks/{stack}")
+}
+
+/// A byte count as people read it.
+pub fn size(bytes: u64) -> String {
+    match bytes {
+        b if b < 1024 => format!("{b} B"),
+        b if b < 1024 * 1024 => format!("{:.0} KiB", b as f64 / 1024.0),
+        b => format!("{:.1} MiB", b as f64 / (1024.0 * 1024.0)),
+    }
+}
+
+impl Exporter {
+    pub fn new(registry: Registry, docker: bollard::Docker, stacks: Stacks) -> Exporter {
+        Exporter { registry, docker, stacks, run_images: Default::default() }
+    }
+
+    /// The dockerd image `local` of stack `spec` in the registry: pushed when it is not the
+    /// image pushed last; its manifest and config as the registry holds them.
+    async fn run_image(&self, spec: &StackSpec, local: &str, log: &LiveLog) -> Result<Base> {
+        let id = self.docker.inspect_image(local).await?.id.unwrap_or_default();
+        let mut known = self.run_images.lock().await;
+        if let Some(base) = known.get(&id) {
+            return Ok(base.clone());
+        }
+        let name = stack_repository(&spec.name);
+        let tag = local.rsplit_once(':').map_or("run", |(_, tag)| tag);
+        let repository = format!("{}/{name}", self.registry.addr());
+        log.line(format!("-----> Putting the run image of stack {} in the registry (once)", spec.describe()));
+        let digest = self.registry.push(&self.docker, local, &repository, tag, log).await?;
+        let (bytes, digest) = self.registry.manifest(&name, &digest).await?;
+        let manifest = image::Manifest::parse(&bytes)?;
+        let config = self.registry.small_blob(&name, &manifest.config.digest, CONFIG_MAX).await?;
+        let config = image::Config::parse(&config)?;
+        let base = Base { reference: format!("{name}@{digest}"), manifest, config };
+        known.insert(id, base.clone());
+        Ok(base)
+    }
+
+    /// The metadata of `image` (`host:port/<app>@sha256:…`) if hoist wrote it.
+    async fn metadata_of(&self, image: &str) -> Result<(String, image::Manifest, Option<Metadata>)> {
+        let own = format!("{}/", self.registry.addr());
+        let elsewhere = || Error::Elsewhere { image: image.to_string(), registry: self.registry.addr().to_string() };
+        let (name, digest) = image.strip_prefix(&own).and_then(|rest| rest.split_once('@')).ok_or_else(elsewhere)?;
+        let (bytes, _) = self.registry.manifest(name, digest).await?;
+        let manifest = image::Manifest::parse(&bytes)?;
+        let config = self.registry.small_blob(name, &manifest.config.digest, CONFIG_MAX).await?;
+        Ok((name.to_string(), manifest, image::metadata(&config)?))
+    }
+
+    /// Exports `assembled` as tag `tag` of the app's repository. `previous` is the image
+    /// the app runs now (`host:port/<app>@sha256:…`): a layer of it with the same key is
+    /// reused.
+    pub async fn export(
+        &self,
+        app: &AppName,
+        assembled: &Assembled,
+        tag: &str,
+        previous: Option<&str>,
+        work: &Path,
+        log: &LiveLog,
+    ) -> Result<Exported> {
+        let started = Instant::now();
+        let base = self.run_image(&assembled.stack, &assembled.run_image, log).await?;
+        let previous = match previous {
+            Some(image) => match self.metadata_of(image).await {
+                Ok((_, _, metadata)) => metadata,
+                Err(error) => {
+                    tracing::warn!(%app, %error, "cannot read the previous image; every layer is written anew");
+                    None
+                }
+            },
+            None => None,
+        };
+        let reusable = |name: &str, key: &Option<String>| {
+            let layer = previous.as_ref()?.layers.iter().find(|l| l.name == name)?;
+            (key.is_some() && layer.key == *key).then(|| layer.clone())
+        };
+
+        // The layers, bottom first; reused ones are not written.
+        let mut reused = None;
+        if let Some(layer) = reusable("deps", &assembled.deps_key) {
+            if self.registry.has_blob(app.as_str(), &layer.digest).await? {
+                reused = Some(layer);
+            }
+        }
+        let write_started = Instant::now();
+        let (assembled_copy, work_copy, reuse_deps) = (assembled.clone(), work.to_path_buf(), reused.clone());
+        let written = tokio::task::spawn_blocking(move || write_layers(&assembled_copy, &work_copy, reuse_deps))
+            .await
+            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let write_time = write_started.elapsed();
+        let layers: Vec<Layer> = written.iter().map(|(layer, _)| layer.clone()).collect();
+
+        let mut notes = Vec::new();
+        for (layer, file) in &written {
+            match (file, &layer.key) {
+                (None, Some(key)) => {
+                    notes.push(format!("{} layer reused (key {}…, 0 B)", layer.name, &key[..key.len().min(8)]))
+                }
+                _ => notes.push(format!("{} layer {}", layer.name, size(layer.size))),
+            }
+        }
+        log.line(format!("-----> Exporting: {}", notes.join(", ")));
+
+        // Blobs: the run image's mounted, ours uploaded, each only if the repository lacks it.
+        let push_started = Instant::now();
+        let name = app.as_str();
+        let stack_name = stack_repository(&assembled.stack.name);
+        self.mount_run_layers(name, &base, &stack_name).await?;
+        let (mut new_layers, mut sent) = (0, 0u64);
+        for (layer, file) in &written {
+            let Some(file) = file else { continue };
+            if self.registry.has_blob(name, &layer.digest).await? {
+                continue;
+            }
+            self.registry.upload_blob(name, &layer.digest, registry::Blob::File(file.clone())).await?;
+            new_layers += 1;
+            sent += layer.size;
+        }
+        let stack = image::Stack {
+            name: assembled.stack.name.clone(),
+            suite: assembled.stack.suite.clone(),
+            version: assembled.stack.version.clone(),
+            run_image: base.reference.clone(),
+        };
+        let composed = image::compose(&base, &stack, &assembled.spec, &layers)?;
+        self.put(name, tag, &composed).await?;
+        log.line(format!(
+            "-----> Pushing {}/{name} ({new_layers} new layer{}, {})",
+            self.registry.addr(),
+            if new_layers == 1 { "" } else { "s" },
+            size(sent)
+        ));
+        log.line(format!(
+            "       digest {} (export {:.2} s: layers {:.2} s, push {:.2} s)",
+            composed.digest,
+            started.elapsed().as_secs_f64(),
+            write_time.as_secs_f64(),
+            push_started.elapsed().as_secs_f64()
+        ));
+        Ok(Exported { digest: composed.digest })
+    }
+
+    /// Makes every layer of `base` a blob of repository `name`.
+    async fn mount_run_layers(&self, name: &str, base: &Base, from: &str) -> Result<()> {
+        for layer in &base.manifest.layers {
+            if !self.registry.has_blob(name, &layer.digest).await?
+                && !self.registry.mount_blob(name, &layer.digest, from).await?
+            {
+                return Err(registry::Error::Blob {
+                    name: name.to_string(),
+                    digest: layer.digest.clone(),
+                    message: format!("the registry would not link it from {from}"),
+                }
+                .into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Uploads `composed`'s config and puts its manifest as `tag` of repository `name`.
+    async fn put(&self, name: &str, tag: &str, composed: &image::Composed) -> Result<()> {
+        let config_digest = image::sha256(&composed.config);
+        if !self.registry.has_blob(name, &config_digest).await? {
+            self.registry.upload_blob(name, &config_digest, registry::Blob::Bytes(composed.config.clone())).await?;
+        }
+        self.registry.put_manifest(name, tag, image::MANIFEST_TYPE, composed.manifest.clone()).await?;
+        Ok(())
+    }
+
+    /// A new image of `image` (what `app` runs) on the current run image of its stack
+    /// (made anew when its inputs changed), its own layers unchanged: no build runs.
+    pub async fn rebase(&self, app: &AppName, image: &str, log: &LiveLog) -> Result<Rebased> {
+        let (name, manifest, metadata) = self.metadata_of(image).await?;
+        let metadata = metadata.ok_or_else(|| Error::NotRebasable { image: image.to_string() })?;
+        let spec = StackSpec {
+            name: metadata.stack.name.clone(),
+            suite: metadata.stack.suite.clone(),
+            version: metadata.stack.version.clone(),
+        };
+        let stack_images = self.stacks.ensure(&spec, log).await?;
+        let base = self.run_image(&spec, &stack_images.run, log).await?;
+        let run_digest = base.reference.rsplit_once('@').map_or("", |(_, d)| d).to_string();
+        if base.reference == metadata.stack.run_image {
+            return Ok(Rebased { digest: None, stack: spec.describe(), run_digest });
+        }
+        // The app's layers are the manifest's top ones, as many as the metadata names.
+        let ours = &manifest.layers[manifest.layers.len().saturating_sub(metadata.layers.len())..];
+        for (layer, descriptor) in metadata.layers.iter().zip(ours) {
+            if descriptor.digest != layer.digest || !self.registry.has_blob(&name, &layer.digest).await? {
+                return Err(Error::LayerGone {
+                    image: image.to_string(),
+                    layer: layer.name.clone(),
+                    digest: layer.digest.clone(),
+                });
+            }
+        }
+        self.mount_run_layers(&name, &base, &stack_repository(&spec.name)).await?;
+        let stack = image::Stack { run_image: base.reference.clone(), ..metadata.stack.clone() };
+        let composed = image::compose(&base, &stack, &metadata.spec, &metadata.layers)?;
+        let hex = composed.digest.trim_start_matches("sha256:");
+        let tag = format!("rebase-{}", &hex[..hex.len().min(12)]);
+        self.put(&name, &tag, &composed).await?;
+        tracing::info!(%app, from = image, to = %composed.digest, run = %base.reference, "rebased");
+        Ok(Rebased { digest: Some(composed.digest), stack: spec.describe(), run_digest })
+    }
+}
+
+/// Writes the layers of `assembled` into `work`, bottom first: the run script, the deps
+/// (or `reused`), each folder of `layers/`, the app. Each comes with the file it was
+/// written to, `None` when reused. Empty folders give no layer.
+fn write_layers(
+    assembled: &Assembled,
+    work: &Path,
+    reused: Option<Layer>,
+) -> std::io::Result<Vec<(Layer, Option<PathBuf>)>> {
+    let mut layers = Vec::new();
+    let mut run = image::LayerWriter::create(&work.join("layer-run.tar.gz"), "run")?;
+    run.tar().set_uid(0);
+    run.tar().dir("hoist/")?;
+    run.tar().file("hoist/run", 0o755, &assembled.run_script)?;
+    let (layer, path) = run.finish(None)?;
+    layers.push((layer, Some(path)));
+    match reused {
+        Some(layer) => layers.push((layer, None)),
+        None if !is_empty(&assembled.deps)? => {
+            let path = work.join("layer-deps.tar.gz");
+            let layer = image::layer_of_folder(&assembled.deps, "deps/", &path, "deps", assembled.deps_key.clone())?;
+            layers.push((layer, Some(path)));
+        }
+        None => {}
+    }
+    if assembled.layers.is_dir() {
+        let mut folders: Vec<(String, PathBuf)> = std::fs::read_dir(&assembled.layers)?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+            .collect();
+        folders.sort();
+        for (folder, dir) in folders {
+            if is_empty(&dir)? {
+                continue;
+            }
+            let path = work.join(format!("layer-{folder}.tar.gz"));
+            layers.push((image::layer_of_folder(&dir, "app/", &path, &folder, None)?, Some(path)));
+        }
+    }
+    let path = work.join("layer-app.tar.gz");
+    layers.push((image::layer_of_folder(&assembled.app, "app/", &path, "app", None)?, Some(path)));
+    Ok(layers)
+}
+
+fn is_empty(dir: &Path) -> std::io::Result<bool> {
+    match std::fs::read_dir(dir) {
+        Ok(mut entries) => Ok(entries.next().is_none()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(e),
+    }
+}
