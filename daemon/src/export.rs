@@ -332,8 +332,13 @@ fn write_layers(
             if is_empty(&dir)? {
                 continue;
             }
-            let path = work.join(format!("layer-{folder}.tar.gz"));
-            layers.push((image::layer_of_folder(&dir, "app/", &path, &folder, None)?, Some(path)));
+            // `1-dependencies` orders the folder; the layer is `dependencies`.
+            let name = match folder.split_once('-') {
+                Some((number, name)) if number.chars().all(|c| c.is_ascii_digit()) && !name.is_empty() => name,
+                _ => folder.as_str(),
+            };
+            let path = work.join(format!("layer-extra-{folder}.tar.gz"));
+            layers.push((image::layer_of_folder(&dir, "app/", &path, name, None)?, Some(path)));
         }
     }
     let path = work.join("layer-app.tar.gz");

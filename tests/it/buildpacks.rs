@@ -134,6 +134,7 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
     let output = push_ok(&hoistd, &app, "spring");
     assert!(output.contains("Java 17 (system.properties (java.runtime.version) asks for 17)"), "{output}");
     assert!(output.contains("Using the repo's ./mvnw"), "{output}");
+    assert!(output.contains("Spring Boot jar split into layers: 1-dependencies"), "{output}");
     let body = page(&hoistd, "spring");
     assert!(body.starts_with("Hello from Spring Boot on Java 17."), "{body}");
 
@@ -142,7 +143,12 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
     app.commit("one line");
     let output = push_ok(&hoistd, &app, "spring");
     assert!(output.contains("Downloaded 0 files into the Maven cache"), "{output}");
+    // The Procfile's `java -jar target/demo-1.0.0-SNAPSHOT.jar` runs the thin jar, and a
+    // code change sends only the application layer: kilobytes, not the 18 MB fat jar.
     assert!(page(&hoistd, "spring").starts_with("Hi from Spring Boot"));
+    assert_eq!(layers_pushed(&output), 1, "only the application layer is new\n{output}");
+    let pushed = output.lines().find(|l| l.contains("-----> Pushing") && l.contains("new layer")).unwrap();
+    assert!(pushed.contains(" KiB)") || pushed.contains(" B)"), "a code change sends less than 1 MiB: {pushed}");
 }
 
 #[test]

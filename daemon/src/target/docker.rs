@@ -50,13 +50,13 @@ pub struct AppLimits {
 impl AppLimits {
     /// The defaults, overridden by the app's `HOIST_MEMORY_MB` and `HOIST_PIDS_LIMIT`
     /// config vars (a value that is not a positive number is refused).
-    pub fn for_release(self, config: &std::collections::BTreeMap<String, String>) -> Result<AppLimits, String> {
-        let read = |name: &str| -> Result<Option<u64>, String> {
+    pub fn for_release(self, config: &std::collections::BTreeMap<String, String>) -> Result<AppLimits, Unready> {
+        let read = |name: &str| -> Result<Option<u64>, Unready> {
             match config.get(name) {
                 None => Ok(None),
                 Some(value) => match value.trim().parse::<u64>() {
                     Ok(n) if n > 0 => Ok(Some(n)),
-                    _ => Err(format!("config var {name}={value:?} is not a positive whole number; set it with `hoist config set APP {name}=512`")),
+                    _ => Err(Unready::BadLimit { name: name.to_string(), value: value.clone() }),
                 },
             }
         };
@@ -73,6 +73,70 @@ impl AppLimits {
 pub enum Error {
     #[error("dockerd: {0}")]
     Docker(#[from] bollard::errors::Error),
+}
+
+/// Why a release's container did not serve; its text is the release's failure reason,
+/// shown to the user who caused it.
+#[derive(Debug, thiserror::Error)]
+pub enum Unready {
+    #[error(
+        "config var {name}={value:?} is not a positive whole number; set it with `hoist config set APP {name}=512`"
+    )]
+    BadLimit { name: String, value: String },
+    #[error("cannot pull {image}: {source}")]
+    Pull { image: String, source: bollard::errors::Error },
+    #[error("cannot create container: {0}")]
+    Create(bollard::errors::Error),
+    #[error("cannot start container: {0}")]
+    Start(bollard::errors::Error),
+    #[error("cannot find its port: {0}")]
+    Inspect(bollard::errors::Error),
+    #[error("cannot find its port: no published port for {0}")]
+    NoPort(String),
+    #[error(transparent)]
+    Stopped(#[from] Stopped),
+    #[error("no HTTP answer below 500 on port {port} within {secs} s ({attempts} checks, last: {last})")]
+    NoAnswer { port: u16, secs: u64, attempts: u32, last: Check },
+    /// Went live, then stopped during the settling period.
+    #[error("{what} {after_secs:.1} s after it went live")]
+    StoppedAfterLive { what: Stopped, after_secs: f64 },
+    /// Went live, then failed two checks in a row during the settling period.
+    #[error("it stopped answering {after_secs:.1} s after it went live ({check})")]
+    StoppedAnswering { check: Check, after_secs: f64 },
+}
+
+/// A container that stopped running, or that its restart policy brought back.
+#[derive(Debug, thiserror::Error)]
+pub enum Stopped {
+    #[error("its container is gone: {0}")]
+    Gone(bollard::errors::Error),
+    #[error("its container exited with code {0}")]
+    Exited(i64),
+    #[error("its process exited and was restarted {}", times(*.0))]
+    RestartedClean(i64),
+    #[error("its process exited with code {code} and was restarted {}", times(*restarts))]
+    Restarted { code: i64, restarts: i64 },
+}
+
+fn times(n: i64) -> String {
+    if n == 1 {
+        "once".to_string()
+    } else {
+        format!("{n} times")
+    }
+}
+
+/// What one HTTP check of a release found wrong.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Check {
+    #[error("no answer yet")]
+    NoAnswerYet,
+    #[error("HTTP {0}")]
+    Status(reqwest::StatusCode),
+    #[error("connection refused")]
+    Refused,
+    #[error("{0}")]
+    Other(String),
 }
 
 impl From<Error> for super::Error {
@@ -105,7 +169,7 @@ impl DockerTarget {
 
     /// Starts the release's container and waits until it answers HTTP.
     /// Errors are reasons, for the release record and the user.
-    async fn start_and_check(&self, app: &AppName, release: &Release, log: &Tee) -> Result<SocketAddr, String> {
+    async fn start_and_check(&self, app: &AppName, release: &Release, log: &Tee) -> Result<SocketAddr, Unready> {
         let name = self.container_name(app, release.number);
         let (repository, digest) = release.image.split_once('@').unwrap_or((&release.image, ""));
         let pull = CreateImageOptionsBuilder::default().from_image(repository).tag(digest).build();
@@ -117,7 +181,7 @@ impl DockerTarget {
             .map(|(_, credentials)| credentials.clone());
         let mut pulling = self.docker.create_image(Some(pull), None, credentials);
         while let Some(item) = pulling.next().await {
-            item.map_err(|e| format!("cannot pull {}: {e}", release.image))?;
+            item.map_err(|source| Unready::Pull { image: release.image.clone(), source })?;
         }
 
         let port_key = format!("{}/tcp", self.settings.app_port);
@@ -159,11 +223,11 @@ impl DockerTarget {
         };
         self.remove_container(&name).await;
         let create = CreateContainerOptionsBuilder::default().name(&name).build();
-        self.docker.create_container(Some(create), body).await.map_err(|e| format!("cannot create container: {e}"))?;
-        self.docker.start_container(&name, None).await.map_err(|e| format!("cannot start container: {e}"))?;
+        self.docker.create_container(Some(create), body).await.map_err(Unready::Create)?;
+        self.docker.start_container(&name, None).await.map_err(Unready::Start)?;
         let upstream = match self.published_addr(&name).await {
             Ok(upstream) => upstream,
-            Err(error) => return Err(self.exited(&name).await.unwrap_or(format!("cannot find its port: {error}"))),
+            Err(error) => return Err(self.exited(&name).await.map_or(error, Unready::Stopped)),
         };
         log.line(format!(
             "       started {name}; checking http://{upstream}/ for up to {} s",
@@ -174,8 +238,8 @@ impl DockerTarget {
     }
 
     /// The 127.0.0.1 address dockerd published the app port on.
-    async fn published_addr(&self, container: &str) -> Result<SocketAddr, String> {
-        let inspect = self.docker.inspect_container(container, None).await.map_err(|e| e.to_string())?;
+    async fn published_addr(&self, container: &str) -> Result<SocketAddr, Unready> {
+        let inspect = self.docker.inspect_container(container, None).await.map_err(Unready::Inspect)?;
         let key = format!("{}/tcp", self.settings.app_port);
         let port = inspect
             .network_settings
@@ -183,49 +247,48 @@ impl DockerTarget {
             .and_then(|ports| ports.get(&key).cloned().flatten())
             .and_then(|bindings| bindings.into_iter().find_map(|b| b.host_port))
             .and_then(|port| port.parse::<u16>().ok())
-            .ok_or_else(|| format!("no published port for {key}"))?;
+            .ok_or(Unready::NoPort(key))?;
         Ok(SocketAddr::from(([127, 0, 0, 1], port)))
     }
 
     /// Why the container is not running, if it stopped or restarted since it started
     /// (the restart policy brings a crashed process back, so a crash loop can look
     /// "running": the restart count tells).
-    async fn exited(&self, container: &str) -> Option<String> {
+    async fn exited(&self, container: &str) -> Option<Stopped> {
         let inspect = match self.docker.inspect_container(container, None).await {
             Ok(inspect) => inspect,
-            Err(error) => return Some(format!("its container is gone: {error}")),
+            Err(error) => return Some(Stopped::Gone(error)),
         };
         let restarts = inspect.restart_count.unwrap_or(0);
         let state = inspect.state.unwrap_or_default();
         let code = state.exit_code.unwrap_or(-1);
         if state.running == Some(false) {
-            return Some(format!("its container exited with code {code}"));
+            return Some(Stopped::Exited(code));
         }
         // Once restarted, dockerd no longer tells the code the process exited with.
-        let times = if restarts == 1 { "once".to_string() } else { format!("{restarts} times") };
-        (restarts > 0).then(|| match code {
-            0 => format!("its process exited and was restarted {times}"),
-            code => format!("its process exited with code {code} and was restarted {times}"),
+        (restarts > 0).then_some(match code {
+            0 => Stopped::RestartedClean(restarts),
+            code => Stopped::Restarted { code, restarts },
         })
     }
 
     /// One HTTP check: `Err` says what was wrong.
-    async fn answers(&self, upstream: SocketAddr) -> Result<(), String> {
+    async fn answers(&self, upstream: SocketAddr) -> Result<(), Check> {
         match self.http.get(format!("http://{upstream}/")).send().await {
             Ok(response) if response.status().as_u16() < 500 => Ok(()),
-            Ok(response) => Err(format!("HTTP {}", response.status())),
-            Err(e) => Err(if e.is_connect() { "connection refused".to_string() } else { e.to_string() }),
+            Ok(response) => Err(Check::Status(response.status())),
+            Err(e) => Err(if e.is_connect() { Check::Refused } else { Check::Other(e.to_string()) }),
         }
     }
 
-    async fn wait_healthy(&self, container: &str, upstream: SocketAddr) -> Result<(), String> {
+    async fn wait_healthy(&self, container: &str, upstream: SocketAddr) -> Result<(), Unready> {
         let started = Instant::now();
-        let mut last = String::from("no answer yet");
+        let mut last = Check::NoAnswerYet;
         let mut attempts = 0;
         while started.elapsed() < self.settings.checks_timeout {
             attempts += 1;
             if let Some(exited) = self.exited(container).await {
-                return Err(exited);
+                return Err(exited.into());
             }
             match self.answers(upstream).await {
                 Ok(()) => return Ok(()),
@@ -233,11 +296,12 @@ impl DockerTarget {
             }
             tokio::time::sleep(self.settings.checks_interval).await;
         }
-        Err(format!(
-            "no HTTP answer below 500 on port {} within {} s ({attempts} checks, last: {last})",
-            self.settings.app_port,
-            self.settings.checks_timeout.as_secs()
-        ))
+        Err(Unready::NoAnswer {
+            port: self.settings.app_port,
+            secs: self.settings.checks_timeout.as_secs(),
+            attempts,
+            last,
+        })
     }
 
     /// Every release container of the app, running or not.
@@ -255,7 +319,7 @@ impl DockerTarget {
     }
 
     /// A release that will not serve: its last output to the log, its container removed.
-    async fn give_up(&self, app: &AppName, release: &Release, reason: String, log: &Tee) -> Failure {
+    async fn give_up(&self, app: &AppName, release: &Release, reason: Unready, log: &Tee) -> Failure {
         let container = self.container_name(app, release.number);
         let tail = self.container_log_tail(&container, 20).await;
         if !tail.is_empty() {
@@ -265,7 +329,7 @@ impl DockerTarget {
             }
         }
         self.remove_container(&container).await;
-        Failure::before_deploy(reason)
+        Failure::before_deploy(reason.to_string())
     }
 
     async fn container_log_tail(&self, container: &str, lines: usize) -> Vec<String> {
@@ -338,13 +402,14 @@ impl Target for DockerTarget {
             release.number,
             secs(self.settings.settle)
         ));
-        let upstream = self.published_addr(&name).await.map_err(Failure::before_deploy)?;
+        let upstream = self.published_addr(&name).await.map_err(|e| Failure::before_deploy(e.to_string()))?;
         let started = Instant::now();
         let mut failed_checks = 0;
         while started.elapsed() < self.settings.settle {
             tokio::time::sleep(self.settings.checks_interval).await;
             if let Some(exited) = self.exited(&name).await {
-                let reason = format!("{exited} {:.1} s after it went live", started.elapsed().as_secs_f64());
+                let after_secs = started.elapsed().as_secs_f64();
+                let reason = Unready::StoppedAfterLive { what: exited, after_secs };
                 return Err(self.give_up(app, release, reason, log).await);
             }
             match self.answers(upstream).await {
@@ -352,10 +417,8 @@ impl Target for DockerTarget {
                 // One slow answer is not a failure; two in a row are.
                 Err(_) if failed_checks == 0 => failed_checks = 1,
                 Err(what) => {
-                    let reason = format!(
-                        "it stopped answering {:.1} s after it went live ({what})",
-                        started.elapsed().as_secs_f64()
-                    );
+                    let after_secs = started.elapsed().as_secs_f64();
+                    let reason = Unready::StoppedAnswering { check: what, after_secs };
                     return Err(self.give_up(app, release, reason, log).await);
                 }
             }
@@ -410,6 +473,44 @@ impl Target for DockerTarget {
                 tracing::error!(%app, release = live.number, %error, "cannot find the live release's port");
                 Ok(Restored::default())
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn why_a_release_did_not_serve_reads_as_before() {
+        let limits = AppLimits { memory_mb: 512, pids: 100 };
+        let config = std::collections::BTreeMap::from([("HOIST_MEMORY_MB".to_string(), "lots".to_string())]);
+        let refused = limits.for_release(&config).unwrap_err().to_string();
+        assert!(refused.starts_with("config var HOIST_MEMORY_MB=\"lots\" is not a positive whole number"), "{refused}");
+        let config = std::collections::BTreeMap::from([("HOIST_PIDS_LIMIT".to_string(), "64".to_string())]);
+        assert_eq!(limits.for_release(&config).unwrap(), AppLimits { memory_mb: 512, pids: 64 });
+        let cases: Vec<(Unready, &str)> = vec![
+            (Stopped::Exited(3).into(), "its container exited with code 3"),
+            (Stopped::RestartedClean(1).into(), "its process exited and was restarted once"),
+            (
+                Stopped::Restarted { code: 2, restarts: 4 }.into(),
+                "its process exited with code 2 and was restarted 4 times",
+            ),
+            (
+                Unready::NoAnswer { port: 5000, secs: 30, attempts: 60, last: Check::Refused },
+                "no HTTP answer below 500 on port 5000 within 30 s (60 checks, last: connection refused)",
+            ),
+            (
+                Unready::StoppedAfterLive { what: Stopped::Exited(1), after_secs: 2.04 },
+                "its container exited with code 1 2.0 s after it went live",
+            ),
+            (
+                Unready::StoppedAnswering { check: Check::Status(reqwest::StatusCode::BAD_GATEWAY), after_secs: 1.0 },
+                "it stopped answering 1.0 s after it went live (HTTP 502 Bad Gateway)",
+            ),
+        ];
+        for (unready, text) in cases {
+            assert_eq!(unready.to_string(), text);
         }
     }
 }
