@@ -137,6 +137,16 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
     assert!(output.contains("Spring Boot jar split into layers: 1-dependencies"), "{output}");
     let body = page(&hoistd, "spring");
     assert!(body.starts_with("Hello from Spring Boot on Java 17."), "{body}");
+    // The run image carries a JRE cut with jlink: at most half its builder.
+    let size = |image: &str| -> u64 {
+        let inspect = std::process::Command::new("/usr/bin/docker")
+            .args(["image", "inspect", "-f", "{{.Size}}", image])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&inspect.stdout).trim().parse().unwrap_or_else(|_| panic!("{}", show(&inspect)))
+    };
+    let (run, build) = (size("hoist/stack-java:17-run"), size("hoist/stack-java:17-build"));
+    assert!(run * 2 <= build, "the Java run image is {run} bytes, its builder {build}");
 
     let java = app.dir.join("src/main/java/com/example/demo/DemoApplication.java");
     std::fs::write(&java, std::fs::read_to_string(&java).unwrap().replace("Hello from", "Hi from")).unwrap();
