@@ -65,6 +65,9 @@ impl From<store::Error> for Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// How many apps `rebase --all` moves at once.
+const REBASE_CONCURRENCY: usize = 4;
+
 /// What the service works with.
 pub struct Apps {
     pub store: Arc<Store>,
@@ -422,25 +425,32 @@ impl Apps {
     }
 
     /// Rebases every app with a live release built on a stack; apps on their stack's
-    /// current run image already, and apps without a stack, are left as they are.
+    /// current run image already, and apps without a stack, are left as they are. A few
+    /// apps at a time (each rollout waits out its settling period); answers in app order.
     pub async fn rebase_all(&self) -> Result<Vec<wire::Rebased>> {
-        let mut answers = Vec::new();
+        let mut apps = Vec::new();
         for app in self.store.apps()? {
-            if self.store.live_release(&app.name)?.is_none() {
-                continue;
+            if self.store.live_release(&app.name)?.is_some() {
+                apps.push(app.name);
             }
-            answers.push(match self.rebase(app.name.as_str()).await {
-                Ok(answer) => answer,
-                Err(error) => wire::Rebased {
-                    app: app.name.to_string(),
-                    release: None,
-                    stack: None,
-                    run_image: None,
-                    error: !matches!(error, Error::Conflict(_)),
-                    message: Some(error.to_string()),
-                },
-            });
         }
+        let answers = futures_util::stream::iter(apps)
+            .map(|app| async move {
+                match self.rebase(app.as_str()).await {
+                    Ok(answer) => answer,
+                    Err(error) => wire::Rebased {
+                        app: app.to_string(),
+                        release: None,
+                        stack: None,
+                        run_image: None,
+                        error: !matches!(error, Error::Conflict(_)),
+                        message: Some(error.to_string()),
+                    },
+                }
+            })
+            .buffered(REBASE_CONCURRENCY)
+            .collect()
+            .await;
         Ok(answers)
     }
 

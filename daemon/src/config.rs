@@ -177,7 +177,8 @@ pub struct RolloutConfig {
     pub app_port: u16,
     /// How long a new release has to answer HTTP before it is failed (Dokku's CHECKS).
     pub checks_timeout_secs: u64,
-    /// Pause between two health checks.
+    /// Pause between two health checks (an HTTP GET on loopback and a container
+    /// inspect): short, since a release goes live at its first answer.
     pub checks_interval_ms: u64,
     /// docker target: how long a new release must keep running and answering after
     /// traffic moved to it; if it crashes or stops answering meanwhile, traffic moves back
@@ -330,7 +331,7 @@ impl Default for RolloutConfig {
             target: TargetKind::Docker,
             app_port: 5000,
             checks_timeout_secs: 60,
-            checks_interval_ms: 500,
+            checks_interval_ms: 100,
             settle_secs: 5,
             keep_releases: 5,
             app_memory_mb: 1024,
