@@ -44,8 +44,9 @@ pub enum Error {
     #[error("dockerd: {0}")]
     Docker(#[from] bollard::errors::Error),
     #[error(
-        "{image} was not built by a buildpack (a Dockerfile made it, or it was pushed to the registry), so it has no \
-         run image to swap; push the app again to rebuild it on its stack"
+        "{image} was not built by a buildpack of this hoistd (a Dockerfile made it, it was pushed to the registry, or \
+         a hoistd from before rebase built it), so it has no run image to swap; push the app again to rebuild it \
+         on its stack"
     )]
     NotRebasable { image: String },
     #[error("{image} is not in hoistd's registry ({registry}); only images hoist keeps can be rebased")]
