@@ -152,7 +152,7 @@ impl Exporter {
         log: &LiveLog,
     ) -> Result<Exported> {
         let started = Instant::now();
-        let base = self.run_image(&assembled.stack, &assembled.run_image, log).await?;
+        let mut base = self.run_image(&assembled.stack, &assembled.run_image, log).await?;
         let previous = match previous {
             Some(image) => match self.metadata_of(image).await {
                 Ok((_, _, metadata)) => metadata,
@@ -198,7 +198,14 @@ impl Exporter {
         let push_started = Instant::now();
         let name = app.as_str();
         let stack_name = stack_repository(&assembled.stack.name);
-        self.mount_run_layers(name, &base, &stack_name).await?;
+        if let Err(error) = self.mount_run_layers(name, &base, &stack_name).await {
+            // The registry lost the run image since it was pushed (its storage was emptied
+            // or collected): push it again, once, rather than fail every build until restart.
+            tracing::warn!(%app, %error, run = %base.reference, "the run image is gone from the registry; pushing it again");
+            self.run_images.lock().await.retain(|_, known| known.reference != base.reference);
+            base = self.run_image(&assembled.stack, &assembled.run_image, log).await?;
+            self.mount_run_layers(name, &base, &stack_name).await?;
+        }
         let (mut new_layers, mut sent) = (0, 0u64);
         for (layer, file) in &written {
             let Some(file) = file else { continue };

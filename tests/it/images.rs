@@ -97,6 +97,19 @@ fn a_code_change_sends_only_the_app_layer_and_the_same_commit_gives_the_same_ima
     hoistd.create_app("site");
     let again = push_ok(&hoistd, &site, "site");
     assert_eq!(digest_of(&again), digest, "the same files give the same digest\n{again}");
+
+    // The registry loses the stack's run image (its layers deleted): the next app's build
+    // puts it there again instead of failing until hoistd restarts.
+    let client = reqwest::blocking::Client::new();
+    for layer in layer_digests(&manifest(&hoistd, "stacks/base", "run")) {
+        let url = format!("http://127.0.0.1:{}/v2/stacks/base/blobs/{layer}", hoistd.registry_port);
+        let deleted = client.delete(url).basic_auth("hoist", Some(hoistd.registry_password())).send().unwrap();
+        assert_eq!(deleted.status(), 202);
+    }
+    hoistd.create_app("other");
+    let other = push_ok(&hoistd, &site, "other");
+    assert!(other.contains("Putting the run image of stack base (bookworm) in the registry"), "{other}");
+    assert_eq!(hoistd.visit("other", "/").0, 200);
 }
 
 #[test]
