@@ -173,7 +173,7 @@ pub async fn rebase(client: &Client, app: Option<&str>, json: bool) -> anyhow::R
                 answer.app,
                 release.number,
                 answer.stack.as_deref().unwrap_or("?"),
-                &run[..run.len().min(12)]
+                run.get(..12).unwrap_or(run)
             ),
             (None, Some(message)) => println!("{}: {message}", answer.app),
             (None, None) => println!("{}: nothing done", answer.app),

@@ -409,7 +409,7 @@ impl Apps {
             cause: Some(format!(
                 "rebase (stack {}, run image sha256:{})",
                 rebased.stack,
-                &short[..short.len().min(12)]
+                short.get(..12).unwrap_or(short)
             )),
             cause_log: None,
         };

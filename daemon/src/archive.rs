@@ -178,23 +178,40 @@ pub const SMALL_FILE_MAX: u64 = 1024 * 1024;
 /// Reads one file out of an archive, refusing one bigger than `max` bytes (from its
 /// header, before reading it) with an error that names it.
 pub fn read_file(archive: &Path, wanted: &str, max: u64) -> std::io::Result<Option<Vec<u8>>> {
+    Ok(read_files(archive, &[(wanted, max)])?.pop().flatten())
+}
+
+/// Reads the files `wanted` (each with the most bytes it may have) out of an archive in
+/// one pass, refusing one bigger than its most as `read_file` does. Files the archive
+/// lacks are `None`, in the order asked.
+pub fn read_files(archive: &Path, wanted: &[(&str, u64)]) -> std::io::Result<Vec<Option<Vec<u8>>>> {
+    let mut found: Vec<Option<Vec<u8>>> = vec![None; wanted.len()];
     let mut reader = tar::Archive::new(BufReader::new(File::open(archive)?));
     for entry in reader.entries()? {
         let entry = entry?;
-        if entry.path()?.to_string_lossy().trim_start_matches("./") == wanted {
-            let size = entry.header().size()?;
-            if size > max {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::InvalidData,
-                    format!("{wanted} is {size} bytes; hoist reads at most {max} bytes of it, so it is refused; make it smaller"),
-                ));
-            }
-            let mut data = Vec::with_capacity(size as usize);
-            entry.take(max).read_to_end(&mut data)?;
-            return Ok(Some(data));
+        let path = entry.path()?.to_string_lossy().trim_start_matches("./").to_string();
+        let Some(at) = wanted.iter().position(|(w, _)| *w == path) else { continue };
+        if found[at].is_some() {
+            continue;
+        }
+        let max = wanted[at].1;
+        let size = entry.header().size()?;
+        if size > max {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!(
+                    "{path} is {size} bytes; hoist reads at most {max} bytes of it, so it is refused; make it smaller"
+                ),
+            ));
+        }
+        let mut data = Vec::with_capacity(size as usize);
+        entry.take(max).read_to_end(&mut data)?;
+        found[at] = Some(data);
+        if found.iter().all(Option::is_some) {
+            break;
         }
     }
-    Ok(None)
+    Ok(found)
 }
 
 /// Writes the regular files under `folder/` in `archive` into `dest` (created), paths
@@ -278,6 +295,8 @@ mod tests {
         assert_eq!(read_file(&source, "app/z.txt", SMALL_FILE_MAX).unwrap().unwrap(), b"z");
         let refused = read_file(&source, "app/a.sh", 3).unwrap_err().to_string();
         assert!(refused.contains("app/a.sh is 9 bytes; hoist reads at most 3 bytes"), "{refused}");
+        let both = read_files(&source, &[("app/z.txt", 1), ("missing", 1), ("app/a.sh", 9)]).unwrap();
+        assert_eq!(both, [Some(b"z".to_vec()), None, Some(b"#!/bin/sh".to_vec())], "one pass, in the order asked");
         let mut content = String::new();
         tar::Archive::new(&first[..]).entries().unwrap().next().unwrap().unwrap().read_to_string(&mut content).unwrap();
         assert_eq!(content, "#!/bin/sh", "contents are copied by their offsets");

@@ -509,19 +509,20 @@ impl Builder {
             spec.version.clone().unwrap_or_default().into_bytes(),
         ];
         // What reaches assemble besides the files: the repo's .s2i/environment and the
-        // app's config vars.
-        if let Some(bytes) = archive::read_file(&source.tar, ".s2i/environment", archive::SMALL_FILE_MAX)? {
+        // app's config vars. All of them read in one pass over the source.
+        let mut wanted: Vec<(&str, u64)> =
+            buildpack.manifest.deps_key.iter().map(|file| (file.as_str(), 64 * archive::SMALL_FILE_MAX)).collect();
+        wanted.push((".s2i/environment", archive::SMALL_FILE_MAX));
+        let mut files = archive::read_files(&source.tar, &wanted)?;
+        if let Some(bytes) = files.pop().flatten() {
             parts.push(bytes);
         }
         for (name, value) in source.config.iter() {
             parts.push(format!("{name}={value}").into_bytes());
         }
-        for file in &buildpack.manifest.deps_key {
+        for (file, bytes) in buildpack.manifest.deps_key.iter().zip(files) {
             parts.push(file.clone().into_bytes());
-            match archive::read_file(&source.tar, file, 64 * archive::SMALL_FILE_MAX)? {
-                Some(bytes) => parts.push(bytes),
-                None => parts.push(b"(absent)".to_vec()),
-            }
+            parts.push(bytes.unwrap_or_else(|| b"(absent)".to_vec()));
         }
         Ok(Some(key_of(&parts)))
     }

@@ -187,7 +187,7 @@ impl Exporter {
         for (layer, file) in &written {
             match (file, &layer.key) {
                 (None, Some(key)) => {
-                    notes.push(format!("{} layer reused (key {}…, 0 B)", layer.name, &key[..key.len().min(8)]))
+                    notes.push(format!("{} layer reused (key {}…, 0 B)", layer.name, key.get(..8).unwrap_or(key)))
                 }
                 _ => notes.push(format!("{} layer {}", layer.name, size(layer.size))),
             }
@@ -298,7 +298,7 @@ impl Exporter {
         let stack = image::Stack { run_image: base.reference.clone(), ..metadata.stack.clone() };
         let composed = image::compose(&base, &stack, &metadata.spec, &metadata.layers)?;
         let hex = composed.digest.trim_start_matches("sha256:");
-        let tag = format!("rebase-{}", &hex[..hex.len().min(12)]);
+        let tag = format!("rebase-{}", hex.get(..12).unwrap_or(hex));
         self.put(&name, &tag, &composed).await?;
         tracing::info!(%app, from = image, to = %composed.digest, run = %base.reference, "rebased");
         Ok(Rebased { digest: Some(composed.digest), stack: spec.describe(), run_digest })

@@ -107,6 +107,27 @@ impl Credentials {
     }
 }
 
+/// The most bytes a manifest hoist reads may have (an image's are a few KiB).
+pub const MANIFEST_MAX: usize = 4 * 1024 * 1024;
+
+/// The body of `response`, refused as soon as it passes `max` bytes (never read whole
+/// first: a manifest or config in the registry may have been pushed by anyone with its
+/// account).
+async fn read_bounded(mut response: reqwest::Response, max: usize) -> std::result::Result<Vec<u8>, String> {
+    let too_big = |size: u64| format!("it is {size} bytes or more, more than the {max} hoist reads of it");
+    if let Some(length) = response.content_length().filter(|length| *length > max as u64) {
+        return Err(too_big(length));
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if bytes.len() + chunk.len() > max {
+            return Err(too_big((bytes.len() + chunk.len()) as u64));
+        }
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
+}
+
 /// A blob to upload.
 pub enum Blob {
     /// Streamed from this file.
@@ -344,7 +365,8 @@ impl Registry {
         Ok(())
     }
 
-    /// The manifest `reference` (tag or digest) of repository `name`: its bytes and digest.
+    /// The manifest `reference` (tag or digest) of repository `name`: its bytes (at most
+    /// [`MANIFEST_MAX`]) and digest.
     pub async fn manifest(&self, name: &str, reference: &str) -> Result<(Vec<u8>, String)> {
         let fail = |message: String| Error::Digest { reference: format!("{}/{name}:{reference}", self.addr), message };
         let response = self
@@ -356,7 +378,7 @@ impl Registry {
         if !response.status().is_success() {
             return Err(fail(format!("the registry answered {}", response.status())));
         }
-        let bytes = response.bytes().await.map_err(|e| fail(e.to_string()))?.to_vec();
+        let bytes = read_bounded(response, MANIFEST_MAX).await.map_err(fail)?;
         let digest = crate::image::sha256(&bytes);
         Ok((bytes, digest))
     }
@@ -372,14 +394,11 @@ impl Registry {
         if !response.status().is_success() {
             return Err(fail(format!("the registry answered {}", response.status())));
         }
-        let bytes = response.bytes().await.map_err(|e| fail(e.to_string()))?;
-        if bytes.len() > max {
-            return Err(fail(format!("it is {} bytes, more than the {max} an image config may be", bytes.len())));
-        }
+        let bytes = read_bounded(response, max).await.map_err(fail)?;
         if crate::image::sha256(&bytes) != digest {
             return Err(fail("its bytes do not match its digest".to_string()));
         }
-        Ok(bytes.to_vec())
+        Ok(bytes)
     }
 
     /// `host:port` of this registry.
