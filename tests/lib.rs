@@ -64,6 +64,8 @@ pub struct Hoistd {
     pub api_port: u16,
     pub router_port: u16,
     pub registry_port: u16,
+    /// Where git over SSH listens.
+    pub ssh_port: u16,
     pub token: String,
     /// The hoistd program this test runs (the workspace's, unless the test copied it).
     program: PathBuf,
@@ -105,6 +107,7 @@ impl Hoistd {
             api_port: 0,
             router_port: 0,
             registry_port: 0,
+            ssh_port: 0,
             token: String::new(),
             program,
             child: None,
@@ -123,6 +126,7 @@ impl Hoistd {
             .env("HOIST_API_ADDR", format!("127.0.0.1:{}", self.api_port))
             .env("HOIST_ROUTER_ADDR", format!("127.0.0.1:{}", self.router_port))
             .env("HOIST_REGISTRY_ADDR", format!("127.0.0.1:{}", self.registry_port))
+            .env("HOIST_SSH_ADDR", format!("127.0.0.1:{}", self.ssh_port))
             .env("HOIST_INSTANCE", &self.instance)
             .env("HOIST_LOG", "info,hoist=debug")
             // The tests' Git hosts and registries run on this machine; hostile tests set
@@ -148,6 +152,7 @@ impl Hoistd {
                     addresses[key].as_str().and_then(|a| a.rsplit(':').next()).and_then(|p| p.parse().ok()).unwrap()
                 };
                 (self.api_port, self.router_port, self.registry_port) = (port("api"), port("router"), port("registry"));
+                self.ssh_port = port("ssh");
                 break;
             }
             if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
@@ -260,10 +265,15 @@ impl Hoistd {
 
     /// Runs the `hoist` CLI against this hoistd, whatever it answers.
     pub fn cli_may_fail(&self, args: &[&str]) -> Output {
+        self.cli_as(&self.token, args)
+    }
+
+    /// Runs the `hoist` CLI with `token` (a user's, say), whatever it answers.
+    pub fn cli_as(&self, token: &str, args: &[&str]) -> Output {
         Command::new(binary("hoist"))
             .args(args)
             .env("HOIST_URL", self.api_url())
-            .env("HOIST_TOKEN", &self.token)
+            .env("HOIST_TOKEN", token)
             .output()
             .unwrap()
     }

@@ -75,7 +75,9 @@ impl Client {
         let text = response.text().await.unwrap_or_default();
         let message = serde_json::from_str::<hoist_wire::ErrorAnswer>(&text).map(|e| e.error).unwrap_or(text);
         let code = match status.as_u16() {
-            401 | 403 => exit::UNAUTHORIZED,
+            401 => exit::UNAUTHORIZED,
+            // Known, but without the role: refused, and the message says which is needed.
+            403 => exit::REFUSED,
             404 => exit::NOT_FOUND,
             422 => exit::FAILED,
             400..=499 => exit::REFUSED,

@@ -4,6 +4,7 @@
 
 mod client;
 mod credentials;
+mod teams;
 mod verbs;
 
 use anyhow::{bail, Context};
@@ -16,7 +17,8 @@ use std::io::{BufRead, IsTerminal, Write};
 
 const EXIT_CODES: &str = "\
 Exit codes: 0 done; 1 other error; 2 wrong command line; 3 hoistd cannot be reached;
-4 no token or a wrong one; 5 no such app, build or release; 6 refused (bad input, conflict);
+4 no token or a wrong one; 5 no such app, build or release; 6 refused (bad input, conflict,
+or a role you do not hold: the message says which);
 7 a build or release failed (what ran before keeps running).";
 
 #[derive(Parser)]
@@ -55,13 +57,47 @@ enum Command {
         command: AppsCommand,
     },
     /// Adds a git remote (default `hoist`) for APP to the repo here; the token stays out
-    /// of the URL (git asks `hoist` for it).
+    /// of the URL (git asks `hoist` for it). `--ssh`: over SSH, with your key (`hoist
+    /// keys add`).
     #[command(name = "git:remote")]
     GitRemote {
         app: String,
         #[arg(long, short = 'r', default_value = "hoist")]
         remote: String,
+        #[arg(long)]
+        ssh: bool,
     },
+    /// Users (admin): `hoist users create NAME` prints their token once; `hoist users list`.
+    Users {
+        #[command(subcommand)]
+        command: teams::UsersCommand,
+    },
+    /// Who may do what on an app: `hoist access APP`; `add APP USER --role ROLE`, `remove APP USER`.
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Access {
+        #[arg(required = true)]
+        app: Option<String>,
+        #[command(subcommand)]
+        command: Option<teams::AccessCommand>,
+    },
+    /// API tokens: create (printed once), list (never the tokens), revoke.
+    Tokens {
+        #[command(subcommand)]
+        command: teams::TokensCommand,
+    },
+    /// SSH keys to push with: add FILE.pub, list, remove FINGERPRINT.
+    Keys {
+        #[command(subcommand)]
+        command: teams::KeysCommand,
+    },
+    /// Who did what, when, from where (the admin: everything; an app's owner: --app).
+    Audit {
+        #[arg(long)]
+        app: Option<String>,
+    },
+    /// Who this token is, and where git over SSH listens.
+    #[command(alias = "whoami")]
+    Info,
     /// An app's builds, newest first; or one build, or its log.
     Builds {
         app: String,
@@ -380,9 +416,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
             unreachable!("handled before the client is made")
         }
         Command::Apps { command } => apps(&client, command, json).await,
-        Command::GitRemote { app, remote } | Command::Remote { command: RemoteCommand::Add { app, name: remote } } => {
-            git_remote(&client, &app, &remote, json).await
+        Command::GitRemote { app, remote, ssh } => git_remote(&client, &app, &remote, ssh, json).await,
+        Command::Remote { command: RemoteCommand::Add { app, name: remote } } => {
+            git_remote(&client, &app, &remote, false, json).await
         }
+        Command::Users { command } => teams::users(&client, command, json).await,
+        Command::Access { app, command } => teams::access(&client, app, command, json).await,
+        Command::Tokens { command } => teams::tokens(&client, command, json).await,
+        Command::Keys { command } => teams::keys(&client, command, json).await,
+        Command::Audit { app } => teams::audit(&client, app, json).await,
+        Command::Info => info(&client, json).await,
         Command::Webhooks { app, rotate } => webhooks(&client, &app, rotate, json).await,
         Command::Builds { app, command: None } => verbs::builds(&client, &app, json).await,
         Command::Builds { app, command: Some(BuildsCommand::Info { id }) } => verbs::build(&client, &app, id).await,
@@ -434,19 +477,42 @@ async fn login(url: String, given: Option<String>, http: reqwest::Client, json: 
     if token.is_empty() {
         return Err(Failure::new(exit::UNAUTHORIZED, "no token given; nothing saved").into());
     }
-    // Check the token before saving it.
+    // Check the token before saving it (hoistd records the login).
     let client = Client { url: url.clone(), token: token.clone(), http };
+    let me: wire::Whoami = client.typed(Method::GET, "/api/v1/whoami", None).await?;
     let apps: Vec<wire::App> = client.typed(Method::GET, "/api/v1/apps", None).await?;
     credentials::save(&url, &token)?;
     credentials::set_default_url(&url)?;
     if json {
-        return pretty(&serde_json::json!({ "url": url, "apps": apps.len() }));
+        return pretty(&serde_json::json!({ "url": url, "name": me.name, "apps": apps.len() }));
     }
     println!(
-        "logged in to {url} ({} apps); the token is in {}",
+        "logged in to {url} as {} ({} apps); the token is in {}",
+        me.name,
         apps.len(),
         credentials::credentials_path()?.display()
     );
+    Ok(())
+}
+
+/// `hoist info`: who the token is, what it reaches, and where git over SSH listens.
+async fn info(client: &Client, json: bool) -> anyhow::Result<()> {
+    let me: wire::Whoami = client.typed(Method::GET, "/api/v1/whoami", None).await?;
+    if json {
+        return pretty(&me);
+    }
+    println!("hoistd:   {}", client.url);
+    println!("you:      {}{}", me.name, if me.admin { " (admin)" } else { "" });
+    if let Some(scope) = &me.scope {
+        println!("scope:    {scope} only");
+    }
+    match &me.ssh {
+        Some(ssh) => {
+            println!("git ssh:  ssh://git@{}/<app>.git", ssh.address);
+            println!("host key: {}", ssh.host_key);
+        }
+        None => println!("git ssh:  off"),
+    }
     Ok(())
 }
 
@@ -550,8 +616,25 @@ async fn apps(client: &Client, command: AppsCommand, json: bool) -> anyhow::Resu
     Ok(())
 }
 
-async fn git_remote(client: &Client, app: &str, remote: &str, json: bool) -> anyhow::Result<()> {
+async fn git_remote(client: &Client, app: &str, remote: &str, ssh: bool, json: bool) -> anyhow::Result<()> {
     client.json(Method::GET, &format!("/api/v1/apps/{app}"), None).await?;
+    if ssh {
+        let me: wire::Whoami = client.typed(Method::GET, "/api/v1/whoami", None).await?;
+        let Some(endpoint) = me.ssh else {
+            bail!("this hoistd does not serve git over SSH (ssh.enabled is off); use the HTTP remote")
+        };
+        // The host part as the API's URL names it (hoistd may listen on all interfaces).
+        let host = reqwest::Url::parse(&client.url)?.host_str().unwrap_or("localhost").to_string();
+        let port = endpoint.address.rsplit_once(':').map_or("2222", |(_, port)| port).to_string();
+        let remote_url = format!("ssh://git@{host}:{port}/{app}.git");
+        git(&["remote", "add", remote, &remote_url])?;
+        if json {
+            return pretty(&serde_json::json!({ "remote": remote, "url": remote_url, "host_key": endpoint.host_key }));
+        }
+        println!("remote {remote} pushes to app {app} over SSH with your key: git push {remote} main");
+        println!("hoistd's host key is {} (ssh asks you to accept it once)", endpoint.host_key);
+        return Ok(());
+    }
     let origin = credentials::origin(&client.url)?;
     credentials::save(&origin, &client.token)?;
     let helper = format!("!'{}' git-credential", std::env::current_exe()?.display());

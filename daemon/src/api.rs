@@ -1,11 +1,15 @@
 //! The HTTP API: REST under `/api/v1`, git smart HTTP under `/git/<app>.git`, and the
 //! internal endpoints the pre-receive hook and the registry call. Handlers are thin:
-//! they check the token, parse, call one method of the apps service ([`crate::apps`]),
-//! and answer.
+//! they take the [`Caller`] (who the token is: the apps service authenticates it),
+//! parse, call one method of the apps service ([`crate::apps`]) with the caller, and
+//! answer; the service decides whether the caller may.
 //!
 //! Architecture invariant: only this module knows HTTP status codes of the API; its
-//! handlers make no store call (the apps service does).
+//! handlers make no store call (the apps service does), and every handler of a public
+//! route takes a `Caller` (the hook, the registry and webhooks prove themselves with
+//! their own secrets).
 
+use crate::access::Caller;
 use crate::app::InvalidAppName;
 use crate::apps::{self, Apps, Pushed};
 use crate::logs::LogDir;
@@ -36,7 +40,8 @@ pub struct ApiState {
     pub hook: HookEnv,
     /// What the supervised registry sends with its notifications.
     pub registry_events_token: String,
-    pub admin_token: String,
+    /// Where git over SSH listens, for `hoist info` and `hoist git:remote --ssh`.
+    pub ssh: Option<wire::SshEndpoint>,
 }
 
 /// An API error: a status code and a message that says what to do.
@@ -52,6 +57,9 @@ pub enum ApiError {
     GitUnauthorized,
     #[error(transparent)]
     InvalidAppName(#[from] InvalidAppName),
+    /// The caller is known and may not do this: says which role is needed.
+    #[error("{0}")]
+    Forbidden(String),
     /// A webhook without a valid signature.
     #[error("{0}")]
     Unauthorized401(String),
@@ -77,6 +85,8 @@ impl From<apps::Error> for ApiError {
         use apps::Error as E;
         match error {
             E::InvalidAppName(error) => ApiError::InvalidAppName(error),
+            E::Unauthenticated => ApiError::Unauthorized,
+            E::Forbidden(message) => ApiError::Forbidden(message),
             E::UnknownApp(name) => ApiError::UnknownApp(name),
             E::NotFound(message) => ApiError::NotFound(message),
             E::Invalid(message) => ApiError::BadRequest(message),
@@ -95,23 +105,36 @@ impl From<JsonRejection> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let status = match &self {
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
             ApiError::Unauthorized
             | ApiError::GitUnauthorized
             | ApiError::NotTheHook
             | ApiError::Unauthorized401(_) => StatusCode::UNAUTHORIZED,
+            ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
             ApiError::InvalidAppName(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::UnknownApp(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::ReleaseFailed(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = self.status();
         if status.is_server_error() {
             tracing::error!(error = %self, "request failed");
         }
-        let mut response = (status, Json(json!({ "error": self.to_string() }))).into_response();
+        // git shows a text/plain answer to its user as `remote:` lines; JSON it hides.
+        let mut response = match self {
+            ApiError::GitUnauthorized => {
+                (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{self}\n")).into_response()
+            }
+            _ => (status, Json(json!({ "error": self.to_string() }))).into_response(),
+        };
         if status == StatusCode::UNAUTHORIZED {
             // Basic only for git: a browser answers a Basic challenge to the page's own
             // calls with a password dialog.
@@ -128,22 +151,29 @@ impl IntoResponse for ApiError {
 
 type ApiResult<T> = Result<T, ApiError>;
 
-/// Proof that the request carried the admin token.
-pub struct Admin;
-
-impl FromRequestParts<Arc<ApiState>> for Admin {
+/// Who the request's token is (the apps service authenticates it; it decides, per call,
+/// what the caller may do).
+impl FromRequestParts<Arc<ApiState>> for Caller {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &Arc<ApiState>) -> ApiResult<Admin> {
+    async fn from_request_parts(parts: &mut Parts, state: &Arc<ApiState>) -> ApiResult<Caller> {
+        let remote = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip().to_string())
+            .unwrap_or_default();
         let given = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|h| h.to_str().ok())
             .and_then(crate::auth::token_from_authorization);
-        match given {
-            Some(token) if crate::auth::token_matches(&token, &state.admin_token) => Ok(Admin),
-            _ if parts.uri.path().starts_with("/git/") => Err(ApiError::GitUnauthorized),
-            _ => Err(ApiError::Unauthorized),
+        let unauthorized =
+            || if parts.uri.path().starts_with("/git/") { ApiError::GitUnauthorized } else { ApiError::Unauthorized };
+        let Some(token) = given else { return Err(unauthorized()) };
+        match state.apps.authenticate(&token, &remote) {
+            Ok(caller) => Ok(caller),
+            Err(apps::Error::Unauthenticated) => Err(unauthorized()),
+            Err(other) => Err(other.into()),
         }
     }
 }
@@ -170,6 +200,14 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/apps/{app}/image-stream", get(image_stream))
         .route("/api/v1/apps/{app}/image-stream/promote", post(promote))
         .route("/api/v1/apps/{app}/webhook", get(show_webhook).post(rotate_webhook))
+        .route("/api/v1/apps/{app}/access", get(show_access))
+        .route("/api/v1/apps/{app}/access/{user}", axum::routing::put(grant_access).delete(remove_access))
+        .route("/api/v1/whoami", get(whoami))
+        .route("/api/v1/users", get(list_users).post(create_user))
+        .route("/api/v1/tokens", get(list_tokens).post(create_token))
+        .route("/api/v1/tokens/{name}", axum::routing::delete(revoke_token))
+        .route("/api/v1/keys", get(list_keys).post(add_key).delete(remove_key))
+        .route("/api/v1/audit", get(audit))
         .route("/internal/v1/receive", post(receive_hook))
         .route("/internal/v1/registry/events", post(registry_events))
         .route("/hooks/{app}", post(webhook).layer(axum::extract::DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT)))
@@ -233,72 +271,72 @@ fn parse_body<T: serde::de::DeserializeOwned>(body: &[u8], example: &str) -> Api
 
 async fn create_app(
     State(state): State<Arc<ApiState>>,
-    _: Admin,
+    caller: Caller,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<wire::App>)> {
     let request: wire::CreateApp = parse_body(&body, r#"{"name": "web1"}"#)?;
-    Ok((StatusCode::CREATED, Json(state.apps.create(request).await?)))
+    Ok((StatusCode::CREATED, Json(state.apps.create(&caller, request).await?)))
 }
 
 async fn update_app(
     State(state): State<Arc<ApiState>>,
-    _: Admin,
+    caller: Caller,
     Path(app): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<wire::App>> {
     let request: wire::UpdateApp = parse_body(&body, r#"{"buildpack": "node"}"#)?;
-    Ok(Json(state.apps.update(&app, request)?))
+    Ok(Json(state.apps.update(&caller, &app, request)?))
 }
 
-async fn list_apps(State(state): State<Arc<ApiState>>, _: Admin) -> ApiResult<Json<Vec<wire::App>>> {
-    Ok(Json(state.apps.list()?))
+async fn list_apps(State(state): State<Arc<ApiState>>, caller: Caller) -> ApiResult<Json<Vec<wire::App>>> {
+    Ok(Json(state.apps.list(&caller)?))
 }
 
 async fn show_app(
     State(state): State<Arc<ApiState>>,
-    _: Admin,
+    caller: Caller,
     Path(app): Path<String>,
 ) -> ApiResult<Json<wire::AppInfo>> {
-    Ok(Json(state.apps.show(&app)?))
+    Ok(Json(state.apps.show(&caller, &app)?))
 }
 
-async fn delete_app(State(state): State<Arc<ApiState>>, _: Admin, Path(app): Path<String>) -> ApiResult<StatusCode> {
-    state.apps.delete(&app).await?;
+async fn delete_app(State(state): State<Arc<ApiState>>, caller: Caller, Path(app): Path<String>) -> ApiResult<StatusCode> {
+    state.apps.delete(&caller, &app).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_builds(
     State(state): State<Arc<ApiState>>,
-    _: Admin,
+    caller: Caller,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<wire::Build>>> {
-    Ok(Json(state.apps.builds(&app)?))
+    Ok(Json(state.apps.builds(&caller, &app)?))
 }
 
 async fn show_build(
     State(state): State<Arc<ApiState>>,
-    _: Admin,
+    caller: Caller,
     Path((app, id)): Path<(String, String)>,
 ) -> ApiResult<Json<wire::Build>> {
-    let (_, build) = state.apps.build(&app, &id)?;
+    let (_, build) = state.apps.build(&caller, &app, &id)?;
     Ok(Json(build.into()))
 }
 
 async fn list_releases(
     State(state): State<Arc<ApiState>>,
-    _: Admin,
+    caller: Caller,
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<wire::Release>>> {
-    Ok(Json(state.apps.releases(&app)?))
+    Ok(Json(state.apps.releases(&caller, &app)?))
 }
 
 /// `GET /api/v1/apps/{app}/config`: the config vars and their version.
 async fn show_config(
     State(state): State<Arc<ApiState>>,
-    _: Admin,
+    caller: Caller,
     Path(app): Path<String>,
 ) -> ApiResult<Json<wire::Config>> {
-    Ok(Json(state.apps.config(&app)?))
+    Ok(Json(state.apps.config(&caller, &app)?))
 }
 
 /// `PATCH /api/v1/apps/{app}/config?secret=true`: the vars set are marked secret.
@@ -312,7 +350,7 @@ struct ConfigQuery {
 /// a change makes a new release of the live image (no build).
 async fn change_config(
     State(state): State<Arc<ApiState>>,
-    _: Admin,
+    caller: Caller,
     Path(app): Path<String>,
     Query(query): Query<ConfigQuery>,
     body: Bytes,
@@ -322,79 +360,108 @@ async fn change_config(
             "the request body must be a JSON object of names to strings (set) or null (unset), like {{\"GREETING\": \"hi\"}}: {e}"
         ))
     })?;
-    Ok(Json(state.apps.change_config(&app, changes, query.secret.unwrap_or(false)).await?))
+    Ok(Json(state.apps.change_config(&caller, &app, changes, query.secret.unwrap_or(false)).await?))
 }
 
 /// `GET /api/v1/registry`: where hoistd's registry is and its account, so an admin can
 /// push images apps follow (`hoist registry login`).
-async fn show_registry(State(state): State<Arc<ApiState>>, _: Admin) -> Json<wire::Registry> {
-    Json(state.apps.registry())
+async fn show_registry(State(state): State<Arc<ApiState>>, caller: Caller) -> ApiResult<Json<wire::Registry>> {
+    Ok(Json(state.apps.registry(&caller)?))
 }
 
 /// `POST /api/v1/gc`: applies the retention policy to every app now; says what it freed.
-async fn collect_garbage(State(state): State<Arc<ApiState>>, _: Admin) -> ApiResult<Json<wire::Gc>> {
-    Ok(Json(state.apps.collect_garbage().await?))
+async fn collect_garbage(State(state): State<Arc<ApiState>>, caller: Caller) -> ApiResult<Json<wire::Gc>> {
+    Ok(Json(state.apps.collect_garbage(&caller).await?))
 }
 
 /// `POST /api/v1/apps/{app}/rebase`: a new release on the current run image of the app's
 /// stack, without a build.
-async fn rebase(State(state): State<Arc<ApiState>>, Path(app): Path<String>) -> Result<Json<wire::Rebased>, ApiError> {
-    Ok(Json(state.apps.rebase(&app).await?))
+async fn rebase(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(app): Path<String>,
+) -> ApiResult<Json<wire::Rebased>> {
+    Ok(Json(state.apps.rebase(&caller, &app).await?))
 }
 
 /// `POST /api/v1/rebase`: every app whose stack's run image changed since its release.
-async fn rebase_all(State(state): State<Arc<ApiState>>) -> Result<Json<Vec<wire::Rebased>>, ApiError> {
-    Ok(Json(state.apps.rebase_all().await?))
+async fn rebase_all(State(state): State<Arc<ApiState>>, caller: Caller) -> ApiResult<Json<Vec<wire::Rebased>>> {
+    Ok(Json(state.apps.rebase_all(&caller).await?))
 }
 
 /// `POST /api/v1/apps/{app}/rollback` `{"release": N}`: a new release of release N's
 /// image and config.
 async fn rollback(
     State(state): State<Arc<ApiState>>,
-    _: Admin,
+    caller: Caller,
     Path(app): Path<String>,
     body: Bytes,
 ) -> ApiResult<(StatusCode, Json<wire::Release>)> {
     let request: wire::Rollback = parse_body(&body, r#"{"release": 1}"#)?;
-    Ok((StatusCode::CREATED, Json(state.apps.rollback(&app, request.release).await?)))
+    Ok((StatusCode::CREATED, Json(state.apps.rollback(&caller, &app, request.release).await?)))
 }
 
 async fn image_stream(
     State(state): State<Arc<ApiState>>,
-    _: Admin,
+    caller: Caller,
     Path(app): Path<String>,
 ) -> ApiResult<Json<wire::ImageStream>> {
-    Ok(Json(state.apps.image_stream(&app)?))
+    Ok(Json(state.apps.image_stream(&caller, &app)?))
 }
 
 #[allow(clippy::too_many_arguments)]
 async fn git(
     State(state): State<Arc<ApiState>>,
-    _: Admin,
+    caller: Caller,
     Path((repo, path)): Path<(String, String)>,
     ConnectInfo(remote): ConnectInfo<SocketAddr>,
     method: Method,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
     body: Body,
-) -> ApiResult<Response> {
-    let name = repo.strip_suffix(".git").unwrap_or(&repo);
-    let app = state.apps.app(name)?;
+) -> Response {
     let allowed = ["info/refs", "git-receive-pack", "git-upload-pack", "HEAD"];
     if !allowed.contains(&path.as_str()) {
-        return Err(ApiError::NotFound(format!("no such git path {path:?}")));
+        return git_refusal(StatusCode::NOT_FOUND, format!("no such git path {path:?}"));
     }
+    let query = query.unwrap_or_default();
+    let service = if path == "git-receive-pack" || query.contains("service=git-receive-pack") {
+        apps::GitService::Receive
+    } else {
+        apps::GitService::Upload
+    };
+    let name = repo.strip_suffix(".git").unwrap_or(&repo);
+    let (app, ticket) = match state.apps.open_git(&caller, name, service) {
+        Ok(opened) => opened,
+        Err(error) => {
+            let error = ApiError::from(error);
+            return git_refusal(error.status(), error.to_string());
+        }
+    };
     let request = GitRequest {
         app: app.name,
         path,
         method,
-        query: query.unwrap_or_default(),
+        query,
         headers,
         body,
-        remote_user: "hoist".to_string(),
+        remote_user: caller.actor(),
         remote_addr: remote.ip().to_string(),
+        push: ticket.id.clone(),
+        held: Box::new(ticket),
     };
-    receive::http_backend(&state.repos, &state.hook, request).await.map_err(|e| ApiError::Internal(e.to_string()))
+    match receive::http_backend(&state.repos, &state.hook, request).await {
+        Ok(response) => response,
+        Err(error) => git_refusal(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()),
+    }
+}
+
+/// A refusal git shows its user (`remote: …`): plain text, not JSON.
+fn git_refusal(status: StatusCode, message: String) -> Response {
+    if status.is_server_error() {
+        tracing::error!(error = %message, "git request failed");
+    }
+    (status, [(header::CONTENT_TYPE, "text/plain; charset=utf-8")], format!("{message}\n")).into_response()
 }
 
 /// Called by the pre-receive hook: starts the build of the deploy branch and streams
@@ -450,12 +517,12 @@ async fn webhook(
 /// following `to` roll out.
 async fn promote(
     State(state): State<Arc<ApiState>>,
-    _: Admin,
+    caller: Caller,
     Path(app): Path<String>,
     body: Bytes,
 ) -> ApiResult<Json<wire::Promoted>> {
     let request: wire::Promote = parse_body(&body, r#"{"from": "latest", "to": "stable"}"#)?;
-    Ok(Json(state.apps.promote(&app, request).await?))
+    Ok(Json(state.apps.promote(&caller, &app, request).await?))
 }
 
 /// `POST /internal/v1/registry/events`: the supervised registry's push notifications.
@@ -479,20 +546,20 @@ async fn registry_events(State(state): State<Arc<ApiState>>, headers: HeaderMap,
 /// `GET /api/v1/apps/{app}/webhook`: where to send webhooks; the secret is not shown.
 async fn show_webhook(
     State(state): State<Arc<ApiState>>,
-    _: Admin,
+    caller: Caller,
     Path(app): Path<String>,
 ) -> ApiResult<Json<wire::Webhook>> {
-    Ok(Json(state.apps.webhook(&app)?))
+    Ok(Json(state.apps.webhook(&caller, &app)?))
 }
 
 /// `POST /api/v1/apps/{app}/webhook`: makes a new webhook secret (the old one stops
 /// working) and shows it, this once.
 async fn rotate_webhook(
     State(state): State<Arc<ApiState>>,
-    _: Admin,
+    caller: Caller,
     Path(app): Path<String>,
 ) -> ApiResult<Json<wire::Webhook>> {
-    Ok(Json(state.apps.rotate_webhook(&app)?))
+    Ok(Json(state.apps.rotate_webhook(&caller, &app)?))
 }
 
 fn ndjson_once(lines: Vec<String>, end: HookMessage) -> Response {
@@ -502,4 +569,136 @@ fn ndjson_once(lines: Vec<String>, end: HookMessage) -> Response {
     }
     body.extend_from_slice(&logs::line_of(&end));
     ([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response()
+}
+
+/// `GET /api/v1/whoami`: who the token is (what `hoist login` checks; recorded as a
+/// login), and where git over SSH listens.
+async fn whoami(State(state): State<Arc<ApiState>>, caller: Caller) -> ApiResult<Json<wire::Whoami>> {
+    Ok(Json(state.apps.whoami(&caller, state.ssh.clone())?))
+}
+
+/// `POST /api/v1/users` `{"name": "alice"}`: the user and their first token, shown once.
+async fn create_user(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<wire::NewToken>)> {
+    let request: wire::CreateUser = parse_body(&body, r#"{"name": "alice"}"#)?;
+    Ok((StatusCode::CREATED, Json(state.apps.create_user(&caller, request)?)))
+}
+
+async fn list_users(State(state): State<Arc<ApiState>>, caller: Caller) -> ApiResult<Json<Vec<wire::User>>> {
+    Ok(Json(state.apps.users(&caller)?))
+}
+
+/// `GET /api/v1/apps/{app}/access`: who may do what on the app.
+async fn show_access(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(app): Path<String>,
+) -> ApiResult<Json<wire::Access>> {
+    Ok(Json(state.apps.access(&caller, &app)?))
+}
+
+/// `PUT /api/v1/apps/{app}/access/{user}` `{"role": "deployer"}`.
+async fn grant_access(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path((app, user)): Path<(String, String)>,
+    body: Bytes,
+) -> ApiResult<Json<wire::Access>> {
+    let request: wire::Grant = parse_body(&body, r#"{"role": "deployer"}"#)?;
+    Ok(Json(state.apps.grant(&caller, &app, &user, request)?))
+}
+
+/// `DELETE /api/v1/apps/{app}/access/{user}`.
+async fn remove_access(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path((app, user)): Path<(String, String)>,
+) -> ApiResult<Json<wire::Access>> {
+    Ok(Json(state.apps.revoke(&caller, &app, &user)?))
+}
+
+/// `POST /api/v1/tokens` `{"name": "ci", "app": "web1", "role": "deployer"}`: shown once.
+async fn create_token(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<wire::NewToken>)> {
+    let request: wire::CreateToken = parse_body(&body, r#"{"name": "ci", "app": "web1", "role": "deployer"}"#)?;
+    Ok((StatusCode::CREATED, Json(state.apps.create_token(&caller, request)?)))
+}
+
+async fn list_tokens(State(state): State<Arc<ApiState>>, caller: Caller) -> ApiResult<Json<Vec<wire::Token>>> {
+    Ok(Json(state.apps.tokens(&caller)?))
+}
+
+/// `?user=alice` (admin): whose token or keys a call is about.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserQuery {
+    user: Option<String>,
+}
+
+/// `DELETE /api/v1/tokens/{name}[?user=alice]`: answers 401 from then on.
+async fn revoke_token(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(name): Path<String>,
+    Query(query): Query<UserQuery>,
+) -> ApiResult<StatusCode> {
+    state.apps.revoke_token(&caller, &name, query.user.as_deref())?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /api/v1/keys` `{"public_key": "ssh-ed25519 AAAA… alice@laptop"}`.
+async fn add_key(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<wire::Key>)> {
+    let request: wire::AddKey = parse_body(&body, r#"{"public_key": "ssh-ed25519 AAAA… alice@laptop"}"#)?;
+    Ok((StatusCode::CREATED, Json(state.apps.add_key(&caller, request)?)))
+}
+
+async fn list_keys(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Query(query): Query<UserQuery>,
+) -> ApiResult<Json<Vec<wire::Key>>> {
+    Ok(Json(state.apps.keys(&caller, query.user.as_deref())?))
+}
+
+/// `?fingerprint=SHA256:…` (a fingerprint has `/` and `+`, so it is not a path).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct KeyQuery {
+    fingerprint: String,
+}
+
+/// `DELETE /api/v1/keys?fingerprint=SHA256:…`.
+async fn remove_key(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Query(query): Query<KeyQuery>,
+) -> ApiResult<StatusCode> {
+    state.apps.remove_key(&caller, &query.fingerprint)?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `?app=web1`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditQuery {
+    app: Option<String>,
+}
+
+/// `GET /api/v1/audit[?app=web1]`: who did what, newest first.
+async fn audit(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Query(query): Query<AuditQuery>,
+) -> ApiResult<Json<Vec<wire::AuditEntry>>> {
+    Ok(Json(state.apps.audit(&caller, query.app.as_deref())?))
 }

@@ -7,6 +7,7 @@
 //! Architecture invariant: knows apps, stores, stages and wire shapes, never HTTP status
 //! codes or axum; the API's handlers make no store call of their own.
 
+use crate::access::{Caller, Role};
 use crate::app::{AppName, InvalidAppName};
 use crate::build::Builder;
 use crate::config::TargetKind;
@@ -28,11 +29,20 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
+mod teams;
+pub use teams::{GitService, PushTicket, Pushes};
+
 /// Why a request about an app was not done; each says what to do.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error(transparent)]
     InvalidAppName(#[from] InvalidAppName),
+    /// No token, or one that is not (or no longer) valid; no key that is known.
+    #[error("missing or wrong token")]
+    Unauthenticated,
+    /// The caller is known but lacks the role (or is not the admin): says which is needed.
+    #[error("{0}")]
+    Forbidden(String),
     #[error("no app named {0:?}; create it with `hoist apps create {0}`")]
     UnknownApp(String),
     #[error("{0}")]
@@ -58,6 +68,7 @@ impl From<store::Error> for Error {
     fn from(error: store::Error) -> Error {
         match error {
             store::Error::AppExists(name) => Error::Exists(name),
+            store::Error::Exists(message) => Error::Conflict(message),
             other => Error::Internal(other.to_string()),
         }
     }
@@ -96,6 +107,14 @@ pub struct Apps {
     pub url_policy: outside_url::Policy,
     /// How long a webhook's fetch may take.
     pub fetch_timeout: std::time::Duration,
+    /// The operator's token.
+    pub admin_token: crate::auth::AdminToken,
+    /// What users' tokens are hashed with.
+    pub token_key: crate::auth::TokenKey,
+    /// Pushes in flight, so the hook's request is its caller's.
+    pub pushes: Arc<Pushes>,
+    /// How long the audit log keeps an entry.
+    pub audit_keep_days: u32,
 }
 
 /// What a push to an app's repo asks of it.
@@ -113,23 +132,37 @@ pub struct RuntimeOutput {
 }
 
 impl Apps {
-    /// The app named `name`.
-    pub fn app(&self, name: &str) -> Result<store::App> {
+    /// The app named `name`, for hoistd's own callers (the hook's request, whose push was
+    /// authorized when its `git` started).
+    fn app(&self, name: &str) -> Result<store::App> {
         let name = AppName::parse(name)?;
         self.store.app(&name)?.ok_or_else(|| Error::UnknownApp(name.to_string()))
     }
 
-    pub fn list(&self) -> Result<Vec<wire::App>> {
-        Ok(self.store.apps()?.into_iter().map(wire::App::from).collect())
+    /// The apps the caller may see, with the role it holds on each.
+    pub fn list(&self, caller: &Caller) -> Result<Vec<wire::App>> {
+        let grants = match caller.user() {
+            Some(user) => self.store.grants_of(user)?,
+            None => Default::default(),
+        };
+        let mut apps = Vec::new();
+        for app in self.store.apps()? {
+            let Some(role) = caller.role_on(&app.name, grants.get(&app.name).copied()) else { continue };
+            let mut shown = wire::App::from(app);
+            shown.role = Some(role.to_string());
+            apps.push(shown);
+        }
+        Ok(apps)
     }
 
-    pub fn show(&self, name: &str) -> Result<wire::AppInfo> {
-        let app = self.app(name)?;
+    pub fn show(&self, caller: &Caller, name: &str) -> Result<wire::AppInfo> {
+        let app = self.authorize(caller, name, Role::Viewer, "seeing the app")?;
         let live_release = self.store.live_release(&app.name)?.map(wire::Release::from);
         Ok(wire::AppInfo { app: app.into(), live_release })
     }
 
-    pub async fn create(&self, request: wire::CreateApp) -> Result<wire::App> {
+    pub async fn create(&self, caller: &Caller, request: wire::CreateApp) -> Result<wire::App> {
+        self.admin_only(caller, "create apps")?;
         let name = AppName::parse(&request.name)?;
         let branch = request.deploy_branch.unwrap_or_else(|| "main".to_string());
         if !receive::is_valid_branch_name(&branch) {
@@ -153,7 +186,8 @@ impl Apps {
             }
             outside_url::check_image(image, &self.url_policy).map_err(|e| Error::Invalid(e.to_string()))?;
         }
-        let app = self.store.create_app(&name, &branch, request.buildpack.as_deref(), target)?;
+        let audit = Self::audit_entry(caller, Some(&name), "app.create", format!("target {target}"));
+        let app = self.store.create_app(&name, &branch, request.buildpack.as_deref(), target, &audit)?;
         if let Some(image) = &request.image {
             self.store.set_app_image(&name, Some(image))?;
             let (watch, name) = (self.image_watch.clone(), name.clone());
@@ -164,7 +198,8 @@ impl Apps {
         }
         let app = self.store.app(&name)?.unwrap_or(app);
         if let Err(error) = self.repos.create(&name, &branch) {
-            if let Err(undo) = self.store.delete_app(&name) {
+            let audit = Self::audit_entry(caller, Some(&name), "app.delete", "its repository could not be made");
+            if let Err(undo) = self.store.delete_app(&name, &audit) {
                 tracing::error!(app = %name, %undo, "cannot remove the app whose repository could not be made");
             }
             return Err(Error::Internal(error.to_string()));
@@ -173,8 +208,16 @@ impl Apps {
         Ok(app.into())
     }
 
-    pub fn update(&self, name: &str, request: wire::UpdateApp) -> Result<wire::App> {
-        let app = self.app(name)?;
+    pub fn update(&self, caller: &Caller, name: &str, request: wire::UpdateApp) -> Result<wire::App> {
+        let app = self.authorize(caller, name, Role::Deployer, "changing the app's settings")?;
+        let changed: Vec<&str> = [
+            request.buildpack.is_some().then_some("buildpack"),
+            request.repo.is_some().then_some("repo"),
+            request.repo_token.is_some().then_some("repo_token"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
         if let Some(Some(url)) = &request.repo {
             self.check_repo_url(url)?;
         }
@@ -191,12 +234,13 @@ impl Apps {
             };
             self.store.set_app_repo(&app.name, url.as_deref(), request.repo_token.as_ref().map(|t| t.as_deref()))?;
         }
+        self.store.record_audit(&Self::audit_entry(caller, Some(&app.name), "app.update", changed.join(" ")))?;
         Ok(self.app(app.name.as_str())?.into())
     }
 
     /// Deletes the app with its releases, containers, images, cache, repo and logs.
-    pub async fn delete(&self, name: &str) -> Result<()> {
-        let app = self.app(name)?;
+    pub async fn delete(&self, caller: &Caller, name: &str) -> Result<()> {
+        let app = self.authorize(caller, name, Role::Owner, "destroying the app")?;
         let digests: Vec<String> = self
             .store
             .image_stream(&app.name)?
@@ -209,7 +253,7 @@ impl Apps {
         self.builder.remove_cache(&app.name).await;
         let freed = self.retention.remove_app(&app.name, &digests).await;
         tracing::info!(app = %app.name, ?freed, "the app's images removed");
-        self.store.delete_app(&app.name)?;
+        self.store.delete_app(&app.name, &Self::audit_entry(caller, Some(&app.name), "app.delete", ""))?;
         self.repos.delete(&app.name).map_err(|e| Error::Internal(e.to_string()))?;
         if let Err(error) = std::fs::remove_dir_all(self.logs.app_dir(&app.name)) {
             if error.kind() != std::io::ErrorKind::NotFound {
@@ -220,14 +264,14 @@ impl Apps {
         Ok(())
     }
 
-    pub fn builds(&self, name: &str) -> Result<Vec<wire::Build>> {
-        let app = self.app(name)?;
+    pub fn builds(&self, caller: &Caller, name: &str) -> Result<Vec<wire::Build>> {
+        let app = self.authorize(caller, name, Role::Viewer, "reading builds")?;
         Ok(self.store.builds(&app.name)?.into_iter().map(wire::Build::from).collect())
     }
 
     /// Build `id` (as given in a path) of the app.
-    pub fn build(&self, name: &str, id: &str) -> Result<(store::App, store::Build)> {
-        let app = self.app(name)?;
+    pub fn build(&self, caller: &Caller, name: &str, id: &str) -> Result<(store::App, store::Build)> {
+        let app = self.authorize(caller, name, Role::Viewer, "reading builds")?;
         let missing = || {
             Error::NotFound(format!("app {} has no build {id:?}; list them with `hoist builds {}`", app.name, app.name))
         };
@@ -236,14 +280,14 @@ impl Apps {
         Ok((app, build))
     }
 
-    pub fn releases(&self, name: &str) -> Result<Vec<wire::Release>> {
-        let app = self.app(name)?;
+    pub fn releases(&self, caller: &Caller, name: &str) -> Result<Vec<wire::Release>> {
+        let app = self.authorize(caller, name, Role::Viewer, "reading releases")?;
         Ok(self.store.releases(&app.name)?.into_iter().map(wire::Release::from).collect())
     }
 
     /// Release `number` (as given in a path) of the app.
-    pub fn release(&self, name: &str, number: &str) -> Result<(store::App, store::Release)> {
-        let app = self.app(name)?;
+    pub fn release(&self, caller: &Caller, name: &str, number: &str) -> Result<(store::App, store::Release)> {
+        let app = self.authorize(caller, name, Role::Viewer, "reading releases")?;
         let missing = || {
             Error::NotFound(format!(
                 "app {} has no release {number:?}; list them with `hoist releases {}`",
@@ -274,8 +318,8 @@ impl Apps {
     }
 
     /// The output of the app's live release (its container, or its pods), secrets masked.
-    pub async fn runtime_output(&self, name: &str, tail: usize, follow: bool) -> Result<RuntimeOutput> {
-        let app = self.app(name)?;
+    pub async fn runtime_output(&self, caller: &Caller, name: &str, tail: usize, follow: bool) -> Result<RuntimeOutput> {
+        let app = self.authorize(caller, name, Role::Viewer, "reading the app's output")?;
         let release = self.store.live_release(&app.name)?.ok_or_else(|| {
             Error::NotFound(format!("app {} has no live release, so no output: push to deploy it", app.name))
         })?;
@@ -296,8 +340,8 @@ impl Apps {
     }
 
     /// The config vars as shown: secret ones (marked, or named like secrets) masked.
-    pub fn config(&self, name: &str) -> Result<wire::Config> {
-        let app = self.app(name)?;
+    pub fn config(&self, caller: &Caller, name: &str) -> Result<wire::Config> {
+        let app = self.authorize(caller, name, Role::Viewer, "reading config")?;
         let (version, vars) = self.store.app_config(&app.name)?;
         self.shown_config(&app.name, version, vars)
     }
@@ -323,11 +367,12 @@ impl Apps {
     /// live image (no build). `secret`: the vars set are masked from now on.
     pub async fn change_config(
         &self,
+        caller: &Caller,
         name: &str,
         changes: std::collections::BTreeMap<String, Option<String>>,
         secret: bool,
     ) -> Result<wire::ConfigChanged> {
-        let app = self.app(name)?;
+        let app = self.authorize(caller, name, Role::Deployer, "changing config")?;
         for (key, value) in &changes {
             check_config_key(key)?;
             if let Some(value) = value {
@@ -340,7 +385,9 @@ impl Apps {
         }
         let names: Vec<String> =
             changes.iter().map(|(key, value)| if value.is_some() { key.clone() } else { format!("-{key}") }).collect();
-        let Some((version, vars)) = self.store.change_app_config(&app.name, &changes)? else {
+        // Names only, never values.
+        let audit = Self::audit_entry(caller, Some(&app.name), "config.set", names.join(" "));
+        let Some((version, vars)) = self.store.change_app_config(&app.name, &changes, Some(&audit))? else {
             let (version, vars) = self.store.app_config(&app.name)?;
             let config = self.shown_config(&app.name, version, vars)?;
             return Ok(wire::ConfigChanged { config, release: None, message: Some("nothing changed".to_string()) });
@@ -351,7 +398,7 @@ impl Apps {
             return Ok(wire::ConfigChanged { config, release: None, message: Some(message.to_string()) });
         }
         let description = format!("config {} (v{version})", names.join(" "));
-        let release = self.roll_out(&app.name, Change::Config { description }).await.map_err(|error| match error {
+        let release = self.roll_out(&app.name, Change::Config { description }, None).await.map_err(|error| match error {
             Error::ReleaseFailed(message) => Error::ReleaseFailed(format!("config v{version} is saved, but {message}")),
             other => other,
         })?;
@@ -360,15 +407,16 @@ impl Apps {
     }
 
     /// A new release of release `to`'s image and config.
-    pub async fn rollback(&self, name: &str, to: i64) -> Result<wire::Release> {
-        let app = self.app(name)?;
-        Ok(self.roll_out(&app.name, Change::Rollback { to }).await?.into())
+    pub async fn rollback(&self, caller: &Caller, name: &str, to: i64) -> Result<wire::Release> {
+        let app = self.authorize(caller, name, Role::Deployer, "rolling back")?;
+        let audit = Self::audit_entry(caller, Some(&app.name), "rollback", "");
+        Ok(self.roll_out(&app.name, Change::Rollback { to }, Some(audit)).await?.into())
     }
 
     /// A new release of the app on the current run image of its stack, its own layers
     /// unchanged (no build); nothing when it is on it already.
-    pub async fn rebase(&self, name: &str) -> Result<wire::Rebased> {
-        let app = self.app(name)?;
+    pub async fn rebase(&self, caller: &Caller, name: &str) -> Result<wire::Rebased> {
+        let app = self.authorize(caller, name, Role::Deployer, "rebasing")?;
         let live = self
             .store
             .live_release(&app.name)?
@@ -399,6 +447,8 @@ impl Apps {
             return Ok(answer);
         };
         let short = rebased.run_digest.trim_start_matches("sha256:");
+        let detail = format!("stack {} run image {}", rebased.stack, rebased.run_digest);
+        self.store.record_audit(&Self::audit_entry(caller, Some(&app.name), "rebase", detail))?;
         let update = crate::image_stream::TagUpdate {
             app: app.name.clone(),
             tag: crate::image_stream::TRACKED_TAG.to_string(),
@@ -427,7 +477,8 @@ impl Apps {
     /// Rebases every app with a live release built on a stack; apps on their stack's
     /// current run image already, and apps without a stack, are left as they are. A few
     /// apps at a time (each rollout waits out its settling period); answers in app order.
-    pub async fn rebase_all(&self) -> Result<Vec<wire::Rebased>> {
+    pub async fn rebase_all(&self, caller: &Caller) -> Result<Vec<wire::Rebased>> {
+        self.admin_only(caller, "rebase every app")?;
         let mut apps = Vec::new();
         for app in self.store.apps()? {
             if self.store.live_release(&app.name)?.is_some() {
@@ -436,7 +487,7 @@ impl Apps {
         }
         let answers = futures_util::stream::iter(apps)
             .map(|app| async move {
-                match self.rebase(app.as_str()).await {
+                match self.rebase(caller, app.as_str()).await {
                     Ok(answer) => answer,
                     Err(error) => wire::Rebased {
                         app: app.to_string(),
@@ -455,9 +506,9 @@ impl Apps {
     }
 
     /// Sends a rollout request and waits for its end.
-    async fn roll_out(&self, app: &AppName, change: Change) -> Result<store::Release> {
+    async fn roll_out(&self, app: &AppName, change: Change, audit: Option<store::Audit>) -> Result<store::Release> {
         let (done, outcome) = oneshot::channel();
-        let request = RolloutRequest { app: app.clone(), change, cause_log: None, done: Some(done) };
+        let request = RolloutRequest { app: app.clone(), change, cause_log: None, audit, done: Some(done) };
         let stopped = || Error::Internal("the rollout stage has stopped; restart hoistd".to_string());
         self.rollout_requests.send(request).await.map_err(|_| stopped())?;
         match outcome.await.map_err(|_| stopped())? {
@@ -473,7 +524,8 @@ impl Apps {
     }
 
     /// Applies the retention policy to every app now.
-    pub async fn collect_garbage(&self) -> Result<wire::Gc> {
+    pub async fn collect_garbage(&self, caller: &Caller) -> Result<wire::Gc> {
+        self.admin_only(caller, "collect garbage")?;
         let mut total = crate::retention::Freed::default();
         let mut apps = std::collections::BTreeMap::new();
         for app in self.store.apps()? {
@@ -485,17 +537,18 @@ impl Apps {
     }
 
     /// hoistd's registry and its account.
-    pub fn registry(&self) -> wire::Registry {
+    pub fn registry(&self, caller: &Caller) -> Result<wire::Registry> {
+        self.admin_only(caller, "see the registry's account")?;
         let credentials = self.registry.credentials();
-        wire::Registry {
+        Ok(wire::Registry {
             address: self.registry.addr().to_string(),
             username: credentials.map(|c| c.username.clone()),
             password: credentials.map(|c| c.password.clone()),
-        }
+        })
     }
 
-    pub fn image_stream(&self, name: &str) -> Result<wire::ImageStream> {
-        let app = self.app(name)?;
+    pub fn image_stream(&self, caller: &Caller, name: &str) -> Result<wire::ImageStream> {
+        let app = self.authorize(caller, name, Role::Viewer, "reading the image stream")?;
         let mut tags: std::collections::BTreeMap<String, Vec<wire::ImageStreamEntry>> = Default::default();
         for entry in self.store.image_stream(&app.name)? {
             tags.entry(entry.tag.clone()).or_default().push(entry.into());
@@ -505,8 +558,8 @@ impl Apps {
 
     /// Tags the app's image (in hoistd's registry) `to` with what `from` points at; apps
     /// following `to` roll out.
-    pub async fn promote(&self, name: &str, request: wire::Promote) -> Result<wire::Promoted> {
-        let app = self.app(name)?;
+    pub async fn promote(&self, caller: &Caller, name: &str, request: wire::Promote) -> Result<wire::Promoted> {
+        let app = self.authorize(caller, name, Role::Deployer, "promoting")?;
         for tag in [&request.from, &request.to] {
             let valid = !tag.is_empty()
                 && tag.len() <= 128
@@ -547,6 +600,8 @@ impl Apps {
         };
         self.image_streams.record(update).await.map_err(|e| Error::Internal(e.to_string()))?;
         self.image_watch.promoted(&repository, &request.to, &digest).await;
+        let detail = format!("{} -> {} ({digest})", request.from, request.to);
+        self.store.record_audit(&Self::audit_entry(caller, Some(&app.name), "promote", detail))?;
         Ok(wire::Promoted { repository, tag: request.to, digest })
     }
 
@@ -557,8 +612,8 @@ impl Apps {
     }
 
     /// Where to send the app's webhooks; the secret is not shown.
-    pub fn webhook(&self, name: &str) -> Result<wire::Webhook> {
-        let app = self.app(name)?;
+    pub fn webhook(&self, caller: &Caller, name: &str) -> Result<wire::Webhook> {
+        let app = self.authorize(caller, name, Role::Deployer, "seeing the webhook")?;
         Ok(wire::Webhook {
             path: format!("/hooks/{}", app.name),
             repo: app.repo_url,
@@ -569,10 +624,11 @@ impl Apps {
     }
 
     /// Makes a new webhook secret (the old one stops working) and shows it, this once.
-    pub fn rotate_webhook(&self, name: &str) -> Result<wire::Webhook> {
-        let app = self.app(name)?;
+    pub fn rotate_webhook(&self, caller: &Caller, name: &str) -> Result<wire::Webhook> {
+        let app = self.authorize(caller, name, Role::Owner, "making a webhook secret")?;
         let secret = crate::auth::new_token();
-        self.store.set_webhook_secret(&app.name, &secret)?;
+        let audit = Self::audit_entry(caller, Some(&app.name), "webhook.secret", "");
+        self.store.set_webhook_secret(&app.name, &secret, &audit)?;
         tracing::info!(app = %app.name, "webhook secret rotated");
         Ok(wire::Webhook {
             path: format!("/hooks/{}", app.name),
@@ -665,7 +721,11 @@ impl Apps {
         let git_ref = format!("refs/heads/{branch}");
         // The build is recorded before the fetch, so a fetch that hangs or fails shows as a
         // build that says why.
-        let opened = self.intake.open(&app, &commit, &git_ref, &notes).map_err(|e| Error::Internal(e.to_string()))?;
+        let audit = store::Audit::new(format!("webhook ({})", envelope.host.name()), Some(&app.name), "push", "");
+        let opened = self
+            .intake
+            .open(&app, &commit, &git_ref, &notes, &audit)
+            .map_err(|e| Error::Internal(e.to_string()))?;
         let queued = wire::WebhookAnswer {
             result: "queued".to_string(),
             app: Some(app.name.to_string()),
@@ -695,7 +755,15 @@ impl Apps {
                 return;
             }
             let name = app.name.clone();
-            let commit = crate::intake::Commit { app, commit, git_ref, object_dirs: vec![], push: None, notes: vec![] };
+            let commit = crate::intake::Commit {
+                app,
+                commit,
+                git_ref,
+                object_dirs: vec![],
+                push: None,
+                notes: vec![],
+                audit,
+            };
             match service.intake.submit_opened(opened, commit).await {
                 Ok(submitted) => {
                     if let Ok(outcome) = submitted.outcome.await {
@@ -711,7 +779,10 @@ impl Apps {
     /// A push (the pre-receive hook's request): the deploy branch's new commit builds;
     /// other refs are stored without deploying.
     pub async fn receive_push(&self, request: HookRequest) -> Result<Pushed> {
-        let app = self.app(&request.app)?;
+        // The push is its caller's, authorized when hoistd started its `git`; asked again,
+        // so a role taken away meanwhile stops it.
+        let caller = self.pushes.caller(&request.push).ok_or(Error::Unauthenticated)?;
+        let app = self.authorize(&caller, &request.app, Role::Deployer, "pushing")?;
         let deploy_ref = format!("refs/heads/{}", app.deploy_branch);
         let mut notes = Vec::new();
         let mut deploy = None;
@@ -728,6 +799,7 @@ impl Apps {
             return Ok(Pushed::NothingDeploys(notes));
         };
         let push = PushedRef { repo: self.repos.path(&app.name), name: deploy.name.clone(), old: deploy.old };
+        let app_name = app.name.clone();
         let commit = crate::intake::Commit {
             app,
             commit: deploy.new,
@@ -735,6 +807,7 @@ impl Apps {
             object_dirs: request.object_dirs,
             push: Some(push),
             notes,
+            audit: Self::audit_entry(&caller, Some(&app_name), "push", ""),
         };
         let submitted = self.intake.submit(commit).await.map_err(|error| match error {
             crate::intake::Error::Refused(error) => Error::Invalid(error.to_string()),

@@ -43,6 +43,38 @@ pub struct Config {
     pub http: HttpConfig,
     /// HTTPS for the API and git: PEM files. Unset: plain HTTP.
     pub tls: Option<TlsConfig>,
+    pub ssh: SshConfig,
+    pub audit: AuditConfig,
+}
+
+/// git over SSH.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SshConfig {
+    /// Where it listens (port 0: any free port, written to `<data>/listening` as `ssh`).
+    pub addr: SocketAddr,
+    /// Off: no SSH listener at all.
+    pub enabled: bool,
+}
+
+impl Default for SshConfig {
+    fn default() -> Self {
+        SshConfig { addr: "127.0.0.1:2222".parse().unwrap(), enabled: true }
+    }
+}
+
+/// The audit log.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditConfig {
+    /// How many days an entry is kept (pruned at start and daily).
+    pub keep_days: u32,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        AuditConfig { keep_days: 365 }
+    }
 }
 
 /// A certificate chain and its private key, PEM.
@@ -274,6 +306,8 @@ impl Default for Config {
             receive: ReceiveConfig::default(),
             http: HttpConfig::default(),
             tls: None,
+            ssh: SshConfig::default(),
+            audit: AuditConfig::default(),
         }
     }
 }
@@ -377,6 +411,15 @@ impl Config {
         }
         if let Some(v) = var("HOIST_ROUTER_ADDR") {
             self.router_addr = parse("HOIST_ROUTER_ADDR", v)?;
+        }
+        if let Some(v) = var("HOIST_SSH_ADDR") {
+            self.ssh.addr = parse("HOIST_SSH_ADDR", v)?;
+        }
+        if let Some(v) = var("HOIST_SSH") {
+            self.ssh.enabled = parse("HOIST_SSH", v)?;
+        }
+        if let Some(v) = var("HOIST_AUDIT_KEEP_DAYS") {
+            self.audit.keep_days = parse("HOIST_AUDIT_KEEP_DAYS", v)?;
         }
         if let Some(v) = var("HOIST_ROUTER_DOMAIN") {
             self.router_domain = v;

@@ -49,6 +49,8 @@ pub enum Error {
     Stack(#[from] stack::Error),
     #[error(transparent)]
     Tls(#[from] crate::tls::Error),
+    #[error(transparent)]
+    Ssh(#[from] crate::ssh::Error),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -59,6 +61,8 @@ pub struct Daemon {
     pub router_addr: SocketAddr,
     /// Printed once, on the first start.
     pub new_admin_token: Option<String>,
+    /// Where git over SSH listens (if it does) and the host key's fingerprint.
+    pub ssh: Option<(SocketAddr, String)>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
 }
 
@@ -70,6 +74,8 @@ impl Daemon {
         let open_files = crate::listener::raise_open_files_limit();
         let store = Arc::new(Store::open(&data_dir.join("hoist.db"))?);
         let (admin_token, created) = auth::load_or_create_admin_token(&data_dir)?;
+        let token_key = auth::TokenKey::load_or_create(&data_dir)?;
+        let host_key = crate::ssh::HostKey::load_or_create(&data_dir)?;
         let docker = docker::connect(&config.docker_host).await?;
         let mut tasks = Vec::new();
         let tls = match &config.tls {
@@ -164,22 +170,44 @@ impl Daemon {
                 own_registry: config.registry.addr.to_string(),
             },
             fetch_timeout: Duration::from_secs(config.receive.fetch_timeout_secs),
+            admin_token: auth::AdminToken::new(&data_dir, admin_token.clone()),
+            token_key,
+            pushes: Arc::default(),
+            audit_keep_days: config.audit.keep_days.max(1),
         });
+        let pruning = apps.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                pruning.prune_audit();
+                tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+            }
+        }));
+        let ssh_addr = listeners.ssh.as_ref().map(|(_, addr)| *addr);
         let state = Arc::new(ApiState {
-            apps,
+            apps: apps.clone(),
             logs,
-            repos,
-            hook,
+            repos: repos.clone(),
+            hook: hook.clone(),
             registry_events_token: notify.token.clone(),
-            admin_token: admin_token.clone(),
+            ssh: ssh_addr.map(|addr| crate::wire::SshEndpoint {
+                address: addr.to_string(),
+                host_key: host_key.fingerprint.clone(),
+            }),
         });
         let (api_addr, router_addr) = (listeners.api_addr, listeners.router_addr);
         let app_router = router::router(routes, config.router_domain.clone(), config.http.trusted_proxies.clone());
-        listeners.serve(&config, open_files, tls, api::router(state), app_router, &mut tasks);
+        let ssh_server = crate::ssh::SshServer::new(apps, repos, hook, &host_key);
+        listeners.serve(&config, open_files, tls, api::router(state), app_router, ssh_server, &mut tasks);
         let scheme = if config.tls.is_some() { "https" } else { "http" };
-        write_listening(&data_dir, api_addr, router_addr, config.registry.addr)?;
-        tracing::info!(%api_addr, scheme, %router_addr, data_dir = %data_dir.display(), "hoistd ready");
-        Ok(Daemon { api_addr, router_addr, new_admin_token: created.then_some(admin_token), tasks })
+        write_listening(&data_dir, api_addr, router_addr, config.registry.addr, ssh_addr)?;
+        tracing::info!(%api_addr, scheme, %router_addr, ssh = ?ssh_addr, host_key = %host_key.fingerprint, data_dir = %data_dir.display(), "hoistd ready");
+        Ok(Daemon {
+            api_addr,
+            router_addr,
+            new_admin_token: created.then_some(admin_token),
+            ssh: ssh_addr.map(|addr| (addr, host_key.fingerprint.clone())),
+            tasks,
+        })
     }
 
     /// Stops the listeners and the registry.
@@ -213,6 +241,8 @@ struct Listeners {
     api_addr: SocketAddr,
     router_addr: SocketAddr,
     internal_addr: SocketAddr,
+    /// git over SSH, unless `ssh.enabled` is off.
+    ssh: Option<(tokio::net::TcpListener, SocketAddr)>,
 }
 
 impl Listeners {
@@ -232,7 +262,8 @@ impl Listeners {
         } else {
             (None, api_addr)
         };
-        Ok(Listeners { api, router, internal, api_addr, router_addr, internal_addr })
+        let ssh = if config.ssh.enabled { Some(bind(config.ssh.addr).await?) } else { None };
+        Ok(Listeners { api, router, internal, api_addr, router_addr, internal_addr, ssh })
     }
 
     /// Serves the API (and the internal listener) and the app router, each bounded.
@@ -243,8 +274,12 @@ impl Listeners {
         tls: Option<Arc<rustls::ServerConfig>>,
         api_router: axum::Router,
         app_router: axum::Router,
+        ssh_server: crate::ssh::SshServer,
         tasks: &mut Vec<tokio::task::JoinHandle<()>>,
     ) {
+        if let Some((listener, _)) = self.ssh {
+            tasks.push(tokio::spawn(ssh_server.serve(listener)));
+        }
         use crate::listener::serve;
         let count = if self.internal.is_some() { 3 } else { 2 };
         let limits = crate::listener::Limits {
@@ -492,9 +527,17 @@ fn free_addr(addr: SocketAddr) -> std::io::Result<SocketAddr> {
 
 /// `<data>/listening`: the addresses hoistd listens on, once it answers (JSON), so a
 /// caller that asked for port 0 learns the ports it got. Written whole or not at all.
-fn write_listening(data_dir: &Path, api: SocketAddr, router: SocketAddr, registry: SocketAddr) -> Result<()> {
+fn write_listening(
+    data_dir: &Path,
+    api: SocketAddr,
+    router: SocketAddr,
+    registry: SocketAddr,
+    ssh: Option<SocketAddr>,
+) -> Result<()> {
     let path = data_dir.join("listening");
-    let text = format!("{{\"api\": \"{api}\", \"router\": \"{router}\", \"registry\": \"{registry}\"}}\n");
+    let ssh = ssh.map_or(String::new(), |ssh| format!(", \"ssh\": \"{ssh}\""));
+    let text =
+        format!("{{\"api\": \"{api}\", \"router\": \"{router}\", \"registry\": \"{registry}\"{ssh}}}\n");
     let partial = data_dir.join("listening.tmp");
     std::fs::write(&partial, text)
         .and_then(|()| std::fs::rename(&partial, &path))

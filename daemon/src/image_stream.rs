@@ -91,6 +91,7 @@ impl ImageStreams {
             },
             app: update.app,
             cause_log: update.cause_log,
+            audit: None,
             done: Some(done),
         };
         self.rollouts.send(request).await.map_err(|_| Error::RolloutStopped)?;

@@ -41,6 +41,8 @@ pub struct Commit {
     pub push: Option<PushedRef>,
     /// The build log's first lines: what triggered it.
     pub notes: Vec<String>,
+    /// Who asked (a push's caller, a webhook), written with the build.
+    pub audit: store::Audit,
 }
 
 /// A build on its way.
@@ -78,7 +80,7 @@ impl Intake {
     /// recorded), records the build and hands it to the pipeline.
     pub async fn submit(&self, commit: Commit) -> Result<Submitted> {
         let exported = self.export(&commit).await?;
-        let opened = self.open(&commit.app, &commit.commit, &commit.git_ref, &commit.notes)?;
+        let opened = self.open(&commit.app, &commit.commit, &commit.git_ref, &commit.notes, &commit.audit)?;
         self.enqueue(commit, opened, exported).await
     }
 
@@ -96,8 +98,15 @@ impl Intake {
 
     /// Records a build of `commit`, prunes the app's old build logs, and opens the new
     /// log with the app's secrets masked and `notes` (what triggered it) as its first lines.
-    pub fn open(&self, app: &store::App, commit: &str, git_ref: &str, notes: &[String]) -> Result<Opened> {
-        let build = self.store.create_build(&app.name, commit, git_ref)?;
+    pub fn open(
+        &self,
+        app: &store::App,
+        commit: &str,
+        git_ref: &str,
+        notes: &[String],
+        audit: &store::Audit,
+    ) -> Result<Opened> {
+        let build = self.store.create_build(&app.name, commit, git_ref, audit)?;
         let pruned = self.logs.prune_builds(&app.name, self.keep_logs.saturating_sub(1));
         if pruned > 0 {
             tracing::info!(app = %app.name, pruned, "removed the logs of old builds");

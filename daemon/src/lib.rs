@@ -10,6 +10,7 @@
 //! ```
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod api;
 pub mod app;
 pub mod apps;
@@ -35,6 +36,7 @@ pub mod retention;
 pub mod rollout;
 pub mod router;
 pub mod runtime_version;
+pub mod ssh;
 pub mod stack;
 pub mod store;
 pub mod target;

@@ -169,6 +169,10 @@ pub struct HookRequest {
     pub updates: Vec<RefUpdate>,
     /// Where the pushed objects are while the hook runs (git's quarantine).
     pub object_dirs: Vec<PathBuf>,
+    /// The id hoistd gave the `git` it started for this push (`HOIST_PUSH`): whose push
+    /// it is.
+    #[serde(default)]
+    pub push: String,
 }
 
 /// One ref a push updates.
@@ -598,6 +602,10 @@ pub struct GitRequest {
     pub body: Body,
     pub remote_user: String,
     pub remote_addr: String,
+    /// The push's id (`HOIST_PUSH`, sent back by the hook) and what keeps it registered
+    /// until `git` ends.
+    pub push: String,
+    pub held: Box<dyn std::any::Any + Send>,
 }
 
 /// Runs `git http-backend` as a CGI program for `request` and streams its answer.
@@ -620,6 +628,7 @@ pub async fn http_backend(repos: &Repos, hook: &HookEnv, request: GitRequest) ->
         .env("HOIST_HOOK_URL", &hook.url)
         .env("HOIST_HOOK_TOKEN", &hook.token)
         .env("HOIST_APP", request.app.as_str())
+        .env("HOIST_PUSH", &request.push)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -655,8 +664,10 @@ pub async fn http_backend(repos: &Repos, hook: &HookEnv, request: GitRequest) ->
         }
     });
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout is piped"));
+    let held = request.held;
     tokio::spawn(async move {
         let _ = child.wait().await;
+        drop(held);
     });
 
     let mut response = Response::builder();
@@ -690,6 +701,120 @@ pub async fn http_backend(repos: &Repos, hook: &HookEnv, request: GitRequest) ->
         .map_err(|e| Error::Backend(std::io::Error::other(format!("git http-backend's answer is malformed: {e}"))))
 }
 
+/// Which git program an SSH client asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SshService {
+    ReceivePack,
+    UploadPack,
+}
+
+/// What an SSH `exec` request asks for, parsed: `git-receive-pack '/web1.git'` (also
+/// `git receive-pack`, with or without quotes, leading slash or `.git`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SshCommand {
+    pub service: SshService,
+    pub app: String,
+}
+
+/// Parses an SSH exec command; anything but a git pack service for one repo path is
+/// refused with what is accepted.
+pub fn parse_ssh_command(command: &str) -> std::result::Result<SshCommand, String> {
+    let refuse = || {
+        format!(
+            "hoist serves only git pushes and fetches over SSH (git-receive-pack or git-upload-pack of /APP.git); {:?} is not one",
+            command.chars().take(80).collect::<String>()
+        )
+    };
+    let (program, rest) = if let Some(rest) = command.strip_prefix("git-receive-pack ") {
+        (SshService::ReceivePack, rest)
+    } else if let Some(rest) = command.strip_prefix("git receive-pack ") {
+        (SshService::ReceivePack, rest)
+    } else if let Some(rest) = command.strip_prefix("git-upload-pack ") {
+        (SshService::UploadPack, rest)
+    } else if let Some(rest) = command.strip_prefix("git upload-pack ") {
+        (SshService::UploadPack, rest)
+    } else {
+        return Err(refuse());
+    };
+    let rest = rest.trim();
+    let path = match rest.strip_prefix('\'').and_then(|r| r.strip_suffix('\'')) {
+        Some(inner) => inner,
+        None => rest,
+    };
+    // One path segment: the app's name, nothing a shell or git would read otherwise.
+    let path = path.strip_prefix('/').unwrap_or(path);
+    let path = path.strip_prefix("~/").unwrap_or(path);
+    let name = path.strip_suffix(".git").unwrap_or(path);
+    let name = name.strip_suffix('/').unwrap_or(name);
+    if AppName::parse(name).is_err() {
+        return Err(refuse());
+    }
+    Ok(SshCommand { service: program, app: name.to_string() })
+}
+
+/// Runs `git receive-pack` or `git upload-pack` for an SSH session on the app's repo,
+/// with the same hook and the same environment as a push over HTTP: the pre-receive hook
+/// hands the push to hoistd's one receive path. The session's channel is `input`
+/// (stdin), `output` (stdout) and `errors` (stderr); returns git's exit code.
+pub async fn serve_ssh<I, O, E>(
+    repos: &Repos,
+    hook: &HookEnv,
+    app: &AppName,
+    service: SshService,
+    push: &str,
+    mut input: I,
+    mut output: O,
+    mut errors: E,
+) -> Result<i32>
+where
+    I: tokio::io::AsyncRead + Unpin + Send + 'static,
+    O: tokio::io::AsyncWrite + Unpin + Send + 'static,
+    E: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let program = match service {
+        SshService::ReceivePack => "receive-pack",
+        SshService::UploadPack => "upload-pack",
+    };
+    let mut command = Command::new("git");
+    command
+        .arg(program)
+        .arg(repos.path(app))
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOIST_HOOK_PROGRAM", &hook.program)
+        .env("HOIST_HOOK_URL", &hook.url)
+        .env("HOIST_HOOK_TOKEN", &hook.token)
+        .env("HOIST_APP", app.as_str())
+        .env("HOIST_PUSH", push)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Some(home) = std::env::var_os("HOME") {
+        command.env("HOME", home);
+    }
+    let mut child = command.spawn().map_err(Error::Backend)?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let mut stdout = child.stdout.take().expect("stdout is piped");
+    let mut stderr = child.stderr.take().expect("stderr is piped");
+    let feed = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut input, &mut stdin).await;
+    });
+    let out = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut stdout, &mut output).await;
+        let _ = output.flush().await;
+    });
+    let err = tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut stderr, &mut errors).await;
+        let _ = errors.flush().await;
+    });
+    let status = child.wait().await.map_err(Error::Backend)?;
+    let _ = out.await;
+    let _ = err.await;
+    feed.abort();
+    Ok(status.code().unwrap_or(1))
+}
+
 /// Whether a tree entry's name can be a file in a checkout: git's own `mktree` takes
 /// `..` and `.git`, which would escape or confuse the build's source folder.
 pub fn is_checkout_name(name: &str) -> bool {
@@ -710,7 +835,7 @@ pub fn is_valid_branch_name(branch: &str) -> bool {
 pub async fn run_pre_receive_hook() -> i32 {
     use tokio::io::AsyncReadExt;
     let env = |name: &str| std::env::var(name).unwrap_or_default();
-    let (url, token, app) = (env("HOIST_HOOK_URL"), env("HOIST_HOOK_TOKEN"), env("HOIST_APP"));
+    let (url, token, app, push) = (env("HOIST_HOOK_URL"), env("HOIST_HOOK_TOKEN"), env("HOIST_APP"), env("HOIST_PUSH"));
     if url.is_empty() || app.is_empty() {
         println!("hoist: the pre-receive hook runs only inside a push to hoistd");
         return 1;
@@ -729,7 +854,7 @@ pub async fn run_pre_receive_hook() -> i32 {
     if let Some(alternates) = std::env::var_os("GIT_ALTERNATE_OBJECT_DIRECTORIES") {
         object_dirs.extend(std::env::split_paths(&alternates));
     }
-    let request = HookRequest { app, updates: parse_ref_updates(&input), object_dirs };
+    let request = HookRequest { app, updates: parse_ref_updates(&input), object_dirs, push };
     let response = reqwest::Client::new().post(&url).header("x-hoist-hook-token", token).json(&request).send().await;
     let response = match response {
         Ok(response) if response.status().is_success() => response,

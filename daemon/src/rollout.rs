@@ -77,6 +77,9 @@ pub struct RolloutRequest {
     pub change: Change,
     /// The log of the build that caused it, which the pushing `git` follows.
     pub cause_log: Option<Arc<LiveLog>>,
+    /// Who asked for it, when a person did (a rollback, a config change): written with
+    /// the release.
+    pub audit: Option<store::Audit>,
     /// Told how it ended.
     pub done: Option<oneshot::Sender<Result<Release>>>,
 }
@@ -125,6 +128,7 @@ impl Rollouts {
                     },
                     None => Default::default(),
                 },
+                audit: None,
             },
             Change::Config { description } => {
                 let live =
@@ -137,6 +141,7 @@ impl Rollouts {
                     config,
                     cause: description.clone(),
                     processes: live.processes,
+                    audit: None,
                 }
             }
             Change::Rollback { to } => {
@@ -149,7 +154,7 @@ impl Rollouts {
                 }
                 // The app's config becomes the old one, so the next push keeps it.
                 let changes = config_diff(&config, &old.config);
-                let config_version = match self.store.change_app_config(app, &changes)? {
+                let config_version = match self.store.change_app_config(app, &changes, None)? {
                     Some((version, _)) => version,
                     None => config_version,
                 };
@@ -161,6 +166,7 @@ impl Rollouts {
                     config: old.config,
                     cause: format!("rollback to {to}"),
                     processes: old.processes,
+                    audit: None,
                 }
             }
         })
@@ -172,7 +178,8 @@ impl Rollouts {
         let app = &request.app;
         let settings = self.store.app(app)?.ok_or_else(|| Error::AppGone(app.to_string()))?;
         let target = self.targets.get(settings.target)?;
-        let new = self.new_release(app, settings.target, &request.change)?;
+        let mut new = self.new_release(app, settings.target, &request.change)?;
+        new.audit = request.audit.clone();
         let release = self.store.create_release(app, &new)?;
         let release_log = self.logs.open(&self.logs.release_log(app, release.number))?;
         release_log.mask(self.store.app_secrets(app)?);

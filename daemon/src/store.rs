@@ -13,6 +13,9 @@ use serde::Serialize;
 use std::path::Path;
 use std::sync::Mutex;
 
+mod teams;
+pub use teams::{Audit, AuditRow, Key, Token, User};
+
 /// What can go wrong with the database.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -20,6 +23,9 @@ pub enum Error {
     Sqlite(#[from] rusqlite::Error),
     #[error("app {0:?} exists already")]
     AppExists(String),
+    /// A user, token or key of that name or fingerprint exists already; says which.
+    #[error("{0}")]
+    Exists(String),
     /// A status change the state machine does not allow from where the row is (or the
     /// row is gone, `from: None`): nothing was written.
     #[error("{what} {id} cannot become {to}: it is {}", from.unwrap_or("gone"))]
@@ -397,6 +403,13 @@ pub struct NewRelease {
     pub config: ConfigVars,
     pub cause: String,
     pub processes: Processes,
+    /// Written with the release when a person asked for it (a rollback, a config change).
+    pub audit: Option<Audit>,
+}
+
+/// The first 12 characters of a commit id (all of a shorter one).
+fn short_commit(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
 }
 
 const SCHEMA: &str = "
@@ -464,6 +477,7 @@ impl Store {
         let conn = Connection::open(path)?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute_batch(teams::SCHEMA)?;
         // Columns added after the first release of the schema.
         for (table, column, declaration) in [
             ("apps", "buildpack", "TEXT"),
@@ -505,16 +519,21 @@ impl Store {
         deploy_branch: &str,
         buildpack: Option<&str>,
         target: TargetKind,
+        audit: &Audit,
     ) -> Result<App> {
         let sql = format!(
             "INSERT OR IGNORE INTO apps (name, deploy_branch, buildpack, target) VALUES (?1, ?2, ?3, ?4) RETURNING {}",
             Self::APP_COLUMNS
         );
-        let app = self
-            .conn()
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let app = tx
             .query_row(&sql, params![name.as_str(), deploy_branch, buildpack, target.as_str()], Self::app_from_row)
             .optional()?;
-        app.ok_or_else(|| Error::AppExists(name.to_string()))
+        let app = app.ok_or_else(|| Error::AppExists(name.to_string()))?;
+        teams::insert_audit(&tx, audit)?;
+        tx.commit()?;
+        Ok(app)
     }
 
     const APP_COLUMNS: &'static str =
@@ -553,8 +572,12 @@ impl Store {
     }
 
     /// Sets a new webhook secret.
-    pub fn set_webhook_secret(&self, name: &AppName, secret: &str) -> Result<()> {
-        self.conn().execute("UPDATE apps SET webhook_secret = ?2 WHERE name = ?1", params![name.as_str(), secret])?;
+    pub fn set_webhook_secret(&self, name: &AppName, secret: &str, audit: &Audit) -> Result<()> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        tx.execute("UPDATE apps SET webhook_secret = ?2 WHERE name = ?1", params![name.as_str(), secret])?;
+        teams::insert_audit(&tx, audit)?;
+        tx.commit()?;
         Ok(())
     }
 
@@ -631,6 +654,7 @@ impl Store {
         &self,
         name: &AppName,
         changes: &std::collections::BTreeMap<String, Option<String>>,
+        audit: Option<&Audit>,
     ) -> Result<Option<(i64, ConfigVars)>> {
         let mut conn = self.conn();
         let tx = conn.transaction()?;
@@ -654,6 +678,9 @@ impl Store {
             "UPDATE apps SET config = ?2, config_version = ?3 WHERE name = ?1",
             params![name.as_str(), serde_json::to_string(&vars).expect("a map of strings serialises"), version],
         )?;
+        if let Some(audit) = audit {
+            teams::insert_audit(&tx, audit)?;
+        }
         tx.commit()?;
         Ok(Some((version, vars)))
     }
@@ -691,16 +718,34 @@ impl Store {
     }
 
     /// Deletes the app and, by cascade, its builds, image stream and releases.
-    pub fn delete_app(&self, name: &AppName) -> Result<bool> {
-        Ok(self.conn().execute("DELETE FROM apps WHERE name = ?1", params![name.as_str()])? > 0)
+    pub fn delete_app(&self, name: &AppName, audit: &Audit) -> Result<bool> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        // Machine tokens scoped to the app go with it (the foreign key would only clear
+        // their app, leaving a token that reaches nothing).
+        tx.execute("DELETE FROM tokens WHERE app = ?1", params![name.as_str()])?;
+        let deleted = tx.execute("DELETE FROM apps WHERE name = ?1", params![name.as_str()])? > 0;
+        if deleted {
+            teams::insert_audit(&tx, audit)?;
+        }
+        tx.commit()?;
+        Ok(deleted)
     }
 
-    pub fn create_build(&self, app: &AppName, commit: &str, git_ref: &str) -> Result<Build> {
+    /// A queued build, with the audit entry of what asked for it (a push, a webhook).
+    pub fn create_build(&self, app: &AppName, commit: &str, git_ref: &str, audit: &Audit) -> Result<Build> {
         let sql = format!(
             "INSERT INTO builds (app, commit_sha, git_ref, status) VALUES (?1, ?2, ?3, 'queued') RETURNING {}",
             Self::BUILD_COLUMNS
         );
-        Ok(self.conn().query_row(&sql, params![app.as_str(), commit, git_ref], Self::build_from_row)?)
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let build = tx.query_row(&sql, params![app.as_str(), commit, git_ref], Self::build_from_row)?;
+        let mut audit = audit.clone();
+        audit.detail = format!("build {} of {} ({git_ref}){}", build.id, short_commit(commit), if audit.detail.is_empty() { String::new() } else { format!("; {}", audit.detail) });
+        teams::insert_audit(&tx, &audit)?;
+        tx.commit()?;
+        Ok(build)
     }
 
     const BUILD_COLUMNS: &'static str =
@@ -897,6 +942,11 @@ impl Store {
             ],
             Self::release_from_row,
         )?;
+        if let Some(audit) = &new.audit {
+            let mut audit = audit.clone();
+            audit.detail = format!("release {number}: {}", new.cause);
+            teams::insert_audit(&tx, &audit)?;
+        }
         tx.commit()?;
         Ok(release)
     }
@@ -1073,8 +1123,8 @@ mod tests {
     fn releases_are_numbered_and_one_is_live() {
         let store = store();
         let app = AppName::parse("web1").unwrap();
-        store.create_app(&app, "main", None, TargetKind::Docker).unwrap();
-        assert!(matches!(store.create_app(&app, "main", None, TargetKind::Docker), Err(Error::AppExists(_))));
+        store.create_app(&app, "main", None, TargetKind::Docker, &audit()).unwrap();
+        assert!(matches!(store.create_app(&app, "main", None, TargetKind::Docker, &audit()), Err(Error::AppExists(_))));
         let r1 = store.create_release(&app, &new_release("r@sha256:1", None)).unwrap();
         let r2 = store.create_release(&app, &new_release("r@sha256:2", None)).unwrap();
         assert_eq!((r1.number, r2.number), (1, 2));
@@ -1101,38 +1151,43 @@ mod tests {
             config: ConfigVars::new(),
             cause: "test".to_string(),
             processes: Processes::new(),
+            audit: None,
         }
+    }
+
+    fn audit() -> Audit {
+        Audit::new("test", None, "test", "")
     }
 
     #[test]
     fn config_changes_bump_the_version_and_stay_off_the_wire() {
         let store = store();
         let app = AppName::parse("web1").unwrap();
-        store.create_app(&app, "main", None, TargetKind::Docker).unwrap();
+        store.create_app(&app, "main", None, TargetKind::Docker, &audit()).unwrap();
         let set = |k: &str, v: Option<&str>| std::collections::BTreeMap::from([(k.to_string(), v.map(String::from))]);
-        let (version, vars) = store.change_app_config(&app, &set("TOKEN", Some("s3cret"))).unwrap().unwrap();
+        let (version, vars) = store.change_app_config(&app, &set("TOKEN", Some("s3cret")), None).unwrap().unwrap();
         assert_eq!((version, vars.get("TOKEN").map(String::as_str)), (1, Some("s3cret")));
-        assert!(store.change_app_config(&app, &set("TOKEN", Some("s3cret"))).unwrap().is_none(), "no change");
-        assert!(store.change_app_config(&app, &set("NOPE", None)).unwrap().is_none(), "unsetting nothing");
+        assert!(store.change_app_config(&app, &set("TOKEN", Some("s3cret")), None).unwrap().is_none(), "no change");
+        assert!(store.change_app_config(&app, &set("NOPE", None), None).unwrap().is_none(), "unsetting nothing");
         let mut release = new_release("r@sha256:1", None);
         (release.config_version, release.config) = (version, vars);
         store.create_release(&app, &release).unwrap();
         let stored = store.release(&app, 1).unwrap().unwrap();
         assert_eq!(stored.config.get("TOKEN").map(String::as_str), Some("s3cret"));
         assert!(!serde_json::to_string(&stored).unwrap().contains("s3cret"));
-        assert_eq!(store.change_app_config(&app, &set("TOKEN", None)).unwrap().unwrap().0, 2);
+        assert_eq!(store.change_app_config(&app, &set("TOKEN", None), None).unwrap().unwrap().0, 2);
     }
 
     #[test]
     fn secrets_are_the_marked_vars_those_named_like_secrets_and_the_app_credentials() {
         let store = store();
         let app = AppName::parse("web1").unwrap();
-        store.create_app(&app, "main", None, TargetKind::Docker).unwrap();
+        store.create_app(&app, "main", None, TargetKind::Docker, &audit()).unwrap();
         let vars = [("GREETING", "hello"), ("DB_PASSWORD", "pw-1234"), ("PLAIN", "not-secret"), ("OTHER", "marked!")];
         let changes = vars.iter().map(|(k, v)| (k.to_string(), Some(v.to_string()))).collect();
-        store.change_app_config(&app, &changes).unwrap();
+        store.change_app_config(&app, &changes, None).unwrap();
         store.mark_config_secret(&app, &["OTHER".to_string()]).unwrap();
-        store.set_webhook_secret(&app, "whsec-999").unwrap();
+        store.set_webhook_secret(&app, "whsec-999", &audit()).unwrap();
         let mut secrets = store.app_secrets(&app).unwrap();
         secrets.sort();
         assert_eq!(secrets, ["marked!", "pw-1234", "whsec-999"]);
@@ -1153,7 +1208,7 @@ mod tests {
     fn delivery_ids_are_remembered_for_the_retention_period_only() {
         let store = store();
         let app = AppName::parse("web1").unwrap();
-        store.create_app(&app, "main", None, TargetKind::Docker).unwrap();
+        store.create_app(&app, "main", None, TargetKind::Docker, &audit()).unwrap();
         assert!(store.record_delivery(&app, "old").unwrap());
         assert!(!store.record_delivery(&app, "old").unwrap(), "a redelivery is recognised");
         store
@@ -1174,7 +1229,7 @@ mod tests {
     fn release_changes_follow_allowed_from() {
         let store = store();
         let app = AppName::parse("web1").unwrap();
-        store.create_app(&app, "main", None, TargetKind::Docker).unwrap();
+        store.create_app(&app, "main", None, TargetKind::Docker, &audit()).unwrap();
         let release = store.create_release(&app, &new_release("r@sha256:1", None)).unwrap();
         let set = |status: ReleaseStatus| {
             store
@@ -1203,7 +1258,7 @@ mod tests {
     fn damaged_json_columns_and_unknown_targets_are_errors_that_name_the_row() {
         let store = store();
         let app = AppName::parse("web1").unwrap();
-        store.create_app(&app, "main", None, TargetKind::Docker).unwrap();
+        store.create_app(&app, "main", None, TargetKind::Docker, &audit()).unwrap();
         let release = store.create_release(&app, &new_release("r@sha256:1", None)).unwrap();
         store.conn().execute("UPDATE apps SET config = '{not json' WHERE name = 'web1'", []).unwrap();
         let error = store.app_config(&app).unwrap_err().to_string();
@@ -1226,8 +1281,8 @@ mod tests {
     fn status_changes_follow_the_state_machine_and_unknown_statuses_are_errors() {
         let store = store();
         let app = AppName::parse("web1").unwrap();
-        store.create_app(&app, "main", None, TargetKind::Docker).unwrap();
-        let build = store.create_build(&app, "a", "refs/heads/main").unwrap();
+        store.create_app(&app, "main", None, TargetKind::Docker, &audit()).unwrap();
+        let build = store.create_build(&app, "a", "refs/heads/main", &audit()).unwrap();
         assert_eq!(build.status, BuildStatus::Queued);
         // Every pair of statuses: allowed exactly when the state machine says so.
         for from in BuildStatus::ALL {
@@ -1263,12 +1318,12 @@ mod tests {
     fn restart_interrupts_work_in_flight() {
         let store = store();
         let app = AppName::parse("web1").unwrap();
-        store.create_app(&app, "main", None, TargetKind::Docker).unwrap();
-        let done = store.create_build(&app, "a", "refs/heads/main").unwrap();
+        store.create_app(&app, "main", None, TargetKind::Docker, &audit()).unwrap();
+        let done = store.create_build(&app, "a", "refs/heads/main", &audit()).unwrap();
         for status in [BuildStatus::Building, BuildStatus::Pushing, BuildStatus::Deploying, BuildStatus::Succeeded] {
             store.set_build_status(done.id, status).unwrap();
         }
-        let running = store.create_build(&app, "b", "refs/heads/main").unwrap();
+        let running = store.create_build(&app, "b", "refs/heads/main", &audit()).unwrap();
         store.set_build_status(running.id, BuildStatus::Building).unwrap();
         store.create_release(&app, &new_release("r@sha256:1", Some(done.id))).unwrap();
         let (builds, releases) = store.recover_after_restart().unwrap();
@@ -1283,7 +1338,7 @@ mod tests {
     fn image_stream_keeps_history() {
         let store = store();
         let app = AppName::parse("web1").unwrap();
-        store.create_app(&app, "main", None, TargetKind::Docker).unwrap();
+        store.create_app(&app, "main", None, TargetKind::Docker, &audit()).unwrap();
         assert!(store.record_tag(&app, "latest", "r", "sha256:1", ImageSource::Build, Some(1)).unwrap());
         assert!(store.record_tag(&app, "latest", "r", "sha256:2", ImageSource::Build, Some(2)).unwrap());
         assert!(
@@ -1292,7 +1347,7 @@ mod tests {
         );
         assert_eq!(store.current_digest(&app, "latest").unwrap().as_deref(), Some("sha256:2"));
         assert_eq!(store.image_stream(&app).unwrap().len(), 2);
-        store.delete_app(&app).unwrap();
+        store.delete_app(&app, &audit()).unwrap();
         assert!(store.image_stream(&app).unwrap().is_empty());
     }
 }

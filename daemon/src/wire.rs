@@ -19,6 +19,7 @@ impl From<store::App> for App {
             webhook: app.webhook,
             image: app.image,
             created_at: app.created_at,
+            role: None,
         }
     }
 }
@@ -77,5 +78,49 @@ impl From<store::ImageStreamEntry> for ImageStreamEntry {
 impl From<crate::retention::Freed> for Freed {
     fn from(freed: crate::retention::Freed) -> Freed {
         Freed { images: freed.images, image_bytes: freed.image_bytes, manifests: freed.manifests }
+    }
+}
+
+impl From<store::User> for User {
+    fn from(user: store::User) -> User {
+        User {
+            name: user.name.to_string(),
+            created_at: user.created_at,
+            apps: user.apps,
+            keys: user.keys,
+            tokens: user.tokens,
+        }
+    }
+}
+
+impl From<store::Token> for Token {
+    fn from(token: store::Token) -> Token {
+        Token {
+            name: token.name,
+            user: token.owner.map(|o| o.to_string()),
+            scope: token.scope.map(|(app, role)| format!("{app} ({role})")),
+            created_at: token.created_at,
+            last_used_at: token.last_used_at,
+        }
+    }
+}
+
+impl From<store::Key> for Key {
+    fn from(key: store::Key) -> Key {
+        Key { fingerprint: key.fingerprint, user: key.user.to_string(), comment: key.comment, created_at: key.created_at }
+    }
+}
+
+impl From<store::AuditRow> for AuditEntry {
+    fn from(row: store::AuditRow) -> AuditEntry {
+        AuditEntry {
+            id: row.id,
+            at: row.at,
+            actor: row.entry.actor,
+            app: row.entry.app,
+            action: row.entry.action,
+            detail: row.entry.detail,
+            remote: row.entry.remote,
+        }
     }
 }

@@ -14,5 +14,6 @@ mod probe;
 mod push;
 mod releases;
 mod restart;
+mod teams;
 mod tidy;
 mod webhooks;

@@ -39,6 +39,10 @@ pub struct App {
     pub webhook: bool,
     pub image: Option<String>,
     pub created_at: String,
+    /// The role the caller holds on it (`viewer`, `deployer`, `owner`; the admin is
+    /// `owner` everywhere), so a page can hide what the caller may not do.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<String>,
 }
 
 /// An app with the release it runs.
@@ -263,4 +267,123 @@ pub struct Gc {
     pub keep_releases: usize,
     pub freed: Freed,
     pub apps: BTreeMap<String, Freed>,
+}
+
+/// `GET /api/v1/whoami`: who the token is, what it reaches, and hoistd's SSH endpoint.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Whoami {
+    /// `admin`, a user's name, or `token NAME` for a machine token.
+    pub name: String,
+    pub admin: bool,
+    /// The token's scope when it is limited to one app: `web1 (deployer)`.
+    pub scope: Option<String>,
+    /// Where git over SSH listens (`host:port`) and its host key's fingerprint.
+    pub ssh: Option<SshEndpoint>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SshEndpoint {
+    pub address: String,
+    pub host_key: String,
+}
+
+/// `POST /api/v1/users`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUser {
+    pub name: String,
+}
+
+/// A user as the admin sees them.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct User {
+    pub name: String,
+    pub created_at: String,
+    /// How many apps they hold a role on, keys and tokens they have.
+    pub apps: i64,
+    pub keys: i64,
+    pub tokens: i64,
+}
+
+/// A token just made: shown this once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct NewToken {
+    pub name: String,
+    /// The user it belongs to; `None` for a machine token.
+    pub user: Option<String>,
+    pub scope: Option<String>,
+    pub token: String,
+}
+
+/// `POST /api/v1/tokens`: `app` and `role` limit it to one app; `user` (admin only)
+/// makes it for that user; the admin's token without `user` is a machine token (CI).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateToken {
+    pub name: String,
+    pub app: Option<String>,
+    pub role: Option<String>,
+    pub user: Option<String>,
+}
+
+/// A token as listed: never the token itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Token {
+    pub name: String,
+    pub user: Option<String>,
+    /// `web1 (deployer)`, or null: everything its user may do.
+    pub scope: Option<String>,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+}
+
+/// `PUT /api/v1/apps/{app}/access/{user}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    pub role: String,
+}
+
+/// Who may do what on an app.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Access {
+    pub app: String,
+    /// User name to role.
+    pub users: BTreeMap<String, String>,
+    /// Machine tokens limited to this app: name to role.
+    pub tokens: BTreeMap<String, String>,
+}
+
+/// `POST /api/v1/keys`: an OpenSSH public key line; `user` (admin only) adds it for
+/// that user.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddKey {
+    pub public_key: String,
+    pub user: Option<String>,
+}
+
+/// An SSH key as listed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Key {
+    pub fingerprint: String,
+    pub user: String,
+    pub comment: String,
+    pub created_at: String,
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AuditEntry {
+    pub id: i64,
+    pub at: String,
+    /// `admin`, `alice (token laptop)`, `alice (key SHA256:…)`, `token ci`, `webhook (github)`.
+    pub actor: String,
+    pub app: Option<String>,
+    /// `push`, `config.set`, `rollback`, `app.delete`, `access.add`, `token.create`,
+    /// `login`, `refused`, …
+    pub action: String,
+    pub detail: String,
+    /// Where the request came from.
+    pub remote: String,
 }

@@ -2,7 +2,8 @@
 //! followed while it is written, as text, NDJSON records or server-sent events (which
 //! resume from `Last-Event-ID`); an app's runtime output; the pre-receive hook's stream.
 
-use super::{Admin, ApiError, ApiResult, ApiState};
+use super::{ApiError, ApiResult, ApiState};
+use crate::access::Caller;
 use crate::logs::{Follower, Record};
 use crate::pipeline::Outcome;
 use crate::receive::HookMessage;
@@ -88,12 +89,12 @@ impl Owner {
 /// `GET /api/v1/apps/{app}/builds/{id}/log`.
 pub(super) async fn build_log(
     State(state): State<Arc<ApiState>>,
-    _: Admin,
+    caller: Caller,
     Path((app, id)): Path<(String, String)>,
     Query(query): Query<LogQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (app, build) = state.apps.build(&app, &id)?;
+    let (app, build) = state.apps.build(&caller, &app, &id)?;
     let path = state.apps.build_log(&app.name, build.id);
     timeline(state, &path, &format!("build {}", build.id), Owner::Build(build.id), query, headers).await
 }
@@ -101,12 +102,12 @@ pub(super) async fn build_log(
 /// `GET /api/v1/apps/{app}/releases/{number}/log`.
 pub(super) async fn release_log(
     State(state): State<Arc<ApiState>>,
-    _: Admin,
+    caller: Caller,
     Path((app, number)): Path<(String, String)>,
     Query(query): Query<LogQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
-    let (app, release) = state.apps.release(&app, &number)?;
+    let (app, release) = state.apps.release(&caller, &app, &number)?;
     let number = release.number;
     let path = state.apps.release_log(&app.name, number);
     let owner = Owner::Release(app.name.clone(), number);
@@ -179,13 +180,13 @@ pub(super) fn line_of(value: &impl serde::Serialize) -> Bytes {
 /// release (its container, or its pods), secrets masked.
 pub(super) async fn runtime_logs(
     State(state): State<Arc<ApiState>>,
-    _: Admin,
+    caller: Caller,
     Path(app): Path<String>,
     Query(query): Query<LogQuery>,
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let format = query.format(&headers)?;
-    let output = state.apps.runtime_output(&app, query.tail.unwrap_or(100).min(10_000), query.follow(format)).await?;
+    let output = state.apps.runtime_output(&caller, &app, query.tail.unwrap_or(100).min(10_000), query.follow(format)).await?;
     let (number, records) = (output.release, output.records);
     Ok(respond(format, records, async move { serde_json::json!({ "release": number }) }))
 }

@@ -27,6 +27,12 @@ enum Command {
         #[command(subcommand)]
         command: StacksCommand,
     },
+    /// The admin token: `--rotate` makes a new one in the data dir (a running hoistd
+    /// takes it at once; the old one answers 401 from then on) and prints it.
+    AdminToken {
+        #[arg(long)]
+        rotate: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -71,6 +77,17 @@ fn run() -> anyhow::Result<()> {
             runtime.block_on(hoist::daemon::prepare_stack(config, &name, &suite, version, refresh))?;
             return Ok(());
         }
+        Some(Command::AdminToken { rotate }) => {
+            let config = hoist::config::Config::load(args.config.as_deref())?;
+            let path = hoist::auth::admin_token_path(&config.data_dir);
+            if !rotate {
+                println!("hoistd: the admin token is in {} (--rotate makes a new one)", path.display());
+                return Ok(());
+            }
+            let token = hoist::auth::rotate_admin_token(&config.data_dir)?;
+            println!("hoistd: a new admin token (also in {}); the old one no longer works:\n{token}", path.display());
+            return Ok(());
+        }
         None => {}
     }
     tracing_subscriber::fmt()
@@ -98,6 +115,9 @@ fn run() -> anyhow::Result<()> {
             daemon.api_addr,
             daemon.router_addr.port()
         );
+        if let Some((addr, fingerprint)) = &daemon.ssh {
+            println!("hoistd: git over SSH on ssh://git@{addr}/<app>.git  host key {fingerprint}");
+        }
         let mut terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = tokio::signal::ctrl_c() => {}
