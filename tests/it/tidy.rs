@@ -36,6 +36,66 @@ struct Facts {
     string_errors: Vec<String>,
     /// `#![forbid(unsafe_code)]` is there.
     forbids_unsafe: bool,
+    /// Top-level functions that take axum's `State(…)` (handlers): name, and whether one
+    /// of their parameters is a `Caller`.
+    handlers: Vec<(String, bool)>,
+    /// Public methods of `impl Apps`: what they take and whether they authorize.
+    service_methods: Vec<ServiceMethod>,
+}
+
+/// A public method of the apps service, as the authorization rule sees it.
+#[derive(Debug)]
+struct ServiceMethod {
+    name: String,
+    /// It takes an app's name (a parameter called `name`).
+    takes_app: bool,
+    /// It takes a `Caller`.
+    takes_caller: bool,
+    /// Its body calls `authorize`, `admin_only` or `open_git`.
+    authorizes: bool,
+}
+
+/// The names of `inputs` that are plain identifiers, with their types as written.
+fn inputs(signature: &syn::Signature) -> Vec<(String, String)> {
+    signature
+        .inputs
+        .iter()
+        .filter_map(|input| match input {
+            syn::FnArg::Typed(typed) => {
+                let name = match &*typed.pat {
+                    syn::Pat::Ident(ident) => ident.ident.to_string(),
+                    syn::Pat::TupleStruct(tuple) => path_text(&tuple.path),
+                    _ => String::new(),
+                };
+                let ty = match &*typed.ty {
+                    syn::Type::Path(path) => path_text(&path.path),
+                    syn::Type::Reference(reference) => match &*reference.elem {
+                        syn::Type::Path(path) => path_text(&path.path),
+                        _ => String::new(),
+                    },
+                    _ => String::new(),
+                };
+                Some((name, ty))
+            }
+            syn::FnArg::Receiver(_) => None,
+        })
+        .collect()
+}
+
+/// Whether `block` calls one of `methods`.
+fn calls_any(block: &syn::Block, methods: &[&str]) -> bool {
+    struct Finder<'a>(&'a [&'a str], bool);
+    impl<'ast> Visit<'ast> for Finder<'_> {
+        fn visit_expr_method_call(&mut self, call: &'ast syn::ExprMethodCall) {
+            if self.0.iter().any(|m| call.method == m) {
+                self.1 = true;
+            }
+            syn::visit::visit_expr_method_call(self, call);
+        }
+    }
+    let mut finder = Finder(methods, false);
+    finder.visit_block(block);
+    finder.1
 }
 
 impl Facts {
@@ -137,11 +197,32 @@ impl<'ast> Visit<'ast> for Facts {
     }
     fn visit_item_fn(&mut self, function: &'ast syn::ItemFn) {
         if !is_cfg_test(&function.attrs) {
+            let inputs = inputs(&function.sig);
+            if inputs.iter().any(|(name, _)| name == "State") {
+                let takes_caller = inputs.iter().any(|(_, ty)| ty == "Caller");
+                self.handlers.push((function.sig.ident.to_string(), takes_caller));
+            }
             syn::visit::visit_item_fn(self, function);
         }
     }
     fn visit_item_impl(&mut self, item: &'ast syn::ItemImpl) {
         if !is_cfg_test(&item.attrs) {
+            let is_apps = matches!(&*item.self_ty, syn::Type::Path(path) if path_text(&path.path) == "Apps");
+            if is_apps {
+                for member in &item.items {
+                    let syn::ImplItem::Fn(method) = member else { continue };
+                    if !matches!(method.vis, syn::Visibility::Public(_)) {
+                        continue;
+                    }
+                    let inputs = inputs(&method.sig);
+                    self.service_methods.push(ServiceMethod {
+                        name: method.sig.ident.to_string(),
+                        takes_app: inputs.iter().any(|(name, _)| name == "name"),
+                        takes_caller: inputs.iter().any(|(_, ty)| ty == "Caller"),
+                        authorizes: calls_any(&method.block, &["authorize", "admin_only", "open_git"]),
+                    });
+                }
+            }
             syn::visit::visit_item_impl(self, item);
         }
     }
@@ -535,6 +616,55 @@ fn rules() -> Vec<Rule> {
             },
         },
         Rule {
+            invariant: "every API handler takes a Caller (only the hook, the registry's events and webhooks prove themselves with their own secrets)",
+            allowed: &[],
+            breaks: |s| {
+                if !(s.path == "api.rs" || s.path.starts_with("api/")) {
+                    return Vec::new();
+                }
+                s.facts
+                    .handlers
+                    .iter()
+                    .filter(|(name, takes_caller)| {
+                        !takes_caller && !["receive_hook", "registry_events", "webhook"].contains(&name.as_str())
+                    })
+                    .map(|(name, _)| format!("{name} takes no Caller"))
+                    .collect()
+            },
+        },
+        Rule {
+            invariant: "authorization is decided in the apps service: every public method about an app takes the caller and calls authorize or admin_only (webhooks: their signature; the hook's push: its ticket)",
+            allowed: &[],
+            breaks: |s| {
+                if !(s.path == "apps.rs" || s.path.starts_with("apps/")) {
+                    return Vec::new();
+                }
+                s.facts
+                    .service_methods
+                    .iter()
+                    .filter(|m| m.name != "deliver_webhook")
+                    .filter(|m| (m.takes_app && !(m.takes_caller && m.authorizes)) || (m.takes_caller && m.takes_app && !m.authorizes))
+                    .map(|m| format!("{} does not authorize its caller", m.name))
+                    .collect()
+            },
+        },
+        Rule {
+            invariant: "only the apps service decides who may do what: nobody else calls authorize, admin_only or role_on",
+            allowed: &["apps.rs", "apps/"],
+            breaks: |s| {
+                ["authorize", "admin_only", "role_on"]
+                    .iter()
+                    .filter(|m| s.facts.methods.contains(**m))
+                    .map(|m| format!("calls {m}"))
+                    .collect()
+            },
+        },
+        Rule {
+            invariant: "access is pure: no store, disk, network or async",
+            allowed: &[],
+            breaks: |s| only_in(s, "access.rs", names_any(s, &["Store", "store", "fs", "tokio", "axum", "reqwest", "russh"])),
+        },
+        Rule {
             invariant: "every module says what it is for (`//!` first)",
             allowed: &[],
             breaks: |s| {
@@ -666,8 +796,8 @@ fn each_invariant_fails_when_broken() {
         ("daemon/src/image_watch.rs", "pub async fn poll_app(&self, app: &AppName) {", "pub async fn poll_app(&self, app: &AppName) {\n        let Ok(_apps) = self.store.apps() else { return };", "a store write is never dropped silently"),
         ("daemon/src/target.rs", "pub mod docker;", "pub mod docker;\ntype Leak = kube::Error;", "target seam names no implementation"),
         ("daemon/src/apps.rs", "pub type Result<T, E = Error>", "fn leak(status: u16) -> bool { status == 404 }\npub type Result<T, E = Error>", "the apps service knows no HTTP status codes"),
-        ("daemon/src/intake.rs", "let build = self.store.create_build(&app.name, commit, git_ref)?;", "let Ok(build) = self.store.create_build(&app.name, commit, git_ref) else { return Err(Error::Internal(String::new())) };", "a store write is never dropped silently"),
-        ("daemon/src/api.rs", "Ok(Json(state.apps.list()?))", "Ok(Json(state.apps.store.apps().map(|_| Vec::new()).unwrap_or_default()))", "the API's handlers make no store call"),
+        ("daemon/src/intake.rs", "let build = self.store.create_build(&app.name, commit, git_ref, audit)?;", "let Ok(build) = self.store.create_build(&app.name, commit, git_ref, audit) else { return Err(Error::Internal(String::new())) };", "a store write is never dropped silently"),
+        ("daemon/src/api.rs", "Ok(Json(state.apps.list(&caller)?))", "Ok(Json(state.apps.store.apps().map(|_| Vec::new()).unwrap_or_default()))", "the API's handlers make no store call"),
         ("daemon/src/apps.rs", "Ok(wire::Config { version, vars, secret })", "let _ = serde_json::json!({}); Ok(wire::Config { version, vars, secret })", "no serde_json::json! elsewhere"),
         ("daemon/src/daemon.rs", "use crate::listener::serve;", "let _ = axum::serve;\n        use crate::listener::serve;", "every listener is served by listener::serve"),
         ("daemon/src/outside_url.rs", "pub type Result<T, E = Error>", "fn peek() { let _ = std::fs::read(\"/etc/passwd\"); }\npub type Result<T, E = Error>", "outside_url is pure"),
@@ -678,6 +808,10 @@ fn each_invariant_fails_when_broken() {
         ("daemon/src/store.rs", "use rusqlite::", "use bollard::Docker as _Leak;\nuse rusqlite::", "the store knows rows"),
         ("daemon/src/build.rs", "Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}", "Ok(()) => {}", "build.rs (allowed, but it no longer does this"),
         ("daemon/src/logs.rs", "//! ", "// ", "every module says what it is for"),
+        ("daemon/src/api.rs", "async fn list_users(State(state): State<Arc<ApiState>>, caller: Caller)", "async fn list_users(State(state): State<Arc<ApiState>>)", "every API handler takes a Caller"),
+        ("daemon/src/apps.rs", "let app = self.authorize(caller, name, Role::Viewer, \"reading releases\")?;", "let app = self.app(name)?;", "authorization is decided in the apps service"),
+        ("daemon/src/ssh.rs", "", "fn sneaky(apps: &crate::apps::Apps, c: &crate::access::Caller) { let _ = apps.admin_only(c, \"x\"); }", "only the apps service decides"),
+        ("daemon/src/access.rs", "", "fn sneaky() { let _ = std::fs::read(\"x\"); }", "access is pure"),
     ];
     for (file, find, replace, invariant) in breaks {
         let path = copy.join(file);

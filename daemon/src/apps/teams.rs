@@ -329,7 +329,7 @@ impl Apps {
 
     /// Revokes a token by name: the caller's own, or (admin) a machine token or, with
     /// `user`, that user's. It answers 401 from then on.
-    pub fn revoke_token(&self, caller: &Caller, name: &str, user: Option<&str>) -> Result<()> {
+    pub fn revoke_token(&self, caller: &Caller, token_name: &str, user: Option<&str>) -> Result<()> {
         let owner = match (&caller.identity, user) {
             (Identity::Admin, Some(user)) => Some(parse_user(user)?),
             (Identity::Admin, None) => None,
@@ -341,11 +341,11 @@ impl Apps {
             caller,
             None,
             "token.revoke",
-            format!("{name}{}", owner.as_ref().map_or(String::new(), |o| format!(" of {o}"))),
+            format!("{token_name}{}", owner.as_ref().map_or(String::new(), |o| format!(" of {o}"))),
         );
-        if !self.store.revoke_token(owner.as_ref(), name, &audit)? {
+        if !self.store.revoke_token(owner.as_ref(), token_name, &audit)? {
             let whose = owner.map_or("machine token".to_string(), |o| format!("token of {o}"));
-            return Err(Error::NotFound(format!("no {whose} named {name:?}; see hoist tokens list")));
+            return Err(Error::NotFound(format!("no {whose} named {token_name:?}; see hoist tokens list")));
         }
         Ok(())
     }
