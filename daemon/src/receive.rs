@@ -744,8 +744,8 @@ pub fn parse_ssh_command(command: &str) -> std::result::Result<SshCommand, Strin
     // One path segment: the app's name, nothing a shell or git would read otherwise.
     let path = path.strip_prefix('/').unwrap_or(path);
     let path = path.strip_prefix("~/").unwrap_or(path);
+    let path = path.strip_suffix('/').unwrap_or(path);
     let name = path.strip_suffix(".git").unwrap_or(path);
-    let name = name.strip_suffix('/').unwrap_or(name);
     if AppName::parse(name).is_err() {
         return Err(refuse());
     }
@@ -908,6 +908,32 @@ pub async fn run_pre_receive_hook() -> i32 {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn ssh_commands_are_git_pack_services_of_one_app() {
+        let receive = |app: &str| Ok(SshCommand { service: SshService::ReceivePack, app: app.to_string() });
+        assert_eq!(parse_ssh_command("git-receive-pack '/web1.git'"), receive("web1"));
+        assert_eq!(parse_ssh_command("git-receive-pack 'web1.git'"), receive("web1"));
+        assert_eq!(parse_ssh_command("git receive-pack '/web1'"), receive("web1"));
+        assert_eq!(parse_ssh_command("git-receive-pack '~/web1.git/'"), receive("web1"));
+        assert_eq!(
+            parse_ssh_command("git-upload-pack '/web1.git'"),
+            Ok(SshCommand { service: SshService::UploadPack, app: "web1".into() })
+        );
+        for refused in [
+            "",
+            "ls /",
+            "sh -c 'git-receive-pack web1'",
+            "git-receive-pack '/../../etc.git'",
+            "git-receive-pack '/web1.git'; rm -rf /",
+            "git-receive-pack '/a/b.git'",
+            "git-upload-archive '/web1.git'",
+            "git-receive-pack '/WEB1.git'",
+            "git-receive-pack '/web1.git' --upload-pack=x",
+        ] {
+            assert!(parse_ssh_command(refused).is_err(), "{refused:?}");
+        }
+    }
 
     #[test]
     fn ref_updates() {
@@ -1121,6 +1147,25 @@ mod tests {
             tree = builder.write().ok()?;
         }
         Some(tree)
+    }
+
+    proptest! {
+        /// Whatever an SSH client sends, the parser either names a valid app (which
+        /// hoistd turns into a path under its repos) with a git pack service, or refuses.
+        #[test]
+        fn an_ssh_command_never_names_anything_but_an_app(command in any::<String>()) {
+            if let Ok(parsed) = parse_ssh_command(&command) {
+                prop_assert!(AppName::parse(&parsed.app).is_ok());
+                prop_assert!(!parsed.app.contains(['/', '.', ' ', '\'']));
+            }
+        }
+
+        #[test]
+        fn an_ssh_command_of_any_app_path_parses_to_that_app(app in "[a-z][a-z0-9-]{0,20}[a-z0-9]") {
+            prop_assume!(AppName::parse(&app).is_ok());
+            let parsed = parse_ssh_command(&format!("git-receive-pack '/{app}.git'")).unwrap();
+            prop_assert_eq!(parsed.app, app);
+        }
     }
 
     proptest! {
