@@ -97,7 +97,12 @@ pub async fn users(client: &Client, command: UsersCommand, json: bool) -> anyhow
     Ok(())
 }
 
-pub async fn access(client: &Client, app: Option<String>, command: Option<AccessCommand>, json: bool) -> anyhow::Result<()> {
+pub async fn access(
+    client: &Client,
+    app: Option<String>,
+    command: Option<AccessCommand>,
+    json: bool,
+) -> anyhow::Result<()> {
     let (app, answer): (String, wire::Access) = match command {
         None => {
             let app = app.context("name the app: hoist access APP")?;
@@ -189,7 +194,10 @@ pub async fn keys(client: &Client, command: KeysCommand, json: bool) -> anyhow::
             if json {
                 return pretty(&key);
             }
-            println!("added {} ({}) for {}; push with git over SSH (hoist git:remote APP --ssh)", key.fingerprint, key.comment, key.user);
+            println!(
+                "added {} ({}) for {}; push with git over SSH (hoist git:remote APP --ssh)",
+                key.fingerprint, key.comment, key.user
+            );
         }
         KeysCommand::List { user } => {
             let query = user.as_deref().map_or(String::new(), |u| format!("?user={u}"));

@@ -56,7 +56,9 @@ impl UserName {
     pub fn parse(name: &str) -> Result<UserName, String> {
         let ok = !name.is_empty()
             && name.len() <= 40
-            && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.')
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_' || b == b'.')
             && name.as_bytes()[0].is_ascii_lowercase()
             && name != "admin";
         if ok {
@@ -178,7 +180,10 @@ impl Caller {
 pub enum Decision {
     Allowed,
     /// The caller holds `held` (or no role at all), less than `needed`.
-    Refused { needed: Role, held: Option<Role> },
+    Refused {
+        needed: Role,
+        held: Option<Role>,
+    },
 }
 
 /// Whether a caller holding `held` on an app may do what needs `needed`.

@@ -300,7 +300,11 @@ async fn show_app(
     Ok(Json(state.apps.show(&caller, &app)?))
 }
 
-async fn delete_app(State(state): State<Arc<ApiState>>, caller: Caller, Path(app): Path<String>) -> ApiResult<StatusCode> {
+async fn delete_app(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(app): Path<String>,
+) -> ApiResult<StatusCode> {
     state.apps.delete(&caller, &app).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -318,7 +318,13 @@ impl Apps {
     }
 
     /// The output of the app's live release (its container, or its pods), secrets masked.
-    pub async fn runtime_output(&self, caller: &Caller, name: &str, tail: usize, follow: bool) -> Result<RuntimeOutput> {
+    pub async fn runtime_output(
+        &self,
+        caller: &Caller,
+        name: &str,
+        tail: usize,
+        follow: bool,
+    ) -> Result<RuntimeOutput> {
         let app = self.authorize(caller, name, Role::Viewer, "reading the app's output")?;
         let release = self.store.live_release(&app.name)?.ok_or_else(|| {
             Error::NotFound(format!("app {} has no live release, so no output: push to deploy it", app.name))
@@ -398,10 +404,13 @@ impl Apps {
             return Ok(wire::ConfigChanged { config, release: None, message: Some(message.to_string()) });
         }
         let description = format!("config {} (v{version})", names.join(" "));
-        let release = self.roll_out(&app.name, Change::Config { description }, None).await.map_err(|error| match error {
-            Error::ReleaseFailed(message) => Error::ReleaseFailed(format!("config v{version} is saved, but {message}")),
-            other => other,
-        })?;
+        let release =
+            self.roll_out(&app.name, Change::Config { description }, None).await.map_err(|error| match error {
+                Error::ReleaseFailed(message) => {
+                    Error::ReleaseFailed(format!("config v{version} is saved, but {message}"))
+                }
+                other => other,
+            })?;
         let config = self.shown_config(&app.name, version, vars)?;
         Ok(wire::ConfigChanged { config, release: Some(release.into()), message: None })
     }
@@ -722,10 +731,8 @@ impl Apps {
         // The build is recorded before the fetch, so a fetch that hangs or fails shows as a
         // build that says why.
         let audit = store::Audit::new(format!("webhook ({})", envelope.host.name()), Some(&app.name), "push", "");
-        let opened = self
-            .intake
-            .open(&app, &commit, &git_ref, &notes, &audit)
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        let opened =
+            self.intake.open(&app, &commit, &git_ref, &notes, &audit).map_err(|e| Error::Internal(e.to_string()))?;
         let queued = wire::WebhookAnswer {
             result: "queued".to_string(),
             app: Some(app.name.to_string()),
@@ -755,15 +762,8 @@ impl Apps {
                 return;
             }
             let name = app.name.clone();
-            let commit = crate::intake::Commit {
-                app,
-                commit,
-                git_ref,
-                object_dirs: vec![],
-                push: None,
-                notes: vec![],
-                audit,
-            };
+            let commit =
+                crate::intake::Commit { app, commit, git_ref, object_dirs: vec![], push: None, notes: vec![], audit };
             match service.intake.submit_opened(opened, commit).await {
                 Ok(submitted) => {
                     if let Ok(outcome) = submitted.outcome.await {

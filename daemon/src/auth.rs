@@ -83,7 +83,9 @@ impl AdminToken {
         if modified.is_some() && modified != current.0 {
             match std::fs::read_to_string(&self.path) {
                 Ok(token) if !token.trim().is_empty() => *current = (modified, token.trim().to_string()),
-                _ => tracing::warn!(path = %self.path.display(), "the admin token file changed but cannot be read; the old token stays"),
+                _ => {
+                    tracing::warn!(path = %self.path.display(), "the admin token file changed but cannot be read; the old token stays")
+                }
             }
         }
         token_matches(given, &current.1)

@@ -536,8 +536,7 @@ fn write_listening(
 ) -> Result<()> {
     let path = data_dir.join("listening");
     let ssh = ssh.map_or(String::new(), |ssh| format!(", \"ssh\": \"{ssh}\""));
-    let text =
-        format!("{{\"api\": \"{api}\", \"router\": \"{router}\", \"registry\": \"{registry}\"{ssh}}}\n");
+    let text = format!("{{\"api\": \"{api}\", \"router\": \"{router}\", \"registry\": \"{registry}\"{ssh}}}\n");
     let partial = data_dir.join("listening.tmp");
     std::fs::write(&partial, text)
         .and_then(|()| std::fs::rename(&partial, &path))

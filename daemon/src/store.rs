@@ -742,7 +742,12 @@ impl Store {
         let tx = conn.transaction()?;
         let build = tx.query_row(&sql, params![app.as_str(), commit, git_ref], Self::build_from_row)?;
         let mut audit = audit.clone();
-        audit.detail = format!("build {} of {} ({git_ref}){}", build.id, short_commit(commit), if audit.detail.is_empty() { String::new() } else { format!("; {}", audit.detail) });
+        audit.detail = format!(
+            "build {} of {} ({git_ref}){}",
+            build.id,
+            short_commit(commit),
+            if audit.detail.is_empty() { String::new() } else { format!("; {}", audit.detail) }
+        );
         teams::insert_audit(&tx, &audit)?;
         tx.commit()?;
         Ok(build)

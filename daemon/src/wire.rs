@@ -107,7 +107,12 @@ impl From<store::Token> for Token {
 
 impl From<store::Key> for Key {
     fn from(key: store::Key) -> Key {
-        Key { fingerprint: key.fingerprint, user: key.user.to_string(), comment: key.comment, created_at: key.created_at }
+        Key {
+            fingerprint: key.fingerprint,
+            user: key.user.to_string(),
+            comment: key.comment,
+            created_at: key.created_at,
+        }
     }
 }
 

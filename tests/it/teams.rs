@@ -148,7 +148,8 @@ fn a_team_shares_hoistd_with_roles_scoped_tokens_ssh_keys_and_an_audit_log() {
     // Her push to web2 is refused before any build, naming the role she lacks.
     let other = WorkTree::new(&hoistd, "web2", Some("static-site"));
     other.commit("one");
-    for push in [push_over_ssh(&other, &hoistd, &key, "web2"), other.push(&http_remote(&hoistd, &alice, "web2"), "main")]
+    for push in
+        [push_over_ssh(&other, &hoistd, &key, "web2"), other.push(&http_remote(&hoistd, &alice, "web2"), "main")]
     {
         assert!(!push.status.success(), "{}", show(&push));
         assert!(text(&push).contains("needs the deployer role on web2"), "{}", show(&push));
@@ -172,7 +173,10 @@ fn a_team_shares_hoistd_with_roles_scoped_tokens_ssh_keys_and_an_audit_log() {
     let ci = printed_token(&hoistd.cli(&["tokens", "create", "ci", "--app", "web1", "--role", "deployer"]));
     let listed = hoistd.cli(&["tokens", "list", "--json"]);
     let tokens: Value = serde_json::from_slice(&listed.stdout).unwrap();
-    assert!(tokens.as_array().unwrap().iter().any(|t| t["name"] == "ci" && t["scope"] == "web1 (deployer)"), "{tokens}");
+    assert!(
+        tokens.as_array().unwrap().iter().any(|t| t["name"] == "ci" && t["scope"] == "web1 (deployer)"),
+        "{tokens}"
+    );
     assert!(!text(&listed).contains(&ci), "a token is never shown again");
     let apps = hoistd.cli_as(&ci, &["apps", "list", "--json"]);
     let apps: Value = serde_json::from_slice(&apps.stdout).unwrap();

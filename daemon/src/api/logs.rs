@@ -186,7 +186,8 @@ pub(super) async fn runtime_logs(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     let format = query.format(&headers)?;
-    let output = state.apps.runtime_output(&caller, &app, query.tail.unwrap_or(100).min(10_000), query.follow(format)).await?;
+    let output =
+        state.apps.runtime_output(&caller, &app, query.tail.unwrap_or(100).min(10_000), query.follow(format)).await?;
     let (number, records) = (output.release, output.records);
     Ok(respond(format, records, async move { serde_json::json!({ "release": number }) }))
 }

@@ -98,8 +98,11 @@ impl Apps {
     /// Who an SSH key is: its user, with everything that user may do.
     pub fn authenticate_key(&self, fingerprint: &str, remote: &str) -> Result<Caller> {
         let user = self.store.key_owner(fingerprint)?.ok_or(Error::Unauthenticated)?;
-        let identity =
-            Identity::User { user: Some(user), credential: Credential::Key(fingerprint.to_string()), scope: Scope::User };
+        let identity = Identity::User {
+            user: Some(user),
+            credential: Credential::Key(fingerprint.to_string()),
+            scope: Scope::User,
+        };
         Ok(Caller { identity, remote: remote.to_string() })
     }
 
@@ -162,7 +165,12 @@ impl Apps {
     }
 
     /// An audit entry of `caller` doing `action` on `app`.
-    pub(crate) fn audit_entry(caller: &Caller, app: Option<&AppName>, action: &str, detail: impl Into<String>) -> Audit {
+    pub(crate) fn audit_entry(
+        caller: &Caller,
+        app: Option<&AppName>,
+        action: &str,
+        detail: impl Into<String>,
+    ) -> Audit {
         Audit::new(caller.actor(), app, action, detail).from(&caller.remote)
     }
 
@@ -226,7 +234,9 @@ impl Apps {
         let user = parse_user(user)?;
         let role = parse_role(&request.role)?;
         if !self.store.user_exists(&user)? {
-            return Err(Error::NotFound(format!("no user named {user}; the admin creates users: hoist users create {user}")));
+            return Err(Error::NotFound(format!(
+                "no user named {user}; the admin creates users: hoist users create {user}"
+            )));
         }
         let audit = Self::audit_entry(caller, Some(&app.name), "access.add", format!("{user} as {role}"));
         self.store.grant(&app.name, &user, role, &audit)?;
@@ -239,7 +249,10 @@ impl Apps {
         let user = parse_user(user)?;
         let audit = Self::audit_entry(caller, Some(&app.name), "access.remove", user.as_str());
         if !self.store.revoke_grant(&app.name, &user, &audit)? {
-            return Err(Error::NotFound(format!("{user} holds no role on {}; see hoist access {}", app.name, app.name)));
+            return Err(Error::NotFound(format!(
+                "{user} holds no role on {}; see hoist access {}",
+                app.name, app.name
+            )));
         }
         self.access(caller, name)
     }
@@ -307,12 +320,7 @@ impl Apps {
         );
         let hash = self.token_key.hash(&token);
         self.store.create_token(owner.as_ref(), &request.name, &hash, scope.as_ref().map(|(a, r)| (a, *r)), &audit)?;
-        Ok(wire::NewToken {
-            name: request.name,
-            user: owner.map(|o| o.to_string()),
-            scope: shown_scope,
-            token,
-        })
+        Ok(wire::NewToken { name: request.name, user: owner.map(|o| o.to_string()), scope: shown_scope, token })
     }
 
     /// Tokens: all of them for the admin, one's own for a user. Never the tokens.

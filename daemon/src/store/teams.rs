@@ -189,11 +189,10 @@ impl Store {
 
     /// Removes audit entries older than `days`; how many went.
     pub fn prune_audit(&self, days: u32) -> Result<usize> {
-        let removed = self
-            .conn()
-            .execute("DELETE FROM audit WHERE at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)", params![format!(
-                "-{days} days"
-            )])?;
+        let removed = self.conn().execute(
+            "DELETE FROM audit WHERE at < strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?1)",
+            params![format!("-{days} days")],
+        )?;
         Ok(removed)
     }
 
@@ -215,7 +214,9 @@ impl Store {
     }
 
     pub fn user_exists(&self, name: &UserName) -> Result<bool> {
-        Ok(self.conn().query_row("SELECT COUNT(*) > 0 FROM users WHERE name = ?1", params![name.as_str()], |r| r.get(0))?)
+        Ok(self
+            .conn()
+            .query_row("SELECT COUNT(*) > 0 FROM users WHERE name = ?1", params![name.as_str()], |r| r.get(0))?)
     }
 
     pub fn users(&self) -> Result<Vec<User>> {
@@ -278,8 +279,7 @@ impl Store {
         let conn = self.conn();
         let sql = format!("SELECT {TOKEN_COLUMNS} FROM tokens WHERE ?1 IS NULL OR owner = ?1 ORDER BY owner, name");
         let mut statement = conn.prepare(&sql)?;
-        let tokens =
-            statement.query_map(params![owner.map(owner_key)], token_from_row)?.collect::<Result<_, _>>()?;
+        let tokens = statement.query_map(params![owner.map(owner_key)], token_from_row)?.collect::<Result<_, _>>()?;
         Ok(tokens)
     }
 
@@ -396,7 +396,12 @@ impl Store {
         )?;
         let keys = statement
             .query_map(params![user.map(UserName::as_str)], |row| {
-                Ok(Key { fingerprint: row.get(0)?, user: user_column(row, 1)?, comment: row.get(2)?, created_at: row.get(3)? })
+                Ok(Key {
+                    fingerprint: row.get(0)?,
+                    user: user_column(row, 1)?,
+                    comment: row.get(2)?,
+                    created_at: row.get(3)?,
+                })
             })?
             .collect::<Result<_, _>>()?;
         Ok(keys)
@@ -432,7 +437,6 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-
 
     #[test]
     fn users_tokens_grants_and_their_audit_are_written_together() {
