@@ -216,6 +216,9 @@ pub struct RolloutConfig {
     /// traffic moved to it; if it crashes or stops answering meanwhile, traffic moves back
     /// and the previous release, still running, keeps serving (Kubernetes' minReadySeconds).
     pub settle_secs: u64,
+    /// How long a Procfile `release:` command (the release phase) may run before the
+    /// release is failed (the running release keeps serving).
+    pub release_timeout_secs: u64,
     /// An app keeps the images of this many of its last releases that served (rollback
     /// can go back that far); older ones are removed from dockerd and the registry.
     pub keep_releases: usize,
@@ -367,6 +370,7 @@ impl Default for RolloutConfig {
             checks_timeout_secs: 60,
             checks_interval_ms: 100,
             settle_secs: 5,
+            release_timeout_secs: 600,
             keep_releases: 5,
             app_memory_mb: 1024,
             app_pids_limit: 1024,
@@ -411,6 +415,9 @@ impl Config {
         }
         if let Some(v) = var("HOIST_ROUTER_ADDR") {
             self.router_addr = parse("HOIST_ROUTER_ADDR", v)?;
+        }
+        if let Some(v) = var("HOIST_RELEASE_TIMEOUT_SECS") {
+            self.rollout.release_timeout_secs = parse("HOIST_RELEASE_TIMEOUT_SECS", v)?;
         }
         if let Some(v) = var("HOIST_SSH_ADDR") {
             self.ssh.addr = parse("HOIST_SSH_ADDR", v)?;

@@ -105,7 +105,8 @@ impl Daemon {
             config.instance.clone(),
             config.rollout.keep_releases,
         );
-        let rollouts = Rollouts::new(store.clone(), targets, routes.clone(), logs.clone(), retention.clone());
+        let rollouts = Rollouts::new(store.clone(), targets, routes.clone(), logs.clone(), retention.clone())
+            .with_release_timeout(Duration::from_secs(config.rollout.release_timeout_secs.max(1)));
         let work_root = recover(&store, &logs, &docker, &config, &data_dir, &rollouts).await?;
 
         let rollout_requests = rollout::start_stage(rollouts.clone());

@@ -42,6 +42,8 @@ pub mod stage {
     pub const BUILD: &str = "build";
     pub const PUSH: &str = "push";
     pub const ROLLOUT: &str = "rollout";
+    /// The release phase: a Procfile `release:` command before traffic moves.
+    pub const RELEASE: &str = "release";
     /// A running release's output (runtime logs; never stored).
     pub const RUNTIME: &str = "runtime";
 }
@@ -447,6 +449,13 @@ impl Tee {
     pub fn line(&self, text: impl AsRef<str>) {
         for log in &self.0 {
             log.line(text.as_ref());
+        }
+    }
+
+    /// The stage the lines written from now on belong to, in every log.
+    pub fn set_stage(&self, stage: &'static str) {
+        for log in &self.0 {
+            log.set_stage(stage);
         }
     }
 }

@@ -92,11 +92,20 @@ pub struct Rollouts {
     routes: Routes,
     logs: LogDir,
     retention: Retention,
+    /// How long a release phase may run.
+    release_timeout: std::time::Duration,
 }
 
 impl Rollouts {
     pub fn new(store: Arc<Store>, targets: Targets, routes: Routes, logs: LogDir, retention: Retention) -> Rollouts {
-        Rollouts { store, targets, routes, logs, retention }
+        let release_timeout = std::time::Duration::from_secs(600);
+        Rollouts { store, targets, routes, logs, retention, release_timeout }
+    }
+
+    /// How long a release phase (a Procfile `release:` command) may run.
+    pub fn with_release_timeout(mut self, timeout: std::time::Duration) -> Rollouts {
+        self.release_timeout = timeout;
+        self
     }
 
     pub fn targets(&self) -> &Targets {
@@ -192,9 +201,21 @@ impl Rollouts {
             release.number, app, settings.target, release.image, release.cause, release.config_version
         ));
         let previous = self.store.live_release(app)?;
+        // The release phase: before any traffic moves, in the new image with the new config.
+        if let Some(command) = release.processes.get(target::RELEASE_PROCESS) {
+            log.set_stage(crate::logs::stage::RELEASE);
+            log.line(format!("-----> Release phase: {command}"));
+            let started = std::time::Instant::now();
+            if let Err(failure) = target.release_phase(app, &release, command, self.release_timeout, &log).await {
+                let what = "failed its release phase";
+                return Err(self.record_failure(app, &release, previous.as_ref(), failure, Some(what), &log)?);
+            }
+            log.line(format!("       release phase done in {:.1} s", started.elapsed().as_secs_f64()));
+            log.set_stage(crate::logs::stage::ROLLOUT);
+        }
         let deployed = match target.deploy(app, &release, &log).await {
             Ok(deployed) => deployed,
-            Err(failure) => return Err(self.record_failure(app, &release, previous.as_ref(), failure, &log)?),
+            Err(failure) => return Err(self.record_failure(app, &release, previous.as_ref(), failure, None, &log)?),
         };
         let before = self.routes.addresses(app.as_str());
         if let Reach::Address(upstream) = deployed.reach {
@@ -207,7 +228,7 @@ impl Rollouts {
                 None => self.routes.remove(app.as_str()),
             }
             log.line("       traffic switched back");
-            return Err(self.record_failure(app, &release, previous.as_ref(), failure, &log)?);
+            return Err(self.record_failure(app, &release, previous.as_ref(), failure, None, &log)?);
         }
         self.store.make_release_live(app, release.number, deployed.revision)?;
         log.line(format!("       release {} is live", release.number));
@@ -225,6 +246,7 @@ impl Rollouts {
         release: &Release,
         previous: Option<&Release>,
         failure: target::Failure,
+        what: Option<&'static str>,
         log: &Tee,
     ) -> Result<Error> {
         self.store.fail_release(app, release.number, &failure.reason, failure.rolled_back, failure.revision)?;
@@ -237,7 +259,7 @@ impl Rollouts {
             (None, true) => "rolled back; no earlier release to serve".to_string(),
             (None, false) => "no earlier release to serve".to_string(),
         };
-        let what = if failure.rolled_back { "failed" } else { "never became healthy" };
+        let what = what.unwrap_or(if failure.rolled_back { "failed" } else { "never became healthy" });
         let error =
             Error::Failed { app: app.to_string(), number: release.number, what, reason: failure.reason, outcome };
         log.line(format!("       {error}"));

@@ -100,6 +100,19 @@ pub trait Target: Send + Sync {
     /// failed. Progress goes to `log`. On failure the previous release keeps serving.
     async fn deploy(&self, app: &AppName, release: &Release, log: &Tee) -> Result<Deployed, Failure>;
 
+    /// The release phase: runs `command` (the Procfile's `release:` line) once, in
+    /// `release`'s image with its config, before any traffic moves to it; its output goes
+    /// to `log`. Fails when the command exits non-zero or runs longer than `timeout`; the
+    /// release that serves keeps serving.
+    async fn release_phase(
+        &self,
+        app: &AppName,
+        release: &Release,
+        command: &str,
+        timeout: std::time::Duration,
+        log: &Tee,
+    ) -> Result<(), Failure>;
+
     /// Called once the router sends traffic to the deployed release, before the previous
     /// one is retired: the release must keep running and answering for the target's
     /// settling period. On failure the rollout stage switches traffic back.
@@ -128,6 +141,9 @@ pub trait Target: Send + Sync {
         Ok(None)
     }
 }
+
+/// The Procfile process type whose command is the release phase, not a process.
+pub const RELEASE_PROCESS: &str = "release";
 
 /// Lines of a running app's output.
 pub type LineStream = futures_util::stream::BoxStream<'static, String>;

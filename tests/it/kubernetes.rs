@@ -250,3 +250,31 @@ fn kubernetes_runs_every_procfile_process_type_and_an_app_can_bring_its_own_char
     assert_eq!(String::from_utf8_lossy(&marker.stdout), "2");
     assert_eq!(hoistd.visit(app, "/env.txt").1.trim(), "greeting=none");
 }
+
+#[test]
+fn kubernetes_runs_the_release_phase_in_a_pod_before_helm_and_a_failing_one_keeps_the_old_release() {
+    let cluster = Cluster::connect();
+    let hoistd = Hoistd::start_with(&cluster.hoistd_settings(60));
+    let app = "kube-migr";
+    hoistd.create_app(app);
+    hoistd.cli(&["config", "set", app, "GREETING=from-config"]);
+    let site = app_with_env_page(&hoistd, app);
+    site.write("Procfile", &format!("{ENV_PROCFILE}release: echo \"release phase sees $GREETING\"\n"))
+        .commit("a release phase");
+    let push = site.push(&hoistd.remote(app), "main");
+    assert!(push.status.success(), "{}\n{}", show(&push), hoistd.log_tail(40));
+    let said = text(&push);
+    assert!(said.contains("release phase sees from-config") && said.contains("release phase done in"), "{said}");
+    let pods =
+        cluster.kubectl(&["get", "pods", "-n", &cluster.namespace, "-l", "hoist.dev/process=release", "-o", "name"]);
+    assert_eq!(String::from_utf8_lossy(&pods.stdout).trim(), "", "the release phase's pod is removed");
+
+    site.write("index.html", "<h1>version two</h1>\n")
+        .write("Procfile", &format!("{ENV_PROCFILE}release: echo nope; exit 4\n"))
+        .commit("failing release phase");
+    let push = site.push(&hoistd.remote(app), "main");
+    let said = text(&push);
+    assert!(!push.status.success(), "{said}");
+    assert!(said.contains("nope") && said.contains("exited with code 4"), "{said}");
+    assert!(hoistd.visit(app, "/").1.contains("version one"), "the old release keeps serving");
+}

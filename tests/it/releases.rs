@@ -158,3 +158,48 @@ fn old_images_leave_dockerd_and_the_registry_and_a_deleted_app_leaves_none() {
         assert!(!in_registry(&hoistd, "keep", digest), "nor a manifest");
     }
 }
+
+#[test]
+fn a_procfile_release_command_runs_before_traffic_moves_and_a_failing_one_rejects_the_push() {
+    let hoistd = Hoistd::start(&[]);
+    hoistd.create_app("migr");
+    hoistd.cli(&["config", "set", "migr", "MIGRATION_TARGET=db-one"]);
+    let site = WorkTree::new(&hoistd, "migr", Some("static-site"));
+    let procfile = |release: &str| format!("{ENV_PROCFILE}release: {release}\n");
+    site.write("index.html", "<h1>first</h1>\n")
+        .write("Procfile", &procfile("echo \"migrating $MIGRATION_TARGET\"; echo done >&2"))
+        .commit("with a release phase");
+    let push = site.push(&hoistd.remote("migr"), "main");
+    let said = format!("{}{}", String::from_utf8_lossy(&push.stdout), String::from_utf8_lossy(&push.stderr));
+    assert!(push.status.success(), "{}", show(&push));
+    assert!(said.contains("-----> Release phase: echo \"migrating $MIGRATION_TARGET\""), "{said}");
+    assert!(said.contains("migrating db-one"), "the release phase has the app's config: {said}");
+    assert!(said.contains("release phase done in"), "{said}");
+    let phase = said.find("release phase done").unwrap();
+    let switched = said.find("traffic switched").unwrap();
+    assert!(phase < switched, "the release phase ends before traffic moves: {said}");
+    // Its lines are the release stage of the build's timeline.
+    let records = hoistd.get("/api/v1/apps/migr/builds/1/log?format=ndjson").1;
+    assert!(records.lines().any(|l| l.contains("\"stage\":\"release\"") && l.contains("migrating")), "{records}");
+
+    // A failing release command rejects the push; the running release keeps serving.
+    site.write("index.html", "<h1>second</h1>\n")
+        .write("Procfile", &procfile("echo \"cannot migrate\"; exit 3"))
+        .commit("a failing release phase");
+    let push = site.push(&hoistd.remote("migr"), "main");
+    let said = format!("{}{}", String::from_utf8_lossy(&push.stdout), String::from_utf8_lossy(&push.stderr));
+    assert!(!push.status.success(), "{said}");
+    assert!(said.contains("cannot migrate") && said.contains("exited with code 3"), "{said}");
+    assert!(said.contains("release 1 keeps serving"), "{said}");
+    assert!(hoistd.visit("migr", "/").1.contains("first"));
+    let release_2 = &hoistd.get_json("/api/v1/apps/migr/releases")[0];
+    assert_eq!(release_2["status"], "failed", "{release_2}");
+    assert!(release_2["error"].as_str().unwrap().contains("exited with code 3"), "{release_2}");
+    // A config change is a new release of the live image: its release phase (the live
+    // build's command) runs again, with the new config.
+    let set = hoistd.cli(&["config", "set", "migr", "MIGRATION_TARGET=db-two"]);
+    assert!(String::from_utf8_lossy(&set.stdout).contains("release 3 of migr is live"), "{}", show(&set));
+    let log = hoistd.get("/api/v1/apps/migr/releases/3/log").1;
+    assert!(log.contains("migrating db-two"), "{log}");
+    assert!(hoistd.visit("migr", "/").1.contains("first"));
+}

@@ -103,6 +103,13 @@ pub enum Unready {
     /// Went live, then failed two checks in a row during the settling period.
     #[error("it stopped answering {after_secs:.1} s after it went live ({check})")]
     StoppedAnswering { check: Check, after_secs: f64 },
+    /// The release phase's command failed.
+    #[error("its release command `{command}` exited with code {code}")]
+    ReleaseCommandFailed { command: String, code: i64 },
+    #[error("its release command `{command}` ran longer than {secs} s (rollout.release_timeout_secs) and was stopped")]
+    ReleaseCommandTimedOut { command: String, secs: u64 },
+    #[error("cannot wait for its release command: {0}")]
+    ReleaseCommandLost(bollard::errors::Error),
 }
 
 /// A container that stopped running, or that its restart policy brought back.
@@ -171,56 +178,18 @@ impl DockerTarget {
     /// Errors are reasons, for the release record and the user.
     async fn start_and_check(&self, app: &AppName, release: &Release, log: &Tee) -> Result<SocketAddr, Unready> {
         let name = self.container_name(app, release.number);
-        let (repository, digest) = release.image.split_once('@').unwrap_or((&release.image, ""));
-        let pull = CreateImageOptionsBuilder::default().from_image(repository).tag(digest).build();
-        let credentials = self
-            .settings
-            .registry_credentials
-            .as_ref()
-            .filter(|(addr, _)| repository.strip_prefix(addr.as_str()).is_some_and(|rest| rest.starts_with('/')))
-            .map(|(_, credentials)| credentials.clone());
-        let mut pulling = self.docker.create_image(Some(pull), None, credentials);
-        while let Some(item) = pulling.next().await {
-            item.map_err(|source| Unready::Pull { image: release.image.clone(), source })?;
-        }
-
+        self.pull(release).await?;
         let port_key = format!("{}/tcp", self.settings.app_port);
-        let labels = HashMap::from([
-            (LABEL_INSTANCE.to_string(), self.settings.instance.clone()),
-            (LABEL_APP.to_string(), app.to_string()),
-            (LABEL_RELEASE.to_string(), release.number.to_string()),
-            (LABEL_ROLE.to_string(), "release".to_string()),
-        ]);
-        let limits = self.settings.app_limits.for_release(&release.config)?;
-        let mut env: Vec<String> = release.config.iter().map(|(key, value)| format!("{key}={value}")).collect();
-        env.push(format!("PORT={}", self.settings.app_port));
-        let body = ContainerCreateBody {
-            image: Some(release.image.clone()),
-            env: Some(env),
-            exposed_ports: Some(vec![port_key.clone()]),
-            labels: Some(labels),
-            host_config: Some(HostConfig {
-                port_bindings: Some(HashMap::from([(
-                    port_key,
-                    Some(vec![PortBinding { host_ip: Some("127.0.0.1".to_string()), host_port: Some(String::new()) }]),
-                )])),
-                // tini as PID 1 forwards SIGTERM and reaps, so stopping a release is quick.
-                init: Some(true),
-                memory: Some((limits.memory_mb * 1024 * 1024) as i64),
-                memory_swap: Some((limits.memory_mb * 1024 * 1024) as i64),
-                pids_limit: Some(limits.pids),
-                // An app (a Dockerfile's may run as root) keeps the capabilities serving
-                // needs, not the ones that forge packets, make devices or gain privileges.
-                cap_drop: Some(["NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP", "SYS_CHROOT"].map(String::from).to_vec()),
-                security_opt: Some(vec!["no-new-privileges".to_string()]),
-                restart_policy: Some(RestartPolicy {
-                    name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                    maximum_retry_count: None,
-                }),
-                ..Default::default()
-            }),
-            ..Default::default()
-        };
+        let mut body = self.container_body(app, release)?;
+        body.exposed_ports = Some(vec![port_key.clone()]);
+        if let Some(host) = body.host_config.as_mut() {
+            host.port_bindings = Some(HashMap::from([(
+                port_key,
+                Some(vec![PortBinding { host_ip: Some("127.0.0.1".to_string()), host_port: Some(String::new()) }]),
+            )]));
+            host.restart_policy =
+                Some(RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None });
+        }
         self.remove_container(&name).await;
         let create = CreateContainerOptionsBuilder::default().name(&name).build();
         self.docker.create_container(Some(create), body).await.map_err(Unready::Create)?;
@@ -235,6 +204,104 @@ impl DockerTarget {
         ));
         self.wait_healthy(&name, upstream).await?;
         Ok(upstream)
+    }
+
+    /// Pulls the release's image by digest (with hoistd's registry account when it is
+    /// hoistd's registry).
+    async fn pull(&self, release: &Release) -> Result<(), Unready> {
+        let (repository, digest) = release.image.split_once('@').unwrap_or((&release.image, ""));
+        let pull = CreateImageOptionsBuilder::default().from_image(repository).tag(digest).build();
+        let credentials = self
+            .settings
+            .registry_credentials
+            .as_ref()
+            .filter(|(addr, _)| repository.strip_prefix(addr.as_str()).is_some_and(|rest| rest.starts_with('/')))
+            .map(|(_, credentials)| credentials.clone());
+        let mut pulling = self.docker.create_image(Some(pull), None, credentials);
+        while let Some(item) = pulling.next().await {
+            item.map_err(|source| Unready::Pull { image: release.image.clone(), source })?;
+        }
+        Ok(())
+    }
+
+    /// A container of the release: its image, config and `PORT`, limits and labels; the
+    /// caller adds what differs (published port and restart policy, or a command).
+    fn container_body(&self, app: &AppName, release: &Release) -> Result<ContainerCreateBody, Unready> {
+        let labels = HashMap::from([
+            (LABEL_INSTANCE.to_string(), self.settings.instance.clone()),
+            (LABEL_APP.to_string(), app.to_string()),
+            (LABEL_RELEASE.to_string(), release.number.to_string()),
+            (LABEL_ROLE.to_string(), "release".to_string()),
+        ]);
+        let limits = self.settings.app_limits.for_release(&release.config)?;
+        let mut env: Vec<String> = release.config.iter().map(|(key, value)| format!("{key}={value}")).collect();
+        env.push(format!("PORT={}", self.settings.app_port));
+        Ok(ContainerCreateBody {
+            image: Some(release.image.clone()),
+            env: Some(env),
+            labels: Some(labels),
+            host_config: Some(HostConfig {
+                // tini as PID 1 forwards SIGTERM and reaps, so stopping a release is quick.
+                init: Some(true),
+                memory: Some((limits.memory_mb * 1024 * 1024) as i64),
+                memory_swap: Some((limits.memory_mb * 1024 * 1024) as i64),
+                pids_limit: Some(limits.pids),
+                // An app (a Dockerfile's may run as root) keeps the capabilities serving
+                // needs, not the ones that forge packets, make devices or gain privileges.
+                cap_drop: Some(["NET_RAW", "MKNOD", "AUDIT_WRITE", "SETFCAP", "SYS_CHROOT"].map(String::from).to_vec()),
+                security_opt: Some(vec!["no-new-privileges".to_string()]),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+    }
+
+    /// Runs the release phase's command in a container of the release and streams its
+    /// output to `log`; the container is removed at the end, whatever happened.
+    async fn run_release_command(
+        &self,
+        app: &AppName,
+        release: &Release,
+        command: &str,
+        timeout: Duration,
+        log: &Tee,
+    ) -> Result<(), Unready> {
+        self.pull(release).await?;
+        let name = format!("{}-release", self.container_name(app, release.number));
+        let mut body = self.container_body(app, release)?;
+        // Through bash, as Procfile lines run.
+        body.cmd = Some(vec!["/bin/bash".to_string(), "-c".to_string(), command.to_string()]);
+        self.remove_container(&name).await;
+        let create = CreateContainerOptionsBuilder::default().name(&name).build();
+        self.docker.create_container(Some(create), body).await.map_err(Unready::Create)?;
+        let ran = async {
+            self.docker.start_container(&name, None).await.map_err(Unready::Start)?;
+            let options = LogsOptionsBuilder::default().stdout(true).stderr(true).follow(true).build();
+            let mut output = self.docker.logs(&name, Some(options));
+            let mut partial = String::new();
+            while let Some(Ok(chunk)) = output.next().await {
+                partial.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+                while let Some(end) = partial.find('\n') {
+                    let line: String = partial.drain(..=end).collect();
+                    log.line(format!("       {}", line.trim_end()));
+                }
+            }
+            if !partial.trim().is_empty() {
+                log.line(format!("       {}", partial.trim_end()));
+            }
+            let inspect = self.docker.inspect_container(&name, None).await.map_err(Unready::ReleaseCommandLost)?;
+            let state = inspect.state.unwrap_or_default();
+            match state.exit_code.unwrap_or(-1) {
+                0 => Ok(()),
+                code => Err(Unready::ReleaseCommandFailed { command: command.to_string(), code }),
+            }
+        };
+        let result = match tokio::time::timeout(timeout, ran).await {
+            Ok(result) => result,
+            Err(_) => Err(Unready::ReleaseCommandTimedOut { command: command.to_string(), secs: timeout.as_secs() }),
+        };
+        self.remove_container(&name).await;
+        result
     }
 
     /// The 127.0.0.1 address dockerd published the app port on.
@@ -390,6 +457,19 @@ impl Target for DockerTarget {
             Ok(upstream) => Ok(Deployed { reach: Reach::Address(upstream), revision: None }),
             Err(reason) => Err(self.give_up(app, release, reason, log).await),
         }
+    }
+
+    async fn release_phase(
+        &self,
+        app: &AppName,
+        release: &Release,
+        command: &str,
+        timeout: Duration,
+        log: &Tee,
+    ) -> Result<(), Failure> {
+        self.run_release_command(app, release, command, timeout, log)
+            .await
+            .map_err(|reason| Failure::before_deploy(reason.to_string()))
     }
 
     async fn settle(&self, app: &AppName, release: &Release, log: &Tee) -> Result<(), Failure> {

@@ -23,9 +23,9 @@ use crate::router::Routes;
 use crate::store::Release;
 use futures_util::StreamExt;
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Event, Namespace, Pod};
+use k8s_openapi::api::core::v1::{Event, Namespace, Pod, Secret};
 use k8s_openapi::api::discovery::v1::EndpointSlice;
-use kube::api::{Api, DeleteParams, ListParams, LogParams};
+use kube::api::{Api, DeleteParams, ListParams, LogParams, PostParams};
 use kube::runtime::{reflector, watcher, WatchStreamExt};
 use serde::Deserialize;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -442,6 +442,136 @@ impl KubernetesTarget {
         }
     }
 
+    /// The release phase as a pod of its own (`<app>-release-<N>`, never restarted): the
+    /// release's image and config, the command through bash; its output to `log` once it
+    /// ends; the pod (and the pull secret made for it) deleted whatever happened.
+    async fn run_release_pod(
+        &self,
+        app: &AppName,
+        release: &Release,
+        command: &str,
+        timeout: Duration,
+        log: &Tee,
+    ) -> Result<(), ReleasePhase> {
+        let namespace = self.namespace(app);
+        let namespaces: Api<Namespace> = Api::all(self.client.clone());
+        if namespaces.get_opt(&namespace).await?.is_none() {
+            let made: Namespace = serde_json::from_value(serde_json::json!({ "metadata": { "name": namespace } }))
+                .expect("a namespace object parses");
+            match namespaces.create(&PostParams::default(), &made).await {
+                Ok(_) => {}
+                Err(kube::Error::Api(status)) if status.is_already_exists() => {}
+                Err(error) => return Err(error.into()),
+            }
+        }
+        let name = format!("{app}-release-{}", release.number);
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
+        let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
+        let labels = serde_json::json!({
+            LABEL_APP: app.as_str(),
+            LABEL_INSTANCE: self.settings.instance,
+            "hoist.dev/process": "release",
+        });
+        let auth = self.registry_auth(&release.image);
+        let mut pull_secrets = Vec::new();
+        if let (Some(server), Some(username), Some(password)) =
+            (auth["server"].as_str(), auth["username"].as_str(), auth["password"].as_str())
+        {
+            use base64::Engine;
+            let basic = base64::engine::general_purpose::STANDARD.encode(format!("{username}:{password}"));
+            let config = serde_json::json!({ "auths": { server: { "username": username, "password": password, "auth": basic } } });
+            let secret: Secret = serde_json::from_value(serde_json::json!({
+                "metadata": { "name": format!("{name}-registry"), "labels": labels },
+                "type": "kubernetes.io/dockerconfigjson",
+                "stringData": { ".dockerconfigjson": config.to_string() },
+            }))
+            .expect("a secret object parses");
+            let _ = secrets.delete(&format!("{name}-registry"), &DeleteParams::default()).await;
+            secrets.create(&PostParams::default(), &secret).await?;
+            pull_secrets.push(serde_json::json!({ "name": format!("{name}-registry") }));
+        }
+        let mut env: Vec<serde_json::Value> =
+            release.config.iter().map(|(key, value)| serde_json::json!({ "name": key, "value": value })).collect();
+        env.push(serde_json::json!({ "name": "PORT", "value": self.settings.app_port.to_string() }));
+        let pod: Pod = serde_json::from_value(serde_json::json!({
+            "metadata": { "name": name, "labels": labels },
+            "spec": {
+                "restartPolicy": "Never",
+                "imagePullSecrets": pull_secrets,
+                "containers": [{
+                    "name": "release",
+                    "image": self.pulled_image(&release.image),
+                    "command": ["/bin/bash", "-c", command],
+                    "env": env,
+                }],
+            },
+        }))
+        .expect("a pod object parses");
+        let _ = pods.delete(&name, &DeleteParams::default().grace_period(0)).await;
+        for _ in 0..50 {
+            if pods.get_opt(&name).await?.is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        pods.create(&PostParams::default(), &pod).await?;
+        log.line(format!("       pod {name} in namespace {namespace}"));
+        let ended = self.wait_release_pod(&pods, &name, command, timeout).await;
+        if let Ok(text) = pods.logs(&name, &LogParams::default()).await {
+            for line in text.lines() {
+                log.line(format!("       {line}"));
+            }
+        }
+        let _ = pods.delete(&name, &DeleteParams::default().grace_period(0)).await;
+        if !pull_secrets.is_empty() {
+            let _ = secrets.delete(&format!("{name}-registry"), &DeleteParams::default()).await;
+        }
+        ended
+    }
+
+    /// Waits until the release phase's pod ends; its exit code decides.
+    async fn wait_release_pod(
+        &self,
+        pods: &Api<Pod>,
+        name: &str,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<(), ReleasePhase> {
+        let started = Instant::now();
+        let mut pull_trouble_since: Option<Instant> = None;
+        while started.elapsed() < timeout {
+            let pod = pods.get(name).await?;
+            let status = pod.status.unwrap_or_default();
+            let container = status.container_statuses.unwrap_or_default().into_iter().next();
+            let state = container.and_then(|c| c.state).unwrap_or_default();
+            if let Some(terminated) = state.terminated {
+                return match terminated.exit_code {
+                    0 => Ok(()),
+                    code => Err(ReleasePhase::Failed { command: command.to_string(), code }),
+                };
+            }
+            if let Some(waiting) = state.waiting {
+                let reason = waiting.reason.unwrap_or_default();
+                let message = waiting.message.unwrap_or_default();
+                match reason.as_str() {
+                    "InvalidImageName" | "CreateContainerConfigError" | "CreateContainerError" => {
+                        return Err(ReleasePhase::CannotStart { reason, message })
+                    }
+                    // A pull can fail once and work on the next try; a minute of it cannot.
+                    "ErrImagePull" | "ImagePullBackOff" => {
+                        let since = *pull_trouble_since.get_or_insert_with(Instant::now);
+                        if since.elapsed() > Duration::from_secs(60) {
+                            return Err(ReleasePhase::CannotStart { reason, message });
+                        }
+                    }
+                    _ => {}
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        Err(ReleasePhase::TimedOut { command: command.to_string(), secs: timeout.as_secs() })
+    }
+
     /// Waits (briefly) until the router has an endpoint for the app.
     async fn wait_routed(&self, app: &AppName) {
         for _ in 0..100 {
@@ -456,6 +586,19 @@ impl KubernetesTarget {
 
 #[async_trait::async_trait]
 impl Target for KubernetesTarget {
+    async fn release_phase(
+        &self,
+        app: &AppName,
+        release: &Release,
+        command: &str,
+        timeout: Duration,
+        log: &Tee,
+    ) -> Result<(), Failure> {
+        self.run_release_pod(app, release, command, timeout, log)
+            .await
+            .map_err(|reason| Failure::before_deploy(reason.to_string()))
+    }
+
     async fn runtime_logs(
         &self,
         app: &AppName,
@@ -584,6 +727,19 @@ async fn wait_for_cancel(cancel: &mut Option<tokio::sync::watch::Receiver<Option
             return std::future::pending().await;
         }
     }
+}
+
+/// Why a release phase's pod did not succeed; its text is the release's failure reason.
+#[derive(Debug, thiserror::Error)]
+enum ReleasePhase {
+    #[error("cannot run its release command: {0}")]
+    Cluster(#[from] kube::Error),
+    #[error("its release command `{command}` exited with code {code}")]
+    Failed { command: String, code: i32 },
+    #[error("its release command `{command}` ran longer than {secs} s (rollout.release_timeout_secs) and was stopped")]
+    TimedOut { command: String, secs: u64 },
+    #[error("its release command's pod cannot start: {reason}: {message}")]
+    CannotStart { reason: String, message: String },
 }
 
 /// The chart's `processes` value: `web` runs the image's own command (the buildpack made
