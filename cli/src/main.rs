@@ -185,8 +185,8 @@ enum Command {
 enum AppsCommand {
     Create {
         name: String,
-        /// Pushes to this branch deploy.
-        #[arg(long, default_value = "main")]
+        /// Pushes to this branch deploy (`--branch` too).
+        #[arg(long, visible_alias = "branch", default_value = "main")]
         deploy_branch: String,
         /// Use this buildpack instead of detecting one (e.g. node when a repo also has a pom.xml).
         #[arg(long)]
@@ -847,6 +847,34 @@ async fn logs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The commands the issues wrote are the contract: `--branch` is `--deploy-branch`, and
+    /// the team verbs parse as written.
+    #[test]
+    fn the_written_commands_parse() {
+        let args = Args::try_parse_from(["hoist", "apps", "create", "web1", "--branch", "prod"]).unwrap();
+        let Command::Apps { command: AppsCommand::Create { deploy_branch, .. } } = args.command else { panic!() };
+        assert_eq!(deploy_branch, "prod");
+        for line in [
+            "hoist users create alice",
+            "hoist users list --json",
+            "hoist access add web1 alice --role deployer",
+            "hoist access remove web1 alice",
+            "hoist access web1 --json",
+            "hoist tokens create ci --app web1 --role deployer",
+            "hoist tokens list --json",
+            "hoist tokens revoke ci",
+            "hoist audit --app web1 --json",
+            "hoist login http://hoist.example:7070",
+            "hoist keys add /home/alice/.ssh/id_ed25519.pub",
+            "hoist keys add --user alice key.pub",
+            "hoist logs web1 --build 3 -f",
+            "hoist config set web1 A=b",
+            "hoist git:remote web1 --ssh",
+        ] {
+            Args::try_parse_from(line.split_whitespace()).unwrap_or_else(|e| panic!("{line}: {e}"));
+        }
+    }
 
     /// clap merges arguments with the same id, so a subcommand argument named like a
     /// global one (`url`, `token`) silently becomes it: `hoist apps set-repo APP URL` once

@@ -23,6 +23,9 @@ pub const LABEL_METADATA: &str = "io.hoist.image";
 /// digest (as Cloud Native Buildpacks and jib do).
 pub const CREATED: &str = "1980-01-01T00:00:01Z";
 
+/// Where buildpacks put an app's own programs; first on its `PATH`.
+pub const APP_BIN: &str = "/app/bin";
+
 /// What can go wrong reading an image.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -228,6 +231,18 @@ pub fn compose(base: &Base, stack: &Stack, spec: &Spec, layers: &[Layer]) -> Res
         env.retain(|v| v.split_once('=').map_or(v.as_str(), |(n, _)| n) != name);
         env.push(format!("{name}={value}"));
     }
+    // As on Heroku, the app's own programs run by name (`web: go-getting-started`): the
+    // buildpacks install them in /app/bin.
+    for entry in env.iter_mut() {
+        if let Some(path) = entry.strip_prefix("PATH=") {
+            if !path.split(':').any(|dir| dir == APP_BIN) {
+                *entry = format!("PATH={APP_BIN}:{path}");
+            }
+        }
+    }
+    if !env.iter().any(|entry| entry.starts_with("PATH=")) {
+        env.push(format!("PATH={APP_BIN}:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"));
+    }
     run.env = Some(env);
     run.cmd = Some(spec.cmd.clone());
     run.entrypoint = None;
@@ -409,7 +424,7 @@ mod tests {
         assert_eq!(composed.digest, sha256(&composed.manifest));
         let config = Config::parse(&composed.config).unwrap();
         assert_eq!(config.rootfs.diff_ids, ["sha256:r1", "sha256:r2", "sha256:ad"]);
-        assert_eq!(config.config.env.as_deref().unwrap(), ["PATH=/usr/bin", "PORT=5000", "HOME=/app"]);
+        assert_eq!(config.config.env.as_deref().unwrap(), ["PATH=/app/bin:/usr/bin", "PORT=5000", "HOME=/app"]);
         assert_eq!(config.config.user.as_deref(), Some("1001"));
         assert_eq!(config.history.len(), 3);
         assert_eq!(config.history[1].rest["comment"], "kept", "what hoist does not know is kept");

@@ -123,6 +123,13 @@ fn go_module_builds_with_the_toolchain_its_go_line_asks_for() {
     assert!(output.contains("go.mod (go) asks for 1.22"), "{output}");
     let body = page(&hoistd, "gomod");
     assert!(body.starts_with("Hello from Go go1.22."), "{body}");
+    // A Procfile names the program the buildpack built by its name alone, as on Heroku
+    // (`web: go-getting-started`): /app/bin is on PATH.
+    let built = output.lines().find_map(|l| l.split("built: ").nth(1)).expect("the build names its programs").trim();
+    assert!(!built.contains(' ') && !built.contains('/'), "one program: {built}");
+    app.write("Procfile", &format!("web: {built}\n")).commit("a Procfile naming the program");
+    push_ok(&hoistd, &app, "gomod");
+    assert!(page(&hoistd, "gomod").starts_with("Hello from Go go1.22."));
 }
 
 #[test]
@@ -298,4 +305,33 @@ fn a_build_printing_without_end_keeps_only_the_output_limit_and_still_deploys() 
     assert!(body.len() as u64 <= log && body.len() > 50 * 1024, "the text of the kept records: {}", body.len());
     let (status, body) = hoistd.get("/api/v1/apps/loud/releases/7/log");
     assert_eq!(status, 404, "{body}");
+}
+
+#[test]
+fn a_node_app_whose_lock_file_is_out_of_sync_goes_live_with_a_warning_unless_strict() {
+    let hoistd = Hoistd::start(&[]);
+    hoistd.create_app("unsynced");
+    let app = WorkTree::new(&hoistd, "unsynced", Some("node-express"));
+    // A dependency added to package.json without updating package-lock.json, as
+    // sclorg/nodejs-ex ships today: `npm ci` refuses it (EUSAGE, not in sync).
+    let package = std::fs::read_to_string(app.dir.join("package.json")).unwrap();
+    app.write(
+        "package.json",
+        &package.replace("\"express\": \"^4.21.2\"", "\"express\": \"^4.21.2\",\n    \"ms\": \"2.1.3\""),
+    )
+    .commit("a dependency the lock file lacks");
+    let output = push_ok(&hoistd, &app, "unsynced");
+    assert!(output.contains("WARNING: package-lock.json does not match package.json"), "{output}");
+    assert!(output.contains("Installing dependencies: npm install"), "{output}");
+    assert!(page(&hoistd, "unsynced").starts_with("Hello from Express"));
+
+    // An app that asks for strictness gets the refusal instead.
+    hoistd.cli(&["config", "set", "unsynced", "HOIST_NPM_STRICT=1"]);
+    app.write("index.js", &std::fs::read_to_string(app.dir.join("index.js")).unwrap().replace("Hello", "Howdy"))
+        .commit("one line");
+    let push = app.push(&hoistd.remote("unsynced"), "main");
+    let said = String::from_utf8_lossy(&push.stderr).to_string();
+    assert!(!push.status.success(), "{said}");
+    assert!(said.contains("in sync") && !said.contains("WARNING: package-lock.json"), "{said}");
+    assert!(page(&hoistd, "unsynced").starts_with("Hello from Express"), "the running release keeps serving");
 }
