@@ -59,7 +59,7 @@ impl Client {
         Self::checked(response).await
     }
 
-    fn unreachable(&self, error: reqwest::Error) -> Failure {
+    pub fn unreachable(&self, error: reqwest::Error) -> Failure {
         Failure::new(
             exit::UNREACHABLE,
             format!("cannot reach hoistd at {}: {error}; is it running (bash deploy/run-hoistd), and is the URL right (hoist login URL)?", self.url),
@@ -67,7 +67,7 @@ impl Client {
     }
 
     /// The response if it succeeded; otherwise hoistd's message with its exit code.
-    async fn checked(response: reqwest::Response) -> anyhow::Result<reqwest::Response> {
+    pub async fn checked(response: reqwest::Response) -> anyhow::Result<reqwest::Response> {
         let status = response.status();
         if status.is_success() {
             return Ok(response);

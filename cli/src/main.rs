@@ -95,6 +95,14 @@ enum Command {
         #[arg(long)]
         app: Option<String>,
     },
+    /// A one-off process of the live release (its image and config): `hoist run APP --
+    /// python manage.py migrate`. stdin, stdout and stderr are attached; the exit status is
+    /// hoist's. One argument is a shell command line (`hoist run APP 'echo $HOME'`).
+    Run {
+        app: String,
+        #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
     /// Who this token is, and where git over SSH listens.
     #[command(alias = "whoami")]
     Info,
@@ -426,6 +434,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Command::Keys { command } => teams::keys(&client, command, json).await,
         Command::Audit { app } => teams::audit(&client, app, json).await,
         Command::Info => info(&client, json).await,
+        Command::Run { app, command } => run_one_off(&client, &app, command).await,
         Command::Webhooks { app, rotate } => webhooks(&client, &app, rotate, json).await,
         Command::Builds { app, command: None } => verbs::builds(&client, &app, json).await,
         Command::Builds { app, command: Some(BuildsCommand::Info { id }) } => verbs::build(&client, &app, id).await,
@@ -493,6 +502,74 @@ async fn login(url: String, given: Option<String>, http: reqwest::Client, json: 
         credentials::credentials_path()?.display()
     );
     Ok(())
+}
+
+/// `hoist run`: upgrades the connection to hoist's one-off protocol, sends stdin as frames
+/// and writes the process's output; exits with its status.
+async fn run_one_off(client: &Client, app: &str, command: Vec<String>) -> anyhow::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let asked = serde_json::to_string(&wire::RunRequest { command })?;
+    let response = client
+        .http
+        .post(format!("{}/api/v1/apps/{app}/run", client.url))
+        .bearer_auth(&client.token)
+        .header(reqwest::header::CONNECTION, "upgrade")
+        .header(reqwest::header::UPGRADE, wire::run::PROTOCOL)
+        .header(wire::run::HEADER, asked)
+        .send()
+        .await
+        .map_err(|e| client.unreachable(e))?;
+    if response.status() != reqwest::StatusCode::SWITCHING_PROTOCOLS {
+        Client::checked(response).await?;
+        bail!("hoistd did not start the process (no protocol upgrade); is it an older hoistd?");
+    }
+    let upgraded = response.upgrade().await.context("the connection to hoistd could not be upgraded")?;
+    let (mut from_hoistd, mut to_hoistd) = tokio::io::split(upgraded);
+    tokio::spawn(async move {
+        let mut stdin = tokio::io::stdin();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            match stdin.read(&mut chunk).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => {
+                    if to_hoistd.write_all(&wire::run::frame(wire::run::STDIN, &chunk[..n])).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+        let _ = to_hoistd.write_all(&wire::run::frame(wire::run::STDIN_EOF, &[])).await;
+        // Keep the connection open: closing it would tell hoistd the client went away.
+        std::future::pending::<()>().await;
+    });
+    let (mut stdout, mut stderr) = (tokio::io::stdout(), tokio::io::stderr());
+    let mut buffer = Vec::new();
+    let mut chunk = vec![0u8; 64 * 1024];
+    loop {
+        while let Some((kind, data)) = wire::run::take_frame(&mut buffer).map_err(|e| anyhow::anyhow!(e))? {
+            match kind {
+                wire::run::STDOUT => {
+                    stdout.write_all(&data).await?;
+                    stdout.flush().await?;
+                }
+                wire::run::STDERR => {
+                    stderr.write_all(&data).await?;
+                    stderr.flush().await?;
+                }
+                wire::run::EXIT => {
+                    let code = data.get(..4).map_or(1, |b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                    std::process::exit(if (0..=255).contains(&code) { code } else { 1 });
+                }
+                wire::run::ERROR => bail!("{}", String::from_utf8_lossy(&data)),
+                _ => {}
+            }
+        }
+        let n = from_hoistd.read(&mut chunk).await.context("lost the connection to hoistd")?;
+        if n == 0 {
+            return Err(Failure::new(exit::ERROR, "hoistd ended the process without an exit status").into());
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    }
 }
 
 /// `hoist info`: who the token is, what it reaches, and where git over SSH listens.

@@ -202,6 +202,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/apps/{app}/webhook", get(show_webhook).post(rotate_webhook))
         .route("/api/v1/apps/{app}/access", get(show_access))
         .route("/api/v1/apps/{app}/access/{user}", axum::routing::put(grant_access).delete(remove_access))
+        .route("/api/v1/apps/{app}/run", post(run))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/users", get(list_users).post(create_user))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
@@ -705,4 +706,122 @@ async fn audit(
     Query(query): Query<AuditQuery>,
 ) -> ApiResult<Json<Vec<wire::AuditEntry>>> {
     Ok(Json(state.apps.audit(&caller, query.app.as_deref())?))
+}
+
+/// `POST /api/v1/apps/{app}/run` (`hoist run`): the command in the `x-hoist-run` header
+/// (JSON [`wire::RunRequest`]); the connection upgrades to the `hoist-run` protocol, whose
+/// frames carry stdin, stdout, stderr and the exit status ([`wire::run`]). The process is
+/// started (or refused, as a plain HTTP error) before the upgrade.
+async fn run(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(app): Path<String>,
+    mut request: axum::extract::Request,
+) -> ApiResult<Response> {
+    let upgrading = request
+        .headers()
+        .get(header::UPGRADE)
+        .and_then(|h| h.to_str().ok())
+        .is_some_and(|h| h.eq_ignore_ascii_case(wire::run::PROTOCOL));
+    if !upgrading {
+        return Err(ApiError::BadRequest(format!(
+            "a one-off process needs a connection that upgrades to {} (use `hoist run APP -- CMD`)",
+            wire::run::PROTOCOL
+        )));
+    }
+    let asked = request.headers().get(wire::run::HEADER).and_then(|h| h.to_str().ok()).unwrap_or("");
+    let asked: wire::RunRequest = serde_json::from_str(asked).map_err(|e| {
+        ApiError::BadRequest(format!(
+            "the {} header must be JSON like {{\"command\": [\"ls\"]}}: {e}",
+            wire::run::HEADER
+        ))
+    })?;
+    let process = state.apps.run(&caller, &app, asked).await?;
+    let upgrade = hyper::upgrade::on(&mut request);
+    tokio::spawn(async move {
+        match upgrade.await {
+            Ok(upgraded) => relay_one_off(hyper_util::rt::TokioIo::new(upgraded), process).await,
+            Err(error) => {
+                tracing::warn!(%error, "hoist run: the upgrade failed; stopping the process");
+                let crate::target::OneOff { exit, stop, .. } = process;
+                let _ = stop.send(());
+                let _ = exit.await;
+            }
+        }
+    });
+    Ok((StatusCode::SWITCHING_PROTOCOLS, [(header::CONNECTION, "upgrade"), (header::UPGRADE, wire::run::PROTOCOL)])
+        .into_response())
+}
+
+/// Carries a one-off process's stdin from the client and its output and exit status back.
+async fn relay_one_off<S>(connection: S, process: crate::target::OneOff)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + 'static,
+{
+    use futures_util::StreamExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (mut from_client, mut to_client) = tokio::io::split(connection);
+    let crate::target::OneOff { mut input, mut output, exit, stop } = process;
+    // Ends `true` when the client is gone (its connection closed), `false` when only the
+    // process's stdin is (it ended, or stopped reading).
+    let mut feeding = tokio::spawn(async move {
+        let mut buffer = Vec::new();
+        let mut chunk = vec![0u8; 64 * 1024];
+        loop {
+            let n = match from_client.read(&mut chunk).await {
+                Ok(0) | Err(_) => return true,
+                Ok(n) => n,
+            };
+            buffer.extend_from_slice(&chunk[..n]);
+            loop {
+                match wire::run::take_frame(&mut buffer) {
+                    Ok(Some((wire::run::STDIN, data))) => {
+                        if input.write_all(&data).await.is_err() {
+                            return false;
+                        }
+                    }
+                    Ok(Some((wire::run::STDIN_EOF, _))) => {
+                        let _ = input.shutdown().await;
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) => break,
+                    Err(_) => return true,
+                }
+            }
+        }
+    });
+    let mut feeding_done = false;
+    loop {
+        tokio::select! {
+            item = output.next() => {
+                let Some(item) = item else { break };
+                let frame = match item {
+                    crate::target::Output::Stdout(bytes) => wire::run::frame(wire::run::STDOUT, &bytes),
+                    crate::target::Output::Stderr(bytes) => wire::run::frame(wire::run::STDERR, &bytes),
+                };
+                if to_client.write_all(&frame).await.is_err() {
+                    // Nobody is left to read: stop the process.
+                    let _ = stop.send(());
+                    let _ = exit.await;
+                    feeding.abort();
+                    return;
+                }
+            }
+            gone = &mut feeding, if !feeding_done => {
+                feeding_done = true;
+                if gone.unwrap_or(true) {
+                    // Nobody is left to read or type: stop the process.
+                    let _ = stop.send(());
+                    let _ = exit.await;
+                    return;
+                }
+            }
+        }
+    }
+    let code = exit.await;
+    feeding.abort();
+    let status = i32::try_from(code).unwrap_or(1);
+    let _ = to_client.write_all(&wire::run::frame(wire::run::EXIT, &status.to_be_bytes())).await;
+    let _ = to_client.flush().await;
+    let _ = to_client.shutdown().await;
 }

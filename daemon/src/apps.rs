@@ -345,6 +345,30 @@ impl Apps {
         Ok(RuntimeOutput { release: release.number, records })
     }
 
+    /// A one-off process (`hoist run`) of the live release: its image and config, on its
+    /// target. One argument is a shell command line (as Heroku takes it); several are a
+    /// program and its arguments, each passed as it is.
+    pub async fn run(&self, caller: &Caller, name: &str, request: wire::RunRequest) -> Result<crate::target::OneOff> {
+        let app = self.authorize(caller, name, Role::Deployer, "running a one-off process")?;
+        let command = match request.command.as_slice() {
+            [] => return Err(Error::Invalid("give a command: hoist run APP -- CMD…".to_string())),
+            [line] => line.clone(),
+            words => words.iter().map(|w| shell_quote(w)).collect::<Vec<_>>().join(" "),
+        };
+        if command.contains('\0') {
+            return Err(Error::Invalid("the command contains a NUL byte".to_string()));
+        }
+        let release = self.store.live_release(&app.name)?.ok_or_else(|| {
+            Error::Conflict(format!("app {} has no live release to run a process of; push it first", app.name))
+        })?;
+        let target = self.rollouts.targets().get(release.target).map_err(|e| Error::Conflict(e.to_string()))?;
+        // The program only: arguments may hold secrets.
+        let program = request.command.first().and_then(|c| c.split_whitespace().next()).unwrap_or("");
+        let detail = format!("release {}: {program} ({} words)", release.number, command.split_whitespace().count());
+        self.store.record_audit(&Self::audit_entry(caller, Some(&app.name), "run", detail))?;
+        target.run_once(&app.name, &release, &command).await.map_err(|e| Error::Conflict(e.to_string()))
+    }
+
     /// The config vars as shown: secret ones (marked, or named like secrets) masked.
     pub fn config(&self, caller: &Caller, name: &str) -> Result<wire::Config> {
         let app = self.authorize(caller, name, Role::Viewer, "reading config")?;
@@ -831,6 +855,16 @@ impl Apps {
     }
 }
 
+/// `word` as one word of a bash command line.
+fn shell_quote(word: &str) -> String {
+    let plain = !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
+    if plain {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
 /// A config var's name: what a shell and Kubernetes accept as an environment variable.
 fn check_config_key(key: &str) -> Result<()> {
     let valid = !key.is_empty()
@@ -869,6 +903,14 @@ fn check_config_value(key: &str, value: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn run_words_are_quoted_for_bash() {
+        assert_eq!(shell_quote("manage.py"), "manage.py");
+        assert_eq!(shell_quote("read x; echo $x"), "'read x; echo $x'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
 
     #[test]
     fn config_names_and_values_are_checked_before_saving() {

@@ -135,6 +135,15 @@ pub trait Target: Send + Sync {
     /// `follow`, new lines as they are printed, until the processes stop.
     async fn runtime_logs(&self, app: &AppName, release: &Release, tail: usize, follow: bool) -> Result<LineStream>;
 
+    /// A one-off process (`hoist run`) of `release`: its image and config, `command`
+    /// through bash, stdin, stdout and stderr attached; removed when it ends.
+    async fn run_once(&self, _app: &AppName, _release: &Release, _command: &str) -> Result<OneOff> {
+        Err(Error::Unavailable {
+            kind: self.kind(),
+            why: "hoist run is not available on this target yet; it runs on the docker target".to_string(),
+        })
+    }
+
     /// Keeps what this target takes from a build's source besides its image; returns a
     /// line for the build's log when it kept something.
     fn keep_source(&self, _source: &SourceFiles<'_>) -> std::io::Result<Option<String>> {
@@ -144,6 +153,26 @@ pub trait Target: Send + Sync {
 
 /// The Procfile process type whose command is the release phase, not a process.
 pub const RELEASE_PROCESS: &str = "release";
+
+/// Output of a one-off process.
+#[derive(Debug)]
+pub enum Output {
+    Stdout(bytes::Bytes),
+    Stderr(bytes::Bytes),
+}
+
+/// A one-off process, running.
+pub struct OneOff {
+    /// Its stdin; shutting it down is the end of its input.
+    pub input: std::pin::Pin<Box<dyn tokio::io::AsyncWrite + Send>>,
+    /// Its output, until it ends.
+    pub output: futures_util::stream::BoxStream<'static, Output>,
+    /// Waits for its end, removes it, and gives its exit status.
+    pub exit: futures_util::future::BoxFuture<'static, i64>,
+    /// Sent (or dropped) before its end: the process is stopped and removed (its client
+    /// went away), and `exit` gives -1.
+    pub stop: tokio::sync::oneshot::Sender<()>,
+}
 
 /// Lines of a running app's output.
 pub type LineStream = futures_util::stream::BoxStream<'static, String>;

@@ -203,3 +203,61 @@ fn a_procfile_release_command_runs_before_traffic_moves_and_a_failing_one_reject
     assert!(log.contains("migrating db-two"), "{log}");
     assert!(hoistd.visit("migr", "/").1.contains("first"));
 }
+
+/// `hoist run` with `input` on its stdin: (exit code, stdout, stderr).
+fn hoist_run(hoistd: &Hoistd, args: &[&str], input: &str) -> (Option<i32>, String, String) {
+    use std::io::Write;
+    let mut child = std::process::Command::new(hoist_tests::binary("hoist"))
+        .arg("run")
+        .args(args)
+        .env("HOIST_URL", hoistd.api_url())
+        .env("HOIST_TOKEN", &hoistd.token)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).to_string(),
+        String::from_utf8_lossy(&output.stderr).to_string(),
+    )
+}
+
+#[test]
+fn hoist_run_starts_a_one_off_process_of_the_live_release_with_stdin_and_its_exit_status() {
+    let hoistd = Hoistd::start(&[]);
+    hoistd.create_app("runner");
+    hoistd.cli(&["config", "set", "runner", "GREETING=hi"]);
+    let site = WorkTree::new(&hoistd, "runner", Some("static-site"));
+    site.commit("first");
+    assert!(site.push(&hoistd.remote("runner"), "main").status.success());
+
+    // A program and its arguments, stdin passed through, both outputs, the exit status.
+    let script = "read line; echo \"got $line and $GREETING\"; echo oops >&2; exit 3";
+    let (code, stdout, stderr) = hoist_run(&hoistd, &["runner", "--", "sh", "-c", script], "hello\n");
+    assert_eq!(code, Some(3), "{stdout}{stderr}");
+    assert_eq!(stdout.trim(), "got hello and hi");
+    assert!(stderr.contains("oops"), "{stderr}");
+    // One argument is a shell command line, as Heroku takes it.
+    let (code, stdout, _) = hoist_run(&hoistd, &["runner", "echo port=$PORT; pwd"], "");
+    assert_eq!(code, Some(0));
+    assert_eq!(stdout.trim(), "port=5000\n/app".trim(), "{stdout}");
+    // Nothing is left behind.
+    let left = std::process::Command::new("/usr/bin/docker")
+        .args(["ps", "-aq", "--filter", &format!("name={}-runner-r1-run", hoistd.instance)])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), "", "the one-off container is removed");
+    // A missing app: exit code 5, as every verb.
+    let (code, _, stderr) = hoist_run(&hoistd, &["nope", "--", "true"], "");
+    assert_eq!(code, Some(5), "{stderr}");
+    // The audit log has it, the program only.
+    let audit = hoistd.get_json("/api/v1/audit?app=runner");
+    assert!(
+        audit.as_array().unwrap().iter().any(|e| e["action"] == "run" && e["detail"].as_str().unwrap().contains("sh")),
+        "{audit}"
+    );
+}

@@ -387,3 +387,83 @@ pub struct AuditEntry {
     /// Where the request came from.
     pub remote: String,
 }
+
+/// `POST /api/v1/apps/{app}/run` (`hoist run`): the command, sent JSON in the
+/// [`run::HEADER`] header of a request that upgrades the connection to [`run::PROTOCOL`].
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunRequest {
+    /// One argument: a shell command line (as Heroku takes it); several: a program and
+    /// its arguments, each passed as it is.
+    pub command: Vec<String>,
+}
+
+/// The one-off process protocol: after the upgrade, both sides send frames of
+/// `[kind: u8][length: u32, big-endian][data]`.
+pub mod run {
+    pub const HEADER: &str = "x-hoist-run";
+    pub const PROTOCOL: &str = "hoist-run";
+    /// Client → hoistd: bytes for the process's stdin.
+    pub const STDIN: u8 = 0;
+    /// hoistd → client: the process's output.
+    pub const STDOUT: u8 = 1;
+    pub const STDERR: u8 = 2;
+    /// Client → hoistd: stdin is at its end.
+    pub const STDIN_EOF: u8 = 3;
+    /// hoistd → client: the process ended with this exit status (i32, big-endian).
+    pub const EXIT: u8 = 4;
+    /// hoistd → client: the process could not run or was lost (UTF-8 text).
+    pub const ERROR: u8 = 5;
+    /// The most one frame carries.
+    pub const MAX_FRAME: usize = 1024 * 1024;
+
+    /// One frame.
+    pub fn frame(kind: u8, data: &[u8]) -> Vec<u8> {
+        let mut bytes = Vec::with_capacity(5 + data.len());
+        bytes.push(kind);
+        bytes.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        bytes.extend_from_slice(data);
+        bytes
+    }
+
+    /// Takes the first whole frame off `buffer`, if there is one; `Err` for a frame
+    /// longer than [`MAX_FRAME`].
+    pub fn take_frame(buffer: &mut Vec<u8>) -> Result<Option<(u8, Vec<u8>)>, String> {
+        if buffer.len() < 5 {
+            return Ok(None);
+        }
+        let length = u32::from_be_bytes([buffer[1], buffer[2], buffer[3], buffer[4]]) as usize;
+        if length > MAX_FRAME {
+            return Err(format!("a frame of {length} bytes; at most {MAX_FRAME}"));
+        }
+        if buffer.len() < 5 + length {
+            return Ok(None);
+        }
+        let kind = buffer[0];
+        let data = buffer[5..5 + length].to_vec();
+        buffer.drain(..5 + length);
+        Ok(Some((kind, data)))
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn frames_round_trip_whole_and_in_pieces() {
+            let mut stream = frame(STDOUT, b"hello");
+            stream.extend(frame(EXIT, &3i32.to_be_bytes()));
+            let mut buffer = Vec::new();
+            let mut got = Vec::new();
+            for byte in stream {
+                buffer.push(byte);
+                while let Some(frame) = take_frame(&mut buffer).unwrap() {
+                    got.push(frame);
+                }
+            }
+            assert_eq!(got, [(STDOUT, b"hello".to_vec()), (EXIT, 3i32.to_be_bytes().to_vec())]);
+            let mut huge = vec![STDIN, 0xff, 0xff, 0xff, 0xff];
+            assert!(take_frame(&mut huge).is_err());
+        }
+    }
+}

@@ -19,7 +19,7 @@ use bollard::query_parameters::{
     RemoveContainerOptionsBuilder, StopContainerOptionsBuilder,
 };
 use bollard::Docker;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -256,6 +256,71 @@ impl DockerTarget {
         })
     }
 
+    /// A one-off container of the release with `command`, attached before it starts.
+    async fn start_one_off(&self, app: &AppName, release: &Release, command: &str) -> Result<super::OneOff, Unready> {
+        use bollard::container::LogOutput;
+        use bollard::query_parameters::{AttachContainerOptionsBuilder, WaitContainerOptionsBuilder};
+        self.pull(release).await?;
+        let suffix: u32 = rand::random();
+        let name = format!("{}-run-{suffix:08x}", self.container_name(app, release.number));
+        let mut body = self.container_body(app, release)?;
+        body.cmd = Some(vec!["/bin/bash".to_string(), "-c".to_string(), command.to_string()]);
+        body.attach_stdin = Some(true);
+        body.attach_stdout = Some(true);
+        body.attach_stderr = Some(true);
+        body.open_stdin = Some(true);
+        body.stdin_once = Some(true);
+        if let Some(labels) = body.labels.as_mut() {
+            labels.insert(LABEL_ROLE.to_string(), "release".to_string());
+        }
+        let create = CreateContainerOptionsBuilder::default().name(&name).build();
+        self.docker.create_container(Some(create), body).await.map_err(Unready::Create)?;
+        let attach =
+            AttachContainerOptionsBuilder::default().stdin(true).stdout(true).stderr(true).stream(true).build();
+        let attached = match self.docker.attach_container(&name, Some(attach)).await {
+            Ok(attached) => attached,
+            Err(error) => {
+                self.remove_container(&name).await;
+                return Err(Unready::Start(error));
+            }
+        };
+        if let Err(error) = self.docker.start_container(&name, None).await {
+            self.remove_container(&name).await;
+            return Err(Unready::Start(error));
+        }
+        let output = attached
+            .output
+            .take_while(|item| std::future::ready(item.is_ok()))
+            .filter_map(|item| {
+                std::future::ready(match item {
+                    Ok(LogOutput::StdErr { message }) => Some(super::Output::Stderr(message)),
+                    Ok(LogOutput::StdOut { message } | LogOutput::Console { message }) => {
+                        Some(super::Output::Stdout(message))
+                    }
+                    _ => None,
+                })
+            })
+            .boxed();
+        let target = self.clone();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let exit = async move {
+            let mut waiting = target.docker.wait_container(&name, Some(WaitContainerOptionsBuilder::default().build()));
+            let code = tokio::select! {
+                ended = waiting.next() => match ended {
+                    Some(Ok(done)) => done.status_code,
+                    // bollard reports a non-zero exit as an error that carries the code.
+                    Some(Err(bollard::errors::Error::DockerContainerWaitError { code, .. })) => code,
+                    _ => -1,
+                },
+                Ok(()) = stopped => -1,
+            };
+            target.remove_container(&name).await;
+            code
+        }
+        .boxed();
+        Ok(super::OneOff { input: attached.input, output, exit, stop })
+    }
+
     /// Runs the release phase's command in a container of the release and streams its
     /// output to `log`; the container is removed at the end, whatever happened.
     async fn run_release_command(
@@ -457,6 +522,10 @@ impl Target for DockerTarget {
             Ok(upstream) => Ok(Deployed { reach: Reach::Address(upstream), revision: None }),
             Err(reason) => Err(self.give_up(app, release, reason, log).await),
         }
+    }
+
+    async fn run_once(&self, app: &AppName, release: &Release, command: &str) -> Result<super::OneOff> {
+        self.start_one_off(app, release, command).await.map_err(|e| super::Error::of(TargetKind::Docker, e))
     }
 
     async fn release_phase(
