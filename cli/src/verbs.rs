@@ -61,8 +61,9 @@ pub async fn releases(client: &Client, app: &str, json: bool) -> anyhow::Result<
 
 pub async fn ps(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
     let info: wire::AppInfo = client.typed(Method::GET, &format!("/api/v1/apps/{app}"), None).await?;
+    let processes: Vec<wire::Process> = client.typed(Method::GET, &format!("/api/v1/apps/{app}/ps"), None).await?;
     if json {
-        return pretty(&info);
+        return pretty(&processes);
     }
     match info.live_release {
         None => println!("{app} runs nothing yet: push to deploy it"),
@@ -80,6 +81,17 @@ pub async fn ps(client: &Client, app: &str, json: bool) -> anyhow::Result<()> {
             }
             for (kind, command) in &release.processes {
                 println!("{kind}: {command}");
+            }
+            println!();
+            for process in &processes {
+                println!(
+                    "{}.{}  {}  {}  restarts {}",
+                    process.kind,
+                    process.index,
+                    process.state,
+                    process.since.as_deref().map_or("-".to_string(), since),
+                    process.restarts
+                );
             }
         }
     }
@@ -193,4 +205,22 @@ pub async fn rollback(client: &Client, app: &str, release: i64, json: bool) -> a
     }
     println!("release {} of {app} is live, running release {release}'s image and config", made.number);
     Ok(())
+}
+
+/// `2026-12-03 10:00:00 (~ 5m ago)` of an RFC 3339 time.
+fn since(time: &str) -> String {
+    let shown = time.get(..19).unwrap_or(time).replace('T', " ");
+    let ago =
+        time.parse::<jiff::Timestamp>().ok().map(|t| jiff::Timestamp::now().duration_since(t).as_secs()).map(|secs| {
+            match secs {
+                s if s < 60 => format!("{s}s"),
+                s if s < 3600 => format!("{}m", s / 60),
+                s if s < 86400 => format!("{}h", s / 3600),
+                s => format!("{}d", s / 86400),
+            }
+        });
+    match ago {
+        Some(ago) => format!("{shown} (~ {ago} ago)"),
+        None => shown,
+    }
 }

@@ -203,6 +203,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/apps/{app}/access", get(show_access))
         .route("/api/v1/apps/{app}/access/{user}", axum::routing::put(grant_access).delete(remove_access))
         .route("/api/v1/apps/{app}/run", post(run))
+        .route("/api/v1/apps/{app}/ps", get(list_processes))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/users", get(list_users).post(create_user))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
@@ -824,4 +825,13 @@ where
     let _ = to_client.write_all(&wire::run::frame(wire::run::EXIT, &status.to_be_bytes())).await;
     let _ = to_client.flush().await;
     let _ = to_client.shutdown().await;
+}
+
+/// `GET /api/v1/apps/{app}/ps`: the live release's processes and their state.
+async fn list_processes(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(app): Path<String>,
+) -> ApiResult<Json<Vec<wire::Process>>> {
+    Ok(Json(state.apps.processes(&caller, &app).await?))
 }

@@ -345,6 +345,14 @@ impl Apps {
         Ok(RuntimeOutput { release: release.number, records })
     }
 
+    /// The processes of the live release and their state (`hoist ps`).
+    pub async fn processes(&self, caller: &Caller, name: &str) -> Result<Vec<wire::Process>> {
+        let app = self.authorize(caller, name, Role::Viewer, "seeing the app's processes")?;
+        let Some(release) = self.store.live_release(&app.name)? else { return Ok(Vec::new()) };
+        let target = self.rollouts.targets().get(release.target).map_err(|e| Error::Conflict(e.to_string()))?;
+        target.processes(&app.name, &release).await.map_err(|e| Error::Conflict(e.to_string()))
+    }
+
     /// A one-off process (`hoist run`) of the live release: its image and config, on its
     /// target. One argument is a shell command line (as Heroku takes it); several are a
     /// program and its arguments, each passed as it is.

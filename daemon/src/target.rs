@@ -144,6 +144,9 @@ pub trait Target: Send + Sync {
         })
     }
 
+    /// The processes `release` runs now, with their state.
+    async fn processes(&self, app: &AppName, release: &Release) -> Result<Vec<crate::wire::Process>>;
+
     /// Keeps what this target takes from a build's source besides its image; returns a
     /// line for the build's log when it kept something.
     fn keep_source(&self, _source: &SourceFiles<'_>) -> std::io::Result<Option<String>> {

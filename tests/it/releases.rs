@@ -251,6 +251,30 @@ fn hoist_run_starts_a_one_off_process_of_the_live_release_with_stdin_and_its_exi
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&left.stdout).trim(), "", "the one-off container is removed");
+    // hoist ps: each process with its state, since when, and its restarts.
+    let ps = |hoistd: &Hoistd| -> serde_json::Value {
+        serde_json::from_slice(&hoistd.cli(&["ps", "runner", "--json"]).stdout).unwrap()
+    };
+    let processes = ps(&hoistd);
+    assert_eq!(processes[0]["type"], "web", "{processes}");
+    assert_eq!(processes[0]["index"], 1, "{processes}");
+    assert_eq!(processes[0]["state"], "up", "{processes}");
+    assert_eq!(processes[0]["restarts"], 0, "{processes}");
+    assert!(processes[0]["since"].as_str().is_some_and(|s| s.starts_with("20")), "{processes}");
+    let human = String::from_utf8_lossy(&hoistd.cli(&["ps", "runner"]).stdout).to_string();
+    assert!(human.contains("web.1  up  ") && human.contains("ago)  restarts 0"), "{human}");
+    // A crash: dockerd brings the process back, and ps counts it.
+    let container = processes[0]["name"].as_str().unwrap().to_string();
+    // Every process of the app's user but PID 1 (tini), which then exits with the app.
+    std::process::Command::new("/usr/bin/docker")
+        .args(["exec", &container, "sh", "-c", "kill -9 -1"])
+        .output()
+        .unwrap();
+    let restarted = hoist_tests::wait_for("the crashed process to be back", std::time::Duration::from_secs(30), || {
+        let processes = ps(&hoistd);
+        (processes[0]["restarts"] == 1 && processes[0]["state"] == "up").then_some(processes)
+    });
+    assert_eq!(restarted[0]["state"], "up");
     // A missing app: exit code 5, as every verb.
     let (code, _, stderr) = hoist_run(&hoistd, &["nope", "--", "true"], "");
     assert_eq!(code, Some(5), "{stderr}");

@@ -388,6 +388,23 @@ pub struct AuditEntry {
     pub remote: String,
 }
 
+/// One process of an app's live release (`hoist ps`): `web.1`, `worker.1`, …
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Process {
+    /// The Procfile type: `web`, `worker`, …
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub index: u32,
+    /// `up`, `starting`, `crashed`, `restarting`, `down`, or the target's own word.
+    pub state: String,
+    /// When it started (RFC 3339), if it did.
+    pub since: Option<String>,
+    pub restarts: i64,
+    pub release: i64,
+    /// The container or pod.
+    pub name: String,
+}
+
 /// `POST /api/v1/apps/{app}/run` (`hoist run`): the command, sent JSON in the
 /// [`run::HEADER`] header of a request that upgrades the connection to [`run::PROTOCOL`].
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -524,6 +524,44 @@ impl Target for DockerTarget {
         }
     }
 
+    async fn processes(&self, app: &AppName, release: &Release) -> Result<Vec<crate::wire::Process>> {
+        let name = self.container_name(app, release.number);
+        let inspect = match self.docker.inspect_container(&name, None).await {
+            Ok(inspect) => inspect,
+            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
+                return Ok(vec![crate::wire::Process {
+                    kind: "web".to_string(),
+                    index: 1,
+                    state: "down".to_string(),
+                    since: None,
+                    restarts: 0,
+                    release: release.number,
+                    name,
+                }])
+            }
+            Err(error) => return Err(Error::from(error).into()),
+        };
+        let state = inspect.state.unwrap_or_default();
+        let word = if state.restarting == Some(true) {
+            "restarting"
+        } else if state.running == Some(true) {
+            "up"
+        } else if state.exit_code.unwrap_or(0) != 0 {
+            "crashed"
+        } else {
+            "down"
+        };
+        Ok(vec![crate::wire::Process {
+            kind: "web".to_string(),
+            index: 1,
+            state: word.to_string(),
+            since: state.started_at.filter(|t| !t.starts_with("0001")),
+            restarts: inspect.restart_count.unwrap_or(0),
+            release: release.number,
+            name,
+        }])
+    }
+
     async fn run_once(&self, app: &AppName, release: &Release, command: &str) -> Result<super::OneOff> {
         self.start_one_off(app, release, command).await.map_err(|e| super::Error::of(TargetKind::Docker, e))
     }

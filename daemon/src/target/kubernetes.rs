@@ -586,6 +586,47 @@ impl KubernetesTarget {
 
 #[async_trait::async_trait]
 impl Target for KubernetesTarget {
+    async fn processes(&self, app: &AppName, release: &Release) -> Result<Vec<crate::wire::Process>> {
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace(app));
+        let selector =
+            format!("{LABEL_APP}={app},{LABEL_INSTANCE}={},{LABEL_RELEASE}={}", self.settings.instance, release.number);
+        let mut listed = pods.list(&ListParams::default().labels(&selector)).await.map_err(Error::from)?.items;
+        listed.sort_by_key(|pod| pod.metadata.name.clone().unwrap_or_default());
+        let mut counts: BTreeMap<String, u32> = BTreeMap::new();
+        let mut processes = Vec::new();
+        for pod in listed {
+            let labels = pod.metadata.labels.clone().unwrap_or_default();
+            let kind = labels.get("hoist.dev/process").cloned().unwrap_or_else(|| "web".to_string());
+            let index = counts.entry(kind.clone()).or_default();
+            *index += 1;
+            let status = pod.status.clone().unwrap_or_default();
+            let container = status.container_statuses.clone().unwrap_or_default().into_iter().next();
+            let restarts = container.as_ref().map_or(0, |c| i64::from(c.restart_count));
+            let state = container.as_ref().and_then(|c| c.state.clone()).unwrap_or_default();
+            let ready = container.as_ref().is_some_and(|c| c.ready);
+            let (word, since) = if let Some(running) = state.running {
+                (if ready { "up" } else { "starting" }, running.started_at.map(|t| t.0.to_string()))
+            } else if let Some(waiting) = state.waiting {
+                let reason = waiting.reason.unwrap_or_default();
+                (if reason == "CrashLoopBackOff" { "crashed" } else { "starting" }, None)
+            } else if state.terminated.is_some() {
+                ("down", None)
+            } else {
+                ("starting", None)
+            };
+            processes.push(crate::wire::Process {
+                kind,
+                index: *index,
+                state: word.to_string(),
+                since,
+                restarts,
+                release: release.number,
+                name: pod.metadata.name.unwrap_or_default(),
+            });
+        }
+        Ok(processes)
+    }
+
     async fn release_phase(
         &self,
         app: &AppName,
