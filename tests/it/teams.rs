@@ -189,6 +189,18 @@ fn a_team_shares_hoistd_with_roles_scoped_tokens_ssh_keys_and_an_audit_log() {
     let after = hoistd.cli_as(&ci, &["apps", "list"]);
     assert_eq!(after.status.code(), Some(4), "{}", show(&after));
 
+    // A user's own token limited to one app and a lower role: it does no more than that,
+    // and it cannot touch its user's other tokens. A role above hers cannot be asked for.
+    let higher = hoistd.cli_as(&alice, &["tokens", "create", "too-much", "--app", "web1", "--role", "owner"]);
+    assert_eq!(higher.status.code(), Some(6), "{}", show(&higher));
+    let laptop =
+        printed_token(&hoistd.cli_as(&alice, &["tokens", "create", "laptop", "--app", "web1", "--role", "viewer"]));
+    let set = hoistd.cli_as(&laptop, &["config", "set", "web1", "X=1"]);
+    assert_eq!(set.status.code(), Some(6), "a viewer-scoped token of a deployer is a viewer\n{}", show(&set));
+    let revoke = hoistd.cli_as(&laptop, &["tokens", "revoke", "default"]);
+    assert_eq!(revoke.status.code(), Some(6), "{}", show(&revoke));
+    assert!(hoistd.cli_as(&alice, &["apps", "list"]).status.success(), "her own token still works");
+
     // An unknown key gets nothing; so does anything but git for an app.
     let stranger = ssh_key(&hoistd, "stranger");
     let push = push_over_ssh(&site, &hoistd, &stranger, "web1");
@@ -203,7 +215,7 @@ fn a_team_shares_hoistd_with_roles_scoped_tokens_ssh_keys_and_an_audit_log() {
     assert!(!forward.status.success(), "port forwarding is refused\n{}", show(&forward));
 
     // No issued token is stored anywhere in the data dir (database, WAL, logs, repos).
-    for token in [&alice, &bob, &ci] {
+    for token in [&alice, &bob, &ci, &laptop] {
         let found = any_file_contains(&hoistd.dir.join("data"), token.as_bytes());
         assert_eq!(found, None, "a token is in the data dir");
     }

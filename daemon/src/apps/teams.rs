@@ -327,9 +327,12 @@ impl Apps {
     pub fn tokens(&self, caller: &Caller) -> Result<Vec<wire::Token>> {
         let tokens = match &caller.identity {
             Identity::Admin => self.store.tokens(None)?,
-            Identity::User { user: Some(me), .. } => self.store.tokens(Some(Some(me)))?,
-            Identity::User { user: None, .. } => {
-                return Err(Error::Forbidden("a machine token cannot list tokens".to_string()))
+            Identity::User { user: Some(me), scope: Scope::User, .. } => self.store.tokens(Some(Some(me)))?,
+            Identity::User { .. } => {
+                return Err(Error::Forbidden(
+                    "a token limited to one app (or a machine token) cannot list tokens; use your own login token"
+                        .to_string(),
+                ))
             }
         };
         Ok(tokens.into_iter().map(wire::Token::from).collect())
@@ -341,9 +344,14 @@ impl Apps {
         let owner = match (&caller.identity, user) {
             (Identity::Admin, Some(user)) => Some(parse_user(user)?),
             (Identity::Admin, None) => None,
-            (Identity::User { user: Some(me), .. }, None) => Some(me.clone()),
-            (Identity::User { user: Some(me), .. }, Some(user)) if user == me.as_str() => Some(me.clone()),
-            _ => return Err(Error::Forbidden("only the admin revokes other people's and machine tokens".to_string())),
+            (Identity::User { user: Some(me), scope: Scope::User, .. }, None) => Some(me.clone()),
+            (Identity::User { user: Some(me), scope: Scope::User, .. }, Some(user)) if user == me.as_str() => {
+                Some(me.clone())
+            }
+            _ => return Err(Error::Forbidden(
+                "only the admin revokes other people's and machine tokens, and a token limited to one app revokes none"
+                    .to_string(),
+            )),
         };
         let audit = Self::audit_entry(
             caller,
