@@ -130,8 +130,19 @@ enum Command {
         #[arg(long, short = 'n', default_value_t = 100)]
         tail: usize,
     },
-    /// What the app runs now: its live release and process types.
+    /// What the app runs now: its live release, and each process with its state.
     Ps { app: String },
+    /// How many processes of each type run: `hoist ps:scale APP web=3 worker=1` (a new
+    /// release of the live image runs them; web=0 answers 503).
+    #[command(name = "ps:scale")]
+    PsScale {
+        app: String,
+        #[arg(required = true, value_name = "TYPE=N")]
+        counts: Vec<String>,
+    },
+    /// Starts the app's processes again, rolling (web keeps answering): a new release.
+    #[command(name = "ps:restart")]
+    PsRestart { app: String, process: Option<String> },
     /// An app's config vars: `hoist config APP`; `set`/`unset` make a new release.
     #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Config {
@@ -446,6 +457,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         }
         Command::Releases { app } => verbs::releases(&client, &app, json).await,
         Command::Ps { app } => verbs::ps(&client, &app, json).await,
+        Command::PsScale { app, counts } => verbs::scale(&client, &app, &counts, json).await,
+        Command::PsRestart { app, process } => verbs::restart(&client, &app, process, json).await,
         Command::Config { app: Some(app), command: None } => verbs::config(&client, &app, json).await,
         Command::Config { app: None, command: None } => bail!("name the app: hoist config APP"),
         Command::Config { app: _, command: Some(change) } => config_change(&client, change, json).await,
@@ -948,6 +961,10 @@ mod tests {
             "hoist logs web1 --build 3 -f",
             "hoist config set web1 A=b",
             "hoist git:remote web1 --ssh",
+            "hoist ps:scale web1 web=3 worker=1",
+            "hoist ps web1",
+            "hoist ps:restart web1 web",
+            "hoist run web1 -- python manage.py createsuperuser --noinput",
         ] {
             Args::try_parse_from(line.split_whitespace()).unwrap_or_else(|e| panic!("{line}: {e}"));
         }

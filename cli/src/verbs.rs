@@ -224,3 +224,38 @@ fn since(time: &str) -> String {
         None => shown,
     }
 }
+
+/// `hoist ps:scale APP web=3 worker=1`.
+pub async fn scale(client: &Client, app: &str, counts: &[String], json: bool) -> anyhow::Result<()> {
+    let mut formation = wire::Formation::new();
+    for count in counts {
+        let parsed = count.split_once('=').and_then(|(kind, n)| Some((kind.to_string(), n.parse::<u32>().ok()?)));
+        let Some((kind, n)) = parsed else {
+            return Err(crate::client::Failure::new(
+                crate::client::exit::USAGE,
+                format!("{count:?} is not TYPE=N (e.g. web=3)"),
+            )
+            .into());
+        };
+        formation.insert(kind, n);
+    }
+    let body = serde_json::to_value(&formation)?;
+    let made: wire::Release = client.typed(Method::POST, &format!("/api/v1/apps/{app}/formation"), Some(body)).await?;
+    if json {
+        return pretty(&made);
+    }
+    let shown: Vec<String> = formation.iter().map(|(k, n)| format!("{k}={n}")).collect();
+    println!("{app} scaled to {}: release {} is live", shown.join(" "), made.number);
+    Ok(())
+}
+
+/// `hoist ps:restart APP [TYPE]`.
+pub async fn restart(client: &Client, app: &str, process: Option<String>, json: bool) -> anyhow::Result<()> {
+    let body = serde_json::to_value(wire::Restart { process })?;
+    let made: wire::Release = client.typed(Method::POST, &format!("/api/v1/apps/{app}/restart"), Some(body)).await?;
+    if json {
+        return pretty(&made);
+    }
+    println!("{app} restarted: release {} is live", made.number);
+    Ok(())
+}

@@ -204,6 +204,8 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/apps/{app}/access/{user}", axum::routing::put(grant_access).delete(remove_access))
         .route("/api/v1/apps/{app}/run", post(run))
         .route("/api/v1/apps/{app}/ps", get(list_processes))
+        .route("/api/v1/apps/{app}/formation", post(scale))
+        .route("/api/v1/apps/{app}/restart", post(restart))
         .route("/api/v1/whoami", get(whoami))
         .route("/api/v1/users", get(list_users).post(create_user))
         .route("/api/v1/tokens", get(list_tokens).post(create_token))
@@ -834,4 +836,27 @@ async fn list_processes(
     Path(app): Path<String>,
 ) -> ApiResult<Json<Vec<wire::Process>>> {
     Ok(Json(state.apps.processes(&caller, &app).await?))
+}
+
+/// `POST /api/v1/apps/{app}/formation` `{"web": 3, "worker": 1}`: a new release runs them.
+async fn scale(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(app): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<wire::Release>> {
+    let request: wire::Formation = parse_body(&body, r#"{"web": 3, "worker": 1}"#)?;
+    Ok(Json(state.apps.scale(&caller, &app, request).await?))
+}
+
+/// `POST /api/v1/apps/{app}/restart` `{}` or `{"process": "web"}`.
+async fn restart(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(app): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<wire::Release>> {
+    let request: wire::Restart =
+        if body.is_empty() { wire::Restart::default() } else { parse_body(&body, r#"{"process": "web"}"#)? };
+    Ok(Json(state.apps.restart(&caller, &app, request).await?))
 }

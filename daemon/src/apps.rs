@@ -76,6 +76,9 @@ impl From<store::Error> for Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// The most processes of one type `ps:scale` starts.
+const MAX_PROCESSES: u32 = 20;
+
 /// How many apps `rebase --all` moves at once.
 const REBASE_CONCURRENCY: usize = 4;
 
@@ -343,6 +346,52 @@ impl Apps {
             })
             .boxed();
         Ok(RuntimeOutput { release: release.number, records })
+    }
+
+    /// Sets how many processes of each type the app runs (`hoist ps:scale`); a new release
+    /// of the live image runs them (a formation lasts across deploys). Types must be the
+    /// live release's (`web`, or its Procfile's).
+    pub async fn scale(&self, caller: &Caller, name: &str, changes: wire::Formation) -> Result<wire::Release> {
+        let app = self.authorize(caller, name, Role::Deployer, "scaling")?;
+        if changes.is_empty() {
+            return Err(Error::Invalid("say what to scale: hoist ps:scale APP web=2 worker=1".to_string()));
+        }
+        let live = self
+            .store
+            .live_release(&app.name)?
+            .ok_or_else(|| Error::Conflict(format!("app {} has no live release to scale; push it first", app.name)))?;
+        let mut known: Vec<&str> = vec!["web"];
+        known.extend(live.processes.keys().map(String::as_str).filter(|k| *k != "web" && *k != "release"));
+        for (kind, count) in &changes {
+            if !known.contains(&kind.as_str()) {
+                return Err(Error::Invalid(format!(
+                    "release {} of {} has no process type {kind:?}; it has {} (from its Procfile)",
+                    live.number,
+                    app.name,
+                    known.join(", ")
+                )));
+            }
+            if *count > MAX_PROCESSES {
+                return Err(Error::Invalid(format!("{kind}={count}: at most {MAX_PROCESSES} processes of a type")));
+            }
+        }
+        let description =
+            format!("scale {}", changes.iter().map(|(k, n)| format!("{k}={n}")).collect::<Vec<_>>().join(" "));
+        let audit = Self::audit_entry(caller, Some(&app.name), "scale", description.trim_start_matches("scale "));
+        self.store.set_formation(&app.name, &changes, &audit)?;
+        Ok(self.roll_out(&app.name, Change::Formation { description }, None).await?.into())
+    }
+
+    /// Starts the app's processes again (`hoist ps:restart`): a new release of the live
+    /// image and config, rolled out as any, so web keeps answering throughout.
+    pub async fn restart(&self, caller: &Caller, name: &str, request: wire::Restart) -> Result<wire::Release> {
+        let app = self.authorize(caller, name, Role::Deployer, "restarting")?;
+        let description = match &request.process {
+            Some(kind) => format!("restart ({kind} asked; every process starts again)"),
+            None => "restart".to_string(),
+        };
+        let audit = Self::audit_entry(caller, Some(&app.name), "restart", "");
+        Ok(self.roll_out(&app.name, Change::Formation { description }, Some(audit)).await?.into())
     }
 
     /// The processes of the live release and their state (`hoist ps`).

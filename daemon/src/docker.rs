@@ -32,3 +32,5 @@ pub const LABEL_APP: &str = "org.hoist.app";
 pub const LABEL_RELEASE: &str = "org.hoist.release";
 /// Label: what the container is for (`builder` or `release`).
 pub const LABEL_ROLE: &str = "org.hoist.role";
+/// Label: which process of its release a container is (`web.1`, `worker.2`).
+pub const LABEL_PROCESS: &str = "org.hoist.process";

@@ -68,6 +68,9 @@ pub enum Change {
     Config { description: String },
     /// Release `to`'s image and config again; the app's config becomes that config.
     Rollback { to: i64 },
+    /// The live release's image and config again, with the app's formation now
+    /// (`ps:scale`) or just new processes (`ps:restart`): `description` says which.
+    Formation { description: String },
 }
 
 /// A request to roll out a new release.
@@ -115,6 +118,7 @@ impl Rollouts {
     /// What the new release is made of; `None`: nothing to do.
     fn new_release(&self, app: &AppName, target: TargetKind, change: &Change) -> Result<NewRelease> {
         let (config_version, config) = self.store.app_config(app)?;
+        let formation = self.store.app(app)?.map(|a| a.formation).unwrap_or_default();
         let live = || self.store.live_release(app);
         Ok(match change {
             Change::Image { image, build_id, cause } => NewRelease {
@@ -137,6 +141,7 @@ impl Rollouts {
                     },
                     None => Default::default(),
                 },
+                formation: formation.clone(),
                 audit: None,
             },
             Change::Config { description } => {
@@ -150,6 +155,22 @@ impl Rollouts {
                     config,
                     cause: description.clone(),
                     processes: live.processes,
+                    formation: formation.clone(),
+                    audit: None,
+                }
+            }
+            Change::Formation { description } => {
+                let live =
+                    live()?.ok_or_else(|| Error::NothingDeployed { app: app.to_string(), what: "scale or restart" })?;
+                NewRelease {
+                    image: live.image,
+                    build_id: live.build_id,
+                    target,
+                    config_version,
+                    config,
+                    cause: description.clone(),
+                    processes: live.processes,
+                    formation,
                     audit: None,
                 }
             }
@@ -175,6 +196,7 @@ impl Rollouts {
                     config: old.config,
                     cause: format!("rollback to {to}"),
                     processes: old.processes,
+                    formation: formation.clone(),
                     audit: None,
                 }
             }
@@ -218,9 +240,16 @@ impl Rollouts {
             Err(failure) => return Err(self.record_failure(app, &release, previous.as_ref(), failure, None, &log)?),
         };
         let before = self.routes.addresses(app.as_str());
-        if let Reach::Address(upstream) = deployed.reach {
-            self.routes.set(app.as_str(), upstream);
-            log.line(format!("       release {} answers; traffic switched", release.number));
+        if let Reach::Addresses(upstreams) = deployed.reach {
+            let web = upstreams.len();
+            self.routes.set_all(app.as_str(), upstreams);
+            match web {
+                0 => log.line(format!("       release {} runs no web process (scaled to 0)", release.number)),
+                1 => log.line(format!("       release {} answers; traffic switched", release.number)),
+                n => {
+                    log.line(format!("       release {}'s {n} web processes answer; traffic switched", release.number))
+                }
+            }
         }
         if let Err(failure) = target.settle(app, &release, &log).await {
             match before {
@@ -281,9 +310,9 @@ impl Rollouts {
                     if let (Some(live), Some(revision)) = (&live, restored.live_revision) {
                         self.store.set_release_revision(&app.name, live.number, revision)?;
                     }
-                    if let Some(Reach::Address(upstream)) = restored.reach {
-                        self.routes.set(app.name.as_str(), upstream);
-                        tracing::info!(app = %app.name, %upstream, "route restored");
+                    if let Some(Reach::Addresses(upstreams)) = restored.reach {
+                        tracing::info!(app = %app.name, ?upstreams, "route restored");
+                        self.routes.set_all(app.name.as_str(), upstreams);
                     }
                 }
                 Err(error) => tracing::error!(app = %app.name, %error, "cannot restore the live release"),

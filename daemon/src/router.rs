@@ -30,7 +30,8 @@ impl Routes {
         self.set_all(app, vec![upstream]);
     }
 
-    /// Routes `app` to `upstreams` (not empty), one request after the other.
+    /// Routes `app` to `upstreams`, one request after the other; none: the app is scaled
+    /// to no web process, and answers 503.
     pub fn set_all(&self, app: &str, upstreams: Vec<SocketAddr>) {
         let upstreams = Upstreams { addresses: upstreams, next: Default::default() };
         self.0.write().unwrap_or_else(|p| p.into_inner()).insert(app.to_string(), upstreams);
@@ -201,6 +202,12 @@ async fn proxy(State(state): State<RouterState>, mut request: Request) -> Respon
         return (StatusCode::NOT_FOUND, message).into_response();
     };
     let Some(upstream) = state.routes.get(app.as_str()) else {
+        if state.routes.addresses(app.as_str()).is_some() {
+            let message = format!(
+                "hoist router: app \"{app}\" runs no web process now (scaled to 0); `hoist ps:scale {app} web=1` brings it back\n"
+            );
+            return (StatusCode::SERVICE_UNAVAILABLE, message).into_response();
+        }
         let message = format!("hoist router: app \"{app}\" has no live release; git push to deploy it\n");
         return (StatusCode::NOT_FOUND, message).into_response();
     };

@@ -114,6 +114,8 @@ pub struct App {
     /// The image it follows instead of building (`host:port/repo:tag`).
     pub image: Option<String>,
     pub created_at: String,
+    /// How many processes of each type its releases run.
+    pub formation: Formation,
 }
 
 /// Whether a config var's name says it holds a secret, so it is masked without being
@@ -248,6 +250,10 @@ pub struct Build {
 
 /// Process types (Procfile) and their commands.
 pub type Processes = std::collections::BTreeMap<String, String>;
+
+/// How many processes of each Procfile type run (`hoist ps:scale`); a type not named
+/// runs one.
+pub type Formation = std::collections::BTreeMap<String, u32>;
 
 /// Where a digest in an image stream came from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -388,6 +394,8 @@ pub struct Release {
     pub cause: String,
     /// Its process types (from its build's Procfile).
     pub processes: Processes,
+    /// How many of each it runs.
+    pub formation: Formation,
     pub error: Option<String>,
     pub created_at: String,
     pub finished_at: Option<String>,
@@ -403,6 +411,7 @@ pub struct NewRelease {
     pub config: ConfigVars,
     pub cause: String,
     pub processes: Processes,
+    pub formation: Formation,
     /// Written with the release when a person asked for it (a rollback, a config change).
     pub audit: Option<Audit>,
 }
@@ -496,6 +505,8 @@ impl Store {
             ("apps", "webhook_secret", "TEXT"),
             ("apps", "image", "TEXT"),
             ("apps", "secret_vars", "TEXT NOT NULL DEFAULT '[]'"),
+            ("apps", "formation", "TEXT NOT NULL DEFAULT '{}'"),
+            ("releases", "formation", "TEXT NOT NULL DEFAULT '{}'"),
         ] {
             let present: bool = conn.query_row(
                 &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
@@ -537,7 +548,7 @@ impl Store {
     }
 
     const APP_COLUMNS: &'static str =
-        "name, deploy_branch, created_at, buildpack, target, config_version, repo_url, webhook_secret IS NOT NULL, image";
+        "name, deploy_branch, created_at, buildpack, target, config_version, repo_url, webhook_secret IS NOT NULL, image, formation";
 
     fn app_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<App> {
         Ok(App {
@@ -550,6 +561,9 @@ impl Store {
             repo_url: row.get(6)?,
             webhook: row.get(7)?,
             image: row.get(8)?,
+            formation: json_column(row, 9, "formation", || {
+                format!("app {:?}", row.get::<_, String>(0).unwrap_or_default())
+            })?,
         })
     }
 
@@ -715,6 +729,23 @@ impl Store {
         secrets.extend(self.app_repo_token(name)?);
         secrets.extend(self.webhook_secret(name)?);
         Ok(secrets)
+    }
+
+    /// Sets how many processes of each type the app runs (types not named keep theirs).
+    pub fn set_formation(&self, name: &AppName, changes: &Formation, audit: &Audit) -> Result<Formation> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let text: String =
+            tx.query_row("SELECT formation FROM apps WHERE name = ?1", params![name.as_str()], |row| row.get(0))?;
+        let mut formation: Formation = parse_json(&text, format!("app {name}"), "formation")?;
+        formation.extend(changes.iter().map(|(kind, count)| (kind.clone(), *count)));
+        tx.execute(
+            "UPDATE apps SET formation = ?2 WHERE name = ?1",
+            params![name.as_str(), serde_json::to_string(&formation).expect("a map of numbers serialises")],
+        )?;
+        teams::insert_audit(&tx, audit)?;
+        tx.commit()?;
+        Ok(formation)
     }
 
     /// Deletes the app and, by cascade, its builds, image stream and releases.
@@ -928,8 +959,8 @@ impl Store {
             |row| row.get(0),
         )?;
         let sql = format!(
-            "INSERT INTO releases (app, number, image, build_id, status, target, config_version, config, cause, processes)
-             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9) RETURNING {}",
+            "INSERT INTO releases (app, number, image, build_id, status, target, config_version, config, cause, processes, formation)
+             VALUES (?1, ?2, ?3, ?4, 'pending', ?5, ?6, ?7, ?8, ?9, ?10) RETURNING {}",
             Self::RELEASE_COLUMNS
         );
         let release = tx.query_row(
@@ -944,6 +975,7 @@ impl Store {
                 serde_json::to_string(&new.config).expect("a map of strings serialises"),
                 new.cause,
                 serde_json::to_string(&new.processes).expect("a map of strings serialises"),
+                serde_json::to_string(&new.formation).expect("a map of numbers serialises"),
             ],
             Self::release_from_row,
         )?;
@@ -957,7 +989,7 @@ impl Store {
     }
 
     const RELEASE_COLUMNS: &'static str = "app, number, image, build_id, status, error, created_at, finished_at, \
-         target, revision, config_version, config, cause, processes";
+         target, revision, config_version, config, cause, processes, formation";
 
     fn release_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Release> {
         Ok(Release {
@@ -975,6 +1007,7 @@ impl Store {
             config: json_column(row, 11, "config", || release_row(row))?,
             cause: row.get(12)?,
             processes: json_column(row, 13, "processes", || release_row(row))?,
+            formation: json_column(row, 14, "formation", || release_row(row))?,
         })
     }
 
@@ -1156,6 +1189,7 @@ mod tests {
             config: ConfigVars::new(),
             cause: "test".to_string(),
             processes: Processes::new(),
+            formation: Formation::new(),
             audit: None,
         }
     }

@@ -48,10 +48,11 @@ impl Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// How the router reaches a deployed release.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Reach {
-    /// At this address: the rollout stage switches the route to it.
-    Address(SocketAddr),
+    /// At these addresses (its web processes; none when web is scaled to 0): the
+    /// rollout stage switches the route to them.
+    Addresses(Vec<SocketAddr>),
     /// Through a Service whose ready endpoints the target keeps routed itself.
     Service,
 }

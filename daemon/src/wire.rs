@@ -55,6 +55,7 @@ impl From<store::Release> for Release {
             config_version: release.config_version,
             cause: release.cause,
             processes: release.processes,
+            formation: release.formation,
             error: release.error,
             created_at: release.created_at,
             finished_at: release.finished_at,

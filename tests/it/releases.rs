@@ -285,3 +285,63 @@ fn hoist_run_starts_a_one_off_process_of_the_live_release_with_stdin_and_its_exi
         "{audit}"
     );
 }
+
+#[test]
+fn ps_scale_runs_every_procfile_type_web_behind_the_router_and_the_formation_outlives_a_deploy() {
+    let hoistd = Hoistd::start(&[]);
+    hoistd.create_app("fleet");
+    let site = WorkTree::new(&hoistd, "fleet", Some("static-site"));
+    let procfile = "web: hostname > /app/who.txt && exec busybox httpd -f -p \"$PORT\" -h /app\n\
+                    worker: while true; do echo working; sleep 1; done\n";
+    site.write("Procfile", procfile).commit("web and worker");
+    let push = site.push(&hoistd.remote("fleet"), "main");
+    assert!(push.status.success(), "{}", show(&push));
+    let ps = |hoistd: &Hoistd| -> Vec<(String, String)> {
+        let processes: serde_json::Value =
+            serde_json::from_slice(&hoistd.cli(&["ps", "fleet", "--json"]).stdout).unwrap();
+        processes
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| {
+                (format!("{}.{}", p["type"].as_str().unwrap(), p["index"]), p["state"].as_str().unwrap().to_string())
+            })
+            .collect()
+    };
+    let up =
+        |names: &[&str]| -> Vec<(String, String)> { names.iter().map(|n| (n.to_string(), "up".to_string())).collect() };
+    assert_eq!(ps(&hoistd), up(&["web.1", "worker.1"]), "every Procfile type runs on docker");
+
+    // Three web processes behind the router, taken in turn.
+    let scaled = hoistd.cli(&["ps:scale", "fleet", "web=3"]);
+    assert!(String::from_utf8_lossy(&scaled.stdout).contains("fleet scaled to web=3"), "{}", show(&scaled));
+    assert_eq!(ps(&hoistd), up(&["web.1", "web.2", "web.3", "worker.1"]));
+    let seen: std::collections::BTreeSet<String> =
+        (0..12).map(|_| hoistd.visit("fleet", "/who.txt").1.trim().to_string()).collect();
+    assert_eq!(seen.len(), 3, "three containers answer through the router: {seen:?}");
+    let logs = hoistd.cli(&["logs", "fleet", "--tail", "20"]);
+    assert!(String::from_utf8_lossy(&logs.stdout).contains("worker.1: working"), "{}", show(&logs));
+
+    // Scaled to no web process, the router says so with a 503; back to one, it serves.
+    hoistd.cli(&["ps:scale", "fleet", "web=0"]);
+    let (status, body) = hoistd.visit("fleet", "/who.txt");
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("scaled to 0") && body.contains("hoist ps:scale fleet web=1"), "{body}");
+    hoistd.cli(&["ps:scale", "fleet", "web=2"]);
+    assert_eq!(hoistd.visit("fleet", "/who.txt").0, 200);
+
+    // A new deploy keeps the formation.
+    site.write("index.html", "<h1>second</h1>\n").commit("second");
+    assert!(site.push(&hoistd.remote("fleet"), "main").status.success());
+    assert_eq!(ps(&hoistd), up(&["web.1", "web.2", "worker.1"]), "the formation outlives a deploy");
+    let releases = hoistd.get_json("/api/v1/apps/fleet/releases");
+    assert_eq!(releases[0]["formation"]["web"], 2, "{releases}");
+
+    // A rolling restart is a new release; a type the release does not have is refused.
+    let restart = hoistd.cli(&["ps:restart", "fleet"]);
+    assert!(String::from_utf8_lossy(&restart.stdout).contains("fleet restarted: release"), "{}", show(&restart));
+    assert!(hoistd.visit("fleet", "/").1.contains("second"));
+    let unknown = hoistd.cli_may_fail(&["ps:scale", "fleet", "clock=1"]);
+    assert_eq!(unknown.status.code(), Some(6), "{}", show(&unknown));
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("has no process type \"clock\""), "{}", show(&unknown));
+}

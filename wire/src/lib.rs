@@ -87,6 +87,9 @@ pub struct Release {
     /// What made it: `build 3`, `config GREETING (v2)`, `rollback to 1`.
     pub cause: String,
     pub processes: BTreeMap<String, String>,
+    /// How many processes of each type it runs (a type not named: one).
+    #[serde(default)]
+    pub formation: BTreeMap<String, u32>,
     pub error: Option<String>,
     pub created_at: String,
     pub finished_at: Option<String>,
@@ -386,6 +389,19 @@ pub struct AuditEntry {
     pub detail: String,
     /// Where the request came from.
     pub remote: String,
+}
+
+/// `POST /api/v1/apps/{app}/formation` (`hoist ps:scale APP web=3 worker=1`): how many
+/// processes of each type; the answer is the release that runs them.
+pub type Formation = BTreeMap<String, u32>;
+
+/// `POST /api/v1/apps/{app}/restart` (`hoist ps:restart APP [TYPE]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Restart {
+    /// Only this process type (all of the release's processes start again either way:
+    /// a new release, rolled out as any).
+    pub process: Option<String>,
 }
 
 /// One process of an app's live release (`hoist ps`): `web.1`, `worker.1`, …

@@ -10,7 +10,7 @@
 use super::{Deployed, Failure, Reach, Restored, Result, Target};
 use crate::app::AppName;
 use crate::config::TargetKind;
-use crate::docker::{LABEL_APP, LABEL_INSTANCE, LABEL_RELEASE, LABEL_ROLE};
+use crate::docker::{LABEL_APP, LABEL_INSTANCE, LABEL_PROCESS, LABEL_RELEASE, LABEL_ROLE};
 use crate::logs::Tee;
 use crate::store::Release;
 use bollard::models::{ContainerCreateBody, HostConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum};
@@ -174,19 +174,44 @@ impl DockerTarget {
         format!("{}-{}-r{}", self.settings.instance, app, number)
     }
 
-    /// Starts the release's container and waits until it answers HTTP.
-    /// Errors are reasons, for the release record and the user.
-    async fn start_and_check(&self, app: &AppName, release: &Release, log: &Tee) -> Result<SocketAddr, Unready> {
-        let name = self.container_name(app, release.number);
-        self.pull(release).await?;
-        let port_key = format!("{}/tcp", self.settings.app_port);
+    /// The container of one process of a release: web.1 keeps the name releases always
+    /// had (`<instance>-<app>-r<N>`), the others `…-r<N>-<type>.<index>`.
+    fn process_name(&self, app: &AppName, number: i64, slot: &Slot) -> String {
+        match (slot.kind.as_str(), slot.index) {
+            ("web", 1) => self.container_name(app, number),
+            (kind, index) => format!("{}-{kind}.{index}", self.container_name(app, number)),
+        }
+    }
+
+    /// Starts one process of the release; a web process is waited for until it answers
+    /// HTTP, and its address returned. Errors are reasons, for the release record.
+    async fn start_process(
+        &self,
+        app: &AppName,
+        release: &Release,
+        slot: &Slot,
+        log: &Tee,
+    ) -> Result<Option<SocketAddr>, Unready> {
+        let name = self.process_name(app, release.number, slot);
         let mut body = self.container_body(app, release)?;
-        body.exposed_ports = Some(vec![port_key.clone()]);
+        if let Some(labels) = body.labels.as_mut() {
+            labels.insert(LABEL_PROCESS.to_string(), slot.label());
+        }
+        if let Some(command) = &slot.command {
+            body.cmd = Some(vec!["/bin/bash".to_string(), "-c".to_string(), command.clone()]);
+        }
+        let web = slot.command.is_none();
+        let port_key = format!("{}/tcp", self.settings.app_port);
+        if web {
+            body.exposed_ports = Some(vec![port_key.clone()]);
+        }
         if let Some(host) = body.host_config.as_mut() {
-            host.port_bindings = Some(HashMap::from([(
-                port_key,
-                Some(vec![PortBinding { host_ip: Some("127.0.0.1".to_string()), host_port: Some(String::new()) }]),
-            )]));
+            if web {
+                host.port_bindings = Some(HashMap::from([(
+                    port_key,
+                    Some(vec![PortBinding { host_ip: Some("127.0.0.1".to_string()), host_port: Some(String::new()) }]),
+                )]));
+            }
             host.restart_policy =
                 Some(RestartPolicy { name: Some(RestartPolicyNameEnum::UNLESS_STOPPED), maximum_retry_count: None });
         }
@@ -194,16 +219,44 @@ impl DockerTarget {
         let create = CreateContainerOptionsBuilder::default().name(&name).build();
         self.docker.create_container(Some(create), body).await.map_err(Unready::Create)?;
         self.docker.start_container(&name, None).await.map_err(Unready::Start)?;
+        if !web {
+            log.line(format!("       started {name} ({})", slot.label()));
+            return Ok(None);
+        }
         let upstream = match self.published_addr(&name).await {
             Ok(upstream) => upstream,
             Err(error) => return Err(self.exited(&name).await.map_or(error, Unready::Stopped)),
         };
         log.line(format!(
-            "       started {name}; checking http://{upstream}/ for up to {} s",
+            "       started {name} ({}); checking http://{upstream}/ for up to {} s",
+            slot.label(),
             self.settings.checks_timeout.as_secs()
         ));
         self.wait_healthy(&name, upstream).await?;
-        Ok(upstream)
+        Ok(Some(upstream))
+    }
+
+    /// The containers of the release's processes (not its release phase or one-offs).
+    async fn process_containers(&self, app: &AppName, number: i64) -> Result<Vec<(String, String)>, Error> {
+        let web_1 = self.container_name(app, number);
+        let mut found = Vec::new();
+        for container in self.release_containers(app).await? {
+            let labels = container.labels.clone().unwrap_or_default();
+            if labels.get(LABEL_RELEASE).map(String::as_str) != Some(number.to_string().as_str()) {
+                continue;
+            }
+            let name = container.names.iter().flatten().next().map(|n| n.trim_start_matches('/').to_string());
+            let Some(name) = name else { continue };
+            // web.1 of a release made before processes were labelled has no label.
+            let process = match labels.get(LABEL_PROCESS) {
+                Some(process) => process.clone(),
+                None if name == web_1 => "web.1".to_string(),
+                None => continue,
+            };
+            found.push((process, name));
+        }
+        found.sort_by(|a, b| process_order(&a.0).cmp(&process_order(&b.0)));
+        Ok(found)
     }
 
     /// Pulls the release's image by digest (with hoistd's registry account when it is
@@ -450,18 +503,37 @@ impl DockerTarget {
         Ok(self.docker.list_containers(Some(options)).await?)
     }
 
-    /// A release that will not serve: its last output to the log, its container removed.
-    async fn give_up(&self, app: &AppName, release: &Release, reason: Unready, log: &Tee) -> Failure {
-        let container = self.container_name(app, release.number);
-        let tail = self.container_log_tail(&container, 20).await;
+    /// A release that will not serve: the last output of `container` (the process that
+    /// failed) to the log, and every container of the release removed.
+    async fn give_up(&self, app: &AppName, release: &Release, container: &str, reason: Unready, log: &Tee) -> Failure {
+        let tail = self.container_log_tail(container, 20).await;
         if !tail.is_empty() {
-            log.line(format!("       last lines of release {}'s output:", release.number));
+            log.line(format!("       last lines of {container}'s output:"));
             for line in &tail {
                 log.line(format!("       | {line}"));
             }
         }
-        self.remove_container(&container).await;
+        self.remove_release(app, release.number).await;
         Failure::before_deploy(reason.to_string())
+    }
+
+    /// Removes every container of release `number` of the app (its processes, release
+    /// phase, one-offs).
+    async fn remove_release(&self, app: &AppName, number: i64) {
+        let containers = match self.release_containers(app).await {
+            Ok(containers) => containers,
+            Err(error) => {
+                tracing::warn!(%app, release = number, %error, "cannot list the release's containers");
+                return;
+            }
+        };
+        let number = number.to_string();
+        for container in containers {
+            let of_release = container.labels.as_ref().and_then(|l| l.get(LABEL_RELEASE)) == Some(&number);
+            if let (true, Some(id)) = (of_release, container.id) {
+                self.remove_container(&id).await;
+            }
+        }
     }
 
     async fn container_log_tail(&self, container: &str, lines: usize) -> Vec<String> {
@@ -498,19 +570,32 @@ impl Target for DockerTarget {
         tail: usize,
         follow: bool,
     ) -> Result<super::LineStream> {
-        let container = self.container_name(app, release.number);
-        // Asking first turns a container that is gone into an error, not an empty stream.
-        self.docker.inspect_container(&container, None).await.map_err(Error::from)?;
-        let options =
-            LogsOptionsBuilder::default().stdout(true).stderr(true).follow(follow).tail(&tail.to_string()).build();
-        let chunks = self.docker.logs(&container, Some(options));
-        Ok(chunks
-            .take_while(|chunk| std::future::ready(chunk.is_ok()))
-            .flat_map(|chunk| {
-                let text = chunk.map(|c| String::from_utf8_lossy(&c.into_bytes()).into_owned()).unwrap_or_default();
-                futures_util::stream::iter(text.lines().map(str::to_string).collect::<Vec<_>>())
-            })
-            .boxed())
+        let mut containers = self.process_containers(app, release.number).await?;
+        if containers.is_empty() {
+            // Asking turns a release whose container is gone into an error, not an empty stream.
+            let container = self.container_name(app, release.number);
+            self.docker.inspect_container(&container, None).await.map_err(Error::from)?;
+            containers.push(("web.1".to_string(), container));
+        }
+        // One process: its lines as they are; several: each line says whose it is.
+        let several = containers.len() > 1;
+        let streams = containers.into_iter().map(|(process, container)| {
+            let options =
+                LogsOptionsBuilder::default().stdout(true).stderr(true).follow(follow).tail(&tail.to_string()).build();
+            self.docker
+                .logs(&container, Some(options))
+                .take_while(|chunk| std::future::ready(chunk.is_ok()))
+                .flat_map(move |chunk| {
+                    let text = chunk.map(|c| String::from_utf8_lossy(&c.into_bytes()).into_owned()).unwrap_or_default();
+                    let lines: Vec<String> = text
+                        .lines()
+                        .map(|line| if several { format!("{process}: {line}") } else { line.to_string() })
+                        .collect();
+                    futures_util::stream::iter(lines)
+                })
+                .boxed()
+        });
+        Ok(futures_util::stream::select_all(streams).boxed())
     }
 
     fn kind(&self) -> TargetKind {
@@ -518,48 +603,57 @@ impl Target for DockerTarget {
     }
 
     async fn deploy(&self, app: &AppName, release: &Release, log: &Tee) -> Result<Deployed, Failure> {
-        match self.start_and_check(app, release, log).await {
-            Ok(upstream) => Ok(Deployed { reach: Reach::Address(upstream), revision: None }),
-            Err(reason) => Err(self.give_up(app, release, reason, log).await),
+        let web_1 = self.container_name(app, release.number);
+        if let Err(reason) = self.pull(release).await {
+            return Err(self.give_up(app, release, &web_1, reason, log).await);
         }
+        let slots = slots(release);
+        if slots.len() > 1 {
+            let shown: Vec<String> = slots.iter().map(Slot::label).collect();
+            log.line(format!("       processes: {}", shown.join(", ")));
+        }
+        let started =
+            futures_util::future::join_all(slots.iter().map(|slot| self.start_process(app, release, slot, log))).await;
+        let mut upstreams = Vec::new();
+        for (slot, result) in slots.iter().zip(started) {
+            match result {
+                Ok(Some(upstream)) => upstreams.push(upstream),
+                Ok(None) => {}
+                Err(reason) => {
+                    let name = self.process_name(app, release.number, slot);
+                    return Err(self.give_up(app, release, &name, reason, log).await);
+                }
+            }
+        }
+        Ok(Deployed { reach: Reach::Addresses(upstreams), revision: None })
     }
 
     async fn processes(&self, app: &AppName, release: &Release) -> Result<Vec<crate::wire::Process>> {
-        let name = self.container_name(app, release.number);
-        let inspect = match self.docker.inspect_container(&name, None).await {
-            Ok(inspect) => inspect,
-            Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {
-                return Ok(vec![crate::wire::Process {
-                    kind: "web".to_string(),
-                    index: 1,
-                    state: "down".to_string(),
-                    since: None,
-                    restarts: 0,
-                    release: release.number,
-                    name,
-                }])
-            }
-            Err(error) => return Err(Error::from(error).into()),
-        };
-        let state = inspect.state.unwrap_or_default();
-        let word = if state.restarting == Some(true) {
-            "restarting"
-        } else if state.running == Some(true) {
-            "up"
-        } else if state.exit_code.unwrap_or(0) != 0 {
-            "crashed"
-        } else {
-            "down"
-        };
-        Ok(vec![crate::wire::Process {
-            kind: "web".to_string(),
-            index: 1,
-            state: word.to_string(),
-            since: state.started_at.filter(|t| !t.starts_with("0001")),
-            restarts: inspect.restart_count.unwrap_or(0),
-            release: release.number,
-            name,
-        }])
+        let mut processes = Vec::new();
+        for (process, name) in self.process_containers(app, release.number).await? {
+            let (kind, index) = process.rsplit_once('.').unwrap_or((process.as_str(), "1"));
+            let Ok(inspect) = self.docker.inspect_container(&name, None).await else { continue };
+            let state = inspect.state.unwrap_or_default();
+            let word = if state.restarting == Some(true) {
+                "restarting"
+            } else if state.running == Some(true) {
+                "up"
+            } else if state.exit_code.unwrap_or(0) != 0 {
+                "crashed"
+            } else {
+                "down"
+            };
+            processes.push(crate::wire::Process {
+                kind: kind.to_string(),
+                index: index.parse().unwrap_or(1),
+                state: word.to_string(),
+                since: state.started_at.filter(|t| !t.starts_with("0001")),
+                restarts: inspect.restart_count.unwrap_or(0),
+                release: release.number,
+                name,
+            });
+        }
+        Ok(processes)
     }
 
     async fn run_once(&self, app: &AppName, release: &Release, command: &str) -> Result<super::OneOff> {
@@ -583,30 +677,39 @@ impl Target for DockerTarget {
         if self.settings.settle.is_zero() {
             return Ok(());
         }
-        let name = self.container_name(app, release.number);
         log.line(format!(
-            "       settling: release {} must keep answering for {} s",
+            "       settling: release {} must keep running and answering for {} s",
             release.number,
             secs(self.settings.settle)
         ));
-        let upstream = self.published_addr(&name).await.map_err(|e| Failure::before_deploy(e.to_string()))?;
+        let mut watched = Vec::new();
+        for slot in slots(release) {
+            let name = self.process_name(app, release.number, &slot);
+            let upstream = match slot.command {
+                None => Some(self.published_addr(&name).await.map_err(|e| Failure::before_deploy(e.to_string()))?),
+                Some(_) => None,
+            };
+            watched.push((name, upstream, 0));
+        }
         let started = Instant::now();
-        let mut failed_checks = 0;
         while started.elapsed() < self.settings.settle {
             tokio::time::sleep(self.settings.checks_interval).await;
-            if let Some(exited) = self.exited(&name).await {
-                let after_secs = started.elapsed().as_secs_f64();
-                let reason = Unready::StoppedAfterLive { what: exited, after_secs };
-                return Err(self.give_up(app, release, reason, log).await);
-            }
-            match self.answers(upstream).await {
-                Ok(()) => failed_checks = 0,
-                // One slow answer is not a failure; two in a row are.
-                Err(_) if failed_checks == 0 => failed_checks = 1,
-                Err(what) => {
+            for (name, upstream, failed_checks) in watched.iter_mut() {
+                if let Some(exited) = self.exited(name).await {
                     let after_secs = started.elapsed().as_secs_f64();
-                    let reason = Unready::StoppedAnswering { check: what, after_secs };
-                    return Err(self.give_up(app, release, reason, log).await);
+                    let reason = Unready::StoppedAfterLive { what: exited, after_secs };
+                    return Err(self.give_up(app, release, name, reason, log).await);
+                }
+                let Some(upstream) = upstream else { continue };
+                match self.answers(*upstream).await {
+                    Ok(()) => *failed_checks = 0,
+                    // One slow answer is not a failure; two in a row are.
+                    Err(_) if *failed_checks == 0 => *failed_checks = 1,
+                    Err(what) => {
+                        let after_secs = started.elapsed().as_secs_f64();
+                        let reason = Unready::StoppedAnswering { check: what, after_secs };
+                        return Err(self.give_up(app, release, name, reason, log).await);
+                    }
                 }
             }
         }
@@ -614,9 +717,9 @@ impl Target for DockerTarget {
     }
 
     async fn retire(&self, app: &AppName, previous: &Release) {
-        // Traffic has moved already; stopping the old container need not hold up the push.
-        let (target, name) = (self.clone(), self.container_name(app, previous.number));
-        tokio::spawn(async move { target.remove_container(&name).await });
+        // Traffic has moved already; stopping the old containers need not hold up the push.
+        let (target, app, number) = (self.clone(), app.clone(), previous.number);
+        tokio::spawn(async move { target.remove_release(&app, number).await });
     }
 
     async fn remove_app(&self, app: &AppName) -> Result<()> {
@@ -631,37 +734,81 @@ impl Target for DockerTarget {
 
     async fn restore(&self, app: &AppName, live: Option<&Release>, interrupted: &[Release]) -> Result<Restored> {
         for release in interrupted {
-            self.remove_container(&self.container_name(app, release.number)).await;
+            self.remove_release(app, release.number).await;
         }
         // A kill between the switch and the retiring of the old release leaves that one
-        // behind, exited or running: only the live release's container stays.
-        let keep = live.map(|l| self.container_name(app, l.number));
+        // behind, exited or running: only the live release's containers stay.
+        let keep = live.map(|l| l.number.to_string());
         for container in self.release_containers(app).await? {
-            let name = container.names.iter().flatten().next().map(|n| n.trim_start_matches('/').to_string());
-            if name.is_some() && name != keep {
+            let release = container.labels.as_ref().and_then(|l| l.get(LABEL_RELEASE)).cloned();
+            if release != keep {
                 if let Some(id) = container.id {
-                    tracing::info!(%app, container = ?name, "removing a release container that is not live");
+                    tracing::info!(%app, container = %id, "removing a release container that is not live");
                     self.remove_container(&id).await;
                 }
             }
         }
         let Some(live) = live else { return Ok(Restored::default()) };
-        let name = self.container_name(app, live.number);
-        let running = matches!(
-            self.docker.inspect_container(&name, None).await,
-            Ok(inspect) if inspect.state.as_ref().and_then(|s| s.running) == Some(true)
-        );
-        if !running {
-            self.docker.start_container(&name, None).await.map_err(Error::from)?;
-        }
-        match self.published_addr(&name).await {
-            Ok(upstream) => Ok(Restored { reach: Some(Reach::Address(upstream)), live_revision: None }),
-            Err(error) => {
-                tracing::error!(%app, release = live.number, %error, "cannot find the live release's port");
-                Ok(Restored::default())
+        let mut upstreams = Vec::new();
+        for (process, name) in self.process_containers(app, live.number).await? {
+            let running = matches!(
+                self.docker.inspect_container(&name, None).await,
+                Ok(inspect) if inspect.state.as_ref().and_then(|s| s.running) == Some(true)
+            );
+            if !running {
+                self.docker.start_container(&name, None).await.map_err(Error::from)?;
+            }
+            if process.starts_with("web.") {
+                match self.published_addr(&name).await {
+                    Ok(upstream) => upstreams.push(upstream),
+                    Err(error) => {
+                        tracing::error!(%app, release = live.number, %error, "cannot find a web process's port")
+                    }
+                }
             }
         }
+        Ok(Restored { reach: Some(Reach::Addresses(upstreams)), live_revision: None })
     }
+}
+
+/// One process of a release: `web.1`, `worker.2`; `command` is `None` for web, which
+/// runs the image's own command (the Procfile's `web:` or the buildpack's run script).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Slot {
+    kind: String,
+    index: u32,
+    command: Option<String>,
+}
+
+impl Slot {
+    fn label(&self) -> String {
+        format!("{}.{}", self.kind, self.index)
+    }
+}
+
+/// The processes a release runs: web and every other Procfile type but `release`, as
+/// many of each as its formation says (one of a type it does not name).
+fn slots(release: &Release) -> Vec<Slot> {
+    let mut kinds: Vec<(String, Option<String>)> = vec![("web".to_string(), None)];
+    for (kind, command) in &release.processes {
+        if kind != "web" && kind != super::RELEASE_PROCESS {
+            kinds.push((kind.clone(), Some(command.clone())));
+        }
+    }
+    let mut slots = Vec::new();
+    for (kind, command) in kinds {
+        let count = release.formation.get(&kind).copied().unwrap_or(1);
+        for index in 1..=count {
+            slots.push(Slot { kind: kind.clone(), index, command: command.clone() });
+        }
+    }
+    slots
+}
+
+/// `web.2` sorts after `web.1` and before `worker.1`, and `web.10` after `web.9`.
+fn process_order(process: &str) -> (bool, String, u32) {
+    let (kind, index) = process.rsplit_once('.').unwrap_or((process, "0"));
+    (kind != "web", kind.to_string(), index.parse().unwrap_or(0))
 }
 
 #[cfg(test)]

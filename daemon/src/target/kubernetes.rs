@@ -785,13 +785,15 @@ enum ReleasePhase {
 
 /// The chart's `processes` value: `web` runs the image's own command (the buildpack made
 /// it the Procfile's `web:`); every other Procfile type but `release` gets a Deployment
-/// running its command. One replica each.
+/// running its command. As many replicas as the release's formation says (one of a type
+/// it does not name).
 fn processes(release: &Release) -> serde_json::Value {
+    let replicas = |kind: &str| release.formation.get(kind).copied().unwrap_or(1);
     let mut processes = serde_json::Map::new();
-    processes.insert("web".to_string(), serde_json::json!({ "replicas": 1 }));
+    processes.insert("web".to_string(), serde_json::json!({ "replicas": replicas("web") }));
     for (name, command) in &release.processes {
-        if name != "web" && name != "release" {
-            processes.insert(name.clone(), serde_json::json!({ "replicas": 1, "command": command }));
+        if name != "web" && name != super::RELEASE_PROCESS {
+            processes.insert(name.clone(), serde_json::json!({ "replicas": replicas(name), "command": command }));
         }
     }
     serde_json::Value::Object(processes)
