@@ -225,6 +225,22 @@ fn kubernetes_runs_every_procfile_process_type_and_an_app_can_bring_its_own_char
     assert_eq!(ready("kube-procs-worker"), "1");
     let logs = cluster.kubectl(&["logs", "deploy/kube-procs-worker", "-n", &cluster.namespace]);
     assert!(String::from_utf8_lossy(&logs.stdout).contains("working"), "{}", show(&logs));
+    // ps:scale sets each Deployment's replicas, zero included.
+    hoistd.cli(&["ps:scale", app, "web=2", "worker=0"]);
+    assert_eq!(ready("kube-procs-web"), "2");
+    let workers = cluster.kubectl(&[
+        "get",
+        "deploy",
+        "kube-procs-worker",
+        "-n",
+        &cluster.namespace,
+        "-o",
+        "jsonpath={.spec.replicas}",
+    ]);
+    assert_eq!(String::from_utf8_lossy(&workers.stdout), "0");
+    let ps: serde_json::Value = serde_json::from_slice(&hoistd.cli(&["ps", app, "--json"]).stdout).unwrap();
+    let kinds: Vec<&str> = ps.as_array().unwrap().iter().map(|p| p["type"].as_str().unwrap()).collect();
+    assert_eq!(kinds, ["web", "web"], "{ps}");
 
     // The app's own chart (hoist's, plus a ConfigMap) receives the same values.
     let chart = hoist_tests::repo_root().join("deploy/chart");
@@ -247,7 +263,8 @@ fn kubernetes_runs_every_procfile_process_type_and_an_app_can_bring_its_own_char
         "-o",
         "jsonpath={.data.release}",
     ]);
-    assert_eq!(String::from_utf8_lossy(&marker.stdout), "2");
+    // Release 1 was the push, 2 the scale, 3 this one.
+    assert_eq!(String::from_utf8_lossy(&marker.stdout), "3");
     assert_eq!(hoistd.visit(app, "/env.txt").1.trim(), "greeting=none");
 }
 
