@@ -183,6 +183,7 @@ mod tests {
             config: Default::default(),
             cause: String::new(),
             processes: Default::default(),
+            formation: Default::default(),
             error: None,
             created_at: String::new(),
             finished_at: None,

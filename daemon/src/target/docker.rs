@@ -816,6 +816,36 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_release_runs_web_and_every_procfile_type_but_release_as_its_formation_says() {
+        let release = Release {
+            app: AppName::parse("web1").unwrap(),
+            number: 3,
+            image: "r@sha256:1".to_string(),
+            build_id: None,
+            status: crate::store::ReleaseStatus::Pending,
+            target: TargetKind::Docker,
+            revision: None,
+            config_version: 0,
+            config: Default::default(),
+            cause: String::new(),
+            processes: [("web", "serve"), ("worker", "work"), ("release", "migrate"), ("clock", "tick")]
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .into(),
+            formation: [("web", 2), ("clock", 0)].map(|(k, v)| (k.to_string(), v)).into(),
+            error: None,
+            created_at: String::new(),
+            finished_at: None,
+        };
+        let labels: Vec<String> = slots(&release).iter().map(Slot::label).collect();
+        assert_eq!(labels, ["web.1", "web.2", "worker.1"], "web first, release never, clock scaled to 0");
+        assert_eq!(slots(&release)[0].command, None, "web runs the image's own command");
+        assert_eq!(slots(&release)[2].command.as_deref(), Some("work"));
+        let mut order = vec!["worker.1", "web.10", "web.2", "web.9", "clock.1"];
+        order.sort_by_key(|p| process_order(p));
+        assert_eq!(order, ["web.2", "web.9", "web.10", "clock.1", "worker.1"]);
+    }
+
+    #[test]
     fn why_a_release_did_not_serve_reads_as_before() {
         let limits = AppLimits { memory_mb: 512, pids: 100 };
         let config = std::collections::BTreeMap::from([("HOIST_MEMORY_MB".to_string(), "lots".to_string())]);
