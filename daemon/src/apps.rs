@@ -360,10 +360,9 @@ impl Apps {
             .store
             .live_release(&app.name)?
             .ok_or_else(|| Error::Conflict(format!("app {} has no live release to scale; push it first", app.name)))?;
-        let mut known: Vec<&str> = vec!["web"];
-        known.extend(live.processes.keys().map(String::as_str).filter(|k| *k != "web" && *k != "release"));
+        let known: Vec<String> = crate::target::process_types(&live).into_iter().map(|t| t.kind).collect();
         for (kind, count) in &changes {
-            if !known.contains(&kind.as_str()) {
+            if !known.contains(kind) {
                 return Err(Error::Invalid(format!(
                     "release {} of {} has no process type {kind:?}; it has {} (from its Procfile)",
                     live.number,

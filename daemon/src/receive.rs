@@ -608,13 +608,29 @@ pub struct GitRequest {
     pub held: Box<dyn std::any::Any + Send>,
 }
 
-/// Runs `git http-backend` as a CGI program for `request` and streams its answer.
-pub async fn http_backend(repos: &Repos, hook: &HookEnv, request: GitRequest) -> Result<Response> {
+/// `git` with a clean environment and what hoist's pre-receive hook needs to reach
+/// hoistd for push `push` of `app`: the one setup of both ways in (HTTP and SSH).
+fn git_with_hook(hook: &HookEnv, app: &AppName, push: &str) -> Command {
     let mut command = Command::new("git");
     command
-        .arg("http-backend")
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOIST_HOOK_PROGRAM", &hook.program)
+        .env("HOIST_HOOK_URL", &hook.url)
+        .env("HOIST_HOOK_TOKEN", &hook.token)
+        .env("HOIST_APP", app.as_str())
+        .env("HOIST_PUSH", push);
+    if let Some(home) = std::env::var_os("HOME") {
+        command.env("HOME", home);
+    }
+    command
+}
+
+/// Runs `git http-backend` as a CGI program for `request` and streams its answer.
+pub async fn http_backend(repos: &Repos, hook: &HookEnv, request: GitRequest) -> Result<Response> {
+    let mut command = git_with_hook(hook, &request.app, &request.push);
+    command
+        .arg("http-backend")
         .env("GIT_PROJECT_ROOT", repos.root())
         .env("GIT_HTTP_EXPORT_ALL", "1")
         .env("PATH_INFO", format!("/{}.git/{}", request.app, request.path))
@@ -624,17 +640,9 @@ pub async fn http_backend(repos: &Repos, hook: &HookEnv, request: GitRequest) ->
         .env("REMOTE_ADDR", &request.remote_addr)
         .env("GATEWAY_INTERFACE", "CGI/1.1")
         .env("SERVER_PROTOCOL", "HTTP/1.1")
-        .env("HOIST_HOOK_PROGRAM", &hook.program)
-        .env("HOIST_HOOK_URL", &hook.url)
-        .env("HOIST_HOOK_TOKEN", &hook.token)
-        .env("HOIST_APP", request.app.as_str())
-        .env("HOIST_PUSH", &request.push)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
-    if let Some(home) = std::env::var_os("HOME") {
-        command.env("HOME", home);
-    }
     for (name, value) in &request.headers {
         let Ok(value) = value.to_str() else { continue };
         match name.as_str() {
@@ -775,24 +783,14 @@ where
         SshService::ReceivePack => "receive-pack",
         SshService::UploadPack => "upload-pack",
     };
-    let mut command = Command::new("git");
+    let mut command = git_with_hook(hook, app, push);
     command
         .arg(program)
         .arg(repos.path(app))
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOIST_HOOK_PROGRAM", &hook.program)
-        .env("HOIST_HOOK_URL", &hook.url)
-        .env("HOIST_HOOK_TOKEN", &hook.token)
-        .env("HOIST_APP", app.as_str())
-        .env("HOIST_PUSH", push)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    if let Some(home) = std::env::var_os("HOME") {
-        command.env("HOME", home);
-    }
     let mut child = command.spawn().map_err(Error::Backend)?;
     let mut stdin = child.stdin.take().expect("stdin is piped");
     let mut stdout = child.stdout.take().expect("stdout is piped");

@@ -144,24 +144,14 @@ impl Rollouts {
                 formation: formation.clone(),
                 audit: None,
             },
-            Change::Config { description } => {
-                let live =
-                    live()?.ok_or_else(|| Error::NothingDeployed { app: app.to_string(), what: "apply config to" })?;
-                NewRelease {
-                    image: live.image,
-                    build_id: live.build_id,
-                    target,
-                    config_version,
-                    config,
-                    cause: description.clone(),
-                    processes: live.processes,
-                    formation: formation.clone(),
-                    audit: None,
-                }
-            }
-            Change::Formation { description } => {
-                let live =
-                    live()?.ok_or_else(|| Error::NothingDeployed { app: app.to_string(), what: "scale or restart" })?;
+            // The live release's image and processes again, with the app's config and
+            // formation now.
+            Change::Config { description } | Change::Formation { description } => {
+                let what = match change {
+                    Change::Config { .. } => "apply config to",
+                    _ => "scale or restart",
+                };
+                let live = live()?.ok_or_else(|| Error::NothingDeployed { app: app.to_string(), what })?;
                 NewRelease {
                     image: live.image,
                     build_id: live.build_id,

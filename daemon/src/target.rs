@@ -158,6 +158,30 @@ pub trait Target: Send + Sync {
 /// The Procfile process type whose command is the release phase, not a process.
 pub const RELEASE_PROCESS: &str = "release";
 
+/// One process type a release runs, and how many of it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProcessType {
+    pub kind: String,
+    /// `None` for web, which runs the image's own command (the Procfile's `web:` or the
+    /// buildpack's run script); the Procfile's command for the others.
+    pub command: Option<String>,
+    pub count: u32,
+}
+
+/// What a release runs, on any target: web first, then every other Procfile type but
+/// `release`, each as many times as the release's formation says (one of a type it
+/// does not name).
+pub fn process_types(release: &Release) -> Vec<ProcessType> {
+    let count = |kind: &str| release.formation.get(kind).copied().unwrap_or(1);
+    let mut types = vec![ProcessType { kind: "web".to_string(), command: None, count: count("web") }];
+    for (kind, command) in &release.processes {
+        if kind != "web" && kind != RELEASE_PROCESS {
+            types.push(ProcessType { kind: kind.clone(), command: Some(command.clone()), count: count(kind) });
+        }
+    }
+    types
+}
+
 /// Output of a one-off process.
 #[derive(Debug)]
 pub enum Output {

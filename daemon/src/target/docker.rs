@@ -198,7 +198,7 @@ impl DockerTarget {
             labels.insert(LABEL_PROCESS.to_string(), slot.label());
         }
         if let Some(command) = &slot.command {
-            body.cmd = Some(vec!["/bin/bash".to_string(), "-c".to_string(), command.clone()]);
+            body.cmd = Some(through_bash(command));
         }
         let web = slot.command.is_none();
         let port_key = format!("{}/tcp", self.settings.app_port);
@@ -317,7 +317,7 @@ impl DockerTarget {
         let suffix: u32 = rand::random();
         let name = format!("{}-run-{suffix:08x}", self.container_name(app, release.number));
         let mut body = self.container_body(app, release)?;
-        body.cmd = Some(vec!["/bin/bash".to_string(), "-c".to_string(), command.to_string()]);
+        body.cmd = Some(through_bash(command));
         body.attach_stdin = Some(true);
         body.attach_stdout = Some(true);
         body.attach_stderr = Some(true);
@@ -388,7 +388,7 @@ impl DockerTarget {
         let name = format!("{}-release", self.container_name(app, release.number));
         let mut body = self.container_body(app, release)?;
         // Through bash, as Procfile lines run.
-        body.cmd = Some(vec!["/bin/bash".to_string(), "-c".to_string(), command.to_string()]);
+        body.cmd = Some(through_bash(command));
         self.remove_container(&name).await;
         let create = CreateContainerOptionsBuilder::default().name(&name).build();
         self.docker.create_container(Some(create), body).await.map_err(Unready::Create)?;
@@ -786,23 +786,17 @@ impl Slot {
     }
 }
 
-/// The processes a release runs: web and every other Procfile type but `release`, as
-/// many of each as its formation says (one of a type it does not name).
+/// Each process a release runs ([`super::process_types`]), numbered from 1 per type.
 fn slots(release: &Release) -> Vec<Slot> {
-    let mut kinds: Vec<(String, Option<String>)> = vec![("web".to_string(), None)];
-    for (kind, command) in &release.processes {
-        if kind != "web" && kind != super::RELEASE_PROCESS {
-            kinds.push((kind.clone(), Some(command.clone())));
-        }
-    }
-    let mut slots = Vec::new();
-    for (kind, command) in kinds {
-        let count = release.formation.get(&kind).copied().unwrap_or(1);
-        for index in 1..=count {
-            slots.push(Slot { kind: kind.clone(), index, command: command.clone() });
-        }
-    }
-    slots
+    super::process_types(release)
+        .into_iter()
+        .flat_map(|t| (1..=t.count).map(move |index| Slot { kind: t.kind.clone(), index, command: t.command.clone() }))
+        .collect()
+}
+
+/// A command line run as Procfile lines run: the whole line through bash.
+fn through_bash(command: &str) -> Vec<String> {
+    vec!["/bin/bash".to_string(), "-c".to_string(), command.to_string()]
 }
 
 /// `web.2` sorts after `web.1` and before `worker.1`, and `web.10` after `web.9`.

@@ -788,14 +788,16 @@ enum ReleasePhase {
 /// running its command. As many replicas as the release's formation says (one of a type
 /// it does not name).
 fn processes(release: &Release) -> serde_json::Value {
-    let replicas = |kind: &str| release.formation.get(kind).copied().unwrap_or(1);
-    let mut processes = serde_json::Map::new();
-    processes.insert("web".to_string(), serde_json::json!({ "replicas": replicas("web") }));
-    for (name, command) in &release.processes {
-        if name != "web" && name != super::RELEASE_PROCESS {
-            processes.insert(name.clone(), serde_json::json!({ "replicas": replicas(name), "command": command }));
-        }
-    }
+    let processes = super::process_types(release)
+        .into_iter()
+        .map(|t| {
+            let spec = match t.command {
+                None => serde_json::json!({ "replicas": t.count }),
+                Some(command) => serde_json::json!({ "replicas": t.count, "command": command }),
+            };
+            (t.kind, spec)
+        })
+        .collect();
     serde_json::Value::Object(processes)
 }
 
