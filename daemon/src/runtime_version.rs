@@ -308,7 +308,7 @@ pub fn resolve(
         .or_else(|| sorted.first().copied())
         .expect("candidates are not empty");
         return Ok(Resolution {
-            note: format!("{runtime} {} (the default; nothing asked for it)", chosen.version),
+            note: format!("{runtime} {} from {} (the default; nothing asked for it)", chosen.version, chosen.origin),
             candidate: chosen.clone(),
             warning: None,
         });
@@ -320,7 +320,10 @@ pub fn resolve(
         reason: "not a version or version range".to_string(),
     })?;
     let asked = |chosen: &Candidate, warning| Resolution {
-        note: format!("{runtime} {} ({} asks for {})", chosen.version, request.file, request.text),
+        note: format!(
+            "{runtime} {} from {} ({} asks for {})",
+            chosen.version, chosen.origin, request.file, request.text
+        ),
         candidate: chosen.clone(),
         warning,
     };

@@ -7,7 +7,8 @@
 //!  debian:bookworm-slim     made on the host with debootstrap (tests/env/up, deploy/run-hoistd):
 //!                           nothing can be pulled here, so it is the root everything starts from
 //!  hoist/debian:<suite>     another Debian suite (trixie, …): debootstrap --foreign inside a build
-//!                           FROM the bookworm image, second stage in the new root (suite.Dockerfile)
+//!                           FROM the bookworm image, second stage in the new root (suite.Dockerfile;
+//!                           testing.Dockerfile for the suites in TESTING_SUITES)
 //!  hoist/os:<suite>         + ca-certificates, the extra CA certificates hoistd was given, the
 //!                           `hoist` user (1001), /app /deps /workspace (os.Dockerfile)
 //!  hoist/stack-<name>:[<version>-]build|run
@@ -38,6 +39,17 @@ use tokio::sync::Mutex;
 pub const BOOTSTRAP_IMAGE: &str = "debian:bookworm-slim";
 /// The suite [`BOOTSTRAP_IMAGE`] is.
 pub const BOOTSTRAP_SUITE: &str = "bookworm";
+/// Debian testing and unstable: made by `testing.Dockerfile`, since bookworm's
+/// debootstrap does not know their names and their Release files outlive Valid-Until.
+pub const TESTING_SUITES: &[&str] = &["forky", "sid"];
+
+/// The Dockerfile (in `buildpacks/stacks/`) that makes the root image of `suite`.
+pub fn suite_dockerfile(suite: &str) -> &'static str {
+    match TESTING_SUITES.contains(&suite) {
+        true => "testing.Dockerfile",
+        false => "suite.Dockerfile",
+    }
+}
 const LABEL_KEY: &str = "org.hoist.stack-key";
 
 /// What can go wrong making a stack.
@@ -211,7 +223,7 @@ impl Stacks {
         if suite == BOOTSTRAP_SUITE {
             return Ok(BOOTSTRAP_IMAGE.to_string());
         }
-        let dockerfile = self.read_stack_file("suite.Dockerfile")?;
+        let dockerfile = self.read_stack_file(suite_dockerfile(suite))?;
         let image = format!("{}/debian:{suite}", self.prefix);
         let args = [("SUITE".to_string(), suite.to_string())];
         let what = format!("Debian {suite} (debootstrap; about two minutes, once)");
@@ -356,5 +368,16 @@ mod tests {
         assert_ne!(image_key(b"FROM x", &[], &args, "sha256:1"), image_key(b"FROM x", &[], &args, "sha256:2"));
         let cert = [("ca/a.crt".to_string(), b"pem".to_vec())];
         assert_ne!(image_key(b"FROM x", &cert, &args, "p"), image_key(b"FROM x", &[], &args, "p"));
+    }
+
+    #[test]
+    fn testing_and_unstable_have_their_own_root_dockerfile() {
+        assert_eq!(suite_dockerfile("trixie"), "suite.Dockerfile");
+        assert_eq!(suite_dockerfile("forky"), "testing.Dockerfile");
+        assert_eq!(suite_dockerfile("sid"), "testing.Dockerfile");
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../buildpacks/stacks");
+        for suite in ["trixie", "forky"] {
+            assert!(dir.join(suite_dockerfile(suite)).is_file(), "{suite}");
+        }
     }
 }

@@ -139,7 +139,10 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
     let app = WorkTree::new(&hoistd, "spring", Some("java-spring-boot"));
     app.commit("spring boot");
     let output = push_ok(&hoistd, &app, "spring");
-    assert!(output.contains("Java 17 (system.properties (java.runtime.version) asks for 17)"), "{output}");
+    assert!(
+        output.contains("Java 17 from Debian bookworm (system.properties (java.runtime.version) asks for 17)"),
+        "{output}"
+    );
     assert!(output.contains("Using the repo's ./mvnw"), "{output}");
     assert!(output.contains("Spring Boot jar split into layers: 1-dependencies"), "{output}");
     let body = page(&hoistd, "spring");
@@ -175,9 +178,33 @@ fn cargo_binary_goes_live_on_the_default_rust() {
     let app = WorkTree::new(&hoistd, "crab", Some("rust-cargo"));
     app.commit("rust");
     let output = push_ok(&hoistd, &app, "crab");
-    assert!(output.contains("Rust 1.85.0 (the default; nothing asked for it)"), "{output}");
+    assert!(output.contains("Rust 1.85.0 from Debian trixie (the default; nothing asked for it)"), "{output}");
     assert!(output.contains("cargo build --release --locked"), "{output}");
     assert_eq!(page(&hoistd, "crab"), "Hello from Rust\n");
+}
+
+#[test]
+fn a_python_app_asking_for_3_14_goes_live_on_debian_forkys_python() {
+    // Heroku's Python getting-started app asks for 3.14 in `.python-version`; Debian
+    // testing (forky) carries it, and its mirror's Release file is past Valid-Until.
+    let hoistd = Hoistd::start(&[]);
+    hoistd.create_app("py314");
+    let app = WorkTree::new(&hoistd, "py314", None);
+    app.write(".python-version", "3.14\n")
+        .write("requirements.txt", "gunicorn==23.0.0\n")
+        .write(
+            "app.py",
+            "import sys\n\ndef app(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [f'Hello from Python {sys.version.split()[0]}\\n'.encode()]\n",
+        )
+        .write("Procfile", "web: gunicorn app:app\n")
+        .commit("python 3.14");
+    let output = push_ok(&hoistd, &app, "py314");
+    assert!(
+        output.contains("Python 3.14.7 from Debian forky (.python-version asks for 3.14)"),
+        "the build says which suite the version comes from\n{output}"
+    );
+    let body = page(&hoistd, "py314");
+    assert!(body.starts_with("Hello from Python 3.14."), "{body}");
 }
 
 #[test]
@@ -190,7 +217,7 @@ fn a_version_that_cannot_be_had_is_rejected_before_anything_is_built() {
     let output = text(&push);
     assert!(!push.status.success(), "{output}");
     assert!(
-        output.contains("Python \"3.8.10\" (asked for in runtime.txt) cannot be had here; available: 3.13.5 (Debian trixie), 3.11.2 (Debian bookworm); change runtime.txt"),
+        output.contains("Python \"3.8.10\" (asked for in runtime.txt) cannot be had here; available: 3.14.7 (Debian forky), 3.13.5 (Debian trixie), 3.11.2 (Debian bookworm); change runtime.txt"),
         "{output}"
     );
     assert!(!output.contains("Preparing") && !output.contains("Running assemble"), "nothing was built\n{output}");
