@@ -100,6 +100,13 @@ enum Command {
     /// hoist's. One argument is a shell command line (`hoist run APP 'echo $HOME'`).
     Run {
         app: String,
+        /// Run in the background; its output is in `hoist logs APP`, `hoist ps` lists it.
+        #[arg(long, short = 'd')]
+        detach: bool,
+        /// Memory for the process: 512m, 2g, a number of MiB, or a dyno size name
+        /// (standard-1x, standard-2x, performance-m, performance-l).
+        #[arg(long, value_name = "SIZE")]
+        size: Option<String>,
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
         command: Vec<String>,
     },
@@ -445,7 +452,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Command::Keys { command } => teams::keys(&client, command, json).await,
         Command::Audit { app } => teams::audit(&client, app, json).await,
         Command::Info => info(&client, json).await,
-        Command::Run { app, command } => run_one_off(&client, &app, command).await,
+        Command::Run { app, detach: true, size, command } => run_detached(&client, &app, command, size, json).await,
+        Command::Run { app, detach: false, size, command } => run_one_off(&client, &app, command, size).await,
         Command::Webhooks { app, rotate } => webhooks(&client, &app, rotate, json).await,
         Command::Builds { app, command: None } => verbs::builds(&client, &app, json).await,
         Command::Builds { app, command: Some(BuildsCommand::Info { id }) } => verbs::build(&client, &app, id).await,
@@ -519,9 +527,31 @@ async fn login(url: String, given: Option<String>, http: reqwest::Client, json: 
 
 /// `hoist run`: upgrades the connection to hoist's one-off protocol, sends stdin as frames
 /// and writes the process's output; exits with its status.
-async fn run_one_off(client: &Client, app: &str, command: Vec<String>) -> anyhow::Result<()> {
+/// `hoist run --detach`: starts the process and says where its output goes.
+async fn run_detached(
+    client: &Client,
+    app: &str,
+    command: Vec<String>,
+    size: Option<String>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let body = serde_json::to_value(wire::RunRequest { command, size })?;
+    let started: wire::DetachedRun =
+        client.typed(reqwest::Method::POST, &format!("/api/v1/apps/{app}/run/detached"), Some(body)).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&started)?);
+    } else {
+        println!(
+            "Running as {} (release {}) in the background; its output: hoist logs {app} -f; its state: hoist ps {app}",
+            started.process, started.release
+        );
+    }
+    Ok(())
+}
+
+async fn run_one_off(client: &Client, app: &str, command: Vec<String>, size: Option<String>) -> anyhow::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let asked = serde_json::to_string(&wire::RunRequest { command })?;
+    let asked = serde_json::to_string(&wire::RunRequest { command, size })?;
     let response = client
         .http
         .post(format!("{}/api/v1/apps/{app}/run", client.url))

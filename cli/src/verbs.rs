@@ -251,11 +251,14 @@ pub async fn scale(client: &Client, app: &str, counts: &[String], json: bool) ->
 
 /// `hoist ps:restart APP [TYPE]`.
 pub async fn restart(client: &Client, app: &str, process: Option<String>, json: bool) -> anyhow::Result<()> {
-    let body = serde_json::to_value(wire::Restart { process })?;
+    let body = serde_json::to_value(wire::Restart { process: process.clone() })?;
     let made: wire::Release = client.typed(Method::POST, &format!("/api/v1/apps/{app}/restart"), Some(body)).await?;
     if json {
         return pretty(&made);
     }
-    println!("{app} restarted: release {} is live", made.number);
+    match process.filter(|kind| kind != "web") {
+        Some(kind) => println!("{app}: every {kind} process of release {} restarted", made.number),
+        None => println!("{app} restarted: release {} is live", made.number),
+    }
     Ok(())
 }

@@ -203,6 +203,7 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/apps/{app}/access", get(show_access))
         .route("/api/v1/apps/{app}/access/{user}", axum::routing::put(grant_access).delete(remove_access))
         .route("/api/v1/apps/{app}/run", post(run))
+        .route("/api/v1/apps/{app}/run/detached", post(run_detached))
         .route("/api/v1/apps/{app}/ps", get(list_processes))
         .route("/api/v1/apps/{app}/formation", post(scale))
         .route("/api/v1/apps/{app}/restart", post(restart))
@@ -754,6 +755,18 @@ async fn run(
     });
     Ok((StatusCode::SWITCHING_PROTOCOLS, [(header::CONNECTION, "upgrade"), (header::UPGRADE, wire::run::PROTOCOL)])
         .into_response())
+}
+
+/// `POST /api/v1/apps/{app}/run/detached` (`hoist run --detach`): starts a one-off
+/// process in the background; its output is in the app's runtime logs.
+async fn run_detached(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(app): Path<String>,
+    body: Bytes,
+) -> ApiResult<(StatusCode, Json<wire::DetachedRun>)> {
+    let asked: wire::RunRequest = parse_body(&body, r#"{"command": ["python", "manage.py", "clearsessions"]}"#)?;
+    Ok((StatusCode::ACCEPTED, Json(state.apps.run_detached(&caller, &app, asked).await?)))
 }
 
 /// Carries a one-off process's stdin from the client and its output and exit status back.

@@ -385,12 +385,29 @@ impl Apps {
     /// image and config, rolled out as any, so web keeps answering throughout.
     pub async fn restart(&self, caller: &Caller, name: &str, request: wire::Restart) -> Result<wire::Release> {
         let app = self.authorize(caller, name, Role::Deployer, "restarting")?;
-        let description = match &request.process {
-            Some(kind) => format!("restart ({kind} asked; every process starts again)"),
-            None => "restart".to_string(),
+        let Some(kind) = request.process.filter(|kind| kind != "web") else {
+            // Web (and everything, when no type is named) restarts as a new release of the
+            // same image and config: the new processes answer before the old ones stop.
+            let audit = Self::audit_entry(caller, Some(&app.name), "restart", "");
+            let change = Change::Formation { description: "restart".to_string() };
+            return Ok(self.roll_out(&app.name, change, Some(audit)).await?.into());
         };
-        let audit = Self::audit_entry(caller, Some(&app.name), "restart", "");
-        Ok(self.roll_out(&app.name, Change::Formation { description }, Some(audit)).await?.into())
+        let live = self.store.live_release(&app.name)?.ok_or_else(|| {
+            Error::Conflict(format!("app {} has no live release to restart; push it first", app.name))
+        })?;
+        let known: Vec<String> = crate::target::process_types(&live).into_iter().map(|t| t.kind).collect();
+        if !known.contains(&kind) {
+            return Err(Error::Invalid(format!(
+                "release {} of {} has no process type {kind:?}; it has {}",
+                live.number,
+                app.name,
+                known.join(", ")
+            )));
+        }
+        self.store.record_audit(&Self::audit_entry(caller, Some(&app.name), "restart", kind.clone()))?;
+        let target = self.rollouts.targets().get(live.target).map_err(|e| Error::Conflict(e.to_string()))?;
+        target.restart_processes(&app.name, &live, &kind).await.map_err(|e| Error::Conflict(e.to_string()))?;
+        Ok(live.into())
     }
 
     /// The processes of the live release and their state (`hoist ps`).
@@ -402,10 +419,38 @@ impl Apps {
     }
 
     /// A one-off process (`hoist run`) of the live release: its image and config, on its
-    /// target. One argument is a shell command line (as Heroku takes it); several are a
-    /// program and its arguments, each passed as it is.
+    /// target, attached to the caller.
     pub async fn run(&self, caller: &Caller, name: &str, request: wire::RunRequest) -> Result<crate::target::OneOff> {
         let app = self.authorize(caller, name, Role::Deployer, "running a one-off process")?;
+        let (release, target, process) = self.one_off(caller, &app.name, &request, "run")?;
+        target.run_once(&app.name, &release, &process).await.map_err(|e| Error::Conflict(e.to_string()))
+    }
+
+    /// A one-off process of the live release started in the background (`hoist run
+    /// --detach`): its output is in the app's runtime logs.
+    pub async fn run_detached(
+        &self,
+        caller: &Caller,
+        name: &str,
+        request: wire::RunRequest,
+    ) -> Result<wire::DetachedRun> {
+        let app = self.authorize(caller, name, Role::Deployer, "running a one-off process")?;
+        let (release, target, process) = self.one_off(caller, &app.name, &request, "run --detach")?;
+        let process =
+            target.run_detached(&app.name, &release, &process).await.map_err(|e| Error::Conflict(e.to_string()))?;
+        Ok(wire::DetachedRun { process, release: release.number })
+    }
+
+    /// What a one-off process of `app` runs, on which release and target; audit-logged.
+    /// One argument is a shell command line (as Heroku takes it); several are a program
+    /// and its arguments, each passed as it is.
+    fn one_off(
+        &self,
+        caller: &Caller,
+        app: &AppName,
+        request: &wire::RunRequest,
+        verb: &str,
+    ) -> Result<(store::Release, std::sync::Arc<dyn crate::target::Target>, crate::target::OneOffSpec)> {
         let command = match request.command.as_slice() {
             [] => return Err(Error::Invalid("give a command: hoist run APP -- CMD…".to_string())),
             [line] => line.clone(),
@@ -414,15 +459,16 @@ impl Apps {
         if command.contains('\0') {
             return Err(Error::Invalid("the command contains a NUL byte".to_string()));
         }
-        let release = self.store.live_release(&app.name)?.ok_or_else(|| {
-            Error::Conflict(format!("app {} has no live release to run a process of; push it first", app.name))
+        let memory_mb = request.size.as_deref().map(parse_size).transpose()?;
+        let release = self.store.live_release(app)?.ok_or_else(|| {
+            Error::Conflict(format!("app {app} has no live release to run a process of; push it first"))
         })?;
         let target = self.rollouts.targets().get(release.target).map_err(|e| Error::Conflict(e.to_string()))?;
         // The program only: arguments may hold secrets.
         let program = request.command.first().and_then(|c| c.split_whitespace().next()).unwrap_or("");
         let detail = format!("release {}: {program} ({} words)", release.number, command.split_whitespace().count());
-        self.store.record_audit(&Self::audit_entry(caller, Some(&app.name), "run", detail))?;
-        target.run_once(&app.name, &release, &command).await.map_err(|e| Error::Conflict(e.to_string()))
+        self.store.record_audit(&Self::audit_entry(caller, Some(app), verb, detail))?;
+        Ok((release, target, crate::target::OneOffSpec { command, memory_mb }))
     }
 
     /// The config vars as shown: secret ones (marked, or named like secrets) masked.
@@ -911,6 +957,44 @@ impl Apps {
     }
 }
 
+/// The most memory `hoist run --size` may ask for.
+const MAX_ONE_OFF_MB: u64 = 64 * 1024;
+
+/// `--size` of a one-off process: `512m`, `2g`, `1536` (MiB), or a Heroku dyno size
+/// name; in MiB.
+fn parse_size(text: &str) -> Result<u64> {
+    let lower = text.trim().to_ascii_lowercase();
+    let named = match lower.as_str() {
+        "basic" | "standard-1x" => Some(512),
+        "standard-2x" => Some(1024),
+        "performance-m" => Some(2560),
+        "performance-l" => Some(14336),
+        _ => None,
+    };
+    let (digits, unit) = match lower.find(|c: char| !c.is_ascii_digit()) {
+        Some(at) => lower.split_at(at),
+        None => (lower.as_str(), ""),
+    };
+    let mb = named.or_else(|| {
+        let n: u64 = digits.parse().ok()?;
+        match unit {
+            "" | "m" | "mb" | "mib" => Some(n),
+            "g" | "gb" | "gib" => n.checked_mul(1024),
+            _ => None,
+        }
+    });
+    match mb {
+        Some(mb) if (16..=MAX_ONE_OFF_MB).contains(&mb) => Ok(mb),
+        Some(mb) => Err(Error::Invalid(format!(
+            "--size {text}: {mb} MiB is outside 16 MiB … {} GiB",
+            MAX_ONE_OFF_MB / 1024
+        ))),
+        None => Err(Error::Invalid(format!(
+            "--size {text:?} is not a size; give memory as 512m, 2g or a number of MiB (or standard-1x, standard-2x, performance-m, performance-l)"
+        ))),
+    }
+}
+
 /// `word` as one word of a bash command line.
 fn shell_quote(word: &str) -> String {
     let plain = !word.is_empty() && word.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_./=:,+@%".contains(&b));
@@ -959,6 +1043,17 @@ fn check_config_value(key: &str, value: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_off_sizes_are_memory_in_mib() {
+        assert_eq!(parse_size("512m").unwrap(), 512);
+        assert_eq!(parse_size("2G").unwrap(), 2048);
+        assert_eq!(parse_size("1536").unwrap(), 1536);
+        assert_eq!(parse_size("standard-2x").unwrap(), 1024);
+        for bad in ["lots", "", "2t", "8m", "100g", "-1"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
 
     #[test]
     fn run_words_are_quoted_for_bash() {

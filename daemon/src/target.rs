@@ -136,14 +136,29 @@ pub trait Target: Send + Sync {
     /// `follow`, new lines as they are printed, until the processes stop.
     async fn runtime_logs(&self, app: &AppName, release: &Release, tail: usize, follow: bool) -> Result<LineStream>;
 
-    /// A one-off process (`hoist run`) of `release`: its image and config, `command`
+    /// A one-off process (`hoist run`) of `release`: its image and config, its command
     /// through bash, stdin, stdout and stderr attached; removed when it ends.
-    async fn run_once(&self, _app: &AppName, _release: &Release, _command: &str) -> Result<OneOff> {
+    async fn run_once(&self, _app: &AppName, _release: &Release, _process: &OneOffSpec) -> Result<OneOff> {
         Err(Error::Unavailable {
             kind: self.kind(),
             why: "hoist run is not available on this target yet; it runs on the docker target".to_string(),
         })
     }
+
+    /// A one-off process (`hoist run --detach`) started in the background; its output is
+    /// part of the release's runtime logs (`hoist logs`) and it is listed by `hoist ps`
+    /// until the release is retired. Returns its process name (`run.<id>`).
+    async fn run_detached(&self, _app: &AppName, _release: &Release, _process: &OneOffSpec) -> Result<String> {
+        Err(Error::Unavailable {
+            kind: self.kind(),
+            why: "hoist run --detach is not available on this target yet; it runs on the docker target".to_string(),
+        })
+    }
+
+    /// Restarts the processes of type `kind` (not web, which restarts as a new release so
+    /// traffic never waits) of the live `release` in place, one after another; returns how
+    /// many were restarted.
+    async fn restart_processes(&self, app: &AppName, release: &Release, kind: &str) -> Result<usize>;
 
     /// The processes `release` runs now, with their state.
     async fn processes(&self, app: &AppName, release: &Release) -> Result<Vec<crate::wire::Process>>;
@@ -180,6 +195,15 @@ pub fn process_types(release: &Release) -> Vec<ProcessType> {
         }
     }
     types
+}
+
+/// What a one-off process runs, and with how much memory.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OneOffSpec {
+    /// A shell command line, run through bash as Procfile lines are.
+    pub command: String,
+    /// `--size`: the memory limit instead of the app's.
+    pub memory_mb: Option<u64>,
 }
 
 /// Output of a one-off process.

@@ -284,6 +284,37 @@ fn hoist_run_starts_a_one_off_process_of_the_live_release_with_stdin_and_its_exi
         audit.as_array().unwrap().iter().any(|e| e["action"] == "run" && e["detail"].as_str().unwrap().contains("sh")),
         "{audit}"
     );
+
+    // --detach: the process runs in the background with the size asked; hoist ps lists
+    // it until the release is retired, and its output is in hoist logs.
+    let line = "sleep 1; echo detached-$((6*7)) with $GREETING";
+    let (code, stdout, stderr) = hoist_run(&hoistd, &["runner", "--detach", "--size", "256m", "--", line], "");
+    assert_eq!(code, Some(0), "{stdout}{stderr}");
+    let process = stdout.split_whitespace().find(|w| w.starts_with("run.")).expect("the process is named").to_string();
+    let (kind, index) = process.split_once('.').unwrap();
+    let done = hoist_tests::wait_for("the detached process to end", std::time::Duration::from_secs(30), || {
+        ps(&hoistd)
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["type"] == kind && p["index"].to_string() == index)
+            .cloned()
+            .filter(|p| p["state"] == "complete")
+    });
+    let memory = std::process::Command::new("/usr/bin/docker")
+        .args(["inspect", "-f", "{{.HostConfig.Memory}}", done["name"].as_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&memory.stdout).trim(), (256 * 1024 * 1024).to_string());
+    let logs = hoistd.cli(&["logs", "runner", "--tail", "20"]);
+    assert!(
+        String::from_utf8_lossy(&logs.stdout).contains(&format!("{process}: detached-42 with hi")),
+        "{}",
+        show(&logs)
+    );
+    let (code, _, stderr) = hoist_run(&hoistd, &["runner", "--size", "lots", "--", "true"], "");
+    assert_eq!(code, Some(6), "{stderr}");
+    assert!(stderr.contains("give memory as 512m, 2g"), "{stderr}");
 }
 
 #[test]
@@ -341,6 +372,21 @@ fn ps_scale_runs_every_procfile_type_web_behind_the_router_and_the_formation_out
     let restart = hoistd.cli(&["ps:restart", "fleet"]);
     assert!(String::from_utf8_lossy(&restart.stdout).contains("fleet restarted: release"), "{}", show(&restart));
     assert!(hoistd.visit("fleet", "/").1.contains("second"));
+    // Restarting another type restarts its processes in place: no new release.
+    let worker_since = |hoistd: &Hoistd| -> String {
+        let processes: serde_json::Value =
+            serde_json::from_slice(&hoistd.cli(&["ps", "fleet", "--json"]).stdout).unwrap();
+        let worker = processes.as_array().unwrap().iter().find(|p| p["type"] == "worker").cloned().unwrap();
+        worker["since"].as_str().unwrap().to_string()
+    };
+    let (before, releases_before) = (worker_since(&hoistd), hoistd.get_json("/api/v1/apps/fleet/releases"));
+    let restart = hoistd.cli(&["ps:restart", "fleet", "worker"]);
+    let said = String::from_utf8_lossy(&restart.stdout).to_string();
+    assert!(said.contains("every worker process of release") && said.contains("restarted"), "{}", show(&restart));
+    assert_ne!(worker_since(&hoistd), before, "the worker started again");
+    let releases_after = hoistd.get_json("/api/v1/apps/fleet/releases");
+    assert_eq!(releases_after[0]["number"], releases_before[0]["number"], "no new release");
+    assert_eq!(ps(&hoistd), up(&["web.1", "web.2", "worker.1"]));
     let unknown = hoistd.cli_may_fail(&["ps:scale", "fleet", "clock=1"]);
     assert_eq!(unknown.status.code(), Some(6), "{}", show(&unknown));
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("has no process type \"clock\""), "{}", show(&unknown));

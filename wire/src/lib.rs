@@ -429,6 +429,19 @@ pub struct RunRequest {
     /// One argument: a shell command line (as Heroku takes it); several: a program and
     /// its arguments, each passed as it is.
     pub command: Vec<String>,
+    /// `--size`: the process's memory, as `512m`, `2g` or a number of MiB; the app's
+    /// limit when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size: Option<String>,
+}
+
+/// The answer to `POST /api/v1/apps/{app}/run/detached` (`hoist run --detach`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DetachedRun {
+    /// Its process name, as `hoist ps` and `hoist logs` show it (`run.48213`).
+    pub process: String,
+    /// The release whose image and config it runs.
+    pub release: i64,
 }
 
 /// The one-off process protocol: after the upgrade, both sides send frames of

@@ -310,22 +310,20 @@ impl DockerTarget {
     }
 
     /// A one-off container of the release with `command`, attached before it starts.
-    async fn start_one_off(&self, app: &AppName, release: &Release, command: &str) -> Result<super::OneOff, Unready> {
+    async fn start_one_off(
+        &self,
+        app: &AppName,
+        release: &Release,
+        process: &super::OneOffSpec,
+    ) -> Result<super::OneOff, Unready> {
         use bollard::container::LogOutput;
         use bollard::query_parameters::{AttachContainerOptionsBuilder, WaitContainerOptionsBuilder};
-        self.pull(release).await?;
-        let suffix: u32 = rand::random();
-        let name = format!("{}-run-{suffix:08x}", self.container_name(app, release.number));
-        let mut body = self.container_body(app, release)?;
-        body.cmd = Some(through_bash(command));
+        let (name, mut body) = self.one_off_body(app, release, process).await?;
         body.attach_stdin = Some(true);
         body.attach_stdout = Some(true);
         body.attach_stderr = Some(true);
         body.open_stdin = Some(true);
         body.stdin_once = Some(true);
-        if let Some(labels) = body.labels.as_mut() {
-            labels.insert(LABEL_ROLE.to_string(), "release".to_string());
-        }
         let create = CreateContainerOptionsBuilder::default().name(&name).build();
         self.docker.create_container(Some(create), body).await.map_err(Unready::Create)?;
         let attach =
@@ -372,6 +370,51 @@ impl DockerTarget {
         }
         .boxed();
         Ok(super::OneOff { input: attached.input, output, exit, stop })
+    }
+
+    /// A one-off container of `release` not yet created: its name (`…-run-<id>`) and body,
+    /// labelled as process `run.<id>`, with no restart policy.
+    async fn one_off_body(
+        &self,
+        app: &AppName,
+        release: &Release,
+        process: &super::OneOffSpec,
+    ) -> Result<(String, ContainerCreateBody), Unready> {
+        self.pull(release).await?;
+        // A number, as Heroku names one-off dynos (`run.4821`).
+        let id = 10_000 + rand::random::<u32>() % 90_000;
+        let name = format!("{}-run-{id}", self.container_name(app, release.number));
+        let mut body = self.container_body(app, release)?;
+        body.cmd = Some(through_bash(&process.command));
+        if let Some(labels) = body.labels.as_mut() {
+            labels.insert(LABEL_PROCESS.to_string(), format!("run.{id}"));
+        }
+        if let (Some(memory_mb), Some(host)) = (process.memory_mb, body.host_config.as_mut()) {
+            host.memory = Some((memory_mb * 1024 * 1024) as i64);
+            host.memory_swap = host.memory;
+        }
+        Ok((name, body))
+    }
+
+    /// Starts a one-off container in the background (`hoist run --detach`). It stays,
+    /// exited, after its end, so its output can still be read with `hoist logs`, until the
+    /// release is retired.
+    async fn start_detached(
+        &self,
+        app: &AppName,
+        release: &Release,
+        process: &super::OneOffSpec,
+    ) -> Result<String, Unready> {
+        let (name, body) = self.one_off_body(app, release, process).await?;
+        let process_name =
+            body.labels.as_ref().and_then(|l| l.get(LABEL_PROCESS).cloned()).unwrap_or_else(|| "run".to_string());
+        let create = CreateContainerOptionsBuilder::default().name(&name).build();
+        self.docker.create_container(Some(create), body).await.map_err(Unready::Create)?;
+        if let Err(error) = self.docker.start_container(&name, None).await {
+            self.remove_container(&name).await;
+            return Err(Unready::Start(error));
+        }
+        Ok(process_name)
     }
 
     /// Runs the release phase's command in a container of the release and streams its
@@ -640,6 +683,9 @@ impl Target for DockerTarget {
                 "up"
             } else if state.exit_code.unwrap_or(0) != 0 {
                 "crashed"
+            } else if kind == "run" {
+                // A detached one-off that ended well.
+                "complete"
             } else {
                 "down"
             };
@@ -656,8 +702,25 @@ impl Target for DockerTarget {
         Ok(processes)
     }
 
-    async fn run_once(&self, app: &AppName, release: &Release, command: &str) -> Result<super::OneOff> {
-        self.start_one_off(app, release, command).await.map_err(|e| super::Error::of(TargetKind::Docker, e))
+    async fn restart_processes(&self, app: &AppName, release: &Release, kind: &str) -> Result<usize> {
+        let mut restarted = 0;
+        for (process, name) in self.process_containers(app, release.number).await? {
+            if process.rsplit_once('.').map_or(process.as_str(), |(k, _)| k) != kind {
+                continue;
+            }
+            let options = bollard::query_parameters::RestartContainerOptionsBuilder::default().t(5).build();
+            self.docker.restart_container(&name, Some(options)).await.map_err(Error::from)?;
+            restarted += 1;
+        }
+        Ok(restarted)
+    }
+
+    async fn run_once(&self, app: &AppName, release: &Release, process: &super::OneOffSpec) -> Result<super::OneOff> {
+        self.start_one_off(app, release, process).await.map_err(|e| super::Error::of(TargetKind::Docker, e))
+    }
+
+    async fn run_detached(&self, app: &AppName, release: &Release, process: &super::OneOffSpec) -> Result<String> {
+        self.start_detached(app, release, process).await.map_err(|e| super::Error::of(TargetKind::Docker, e))
     }
 
     async fn release_phase(

@@ -586,6 +586,22 @@ impl KubernetesTarget {
 
 #[async_trait::async_trait]
 impl Target for KubernetesTarget {
+    async fn restart_processes(&self, app: &AppName, _release: &Release, kind: &str) -> Result<usize> {
+        // What `kubectl rollout restart` does: a new pod template annotation makes the
+        // Deployment replace its pods, rolling.
+        let deployments: Api<Deployment> = Api::namespaced(self.client.clone(), &self.namespace(app));
+        let name = format!("{app}-{kind}");
+        let now = jiff::Timestamp::now().to_string();
+        let patch = serde_json::json!({
+            "spec": { "template": { "metadata": { "annotations": { "hoist.dev/restarted-at": now } } } }
+        });
+        let patched = deployments
+            .patch(&name, &kube::api::PatchParams::default(), &kube::api::Patch::Merge(&patch))
+            .await
+            .map_err(Error::from)?;
+        Ok(patched.spec.and_then(|s| s.replicas).unwrap_or(1).max(0) as usize)
+    }
+
     async fn processes(&self, app: &AppName, release: &Release) -> Result<Vec<crate::wire::Process>> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace(app));
         let selector =
