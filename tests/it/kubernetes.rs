@@ -225,6 +225,19 @@ fn kubernetes_runs_every_procfile_process_type_and_an_app_can_bring_its_own_char
     assert_eq!(ready("kube-procs-worker"), "1");
     let logs = cluster.kubectl(&["logs", "deploy/kube-procs-worker", "-n", &cluster.namespace]);
     assert!(String::from_utf8_lossy(&logs.stdout).contains("working"), "{}", show(&logs));
+    // ps:restart of a type restarts its Deployment's pods, as `kubectl rollout restart`.
+    let restart = hoistd.cli(&["ps:restart", app, "worker"]);
+    assert!(String::from_utf8_lossy(&restart.stdout).contains("every worker process"), "{}", show(&restart));
+    let restarted = cluster.kubectl(&[
+        "get",
+        "deploy",
+        "kube-procs-worker",
+        "-n",
+        &cluster.namespace,
+        "-o",
+        "jsonpath={.spec.template.metadata.annotations.hoist\\.dev/restarted-at}",
+    ]);
+    assert!(String::from_utf8_lossy(&restarted.stdout).starts_with("20"), "{}", show(&restarted));
     // ps:scale sets each Deployment's replicas, zero included.
     hoistd.cli(&["ps:scale", app, "web=2", "worker=0"]);
     assert_eq!(ready("kube-procs-web"), "2");
