@@ -278,6 +278,22 @@ impl Hoistd {
             .unwrap()
     }
 
+    /// Runs the `hoist` CLI with `input` on its stdin, whatever it answers.
+    pub fn cli_with_input(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write;
+        let mut child = Command::new(binary("hoist"))
+            .args(args)
+            .env("HOIST_URL", self.api_url())
+            .env("HOIST_TOKEN", &self.token)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
+        child.wait_with_output().unwrap()
+    }
+
     pub fn create_app(&self, name: &str) {
         let output = self.cli(&["apps", "create", name]);
         assert!(String::from_utf8_lossy(&output.stdout).contains("created app"), "{}", show(&output));

@@ -255,6 +255,35 @@ fn kubernetes_runs_every_procfile_process_type_and_an_app_can_bring_its_own_char
     let kinds: Vec<&str> = ps.as_array().unwrap().iter().map(|p| p["type"].as_str().unwrap()).collect();
     assert_eq!(kinds, ["web", "web"], "{ps}");
 
+    // hoist run: a pod of the live release attached through the API server, stdin in,
+    // output and the exit status out, removed at its end.
+    let script = "read line; echo \"got $line on $PORT\"; echo oops >&2; exit 3";
+    let run = hoistd.cli_with_input(&["run", app, "--", "sh", "-c", script], "hello\n");
+    assert_eq!(run.status.code(), Some(3), "{}", show(&run));
+    assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "got hello on 5000", "{}", show(&run));
+    assert!(String::from_utf8_lossy(&run.stderr).contains("oops"), "{}", show(&run));
+    // --detach: a pod hoist ps lists and hoist logs reads.
+    let detached = hoistd.cli(&["run", app, "--detach", "--", "echo detached-$((6*7))"]);
+    let said = String::from_utf8_lossy(&detached.stdout).to_string();
+    let process = said.split_whitespace().find(|w| w.starts_with("run.")).expect("named").to_string();
+    hoist_tests::wait_for("the detached pod to end", Duration::from_secs(90), || {
+        let ps: serde_json::Value = serde_json::from_slice(&hoistd.cli(&["ps", app, "--json"]).stdout).unwrap();
+        ps.as_array()
+            .unwrap()
+            .iter()
+            .any(|p| format!("run.{}", p["index"]) == process && p["state"] == "complete")
+            .then_some(())
+    });
+    let logs = hoistd.cli(&["logs", app, "--tail", "50"]);
+    assert!(String::from_utf8_lossy(&logs.stdout).contains("detached-42"), "{}", show(&logs));
+    let left = cluster.kubectl(&["get", "pods", "-n", &cluster.namespace, "-l", "hoist.dev/process=run", "-o", "name"]);
+    assert_eq!(
+        String::from_utf8_lossy(&left.stdout).lines().count(),
+        1,
+        "only the detached pod stays\n{}",
+        show(&left)
+    );
+
     // The app's own chart (hoist's, plus a ConfigMap) receives the same values.
     let chart = hoist_tests::repo_root().join("deploy/chart");
     let status = std::process::Command::new("cp").arg("-a").arg(&chart).arg(site.dir.join("chart")).status().unwrap();

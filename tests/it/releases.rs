@@ -206,19 +206,7 @@ fn a_procfile_release_command_runs_before_traffic_moves_and_a_failing_one_reject
 
 /// `hoist run` with `input` on its stdin: (exit code, stdout, stderr).
 fn hoist_run(hoistd: &Hoistd, args: &[&str], input: &str) -> (Option<i32>, String, String) {
-    use std::io::Write;
-    let mut child = std::process::Command::new(hoist_tests::binary("hoist"))
-        .arg("run")
-        .args(args)
-        .env("HOIST_URL", hoistd.api_url())
-        .env("HOIST_TOKEN", &hoistd.token)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    child.stdin.take().unwrap().write_all(input.as_bytes()).unwrap();
-    let output = child.wait_with_output().unwrap();
+    let output = hoistd.cli_with_input(&[&["run"], args].concat(), input);
     (
         output.status.code(),
         String::from_utf8_lossy(&output.stdout).to_string(),

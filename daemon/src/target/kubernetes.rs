@@ -453,6 +453,34 @@ impl KubernetesTarget {
         timeout: Duration,
         log: &Tee,
     ) -> Result<(), ReleasePhase> {
+        let pod = OneOffPod {
+            name: format!("{app}-release-{}", release.number),
+            process: "release",
+            command: command.to_string(),
+            stdin: false,
+            memory_mb: None,
+            listed: false,
+        };
+        let pods = self.start_pod(app, release, &pod).await?;
+        log.line(format!("       pod {} in namespace {}", pod.name, self.namespace(app)));
+        let ended = wait_pod_end(&pods, &pod.name, timeout).await;
+        if let Ok(text) = pods.logs(&pod.name, &LogParams::default()).await {
+            for line in text.lines() {
+                log.line(format!("       {line}"));
+            }
+        }
+        self.remove_pod(app, &pod.name).await;
+        match ended? {
+            Some(0) => Ok(()),
+            Some(code) => Err(ReleasePhase::Failed { command: command.to_string(), code }),
+            None => Err(ReleasePhase::TimedOut { command: command.to_string(), secs: timeout.as_secs() }),
+        }
+    }
+
+    /// Creates a pod of `release` that runs `pod.command` through bash once (its image
+    /// and config, the registry's pull secret), in the app's namespace, replacing a pod
+    /// of the same name.
+    async fn start_pod(&self, app: &AppName, release: &Release, pod: &OneOffPod) -> Result<Api<Pod>, ReleasePhase> {
         let namespace = self.namespace(app);
         let namespaces: Api<Namespace> = Api::all(self.client.clone());
         if namespaces.get_opt(&namespace).await?.is_none() {
@@ -464,14 +492,19 @@ impl KubernetesTarget {
                 Err(error) => return Err(error.into()),
             }
         }
-        let name = format!("{app}-release-{}", release.number);
+        let name = &pod.name;
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
         let secrets: Api<Secret> = Api::namespaced(self.client.clone(), &namespace);
-        let labels = serde_json::json!({
+        let mut labels = serde_json::json!({
             LABEL_APP: app.as_str(),
             LABEL_INSTANCE: self.settings.instance,
-            "hoist.dev/process": "release",
+            "hoist.dev/process": pod.process,
+            "hoist.dev/one-off": name,
         });
+        if pod.listed {
+            // `hoist ps` and `hoist logs` list the pods of the live release.
+            labels[LABEL_RELEASE] = serde_json::Value::String(release.number.to_string());
+        }
         let auth = self.registry_auth(&release.image);
         let mut pull_secrets = Vec::new();
         if let (Some(server), Some(username), Some(password)) =
@@ -493,83 +526,112 @@ impl KubernetesTarget {
         let mut env: Vec<serde_json::Value> =
             release.config.iter().map(|(key, value)| serde_json::json!({ "name": key, "value": value })).collect();
         env.push(serde_json::json!({ "name": "PORT", "value": self.settings.app_port.to_string() }));
-        let pod: Pod = serde_json::from_value(serde_json::json!({
+        let mut container = serde_json::json!({
+            "name": pod.process,
+            "image": self.pulled_image(&release.image),
+            "command": ["/bin/bash", "-c", pod.command],
+            "env": env,
+        });
+        if pod.stdin {
+            // The command waits for one line hoistd sends once it is attached, so no output
+            // is printed before anyone listens.
+            container["command"] =
+                serde_json::json!(["/bin/bash", "-c", "read -r _ && exec /bin/bash -c \"$0\"", pod.command]);
+            container["stdin"] = true.into();
+            container["stdinOnce"] = true.into();
+        }
+        if let Some(memory_mb) = pod.memory_mb {
+            container["resources"] = serde_json::json!({ "limits": { "memory": format!("{memory_mb}Mi") } });
+        }
+        let made: Pod = serde_json::from_value(serde_json::json!({
             "metadata": { "name": name, "labels": labels },
-            "spec": {
-                "restartPolicy": "Never",
-                "imagePullSecrets": pull_secrets,
-                "containers": [{
-                    "name": "release",
-                    "image": self.pulled_image(&release.image),
-                    "command": ["/bin/bash", "-c", command],
-                    "env": env,
-                }],
-            },
+            "spec": { "restartPolicy": "Never", "imagePullSecrets": pull_secrets, "containers": [container] },
         }))
         .expect("a pod object parses");
-        let _ = pods.delete(&name, &DeleteParams::default().grace_period(0)).await;
+        let _ = pods.delete(name, &DeleteParams::default().grace_period(0)).await;
         for _ in 0..50 {
-            if pods.get_opt(&name).await?.is_none() {
+            if pods.get_opt(name).await?.is_none() {
                 break;
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
-        pods.create(&PostParams::default(), &pod).await?;
-        log.line(format!("       pod {name} in namespace {namespace}"));
-        let ended = self.wait_release_pod(&pods, &name, command, timeout).await;
-        if let Ok(text) = pods.logs(&name, &LogParams::default()).await {
-            for line in text.lines() {
-                log.line(format!("       {line}"));
-            }
-        }
-        let _ = pods.delete(&name, &DeleteParams::default().grace_period(0)).await;
-        if !pull_secrets.is_empty() {
-            let _ = secrets.delete(&format!("{name}-registry"), &DeleteParams::default()).await;
-        }
-        ended
+        pods.create(&PostParams::default(), &made).await?;
+        Ok(pods)
     }
 
-    /// Waits until the release phase's pod ends; its exit code decides.
-    async fn wait_release_pod(
+    /// Deletes a one-off pod and its pull secret.
+    async fn remove_pod(&self, app: &AppName, name: &str) {
+        remove_pod(self.client.clone(), &self.namespace(app), name).await
+    }
+
+    /// `hoist run` on kubernetes: a pod attached through the API server.
+    async fn attach_one_off(
         &self,
-        pods: &Api<Pod>,
-        name: &str,
-        command: &str,
-        timeout: Duration,
-    ) -> Result<(), ReleasePhase> {
-        let started = Instant::now();
-        let mut pull_trouble_since: Option<Instant> = None;
-        while started.elapsed() < timeout {
-            let pod = pods.get(name).await?;
-            let status = pod.status.unwrap_or_default();
-            let container = status.container_statuses.unwrap_or_default().into_iter().next();
-            let state = container.and_then(|c| c.state).unwrap_or_default();
-            if let Some(terminated) = state.terminated {
-                return match terminated.exit_code {
-                    0 => Ok(()),
-                    code => Err(ReleasePhase::Failed { command: command.to_string(), code }),
-                };
-            }
-            if let Some(waiting) = state.waiting {
-                let reason = waiting.reason.unwrap_or_default();
-                let message = waiting.message.unwrap_or_default();
-                match reason.as_str() {
-                    "InvalidImageName" | "CreateContainerConfigError" | "CreateContainerError" => {
-                        return Err(ReleasePhase::CannotStart { reason, message })
-                    }
-                    // A pull can fail once and work on the next try; a minute of it cannot.
-                    "ErrImagePull" | "ImagePullBackOff" => {
-                        let since = *pull_trouble_since.get_or_insert_with(Instant::now);
-                        if since.elapsed() > Duration::from_secs(60) {
-                            return Err(ReleasePhase::CannotStart { reason, message });
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(300)).await;
+        app: &AppName,
+        release: &Release,
+        process: &super::OneOffSpec,
+    ) -> Result<super::OneOff, ReleasePhase> {
+        use tokio::io::AsyncWriteExt;
+        let number = 10_000 + rand::random::<u32>() % 90_000;
+        let pod = OneOffPod {
+            name: format!("{app}-run-{number}"),
+            process: "run",
+            command: process.command.clone(),
+            stdin: true,
+            memory_mb: process.memory_mb,
+            listed: false,
+        };
+        let pods = self.start_pod(app, release, &pod).await?;
+        let name = pod.name.clone();
+        let running = wait_pod_running(&pods, &name, Duration::from_secs(120)).await;
+        if let Err(error) = running {
+            self.remove_pod(app, &name).await;
+            return Err(error);
         }
-        Err(ReleasePhase::TimedOut { command: command.to_string(), secs: timeout.as_secs() })
+        let params = kube::api::AttachParams::default().stdin(true).stdout(true).stderr(true);
+        let mut attached = match pods.attach(&name, &params).await {
+            Ok(attached) => attached,
+            Err(error) => {
+                self.remove_pod(app, &name).await;
+                return Err(error.into());
+            }
+        };
+        let (Some(mut input), Some(stdout), Some(stderr)) = (attached.stdin(), attached.stdout(), attached.stderr())
+        else {
+            self.remove_pod(app, &name).await;
+            return Err(ReleasePhase::CannotStart { reason: "Attach".into(), message: "no streams".into() });
+        };
+        // The go-ahead line the command waits for.
+        input
+            .write_all(b"\n")
+            .await
+            .map_err(|e| ReleasePhase::CannotStart { reason: "Attach".into(), message: e.to_string() })?;
+        let bytes = |reader| {
+            tokio_util::io::ReaderStream::new(reader)
+                .take_while(|r| std::future::ready(r.is_ok()))
+                .map(|r| r.unwrap_or_default())
+        };
+        let output = futures_util::stream::select(
+            bytes(stdout).map(super::Output::Stdout),
+            bytes(stderr).map(super::Output::Stderr),
+        )
+        .boxed();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let (client, namespace) = (self.client.clone(), self.namespace(app));
+        let exit = async move {
+            let code = tokio::select! {
+                ended = wait_pod_end(&pods, &name, Duration::from_secs(24 * 3600)) => match ended {
+                    Ok(Some(code)) => i64::from(code),
+                    _ => -1,
+                },
+                Ok(()) = stopped => -1,
+            };
+            drop(attached);
+            remove_pod(client, &namespace, &name).await;
+            code
+        };
+        let exit = futures_util::FutureExt::boxed(exit);
+        Ok(super::OneOff { input: Box::pin(input), output, exit, stop })
     }
 
     /// Waits (briefly) until the router has an endpoint for the app.
@@ -602,6 +664,24 @@ impl Target for KubernetesTarget {
         Ok(patched.spec.and_then(|s| s.replicas).unwrap_or(1).max(0) as usize)
     }
 
+    async fn run_once(&self, app: &AppName, release: &Release, process: &super::OneOffSpec) -> Result<super::OneOff> {
+        self.attach_one_off(app, release, process).await.map_err(|e| super::Error::of(TargetKind::Kubernetes, e))
+    }
+
+    async fn run_detached(&self, app: &AppName, release: &Release, process: &super::OneOffSpec) -> Result<String> {
+        let number = 10_000 + rand::random::<u32>() % 90_000;
+        let pod = OneOffPod {
+            name: format!("{app}-run-{number}"),
+            process: "run",
+            command: process.command.clone(),
+            stdin: false,
+            memory_mb: process.memory_mb,
+            listed: true,
+        };
+        self.start_pod(app, release, &pod).await.map_err(|e| super::Error::of(TargetKind::Kubernetes, e))?;
+        Ok(format!("run.{number}"))
+    }
+
     async fn processes(&self, app: &AppName, release: &Release) -> Result<Vec<crate::wire::Process>> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace(app));
         let selector =
@@ -615,6 +695,11 @@ impl Target for KubernetesTarget {
             let kind = labels.get("hoist.dev/process").cloned().unwrap_or_else(|| "web".to_string());
             let index = counts.entry(kind.clone()).or_default();
             *index += 1;
+            // A one-off pod is numbered by its name (`<app>-run-48213`), as `hoist run` said.
+            if kind == "run" {
+                let name = pod.metadata.name.as_deref().unwrap_or_default();
+                *index = name.rsplit('-').next().and_then(|n| n.parse().ok()).unwrap_or(*index);
+            }
             let status = pod.status.clone().unwrap_or_default();
             let container = status.container_statuses.clone().unwrap_or_default().into_iter().next();
             let restarts = container.as_ref().map_or(0, |c| i64::from(c.restart_count));
@@ -625,8 +710,12 @@ impl Target for KubernetesTarget {
             } else if let Some(waiting) = state.waiting {
                 let reason = waiting.reason.unwrap_or_default();
                 (if reason == "CrashLoopBackOff" { "crashed" } else { "starting" }, None)
-            } else if state.terminated.is_some() {
-                ("down", None)
+            } else if let Some(terminated) = state.terminated {
+                match (terminated.exit_code, kind.as_str()) {
+                    (0, "run") => ("complete", None),
+                    (0, _) => ("down", None),
+                    _ => ("crashed", None),
+                }
             } else {
                 ("starting", None)
             };
@@ -688,8 +777,20 @@ impl Target for KubernetesTarget {
         self.deploy_release(app, release, log).await
     }
 
-    async fn retire(&self, _app: &AppName, _previous: &Release) {
-        // The Deployment's rolling update has replaced the old pods already.
+    async fn retire(&self, app: &AppName, previous: &Release) {
+        // The Deployment's rolling update has replaced the old pods already; what is left
+        // are the detached one-off pods of the previous release.
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace(app));
+        let selector = format!(
+            "{LABEL_APP}={app},{LABEL_INSTANCE}={},{LABEL_RELEASE}={},hoist.dev/process=run",
+            self.settings.instance, previous.number
+        );
+        let Ok(listed) = pods.list(&ListParams::default().labels(&selector)).await else { return };
+        for pod in listed.items {
+            if let Some(name) = pod.metadata.name {
+                self.remove_pod(app, &name).await;
+            }
+        }
     }
 
     async fn remove_app(&self, app: &AppName) -> Result<()> {
@@ -797,6 +898,91 @@ enum ReleasePhase {
     TimedOut { command: String, secs: u64 },
     #[error("its release command's pod cannot start: {reason}: {message}")]
     CannotStart { reason: String, message: String },
+}
+
+/// A pod that runs one command once: the release phase or a one-off process.
+struct OneOffPod {
+    name: String,
+    /// Its `hoist.dev/process` label and container name.
+    process: &'static str,
+    command: String,
+    /// Attached: stdin open, the command held until hoistd says go.
+    stdin: bool,
+    memory_mb: Option<u64>,
+    /// Labelled with its release, so `hoist ps` and `hoist logs` show it.
+    listed: bool,
+}
+
+/// Deletes a one-off pod and its pull secret.
+async fn remove_pod(client: kube::Client, namespace: &str, name: &str) {
+    let pods: Api<Pod> = Api::namespaced(client.clone(), namespace);
+    let secrets: Api<Secret> = Api::namespaced(client, namespace);
+    let _ = pods.delete(name, &DeleteParams::default().grace_period(0)).await;
+    let _ = secrets.delete(&format!("{name}-registry"), &DeleteParams::default()).await;
+}
+
+/// Waits until the pod's container has ended (its exit code) or `timeout` passed (`None`).
+async fn wait_pod_end(pods: &Api<Pod>, name: &str, timeout: Duration) -> Result<Option<i32>, ReleasePhase> {
+    let started = Instant::now();
+    let mut pull_trouble_since: Option<Instant> = None;
+    while started.elapsed() < timeout {
+        let state = pod_state(pods, name).await?;
+        if let Some(terminated) = state.terminated {
+            return Ok(Some(terminated.exit_code));
+        }
+        cannot_start(state.waiting, &mut pull_trouble_since)?;
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    Ok(None)
+}
+
+/// Waits until the pod's container runs (or has already ended).
+async fn wait_pod_running(pods: &Api<Pod>, name: &str, timeout: Duration) -> Result<(), ReleasePhase> {
+    let started = Instant::now();
+    let mut pull_trouble_since: Option<Instant> = None;
+    while started.elapsed() < timeout {
+        let state = pod_state(pods, name).await?;
+        if state.running.is_some() || state.terminated.is_some() {
+            return Ok(());
+        }
+        cannot_start(state.waiting, &mut pull_trouble_since)?;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(ReleasePhase::CannotStart {
+        reason: "Timeout".into(),
+        message: format!("pod {name} did not start within {} s", timeout.as_secs()),
+    })
+}
+
+async fn pod_state(pods: &Api<Pod>, name: &str) -> Result<k8s_openapi::api::core::v1::ContainerState, kube::Error> {
+    let pod = pods.get(name).await?;
+    let status = pod.status.unwrap_or_default();
+    let container = status.container_statuses.unwrap_or_default().into_iter().next();
+    Ok(container.and_then(|c| c.state).unwrap_or_default())
+}
+
+/// A waiting container that will not start: a bad image name or config at once, a pull
+/// that keeps failing after a minute (one failed pull can work on the next try).
+fn cannot_start(
+    waiting: Option<k8s_openapi::api::core::v1::ContainerStateWaiting>,
+    pull_trouble_since: &mut Option<Instant>,
+) -> Result<(), ReleasePhase> {
+    let Some(waiting) = waiting else { return Ok(()) };
+    let reason = waiting.reason.unwrap_or_default();
+    let message = waiting.message.unwrap_or_default();
+    match reason.as_str() {
+        "InvalidImageName" | "CreateContainerConfigError" | "CreateContainerError" => {
+            Err(ReleasePhase::CannotStart { reason, message })
+        }
+        "ErrImagePull" | "ImagePullBackOff" => {
+            let since = *pull_trouble_since.get_or_insert_with(Instant::now);
+            match since.elapsed() > Duration::from_secs(60) {
+                true => Err(ReleasePhase::CannotStart { reason, message }),
+                false => Ok(()),
+            }
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The chart's `processes` value: `web` runs the image's own command (the buildpack made
