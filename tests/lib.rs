@@ -294,6 +294,22 @@ impl Hoistd {
         child.wait_with_output().unwrap()
     }
 
+    /// Runs the `hoist` CLI on a terminal (util-linux's `script` gives it a pty): its
+    /// output as the terminal showed it, and its exit status.
+    pub fn cli_on_terminal(&self, args: &[&str]) -> Output {
+        let line = std::iter::once(binary("hoist").display().to_string())
+            .chain(args.iter().map(|a| format!("'{}'", a.replace('\'', "'\\''"))))
+            .collect::<Vec<_>>()
+            .join(" ");
+        Command::new("script")
+            .args(["-qec", &line, "/dev/null"])
+            .env("HOIST_URL", self.api_url())
+            .env("HOIST_TOKEN", &self.token)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    }
+
     pub fn create_app(&self, name: &str) {
         let output = self.cli(&["apps", "create", name]);
         assert!(String::from_utf8_lossy(&output.stdout).contains("created app"), "{}", show(&output));

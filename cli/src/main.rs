@@ -5,6 +5,7 @@
 mod client;
 mod credentials;
 mod teams;
+mod terminal;
 mod verbs;
 
 use anyhow::{bail, Context};
@@ -535,7 +536,7 @@ async fn run_detached(
     size: Option<String>,
     json: bool,
 ) -> anyhow::Result<()> {
-    let body = serde_json::to_value(wire::RunRequest { command, size })?;
+    let body = serde_json::to_value(wire::RunRequest { command, size, tty: None })?;
     let started: wire::DetachedRun =
         client.typed(reqwest::Method::POST, &format!("/api/v1/apps/{app}/run/detached"), Some(body)).await?;
     if json {
@@ -551,7 +552,8 @@ async fn run_detached(
 
 async fn run_one_off(client: &Client, app: &str, command: Vec<String>, size: Option<String>) -> anyhow::Result<()> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let asked = serde_json::to_string(&wire::RunRequest { command, size })?;
+    let tty = terminal::size();
+    let asked = serde_json::to_string(&wire::RunRequest { command, size, tty: tty.map(|(r, c)| [r, c]) })?;
     let response = client
         .http
         .post(format!("{}/api/v1/apps/{app}/run", client.url))
@@ -567,6 +569,8 @@ async fn run_one_off(client: &Client, app: &str, command: Vec<String>, size: Opt
         bail!("hoistd did not start the process (no protocol upgrade); is it an older hoistd?");
     }
     let upgraded = response.upgrade().await.context("the connection to hoistd could not be upgraded")?;
+    // With a terminal, every key goes to the process (which echoes); restored at the end.
+    let raw = tty.and_then(|_| terminal::RawMode::enter());
     let (mut from_hoistd, mut to_hoistd) = tokio::io::split(upgraded);
     tokio::spawn(async move {
         let mut stdin = tokio::io::stdin();
@@ -601,6 +605,9 @@ async fn run_one_off(client: &Client, app: &str, command: Vec<String>, size: Opt
                 }
                 wire::run::EXIT => {
                     let code = data.get(..4).map_or(1, |b| i32::from_be_bytes([b[0], b[1], b[2], b[3]]));
+                    if let Some(raw) = &raw {
+                        raw.restore();
+                    }
                     std::process::exit(if (0..=255).contains(&code) { code } else { 1 });
                 }
                 wire::run::ERROR => bail!("{}", String::from_utf8_lossy(&data)),

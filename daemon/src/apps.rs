@@ -468,7 +468,8 @@ impl Apps {
         let program = request.command.first().and_then(|c| c.split_whitespace().next()).unwrap_or("");
         let detail = format!("release {}: {program} ({} words)", release.number, command.split_whitespace().count());
         self.store.record_audit(&Self::audit_entry(caller, Some(app), verb, detail))?;
-        Ok((release, target, crate::target::OneOffSpec { command, memory_mb }))
+        let tty = request.tty.map(|[rows, columns]| (rows.clamp(1, 1000), columns.clamp(1, 1000)));
+        Ok((release, target, crate::target::OneOffSpec { command, memory_mb, tty }))
     }
 
     /// The config vars as shown: secret ones (marked, or named like secrets) masked.

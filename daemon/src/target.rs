@@ -204,6 +204,15 @@ pub struct OneOffSpec {
     pub command: String,
     /// `--size`: the memory limit instead of the app's.
     pub memory_mb: Option<u64>,
+    /// A terminal of (rows, columns), when the client has one.
+    pub tty: Option<(u16, u16)>,
+}
+
+/// A one-off command line run through bash on a terminal of `(rows, columns)` set before
+/// it starts (no dockerd before API 1.42, and no attach, sizes it in time).
+pub fn sized_terminal(command: &str, (rows, columns): (u16, u16)) -> Vec<String> {
+    let sized = format!("stty rows {rows} cols {columns} 2>/dev/null; exec /bin/bash -c \"$0\"");
+    vec!["/bin/bash".to_string(), "-c".to_string(), sized, command.to_string()]
 }
 
 /// Output of a one-off process.

@@ -262,6 +262,10 @@ fn kubernetes_runs_every_procfile_process_type_and_an_app_can_bring_its_own_char
     assert_eq!(run.status.code(), Some(3), "{}", show(&run));
     assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "got hello on 5000", "{}", show(&run));
     assert!(String::from_utf8_lossy(&run.stderr).contains("oops"), "{}", show(&run));
+    let on_tty = hoistd.cli_on_terminal(&["run", app, "--", "tty; stty size; exit 4"]);
+    let shown = String::from_utf8_lossy(&on_tty.stdout).to_string();
+    assert!(shown.contains("/dev/pts/") && shown.contains("24 80"), "{}", show(&on_tty));
+    assert_eq!(on_tty.status.code(), Some(4), "{}", show(&on_tty));
     // --detach: a pod hoist ps lists and hoist logs reads.
     let detached = hoistd.cli(&["run", app, "--detach", "--", "echo detached-$((6*7))"]);
     let said = String::from_utf8_lossy(&detached.stdout).to_string();

@@ -263,6 +263,13 @@ fn hoist_run_starts_a_one_off_process_of_the_live_release_with_stdin_and_its_exi
         (processes[0]["restarts"] == 1 && processes[0]["state"] == "up").then_some(processes)
     });
     assert_eq!(restarted[0]["state"], "up");
+    // On a terminal, the process gets one, sized as the client's, and its exit status.
+    let on_tty = hoistd.cli_on_terminal(&["run", "runner", "--", "tty; stty size; exit 4"]);
+    let shown = String::from_utf8_lossy(&on_tty.stdout).to_string();
+    assert!(shown.contains("/dev/pts/"), "{}", show(&on_tty));
+    // `script` without a terminal of its own has no size: hoist asks for 24 × 80.
+    assert!(shown.contains("24 80"), "{}", show(&on_tty));
+    assert_eq!(on_tty.status.code(), Some(4), "{}", show(&on_tty));
     // A missing app: exit code 5, as every verb.
     let (code, _, stderr) = hoist_run(&hoistd, &["nope", "--", "true"], "");
     assert_eq!(code, Some(5), "{stderr}");

@@ -433,6 +433,10 @@ pub struct RunRequest {
     /// limit when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub size: Option<String>,
+    /// A terminal of `[rows, columns]` for the process (the CLI has one): its output
+    /// comes as one stream, stdout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tty: Option<[u16; 2]>,
 }
 
 /// The answer to `POST /api/v1/apps/{app}/run/detached` (`hoist run --detach`).

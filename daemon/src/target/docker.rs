@@ -324,6 +324,12 @@ impl DockerTarget {
         body.attach_stderr = Some(true);
         body.open_stdin = Some(true);
         body.stdin_once = Some(true);
+        body.tty = Some(process.tty.is_some());
+        if let Some(size) = process.tty {
+            // Sized before the command starts: dockerd before API 1.42 has no ConsoleSize,
+            // and a resize after the start races the command.
+            body.cmd = Some(super::sized_terminal(&process.command, size));
+        }
         let create = CreateContainerOptionsBuilder::default().name(&name).build();
         self.docker.create_container(Some(create), body).await.map_err(Unready::Create)?;
         let attach =

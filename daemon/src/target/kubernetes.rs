@@ -458,6 +458,7 @@ impl KubernetesTarget {
             process: "release",
             command: command.to_string(),
             stdin: false,
+            tty: None,
             memory_mb: None,
             listed: false,
         };
@@ -534,11 +535,19 @@ impl KubernetesTarget {
         });
         if pod.stdin {
             // The command waits for one line hoistd sends once it is attached, so no output
-            // is printed before anyone listens.
-            container["command"] =
-                serde_json::json!(["/bin/bash", "-c", "read -r _ && exec /bin/bash -c \"$0\"", pod.command]);
+            // is printed before anyone listens (on a terminal, without echoing that line).
+            let command = match pod.tty {
+                None => serde_json::json!(["/bin/bash", "-c", "read -r _ && exec /bin/bash -c \"$0\"", pod.command]),
+                Some(size) => {
+                    let mut sized = super::sized_terminal(&pod.command, size);
+                    sized[2] = format!("stty -echo; read -r _; stty echo; {}", sized[2]);
+                    serde_json::json!(sized)
+                }
+            };
+            container["command"] = command;
             container["stdin"] = true.into();
             container["stdinOnce"] = true.into();
+            container["tty"] = pod.tty.is_some().into();
         }
         if let Some(memory_mb) = pod.memory_mb {
             container["resources"] = serde_json::json!({ "limits": { "memory": format!("{memory_mb}Mi") } });
@@ -578,6 +587,7 @@ impl KubernetesTarget {
             process: "run",
             command: process.command.clone(),
             stdin: true,
+            tty: process.tty,
             memory_mb: process.memory_mb,
             listed: false,
         };
@@ -588,7 +598,11 @@ impl KubernetesTarget {
             self.remove_pod(app, &name).await;
             return Err(error);
         }
-        let params = kube::api::AttachParams::default().stdin(true).stdout(true).stderr(true);
+        let params = kube::api::AttachParams::default()
+            .stdin(true)
+            .stdout(true)
+            .stderr(pod.tty.is_none())
+            .tty(pod.tty.is_some());
         let mut attached = match pods.attach(&name, &params).await {
             Ok(attached) => attached,
             Err(error) => {
@@ -596,11 +610,16 @@ impl KubernetesTarget {
                 return Err(error.into());
             }
         };
-        let (Some(mut input), Some(stdout), Some(stderr)) = (attached.stdin(), attached.stdout(), attached.stderr())
-        else {
+        let (Some(mut input), Some(stdout)) = (attached.stdin(), attached.stdout()) else {
             self.remove_pod(app, &name).await;
             return Err(ReleasePhase::CannotStart { reason: "Attach".into(), message: "no streams".into() });
         };
+        // A terminal has one stream, and the client's size.
+        let stderr = attached.stderr();
+        if let (Some((height, width)), Some(mut sizes)) = (process.tty, attached.terminal_size()) {
+            use futures_util::SinkExt;
+            let _ = sizes.send(kube::api::TerminalSize { height, width }).await;
+        }
         // The go-ahead line the command waits for.
         input
             .write_all(b"\n")
@@ -611,11 +630,14 @@ impl KubernetesTarget {
                 .take_while(|r| std::future::ready(r.is_ok()))
                 .map(|r| r.unwrap_or_default())
         };
-        let output = futures_util::stream::select(
-            bytes(stdout).map(super::Output::Stdout),
-            bytes(stderr).map(super::Output::Stderr),
-        )
-        .boxed();
+        let output = match stderr {
+            Some(stderr) => futures_util::stream::select(
+                bytes(stdout).map(super::Output::Stdout),
+                bytes(stderr).map(super::Output::Stderr),
+            )
+            .boxed(),
+            None => bytes(stdout).map(super::Output::Stdout).boxed(),
+        };
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let (client, namespace) = (self.client.clone(), self.namespace(app));
         let exit = async move {
@@ -675,6 +697,7 @@ impl Target for KubernetesTarget {
             process: "run",
             command: process.command.clone(),
             stdin: false,
+            tty: None,
             memory_mb: process.memory_mb,
             listed: true,
         };
@@ -908,6 +931,8 @@ struct OneOffPod {
     command: String,
     /// Attached: stdin open, the command held until hoistd says go.
     stdin: bool,
+    /// Attached with a terminal of (rows, columns): one output stream.
+    tty: Option<(u16, u16)>,
     memory_mb: Option<u64>,
     /// Labelled with its release, so `hoist ps` and `hoist logs` show it.
     listed: bool,
