@@ -699,6 +699,7 @@ async fn apps(client: &Client, command: AppsCommand, json: bool) -> anyhow::Resu
             }
             let app = &info.app;
             println!("=== {}", app.name);
+            println!("url:           {}", info.url);
             println!("target:        {}", app.target);
             println!("deploy branch: {}", app.deploy_branch);
             println!("buildpack:     {}", app.buildpack.as_deref().unwrap_or("detected at each build"));

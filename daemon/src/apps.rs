@@ -118,6 +118,26 @@ pub struct Apps {
     pub pushes: Arc<Pushes>,
     /// How long the audit log keeps an entry.
     pub audit_keep_days: u32,
+    /// Where the router serves apps: `<scheme>://<app>.<domain>:<port>`.
+    pub app_urls: AppUrls,
+}
+
+/// Where the router serves each app.
+#[derive(Debug, Clone)]
+pub struct AppUrls {
+    pub scheme: &'static str,
+    pub domain: String,
+    pub port: u16,
+}
+
+impl AppUrls {
+    pub fn of(&self, app: &AppName) -> String {
+        let default_port = matches!((self.scheme, self.port), ("http", 80) | ("https", 443));
+        match default_port {
+            true => format!("{}://{app}.{}/", self.scheme, self.domain),
+            false => format!("{}://{app}.{}:{}/", self.scheme, self.domain, self.port),
+        }
+    }
 }
 
 /// What a push to an app's repo asks of it.
@@ -161,7 +181,8 @@ impl Apps {
     pub fn show(&self, caller: &Caller, name: &str) -> Result<wire::AppInfo> {
         let app = self.authorize(caller, name, Role::Viewer, "seeing the app")?;
         let live_release = self.store.live_release(&app.name)?.map(wire::Release::from);
-        Ok(wire::AppInfo { app: app.into(), live_release })
+        let url = self.app_urls.of(&app.name);
+        Ok(wire::AppInfo { app: app.into(), live_release, url })
     }
 
     pub async fn create(&self, caller: &Caller, request: wire::CreateApp) -> Result<wire::App> {

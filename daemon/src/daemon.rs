@@ -175,6 +175,11 @@ impl Daemon {
             token_key,
             pushes: Arc::default(),
             audit_keep_days: config.audit.keep_days.max(1),
+            app_urls: crate::apps::AppUrls {
+                scheme: if tls.is_some() { "https" } else { "http" },
+                domain: config.router_domain.clone(),
+                port: listeners.router_addr.port(),
+            },
         });
         let pruning = apps.clone();
         tasks.push(tokio::spawn(async move {

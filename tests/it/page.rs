@@ -116,6 +116,7 @@ fn the_page_logs_in_and_shows_a_running_push_line_by_line_in_chromium() {
         "#!/bin/sh\nset -e\nfor i in $(seq 1 30); do echo tick $i; sleep 0.2; done\nmkdir -p /app && cp -r /workspace/source/. /app/\n",
     );
     Command::new("chmod").arg("+x").arg(app.dir.join(".s2i/bin/assemble")).status().unwrap();
+    app.write("Procfile", "web: echo serving-on-$PORT; exec busybox httpd -f -p \"$PORT\" -h /app\n");
     app.commit("slow ticks");
 
     let mut browser = Browser::start(&hoistd.dir);
@@ -169,6 +170,39 @@ fn the_page_logs_in_and_shows_a_running_push_line_by_line_in_chromium() {
         "the release table",
         Duration::from_secs(10),
         "document.querySelector('#releases tbody').innerText.includes('live')",
+    );
+
+    // The app's URL, its processes, each build's and release's duration, the runtime log
+    // beside the timeline, and a release's own timeline on a click.
+    let url = format!("http://page1.localhost:{}/", hoistd.router_port);
+    browser.wait_for_js(
+        "the app's URL",
+        Duration::from_secs(10),
+        &format!("document.querySelector('#url').textContent === {}", json!(url)),
+    );
+    browser.wait_for_js(
+        "web.1 up in the processes table",
+        Duration::from_secs(10),
+        "document.querySelector('#processes tbody').innerText.includes('web.1\tup')",
+    );
+    browser.wait_for_js(
+        "the runtime log",
+        Duration::from_secs(20),
+        "document.querySelector('#runtime').innerText.includes('serving-on-5000')",
+    );
+    // The tables refresh every 2 s.
+    browser.wait_for_js(
+        "the build's and the release's durations and the formation",
+        Duration::from_secs(10),
+        "/ s$/.test(document.querySelector('#builds tbody tr').cells[5].textContent) && \
+         / s$/.test(document.querySelector('#releases tbody tr').cells[6].textContent) && \
+         document.querySelector('#releases tbody tr').cells[4].textContent === 'web=1'",
+    );
+    browser.eval("document.querySelector('#releases tbody tr').click()");
+    browser.wait_for_js(
+        "release 1's timeline",
+        Duration::from_secs(10),
+        "document.querySelector('#log-title').textContent.startsWith('Release 1') && document.querySelector('#log').innerText.includes('release 1 is live')",
     );
 
     let screenshot = browser.call("Page.captureScreenshot", json!({ "format": "png" }));

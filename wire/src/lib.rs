@@ -51,6 +51,9 @@ pub struct AppInfo {
     #[serde(flatten)]
     pub app: App,
     pub live_release: Option<Release>,
+    /// Where the router serves it (`http://web1.localhost:8080/`).
+    #[serde(default)]
+    pub url: String,
 }
 
 /// A build of a commit.
