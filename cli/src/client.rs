@@ -38,6 +38,7 @@ impl Failure {
     }
 }
 
+#[derive(Clone)]
 pub struct Client {
     pub url: String,
     pub token: String,

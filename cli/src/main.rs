@@ -4,6 +4,7 @@
 
 mod client;
 mod credentials;
+mod dev;
 mod teams;
 mod terminal;
 mod verbs;
@@ -110,6 +111,23 @@ enum Command {
         size: Option<String>,
         #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true, value_name = "CMD")]
         command: Vec<String>,
+    },
+    /// Deploys the working tree as it is, then again on every save, with the build's
+    /// timeline and the app's output in this terminal (Ctrl-C stops watching).
+    Dev {
+        app: String,
+        /// Create the app if it does not exist (on a terminal, hoist asks).
+        #[arg(long)]
+        create: bool,
+        /// Remove the app when watching stops.
+        #[arg(long)]
+        down: bool,
+        /// The working tree (default: this folder).
+        #[arg(long, default_value = ".")]
+        dir: std::path::PathBuf,
+        /// How long the tree must be quiet after a save before it builds.
+        #[arg(long, default_value_t = 300, value_name = "MS")]
+        debounce_ms: u64,
     },
     /// Who this token is, and where git over SSH listens.
     #[command(alias = "whoami")]
@@ -453,6 +471,10 @@ async fn run(args: Args) -> anyhow::Result<()> {
         Command::Keys { command } => teams::keys(&client, command, json).await,
         Command::Audit { app } => teams::audit(&client, app, json).await,
         Command::Info => info(&client, json).await,
+        Command::Dev { app, create, down, dir, debounce_ms } => {
+            let debounce = std::time::Duration::from_millis(debounce_ms);
+            dev::run(client.clone(), dev::Options { app, dir, create, down, debounce }).await
+        }
         Command::Run { app, detach: true, size, command } => run_detached(&client, &app, command, size, json).await,
         Command::Run { app, detach: false, size, command } => run_one_off(&client, &app, command, size).await,
         Command::Webhooks { app, rotate } => webhooks(&client, &app, rotate, json).await,

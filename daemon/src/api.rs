@@ -204,6 +204,11 @@ pub fn router(state: Arc<ApiState>) -> Router {
         .route("/api/v1/apps/{app}/access/{user}", axum::routing::put(grant_access).delete(remove_access))
         .route("/api/v1/apps/{app}/run", post(run))
         .route("/api/v1/apps/{app}/run/detached", post(run_detached))
+        .route(
+            "/api/v1/apps/{app}/dev/missing",
+            post(dev_missing).layer(axum::extract::DefaultBodyLimit::max(DEV_MANIFEST_LIMIT)),
+        )
+        .route("/api/v1/apps/{app}/dev/builds", post(dev_build).layer(axum::extract::DefaultBodyLimit::disable()))
         .route("/api/v1/apps/{app}/ps", get(list_processes))
         .route("/api/v1/apps/{app}/formation", post(scale))
         .route("/api/v1/apps/{app}/restart", post(restart))
@@ -767,6 +772,59 @@ async fn run_detached(
 ) -> ApiResult<(StatusCode, Json<wire::DetachedRun>)> {
     let asked: wire::RunRequest = parse_body(&body, r#"{"command": ["python", "manage.py", "clearsessions"]}"#)?;
     Ok((StatusCode::ACCEPTED, Json(state.apps.run_detached(&caller, &app, asked).await?)))
+}
+
+/// The most a working tree's manifest may be (a few hundred thousand files).
+const DEV_MANIFEST_LIMIT: usize = 64 << 20;
+
+/// `POST /api/v1/apps/{app}/dev/missing` (`hoist dev`): a working tree's manifest; the
+/// contents hoistd lacks.
+async fn dev_missing(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(app): Path<String>,
+    body: Bytes,
+) -> ApiResult<Json<wire::DevMissing>> {
+    let tree: wire::DevTree = parse_body(&body, r#"{"files": [{"path": "index.html", "sha256": "…", "size": 12}]}"#)?;
+    Ok(Json(state.apps.dev_missing(&caller, &app, tree)?))
+}
+
+/// `POST /api/v1/apps/{app}/dev/builds` (`hoist dev`): a tar of the tree's manifest
+/// (`tree.json`) and the contents hoistd lacked (`blobs/<sha256>`), streamed to a file
+/// (at most a push's size) and built.
+async fn dev_build(
+    State(state): State<Arc<ApiState>>,
+    caller: Caller,
+    Path(app): Path<String>,
+    body: Body,
+) -> ApiResult<(StatusCode, Json<wire::DevBuild>)> {
+    use tokio::io::AsyncWriteExt;
+    let upload = state.apps.dev_upload(&caller, &app)?;
+    let limit = state.apps.dev_upload_limit();
+    let written = async {
+        let mut file = tokio::fs::File::create(&upload).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+        let mut stream = body.into_data_stream();
+        let mut size: u64 = 0;
+        while let Some(chunk) = futures_util::StreamExt::next(&mut stream).await {
+            let chunk = chunk.map_err(|e| ApiError::BadRequest(format!("the upload broke off: {e}")))?;
+            size += chunk.len() as u64;
+            if size > limit {
+                return Err(ApiError::BadRequest(format!(
+                    "the working tree is more than {} MiB (receive.max_push_mb); keep big files out of it (.hoistignore)",
+                    limit >> 20
+                )));
+            }
+            file.write_all(&chunk).await.map_err(|e| ApiError::Internal(e.to_string()))?;
+        }
+        file.flush().await.map_err(|e| ApiError::Internal(e.to_string()))
+    }
+    .await;
+    let built = match written {
+        Ok(()) => state.apps.dev_build(&caller, &app, upload.clone()).await.map_err(ApiError::from),
+        Err(error) => Err(error),
+    };
+    let _ = tokio::fs::remove_file(&upload).await;
+    Ok((StatusCode::ACCEPTED, Json(built?)))
 }
 
 /// Carries a one-off process's stdin from the client and its output and exit status back.

@@ -29,6 +29,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::oneshot;
 
+mod dev;
 mod teams;
 pub use teams::{GitService, PushTicket, Pushes};
 
@@ -120,6 +121,8 @@ pub struct Apps {
     pub audit_keep_days: u32,
     /// Where the router serves apps: `<scheme>://<app>.<domain>:<port>`.
     pub app_urls: AppUrls,
+    /// `hoist dev`'s file contents, per app (`<data>/dev`).
+    pub dev_root: PathBuf,
 }
 
 /// Where the router serves each app.
@@ -279,6 +282,11 @@ impl Apps {
         tracing::info!(app = %app.name, ?freed, "the app's images removed");
         self.store.delete_app(&app.name, &Self::audit_entry(caller, Some(&app.name), "app.delete", ""))?;
         self.repos.delete(&app.name).map_err(|e| Error::Internal(e.to_string()))?;
+        if let Err(error) = std::fs::remove_dir_all(self.dev_root.join(app.name.as_str())) {
+            if error.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(app = %app.name, %error, "cannot remove the app's hoist dev contents");
+            }
+        }
         if let Err(error) = std::fs::remove_dir_all(self.logs.app_dir(&app.name)) {
             if error.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(app = %app.name, %error, "cannot remove the app's logs");
@@ -738,6 +746,16 @@ impl Apps {
         // `from` as the image stream knows it (hoist's builds are pushed as build-N; the
         // stream's `latest` is what the app runs), else as a tag in the registry.
         let source = self.store.current_digest(&app.name, &request.from)?.unwrap_or(request.from.clone());
+        // A working tree is nobody's commit: what `hoist dev` built stays where it is.
+        let from_dev = self.store.builds(&app.name)?.into_iter().find(|b| {
+            b.git_ref == crate::intake::DEV_REF && b.image_digest.as_deref().is_some_and(|d| source.ends_with(d))
+        });
+        if let Some(build) = from_dev {
+            return Err(Error::Conflict(format!(
+                "{} {} is build {} of a working tree (hoist dev), which is never promoted; commit and push it, then promote that build",
+                app.name, request.from, build.id
+            )));
+        }
         let digest = self
             .registry
             .retag(&registry_name, &source, &request.to)

@@ -175,6 +175,7 @@ impl Daemon {
             token_key,
             pushes: Arc::default(),
             audit_keep_days: config.audit.keep_days.max(1),
+            dev_root: data_dir.join("dev"),
             app_urls: crate::apps::AppUrls {
                 scheme: if tls.is_some() { "https" } else { "http" },
                 domain: config.router_domain.clone(),

@@ -1,10 +1,11 @@
-//! The one way a commit becomes a build, whatever triggered it: a `git push` (the
-//! pre-receive hook) or a Git host's webhook (after `receive::fetch_commit`). It exports
-//! the commit into the build's work dir, creates the build and its log, and submits it to
-//! the pipeline.
+//! The one way source becomes a build, whatever triggered it: a commit from a `git push`
+//! (the pre-receive hook) or a Git host's webhook (after `receive::fetch_commit`), or a
+//! working tree from `hoist dev` (`dev::Tree`). It writes the source into the build's
+//! work dir as a tar, creates the build and its log, and submits it to the pipeline.
 //!
-//! Architecture invariant: every trigger goes through `Intake::submit`; triggers differ
-//! only in how the commit got into the app's repo and what the log's first line says.
+//! Architecture invariant: every trigger goes through `Intake::submit` (commits) or
+//! `Intake::submit_tree` (working trees); the two differ only in how the source's tar is
+//! written and what the log's first lines say.
 
 use crate::build::{Source, WorkDir};
 use crate::logs::{stage, LiveLog, LogDir};
@@ -28,6 +29,11 @@ pub enum Error {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The ref of builds made from a `hoist dev` working tree.
+pub const DEV_REF: &str = "dev";
+/// Their commit: this and 40 hex digits of the tree's hash.
+pub const DEV_COMMIT_PREFIX: &str = "dev-";
 
 /// A commit of an app to build.
 pub struct Commit {
@@ -81,14 +87,43 @@ impl Intake {
     pub async fn submit(&self, commit: Commit) -> Result<Submitted> {
         let exported = self.export(&commit).await?;
         let opened = self.open(&commit.app, &commit.commit, &commit.git_ref, &commit.notes, &commit.audit)?;
-        self.enqueue(commit, opened, exported).await
+        self.enqueue(&commit.app, commit.commit, commit.push, opened, exported).await
+    }
+
+    /// A working tree sent by `hoist dev` (its contents already in `blobs`), as a build
+    /// whose source is `dev`: its commit is `dev-<tree hash>`, its ref `dev`.
+    pub async fn submit_tree(
+        &self,
+        app: &store::App,
+        tree: crate::dev::Tree,
+        blobs: crate::dev::Blobs,
+        notes: &[String],
+        audit: &store::Audit,
+    ) -> Result<Submitted> {
+        let work = self.work_dir(app)?;
+        let tar = work.path().join("source.tar");
+        let dest = tar.clone();
+        let (tree, files) =
+            tokio::task::spawn_blocking(move || tree.write_tar(&blobs, &dest).map(|files| (tree, files)))
+                .await
+                .map_err(|e| Error::Internal(e.to_string()))?
+                .map_err(|e| Error::Internal(e.to_string()))?;
+        let commit = format!("{DEV_COMMIT_PREFIX}{}", &tree.hash[..40]);
+        let opened = self.open(app, &commit, DEV_REF, notes, audit)?;
+        self.enqueue(app, commit, None, opened, Exported { work, tar, files }).await
+    }
+
+    fn work_dir(&self, app: &store::App) -> Result<WorkDir> {
+        let scratch = format!("{}-{}", app.name, &crate::auth::new_token()[..12]);
+        WorkDir::create(&self.work_root, &scratch)
+            .map_err(|e| Error::Internal(format!("cannot create a build folder in {}: {e}", self.work_root.display())))
     }
 
     /// Like [`Intake::submit`] for a build recorded earlier with [`Intake::open`]; a
     /// refused commit fails that build.
     pub async fn submit_opened(&self, opened: Opened, commit: Commit) -> Result<Submitted> {
         match self.export(&commit).await {
-            Ok(exported) => self.enqueue(commit, opened, exported).await,
+            Ok(exported) => self.enqueue(&commit.app, commit.commit, commit.push, opened, exported).await,
             Err(error) => {
                 self.fail(opened, &error.to_string());
                 Err(error)
@@ -132,10 +167,7 @@ impl Intake {
 
     async fn export(&self, commit: &Commit) -> Result<Exported> {
         let app = &commit.app;
-        let scratch = format!("{}-{}", app.name, &crate::auth::new_token()[..12]);
-        let work = WorkDir::create(&self.work_root, &scratch).map_err(|e| {
-            Error::Internal(format!("cannot create a build folder in {}: {e}", self.work_root.display()))
-        })?;
+        let work = self.work_dir(app)?;
         let tar = work.path().join("source.tar");
         let (repo, dest, name, sha, limits) =
             (self.repos.path(&app.name), tar.clone(), app.name.clone(), commit.commit.clone(), self.limits);
@@ -149,13 +181,19 @@ impl Intake {
         Ok(Exported { work, tar, files })
     }
 
-    async fn enqueue(&self, commit: Commit, opened: Opened, exported: Exported) -> Result<Submitted> {
-        let app = &commit.app;
+    async fn enqueue(
+        &self,
+        app: &store::App,
+        commit: String,
+        push: Option<PushedRef>,
+        opened: Opened,
+        exported: Exported,
+    ) -> Result<Submitted> {
         let (done, outcome) = oneshot::channel();
         let source = Source {
             app: app.name.clone(),
             build_id: opened.build_id,
-            commit: commit.commit,
+            commit,
             work: Arc::new(exported.work),
             tar: exported.tar,
             files: exported.files,
@@ -164,7 +202,7 @@ impl Intake {
         };
         let Opened { build_id, log_path, log } = opened;
         self.pipeline
-            .submit(BuildRequest { source, log, done, push: commit.push })
+            .submit(BuildRequest { source, log, done, push })
             .await
             .map_err(|e| Error::Internal(e.to_string()))?;
         Ok(Submitted { build_id, log: log_path, outcome })

@@ -20,6 +20,7 @@ pub mod build;
 pub mod buildpack;
 pub mod config;
 pub mod daemon;
+pub mod dev;
 pub mod docker;
 pub mod export;
 pub mod image;

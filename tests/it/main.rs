@@ -5,6 +5,7 @@ mod api;
 mod buildpacks;
 mod cli;
 mod cluster;
+mod dev;
 mod hostile;
 mod images;
 mod kubernetes;

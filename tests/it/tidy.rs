@@ -492,6 +492,13 @@ fn rules() -> Vec<Rule> {
             breaks: |s| only_in(s, "runtime_version.rs", names_any(s, &["fs", "tokio", "bollard", "reqwest"])),
         },
         Rule {
+            invariant: "dev.rs (hoist dev's working trees) knows files, hashes and tar: no HTTP, store or Docker",
+            allowed: &[],
+            breaks: |s| {
+                only_in(s, "dev.rs", names_any(s, &["axum", "hyper", "reqwest", "bollard", "kube", "store", "Store"]))
+            },
+        },
+        Rule {
             invariant: "detection (buildpack.rs) never touches Docker",
             allowed: &[],
             breaks: |s| only_in(s, "buildpack.rs", names_any(s, &["bollard"])),
@@ -794,6 +801,7 @@ fn each_invariant_fails_when_broken() {
         ("daemon/src/stack.rs", "", "fn sneaky() { let _ = std::process::Command::new(\"git\"); }", "receive.rs is the only module that runs git"),
         ("daemon/src/build.rs", "", "fn sneaky(helm: &str) { let _ = tokio::process::Command::new(helm); }", "start programs"),
         ("daemon/src/image_watch.rs", "pub async fn poll_app(&self, app: &AppName) {", "pub async fn poll_app(&self, app: &AppName) {\n        let Ok(_apps) = self.store.apps() else { return };", "a store write is never dropped silently"),
+        ("daemon/src/dev.rs", "", "fn sneaky(store: &crate::store::Store) { let _ = store; }", "dev.rs (hoist dev's working trees)"),
         ("daemon/src/target.rs", "pub mod docker;", "pub mod docker;\ntype Leak = kube::Error;", "target seam names no implementation"),
         ("daemon/src/apps.rs", "pub type Result<T, E = Error>", "fn leak(status: u16) -> bool { status == 404 }\npub type Result<T, E = Error>", "the apps service knows no HTTP status codes"),
         ("daemon/src/intake.rs", "let build = self.store.create_build(&app.name, commit, git_ref, audit)?;", "let Ok(build) = self.store.create_build(&app.name, commit, git_ref, audit) else { return Err(Error::Internal(String::new())) };", "a store write is never dropped silently"),

@@ -520,3 +520,45 @@ pub mod run {
         }
     }
 }
+
+/// One file of a working tree sent by `hoist dev`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevFile {
+    /// Relative, `/`-separated.
+    pub path: String,
+    /// SHA-256 of its contents, lowercase hex.
+    pub sha256: String,
+    pub size: u64,
+    #[serde(default)]
+    pub executable: bool,
+}
+
+/// A working tree's manifest: `POST /api/v1/apps/{app}/dev/missing` asks which contents
+/// hoistd lacks; the same manifest is the first entry (`tree.json`) of the tar that
+/// `POST /api/v1/apps/{app}/dev/builds` takes, followed by `blobs/<sha256>` entries.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DevTree {
+    pub files: Vec<DevFile>,
+    /// The commit the tree started from, if it is a git checkout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base: Option<String>,
+}
+
+/// The contents hoistd lacks, by SHA-256.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DevMissing {
+    pub missing: Vec<String>,
+    /// The tree's hash.
+    pub tree: String,
+}
+
+/// A dev build started.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DevBuild {
+    pub build: i64,
+    pub tree: String,
+    /// Files of the tree, and how many contents (and bytes) this request carried.
+    pub files: usize,
+    pub received_files: usize,
+    pub received_bytes: u64,
+}

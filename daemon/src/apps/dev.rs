@@ -1,0 +1,79 @@
+//! The apps service's verbs for `hoist dev`: which contents of a working tree hoistd
+//! lacks, and a build of a tree once they are sent. The tree is checked in `crate::dev`
+//! and built through the intake, as pushes are.
+
+use super::{Apps, Error, Result};
+use crate::access::{Caller, Role};
+use crate::app::AppName;
+use crate::dev;
+use crate::wire;
+use std::path::PathBuf;
+
+impl Apps {
+    /// The contents of `tree` that hoistd does not hold for `name` yet.
+    pub fn dev_missing(&self, caller: &Caller, name: &str, tree: wire::DevTree) -> Result<wire::DevMissing> {
+        let app = self.authorize(caller, name, Role::Deployer, "deploying a working tree")?;
+        let tree = dev::Tree::check(tree, self.intake.limits).map_err(|e| Error::Invalid(e.to_string()))?;
+        Ok(wire::DevMissing { missing: tree.missing(&self.dev_blobs(&app.name)), tree: tree.hash })
+    }
+
+    /// Where a dev build's upload goes while it arrives (after the caller may send one).
+    pub fn dev_upload(&self, caller: &Caller, name: &str) -> Result<PathBuf> {
+        let app = self.authorize(caller, name, Role::Deployer, "deploying a working tree")?;
+        let nonce = &crate::auth::new_token()[..12];
+        std::fs::create_dir_all(&self.intake.work_root).map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(self.intake.work_root.join(format!("dev-{}-{nonce}.tar", app.name)))
+    }
+
+    /// The most a dev build's upload may be: every file of a push, and the manifest.
+    pub fn dev_upload_limit(&self) -> u64 {
+        self.intake.limits.max_total + (64 << 20)
+    }
+
+    /// A build of the working tree in `upload` (its manifest, then the contents hoistd
+    /// lacked): the build is queued as a push's would be; its log tells the rest.
+    pub async fn dev_build(&self, caller: &Caller, name: &str, upload: PathBuf) -> Result<wire::DevBuild> {
+        let app = self.authorize(caller, name, Role::Deployer, "deploying a working tree")?;
+        let blobs = self.dev_blobs(&app.name);
+        let (into, limits) = (blobs.clone(), self.intake.limits);
+        let received = tokio::task::spawn_blocking(move || dev::receive(&upload, &into, limits))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .map_err(|e| match e {
+                dev::Error::Io { .. } => Error::Internal(e.to_string()),
+                refused => Error::Invalid(refused.to_string()),
+            })?;
+        let tree = received.tree;
+        let short = &tree.hash[..12];
+        let mut notes = vec![format!(
+            "-----> hoist dev: working tree {short} ({} files; {} sent, {} bytes)",
+            tree.files.len(),
+            received.files,
+            received.bytes
+        )];
+        if let Some(base) = &tree.base {
+            notes.push(format!("       on top of commit {}", &base[..base.len().min(12)]));
+        }
+        let audit = Self::audit_entry(caller, Some(&app.name), "dev build", short);
+        let files = tree.files.len();
+        let hash = tree.hash.clone();
+        let kept = tree.clone();
+        let submitted =
+            self.intake.submit_tree(&app, tree, blobs.clone(), &notes, &audit).await.map_err(|e| match e {
+                crate::intake::Error::Refused(error) => Error::Invalid(error.to_string()),
+                other => Error::Internal(other.to_string()),
+            })?;
+        // The source tar is written: only this tree's contents are needed from now on.
+        blobs.keep_only(&kept);
+        let build = submitted.build_id;
+        // Nobody waits on the outcome here: the CLI follows the build's log.
+        tokio::spawn(async move {
+            let _ = submitted.outcome.await;
+        });
+        Ok(wire::DevBuild { build, tree: hash, files, received_files: received.files, received_bytes: received.bytes })
+    }
+
+    fn dev_blobs(&self, app: &AppName) -> dev::Blobs {
+        dev::Blobs::new(self.dev_root.join(app.as_str()).join("blobs"))
+    }
+}
