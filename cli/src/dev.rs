@@ -84,21 +84,30 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
                     (false, []) => "a file was removed".to_string(),
                 };
                 match send(&client, &options.app, &root, manifest).await {
-                    Ok(build) => {
+                    Ok(taken) => {
                         sent = Some(hash);
-                        say(&format!(
-                            "{what} → build {} ({} of {} files sent, {})",
-                            build.build,
-                            build.received_files,
-                            build.files,
-                            bytes(build.received_bytes)
-                        ));
-                        // A newer build supersedes the one followed so far.
-                        if let Some(old) = follower.take() {
-                            old.abort();
+                        let traffic = format!(
+                            "{} of {} files sent, {}",
+                            taken.received_files,
+                            taken.files,
+                            bytes(taken.received_bytes)
+                        );
+                        match (taken.build, taken.release) {
+                            (Some(build), _) => {
+                                say(&format!("{what} → build {build} ({traffic})"));
+                                // A newer build supersedes the one followed so far.
+                                if let Some(old) = follower.take() {
+                                    old.abort();
+                                }
+                                let followed = follow(client.clone(), options.app.clone(), build, saved_at);
+                                follower = Some(tokio::spawn(followed));
+                            }
+                            (None, release) => say(&format!(
+                                "{what} → synced into release {} without a build ({traffic}), live in {:.1} s",
+                                release.unwrap_or_default(),
+                                saved_at.elapsed().as_secs_f64()
+                            )),
                         }
-                        follower =
-                            Some(tokio::spawn(follow(client.clone(), options.app.clone(), build.build, saved_at)));
                     }
                     Err(error) => say(&format!("{what}, but the tree was not taken: {error:#}; fix it and save again")),
                 }

@@ -240,6 +240,19 @@ impl Builder {
         Builder { docker, catalog, stacks, versions, settings }
     }
 
+    /// Whether `hoist dev` may copy changed files into a release built by `buildpack`
+    /// instead of building (`[dev] sync` of its `buildpack.toml`).
+    pub fn syncs(&self, buildpack: &str) -> bool {
+        self.catalog.get(buildpack).is_some_and(|b| b.manifest.dev.sync)
+    }
+
+    /// Files whose arrival can change what detection picks.
+    pub fn markers(&self) -> Vec<String> {
+        let mut markers = self.catalog.markers();
+        markers.push("Dockerfile".to_string());
+        markers
+    }
+
     /// The stacks builds run on.
     pub fn stacks(&self) -> &Stacks {
         &self.stacks

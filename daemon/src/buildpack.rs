@@ -65,6 +65,20 @@ pub struct Manifest {
     /// read. Empty: the deps layer is written every build (and uploaded only when new).
     #[serde(default)]
     pub deps_key: Vec<String>,
+    /// What `hoist dev` may do without a build.
+    #[serde(default)]
+    pub dev: DevSpec,
+}
+
+/// `[dev]` of `buildpack.toml`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DevSpec {
+    /// A changed file is copied into the running release's `/app` as it is (its
+    /// assemble copies the source there unchanged, and its process reads files as they
+    /// are asked for): a static site's.
+    #[serde(default)]
+    pub sync: bool,
 }
 
 /// How a buildpack's runtime version is found and where versions come from.
@@ -259,7 +273,9 @@ impl Catalog {
         names
     }
 
-    fn markers(&self) -> Vec<String> {
+    /// Every buildpack's markers, once each: files whose arrival can change what
+    /// detection picks (with a Dockerfile).
+    pub fn markers(&self) -> Vec<String> {
         let mut markers: Vec<String> = Vec::new();
         for buildpack in &self.buildpacks {
             for marker in &buildpack.manifest.markers {

@@ -192,6 +192,72 @@ pub fn receive(archive: &Path, blobs: &Blobs, limits: SizeLimits) -> Result<Rece
     Ok(Received { tree, files, bytes })
 }
 
+/// The tree last taken for an app and the build made of it (`<data>/dev/<app>/last.json`):
+/// what a release of that build holds, so the next tree's difference can be synced.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Last {
+    pub files: Vec<wire::DevFile>,
+    pub build: i64,
+}
+
+impl Last {
+    pub fn read(path: &Path) -> Option<Last> {
+        serde_json::from_slice(&std::fs::read(path).ok()?).ok()
+    }
+
+    pub fn write(&self, path: &Path) -> Result<()> {
+        let io = |source| Error::Io { path: path.to_path_buf(), source };
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(io)?;
+        }
+        let partial = path.with_extension("partial");
+        std::fs::write(&partial, serde_json::to_vec(self).expect("a manifest serialises")).map_err(io)?;
+        std::fs::rename(&partial, path).map_err(io)
+    }
+}
+
+/// The files of `tree` that differ from `last` when they can be copied into a running
+/// release instead of building: none removed, none of them a build's input (`Procfile`,
+/// `.s2i/`, `.hoist/`, `Dockerfile`) and no new file among `markers` (it could change what
+/// detection picks). `None`: it must build.
+pub fn sync_plan<'t>(last: &Last, tree: &'t Tree, markers: &[String]) -> Option<Vec<&'t wire::DevFile>> {
+    let before: BTreeMap<&str, &wire::DevFile> = last.files.iter().map(|f| (f.path.as_str(), f)).collect();
+    let now: BTreeSet<&str> = tree.files.iter().map(|f| f.path.as_str()).collect();
+    if before.keys().any(|path| !now.contains(path)) {
+        return None;
+    }
+    let mut changed = Vec::new();
+    for file in &tree.files {
+        let old = before.get(file.path.as_str());
+        if old.is_some_and(|old| old == &file) {
+            continue;
+        }
+        let input = file.path == "Procfile"
+            || file.path.starts_with(".s2i/")
+            || file.path.starts_with(".hoist/")
+            || file.path == "Dockerfile";
+        if input || (old.is_none() && markers.contains(&file.path)) {
+            return None;
+        }
+        changed.push(file);
+    }
+    (!changed.is_empty()).then_some(changed)
+}
+
+/// The changed files as a tar to unpack at `/` of a release: under `app/`, owned by the
+/// app's user.
+pub fn sync_archive(blobs: &Blobs, files: &[&wire::DevFile]) -> Result<Vec<u8>> {
+    let io = |path: PathBuf| move |source| Error::Io { path, source };
+    let mut tar = archive::Writer::new(archive::APP_UID);
+    for file in files {
+        let blob = blobs.path(&file.sha256);
+        let data = std::fs::read(&blob).map_err(io(blob))?;
+        tar.file(&format!("app/{}", file.path), if file.executable { 0o755 } else { 0o644 }, &data)
+            .map_err(io(PathBuf::from(&file.path)))?;
+    }
+    tar.finish().map_err(io(PathBuf::from("app")))
+}
+
 /// An app's file contents by SHA-256 (`<data>/dev/<app>/blobs`).
 #[derive(Debug, Clone)]
 pub struct Blobs {
@@ -325,6 +391,27 @@ mod tests {
         assert!(Tree::check(wire::DevTree { files: both, base: None }, LIMITS).is_err());
         let twice = vec![file("a", b"1"), file("a", b"2")];
         assert!(Tree::check(wire::DevTree { files: twice, base: None }, LIMITS).is_err());
+    }
+
+    #[test]
+    fn a_changed_file_syncs_but_removals_inputs_and_new_markers_build() {
+        let last = Last { files: vec![file("index.html", b"1"), file("a.css", b"x")], build: 3 };
+        let check = |files: Vec<wire::DevFile>| Tree::check(wire::DevTree { files, base: None }, LIMITS).unwrap();
+        let markers = vec!["index.html".to_string(), "package.json".to_string()];
+        let edited = check(vec![file("index.html", b"2"), file("a.css", b"x")]);
+        let plan = sync_plan(&last, &edited, &markers).unwrap();
+        assert_eq!(plan.iter().map(|f| f.path.as_str()).collect::<Vec<_>>(), ["index.html"]);
+        let added = check(vec![file("index.html", b"1"), file("a.css", b"x"), file("b.html", b"b")]);
+        assert_eq!(sync_plan(&last, &added, &markers).unwrap().len(), 1, "a new page syncs");
+        for builds in [
+            vec![file("index.html", b"1")],
+            vec![file("index.html", b"1"), file("a.css", b"x"), file("package.json", b"{}")],
+            vec![file("index.html", b"1"), file("a.css", b"x"), file("Procfile", b"web: x")],
+            vec![file("index.html", b"1"), file("a.css", b"x"), file(".s2i/bin/assemble", b"x")],
+            vec![file("index.html", b"1"), file("a.css", b"x")],
+        ] {
+            assert!(sync_plan(&last, &check(builds.clone()), &markers).is_none(), "{builds:?}");
+        }
     }
 
     #[test]

@@ -160,6 +160,16 @@ pub trait Target: Send + Sync {
     /// many were restarted.
     async fn restart_processes(&self, app: &AppName, release: &Release, kind: &str) -> Result<usize>;
 
+    /// `hoist dev`'s sync: unpacks `archive` (a tar of files under `app/`) at `/` in every
+    /// process of the running `release`, without a build or a restart; returns how many
+    /// processes got it.
+    async fn sync_files(&self, _app: &AppName, _release: &Release, _archive: Vec<u8>) -> Result<usize> {
+        Err(Error::Unavailable {
+            kind: self.kind(),
+            why: "this target cannot copy files into a running release; hoist dev builds instead".to_string(),
+        })
+    }
+
     /// The processes `release` runs now, with their state.
     async fn processes(&self, app: &AppName, release: &Release) -> Result<Vec<crate::wire::Process>>;
 

@@ -552,10 +552,17 @@ pub struct DevMissing {
     pub tree: String,
 }
 
-/// A dev build started.
+/// A working tree taken: a build started, or its changed files synced into the running
+/// release (`synced`, `release`) without one.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DevBuild {
-    pub build: i64,
+    #[serde(default)]
+    pub build: Option<i64>,
+    /// The files copied into the running release, when it needed no build.
+    #[serde(default)]
+    pub synced: Vec<String>,
+    #[serde(default)]
+    pub release: Option<i64>,
     pub tree: String,
     /// Files of the tree, and how many contents (and bytes) this request carried.
     pub files: usize,

@@ -44,6 +44,22 @@ impl Apps {
                 refused => Error::Invalid(refused.to_string()),
             })?;
         let tree = received.tree;
+        let last_path = self.dev_root.join(app.name.as_str()).join("last.json");
+        if let Some(synced) = self.dev_sync(&app, &tree, &blobs, &last_path).await? {
+            let (release, files) = synced;
+            let audit = Self::audit_entry(caller, Some(&app.name), "dev sync", &tree.hash[..12]);
+            self.store.record_audit(&audit)?;
+            blobs.keep_only(&tree);
+            return Ok(wire::DevBuild {
+                build: None,
+                synced: files,
+                release: Some(release),
+                tree: tree.hash.clone(),
+                files: tree.files.len(),
+                received_files: received.files,
+                received_bytes: received.bytes,
+            });
+        }
         let short = &tree.hash[..12];
         let mut notes = vec![format!(
             "-----> hoist dev: working tree {short} ({} files; {} sent, {} bytes)",
@@ -66,11 +82,56 @@ impl Apps {
         // The source tar is written: only this tree's contents are needed from now on.
         blobs.keep_only(&kept);
         let build = submitted.build_id;
+        let last = dev::Last { files: kept.files.clone(), build };
+        last.write(&last_path).map_err(|e| Error::Internal(e.to_string()))?;
         // Nobody waits on the outcome here: the CLI follows the build's log.
         tokio::spawn(async move {
             let _ = submitted.outcome.await;
         });
-        Ok(wire::DevBuild { build, tree: hash, files, received_files: received.files, received_bytes: received.bytes })
+        Ok(wire::DevBuild {
+            build: Some(build),
+            synced: Vec::new(),
+            release: None,
+            tree: hash,
+            files,
+            received_files: received.files,
+            received_bytes: received.bytes,
+        })
+    }
+
+    /// Copies what changed since the last tree into the running release, when the release
+    /// is that tree's build and its buildpack says files may be synced; `None`: build.
+    async fn dev_sync(
+        &self,
+        app: &crate::store::App,
+        tree: &dev::Tree,
+        blobs: &dev::Blobs,
+        last_path: &std::path::Path,
+    ) -> Result<Option<(i64, Vec<String>)>> {
+        let Some(last) = dev::Last::read(last_path) else { return Ok(None) };
+        let Some(live) = self.store.live_release(&app.name)? else { return Ok(None) };
+        if live.build_id != Some(last.build) {
+            return Ok(None);
+        }
+        let Some(build) = self.store.builds(&app.name)?.into_iter().find(|b| b.id == last.build) else {
+            return Ok(None);
+        };
+        if !build.buildpack.as_deref().is_some_and(|b| self.builder.syncs(b)) {
+            return Ok(None);
+        }
+        let Some(changed) = dev::sync_plan(&last, tree, &self.builder.markers()) else { return Ok(None) };
+        let archive = dev::sync_archive(blobs, &changed).map_err(|e| Error::Internal(e.to_string()))?;
+        let paths: Vec<String> = changed.iter().map(|f| f.path.clone()).collect();
+        let target = self.rollouts.targets().get(live.target).map_err(|e| Error::Conflict(e.to_string()))?;
+        match target.sync_files(&app.name, &live, archive).await {
+            Ok(_) => {}
+            // A target that cannot sync builds instead.
+            Err(crate::target::Error::Unavailable { .. }) => return Ok(None),
+            Err(error) => return Err(Error::Conflict(error.to_string())),
+        }
+        let synced = dev::Last { files: tree.files.clone(), build: last.build };
+        synced.write(last_path).map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(Some((live.number, paths)))
     }
 
     fn dev_blobs(&self, app: &AppName) -> dev::Blobs {

@@ -708,6 +708,17 @@ impl Target for DockerTarget {
         Ok(processes)
     }
 
+    async fn sync_files(&self, app: &AppName, release: &Release, archive: Vec<u8>) -> Result<usize> {
+        let mut synced = 0;
+        for (_, name) in self.process_containers(app, release.number).await? {
+            let options = bollard::query_parameters::UploadToContainerOptionsBuilder::default().path("/").build();
+            let body = bollard::body_full(bytes::Bytes::from(archive.clone()));
+            self.docker.upload_to_container(&name, Some(options), body).await.map_err(Error::from)?;
+            synced += 1;
+        }
+        Ok(synced)
+    }
+
     async fn restart_processes(&self, app: &AppName, release: &Release, kind: &str) -> Result<usize> {
         let mut restarted = 0;
         for (process, name) in self.process_containers(app, release.number).await? {

@@ -670,6 +670,40 @@ impl KubernetesTarget {
 
 #[async_trait::async_trait]
 impl Target for KubernetesTarget {
+    async fn sync_files(&self, app: &AppName, release: &Release, archive: Vec<u8>) -> Result<usize> {
+        use tokio::io::AsyncWriteExt;
+        let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace(app));
+        let selector =
+            format!("{LABEL_APP}={app},{LABEL_INSTANCE}={},{LABEL_RELEASE}={}", self.settings.instance, release.number);
+        let mut synced = 0;
+        for pod in pods.list(&ListParams::default().labels(&selector)).await.map_err(Error::from)?.items {
+            let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
+            let Some(name) = pod.metadata.name.filter(|_| running) else { continue };
+            let params = kube::api::AttachParams::default().stdin(true).stdout(false).stderr(true);
+            let mut exec = pods.exec(&name, ["tar", "-x", "-C", "/", "-f", "-"], &params).await.map_err(Error::from)?;
+            let status = exec.take_status();
+            if let Some(mut stdin) = exec.stdin() {
+                stdin.write_all(&archive).await.map_err(|e| {
+                    super::Error::of(
+                        TargetKind::Kubernetes,
+                        std::io::Error::other(format!("sending files to pod {name}: {e}")),
+                    )
+                })?;
+                drop(stdin);
+            }
+            let ended = match status {
+                Some(status) => status.await,
+                None => None,
+            };
+            if let Some(status) = ended.filter(|s| s.status.as_deref() != Some("Success")) {
+                let message = format!("tar in pod {name}: {}", status.message.unwrap_or_default());
+                return Err(super::Error::of(TargetKind::Kubernetes, std::io::Error::other(message)));
+            }
+            synced += 1;
+        }
+        Ok(synced)
+    }
+
     async fn restart_processes(&self, app: &AppName, _release: &Release, kind: &str) -> Result<usize> {
         // What `kubectl rollout restart` does: a new pod template annotation makes the
         // Deployment replace its pods, rolling.
