@@ -113,10 +113,9 @@ impl Apps {
         if live.build_id != Some(last.build) {
             return Ok(None);
         }
-        let Some(build) = self.store.builds(&app.name)?.into_iter().find(|b| b.id == last.build) else {
-            return Ok(None);
-        };
-        if !build.buildpack.as_deref().is_some_and(|b| self.builder.syncs(b)) {
+        let builds = self.store.builds(&app.name)?;
+        let buildpack = builds.iter().find(|b| b.id == last.build).and_then(|b| b.buildpack.as_deref());
+        if !buildpack.is_some_and(|b| self.builder.syncs(b)) {
             return Ok(None);
         }
         let Some(changed) = dev::sync_plan(&last, tree, &self.builder.markers()) else { return Ok(None) };
