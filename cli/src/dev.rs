@@ -84,13 +84,14 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
                     (false, []) => "a file was removed".to_string(),
                 };
                 match send(&client, &options.app, &root, manifest).await {
-                    Ok(taken) => {
+                    Ok((taken, wire_bytes)) => {
                         sent = Some(hash);
                         let traffic = format!(
-                            "{} of {} files sent, {}",
+                            "{} of {} files sent, {}; {} with the manifest",
                             taken.received_files,
                             taken.files,
-                            bytes(taken.received_bytes)
+                            bytes(taken.received_bytes),
+                            bytes(wire_bytes)
                         );
                         match (taken.build, taken.release) {
                             (Some(build), _) => {
@@ -164,13 +165,21 @@ async fn ensure_app(client: &Client, app: &str, create: bool) -> anyhow::Result<
     Ok(())
 }
 
-/// Sends the tree: the manifest, then a tar of it and the contents hoistd lacks.
-async fn send(client: &Client, app: &str, root: &Path, manifest: wire::DevTree) -> anyhow::Result<wire::DevBuild> {
+/// Sends the tree: the manifest, then a tar of it and the contents hoistd lacks; what
+/// hoistd answered, and the bytes of both requests' bodies.
+async fn send(
+    client: &Client,
+    app: &str,
+    root: &Path,
+    manifest: wire::DevTree,
+) -> anyhow::Result<(wire::DevBuild, u64)> {
     let body = serde_json::to_value(&manifest)?;
+    let mut wire_bytes = serde_json::to_vec(&body)?.len() as u64;
     let missing: wire::DevMissing =
         client.typed(Method::POST, &format!("/api/v1/apps/{app}/dev/missing"), Some(body)).await?;
-    let (root, wanted) = (root.to_path_buf(), missing.missing);
-    let archive = tokio::task::spawn_blocking(move || upload(&root, &manifest, &wanted)).await??;
+    let (root, wanted, tree) = (root.to_path_buf(), missing.missing, missing.tree);
+    let archive = tokio::task::spawn_blocking(move || upload(&root, &manifest, &tree, &wanted)).await??;
+    wire_bytes += archive.len() as u64;
     let response = client
         .http
         .post(format!("{}/api/v1/apps/{app}/dev/builds", client.url))
@@ -181,14 +190,14 @@ async fn send(client: &Client, app: &str, root: &Path, manifest: wire::DevTree) 
         .await
         .map_err(|e| client.unreachable(e))?;
     let response = Client::checked(response).await?;
-    Ok(response.json().await?)
+    Ok((response.json().await?, wire_bytes))
 }
 
-/// The upload: `tree.json`, then each wanted content once as `blobs/<sha256>`.
-fn upload(root: &Path, manifest: &wire::DevTree, wanted: &[String]) -> anyhow::Result<Vec<u8>> {
+/// The upload: `tree.ref` (the tree just offered, by hoistd's hash), then each wanted
+/// content once as `blobs/<sha256>`.
+fn upload(root: &Path, manifest: &wire::DevTree, tree: &str, wanted: &[String]) -> anyhow::Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
-    let json = serde_json::to_vec(manifest)?;
-    append(&mut tar, "tree.json", &json)?;
+    append(&mut tar, "tree.ref", tree.as_bytes())?;
     for sha in wanted {
         let Some(file) = manifest.files.iter().find(|f| &f.sha256 == sha) else { continue };
         let data = std::fs::read(root.join(&file.path))?;

@@ -34,8 +34,11 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// The first entry of a dev build's tar: the tree's manifest.
+/// The first entry of a dev build's tar: the tree's manifest, or
 pub const MANIFEST_ENTRY: &str = "tree.json";
+/// the hash of the tree offered to `…/dev/missing` just before (its manifest is not sent
+/// twice).
+pub const TREE_REF_ENTRY: &str = "tree.ref";
 /// The folder of the tar's other entries: `blobs/<sha256>`.
 pub const BLOBS_PREFIX: &str = "blobs/";
 
@@ -149,24 +152,38 @@ pub struct Received {
     pub bytes: u64,
 }
 
-/// Reads a dev build's tar (`tree.json`, then `blobs/<sha256>` entries): checks the
-/// manifest, stores each blob after checking its hash, and checks that every content the
-/// tree names is then held.
-pub fn receive(archive: &Path, blobs: &Blobs, limits: SizeLimits) -> Result<Received> {
+/// Reads a dev build's tar (`tree.json`, or `tree.ref` naming the `offered` tree, then
+/// `blobs/<sha256>` entries): checks the manifest, stores each blob after checking its
+/// hash, and checks that every content the tree names is then held.
+pub fn receive(archive: &Path, blobs: &Blobs, limits: SizeLimits, offered: Option<Tree>) -> Result<Received> {
     let io = |source| Error::Io { path: archive.to_path_buf(), source };
     let mut reader = tar::Archive::new(std::fs::File::open(archive).map_err(io)?);
     let mut entries = reader.entries().map_err(io)?;
     let first =
         entries.next().ok_or_else(|| Error::Invalid(format!("the tar is empty; {MANIFEST_ENTRY} comes first")))?;
     let mut first = first.map_err(io)?;
-    if first.path().map_err(io)?.to_string_lossy() != MANIFEST_ENTRY {
-        return Err(Error::Invalid(format!("{MANIFEST_ENTRY} must be the tar's first entry")));
-    }
+    let name = first.path().map_err(io)?.to_string_lossy().into_owned();
     let mut manifest = Vec::new();
     first.by_ref().take(64 << 20).read_to_end(&mut manifest).map_err(io)?;
-    let sent: wire::DevTree =
-        serde_json::from_slice(&manifest).map_err(|e| Error::Invalid(format!("{MANIFEST_ENTRY}: {e}")))?;
-    let tree = Tree::check(sent, limits)?;
+    let tree = match name.as_str() {
+        MANIFEST_ENTRY => {
+            let sent: wire::DevTree =
+                serde_json::from_slice(&manifest).map_err(|e| Error::Invalid(format!("{MANIFEST_ENTRY}: {e}")))?;
+            Tree::check(sent, limits)?
+        }
+        TREE_REF_ENTRY => {
+            let named = String::from_utf8_lossy(&manifest).trim().to_string();
+            match offered {
+                Some(tree) if tree.hash == named => tree,
+                _ => {
+                    return Err(Error::Invalid(format!(
+                        "tree {named} was not offered just before; send its manifest as {MANIFEST_ENTRY}"
+                    )))
+                }
+            }
+        }
+        _ => return Err(Error::Invalid(format!("{MANIFEST_ENTRY} or {TREE_REF_ENTRY} must be the tar's first entry"))),
+    };
     let sizes: BTreeMap<&str, u64> = tree.files.iter().map(|f| (f.sha256.as_str(), f.size)).collect();
     let (mut files, mut bytes) = (0, 0);
     for entry in entries {
@@ -439,12 +456,20 @@ mod tests {
         tar.file(MANIFEST_ENTRY, 0o644, &manifest).unwrap();
         tar.file(&format!("{BLOBS_PREFIX}{}", file("", b"hi").sha256), 0o644, b"hi").unwrap();
         tar.finish().unwrap().flush().unwrap();
-        let received = receive(&sent, &blobs, LIMITS).unwrap();
+        let received = receive(&sent, &blobs, LIMITS, None).unwrap();
         assert_eq!((received.files, received.bytes), (1, 2));
         let source = dir.join("source.tar");
         let files = received.tree.write_tar(&blobs, &source).unwrap();
         assert_eq!(files, ["copy.html", "index.html", "x"]);
         assert_eq!(archive::read_file(&source, "index.html", 10).unwrap().unwrap(), b"hi");
+        // The tree offered before is named by its hash, not sent again.
+        let by_ref = dir.join("by-ref.tar");
+        let mut tar = archive::Writer::create(&by_ref, 0).unwrap();
+        tar.file(TREE_REF_ENTRY, 0o644, received.tree.hash.as_bytes()).unwrap();
+        tar.finish().unwrap().flush().unwrap();
+        assert!(receive(&by_ref, &blobs, LIMITS, None).is_err(), "nothing was offered");
+        let again = receive(&by_ref, &blobs, LIMITS, Some(received.tree.clone())).unwrap();
+        assert_eq!((again.files, again.tree.hash), (0, received.tree.hash.clone()));
         blobs.keep_only(&Tree::check(wire::DevTree { files: vec![file("x", b"x")], base: None }, LIMITS).unwrap());
         assert!(!blobs.has(&file("", b"hi").sha256) && blobs.has(&file("", b"x").sha256));
         let _ = std::fs::remove_dir_all(&dir);

@@ -90,7 +90,7 @@ fn hoist_dev_deploys_each_save_of_a_working_tree_and_keeps_the_last_good_release
     assert!(hoistd.visit("devsite", "/").1.contains("two"));
     let text = dev.text();
     let line = text.lines().find(|l| l.contains("index.html changed →")).unwrap();
-    assert!(line.contains("(1 of 2 files sent, 13 B)"), "{text}");
+    assert!(line.contains("(1 of 2 files sent, 13 B;"), "{text}");
 
     // A file git ignores deploys nothing; five saves inside the debounce window deploy once.
     tree.write("notes.txt", "scratch\n");
@@ -134,7 +134,7 @@ fn hoist_dev_deploys_each_save_of_a_working_tree_and_keeps_the_last_good_release
     // Again with --down: nothing to send (hoistd has every content), then the app goes.
     let dev = Dev::start(&hoistd, &tree.dir, &["devsite", "--down"]);
     dev.wait_for("the second session's deploy", "build 4 live", 60);
-    assert!(dev.text().contains("(0 of 2 files sent, 0 B)"), "{}", dev.text());
+    assert!(dev.text().contains("(0 of 2 files sent, 0 B;"), "{}", dev.text());
     let (status, text) = dev.interrupt();
     assert!(status.success() && text.contains("removed (--down)"), "{text}");
     let apps = hoistd.get_json("/api/v1/apps");

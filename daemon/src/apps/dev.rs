@@ -14,7 +14,13 @@ impl Apps {
     pub fn dev_missing(&self, caller: &Caller, name: &str, tree: wire::DevTree) -> Result<wire::DevMissing> {
         let app = self.authorize(caller, name, Role::Deployer, "deploying a working tree")?;
         let tree = dev::Tree::check(tree, self.intake.limits).map_err(|e| Error::Invalid(e.to_string()))?;
-        Ok(wire::DevMissing { missing: tree.missing(&self.dev_blobs(&app.name)), tree: tree.hash })
+        let missing = tree.missing(&self.dev_blobs(&app.name));
+        // Kept, so the build that follows names it instead of sending it again.
+        let offered = dev::Last { files: tree.files.clone(), build: 0 };
+        offered
+            .write(&self.dev_root.join(app.name.as_str()).join("offered.json"))
+            .map_err(|e| Error::Internal(e.to_string()))?;
+        Ok(wire::DevMissing { missing, tree: tree.hash })
     }
 
     /// Where a dev build's upload goes while it arrives (after the caller may send one).
@@ -36,7 +42,9 @@ impl Apps {
         let app = self.authorize(caller, name, Role::Deployer, "deploying a working tree")?;
         let blobs = self.dev_blobs(&app.name);
         let (into, limits) = (blobs.clone(), self.intake.limits);
-        let received = tokio::task::spawn_blocking(move || dev::receive(&upload, &into, limits))
+        let offered = dev::Last::read(&self.dev_root.join(app.name.as_str()).join("offered.json"))
+            .and_then(|o| dev::Tree::check(wire::DevTree { files: o.files, base: None }, limits).ok());
+        let received = tokio::task::spawn_blocking(move || dev::receive(&upload, &into, limits, offered))
             .await
             .map_err(|e| Error::Internal(e.to_string()))?
             .map_err(|e| match e {
