@@ -261,6 +261,44 @@ pub fn sync_plan<'t>(last: &Last, tree: &'t Tree, markers: &[String]) -> Option<
     (!changed.is_empty()).then_some(changed)
 }
 
+/// The app's own `.hoist/dev.toml`: `sync = true` says its files may be copied into
+/// the running release (assemble copies the source to `/app` unchanged and the process
+/// reads it again), `signal = "HUP"` what to send its processes afterwards (gunicorn
+/// reloads its workers on HUP).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AppDev {
+    #[serde(default)]
+    pub sync: bool,
+    #[serde(default)]
+    pub signal: Option<String>,
+}
+
+/// The signals `.hoist/dev.toml` may name.
+pub const SIGNALS: &[&str] = &["HUP", "USR1", "USR2", "INT", "TERM"];
+
+impl AppDev {
+    /// The tree's `.hoist/dev.toml`, if it has one.
+    pub fn of(tree: &Tree, blobs: &Blobs) -> Result<Option<AppDev>> {
+        let Some(file) = tree.files.iter().find(|f| f.path == ".hoist/dev.toml") else { return Ok(None) };
+        let text = std::fs::read_to_string(blobs.path(&file.sha256))
+            .map_err(|source| Error::Io { path: PathBuf::from(&file.path), source })?;
+        let mut dev: AppDev =
+            toml::from_str(&text).map_err(|e| Error::Invalid(format!(".hoist/dev.toml: {}", e.message())))?;
+        if let Some(signal) = &mut dev.signal {
+            let name = signal.trim().trim_start_matches("SIG").to_ascii_uppercase();
+            if !SIGNALS.contains(&name.as_str()) {
+                return Err(Error::Invalid(format!(
+                    ".hoist/dev.toml: signal {signal:?} is not one of {}",
+                    SIGNALS.join(", ")
+                )));
+            }
+            *signal = name;
+        }
+        Ok(Some(dev))
+    }
+}
+
 /// The changed files as a tar to unpack at `/` of a release: under `app/`, owned by the
 /// app's user.
 pub fn sync_archive(blobs: &Blobs, files: &[&wire::DevFile]) -> Result<Vec<u8>> {
@@ -408,6 +446,26 @@ mod tests {
         assert!(Tree::check(wire::DevTree { files: both, base: None }, LIMITS).is_err());
         let twice = vec![file("a", b"1"), file("a", b"2")];
         assert!(Tree::check(wire::DevTree { files: twice, base: None }, LIMITS).is_err());
+    }
+
+    #[test]
+    fn an_apps_dev_toml_may_ask_for_sync_and_a_signal() {
+        let dir = std::env::temp_dir().join(format!("hoist-dev-toml-{}", std::process::id()));
+        let blobs = Blobs::new(dir.clone());
+        let with = |text: &str| {
+            let f = file(".hoist/dev.toml", text.as_bytes());
+            blobs.put(&f.sha256, text.as_bytes()).unwrap();
+            AppDev::of(&Tree::check(wire::DevTree { files: vec![f], base: None }, LIMITS).unwrap(), &blobs)
+        };
+        assert_eq!(
+            with("sync = true\nsignal = \"SIGhup\"\n").unwrap(),
+            Some(AppDev { sync: true, signal: Some("HUP".into()) })
+        );
+        assert!(with("signal = \"KILL\"\n").is_err());
+        assert!(with("sink = true\n").is_err());
+        let none = Tree::check(wire::DevTree { files: vec![file("a", b"1")], base: None }, LIMITS).unwrap();
+        assert_eq!(AppDev::of(&none, &blobs).unwrap(), None);
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]

@@ -161,9 +161,15 @@ pub trait Target: Send + Sync {
     async fn restart_processes(&self, app: &AppName, release: &Release, kind: &str) -> Result<usize>;
 
     /// `hoist dev`'s sync: unpacks `archive` (a tar of files under `app/`) at `/` in every
-    /// process of the running `release`, without a build or a restart; returns how many
-    /// processes got it.
-    async fn sync_files(&self, _app: &AppName, _release: &Release, _archive: Vec<u8>) -> Result<usize> {
+    /// process of the running `release`, without a build or a restart, then sends each
+    /// `signal` (`HUP`, …) if given; returns how many processes got it.
+    async fn sync_files(
+        &self,
+        _app: &AppName,
+        _release: &Release,
+        _archive: Vec<u8>,
+        _signal: Option<&str>,
+    ) -> Result<usize> {
         Err(Error::Unavailable {
             kind: self.kind(),
             why: "this target cannot copy files into a running release; hoist dev builds instead".to_string(),

@@ -140,3 +140,28 @@ fn hoist_dev_deploys_each_save_of_a_working_tree_and_keeps_the_last_good_release
     let apps = hoistd.get_json("/api/v1/apps");
     assert!(apps.as_array().unwrap().iter().all(|a| a["name"] != "devsite"), "{apps}");
 }
+
+#[test]
+fn an_app_that_asks_for_sync_and_a_signal_reloads_without_a_build() {
+    let hoistd = Hoistd::start(&[]);
+    // gunicorn reloads its workers, with the code as it is now, on HUP.
+    let tree = WorkTree::new(&hoistd, "devpy", None);
+    tree.write("requirements.txt", "gunicorn==23.0.0\n")
+        .write("greeting.py", "TEXT = 'first'\n")
+        .write(
+            "app.py",
+            "import greeting\n\ndef app(environ, start_response):\n    start_response('200 OK', [('Content-Type', 'text/plain')])\n    return [f'{greeting.TEXT}\\n'.encode()]\n",
+        )
+        .write("Procfile", "web: gunicorn app:app\n")
+        .write(".hoist/dev.toml", "sync = true\nsignal = \"HUP\"\n");
+    let dev = Dev::start(&hoistd, &tree.dir, &["devpy", "--create", "--debounce-ms", "200"]);
+    dev.wait_for("the first deploy", "build 1 live", 300);
+    assert_eq!(hoistd.visit("devpy", "/").1, "first\n");
+    tree.write("greeting.py", "TEXT = 'second'\n");
+    dev.wait_for("the sync", "greeting.py changed → synced into release 1 without a build", 60);
+    wait_for("gunicorn's new workers", Duration::from_secs(20), || {
+        (hoistd.visit("devpy", "/").1 == "second\n").then_some(())
+    });
+    let (status, text) = dev.interrupt();
+    assert!(status.success(), "{text}");
+}

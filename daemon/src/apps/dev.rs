@@ -123,14 +123,16 @@ impl Apps {
         }
         let builds = self.store.builds(&app.name)?;
         let buildpack = builds.iter().find(|b| b.id == last.build).and_then(|b| b.buildpack.as_deref());
-        if !buildpack.is_some_and(|b| self.builder.syncs(b)) {
+        // The buildpack's word, or the app's own (`.hoist/dev.toml`).
+        let app_dev = dev::AppDev::of(tree, blobs).map_err(|e| Error::Invalid(e.to_string()))?.unwrap_or_default();
+        if !(app_dev.sync || buildpack.is_some_and(|b| self.builder.syncs(b))) {
             return Ok(None);
         }
         let Some(changed) = dev::sync_plan(&last, tree, &self.builder.markers()) else { return Ok(None) };
         let archive = dev::sync_archive(blobs, &changed).map_err(|e| Error::Internal(e.to_string()))?;
         let paths: Vec<String> = changed.iter().map(|f| f.path.clone()).collect();
         let target = self.rollouts.targets().get(live.target).map_err(|e| Error::Conflict(e.to_string()))?;
-        match target.sync_files(&app.name, &live, archive).await {
+        match target.sync_files(&app.name, &live, archive, app_dev.signal.as_deref()).await {
             Ok(_) => {}
             // A target that cannot sync builds instead.
             Err(crate::target::Error::Unavailable { .. }) => return Ok(None),

@@ -708,12 +708,23 @@ impl Target for DockerTarget {
         Ok(processes)
     }
 
-    async fn sync_files(&self, app: &AppName, release: &Release, archive: Vec<u8>) -> Result<usize> {
+    async fn sync_files(
+        &self,
+        app: &AppName,
+        release: &Release,
+        archive: Vec<u8>,
+        signal: Option<&str>,
+    ) -> Result<usize> {
         let mut synced = 0;
-        for (_, name) in self.process_containers(app, release.number).await? {
+        for (process, name) in self.process_containers(app, release.number).await? {
             let options = bollard::query_parameters::UploadToContainerOptionsBuilder::default().path("/").build();
             let body = bollard::body_full(bytes::Bytes::from(archive.clone()));
             self.docker.upload_to_container(&name, Some(options), body).await.map_err(Error::from)?;
+            // tini, PID 1, passes the signal on to the app; one-offs are left alone.
+            if let Some(signal) = signal.filter(|_| !process.starts_with("run.")) {
+                let options = bollard::query_parameters::KillContainerOptionsBuilder::default().signal(signal).build();
+                self.docker.kill_container(&name, Some(options)).await.map_err(Error::from)?;
+            }
             synced += 1;
         }
         Ok(synced)

@@ -670,7 +670,13 @@ impl KubernetesTarget {
 
 #[async_trait::async_trait]
 impl Target for KubernetesTarget {
-    async fn sync_files(&self, app: &AppName, release: &Release, archive: Vec<u8>) -> Result<usize> {
+    async fn sync_files(
+        &self,
+        app: &AppName,
+        release: &Release,
+        archive: Vec<u8>,
+        signal: Option<&str>,
+    ) -> Result<usize> {
         use tokio::io::AsyncWriteExt;
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace(app));
         let selector =
@@ -698,6 +704,13 @@ impl Target for KubernetesTarget {
             if let Some(status) = ended.filter(|s| s.status.as_deref() != Some("Success")) {
                 let message = format!("tar in pod {name}: {}", status.message.unwrap_or_default());
                 return Err(super::Error::of(TargetKind::Kubernetes, std::io::Error::other(message)));
+            }
+            if let Some(signal) = signal {
+                let params = kube::api::AttachParams::default().stdout(false).stderr(true);
+                let mut kill = pods.exec(&name, ["kill", "-s", signal, "1"], &params).await.map_err(Error::from)?;
+                if let Some(status) = kill.take_status() {
+                    let _ = status.await;
+                }
             }
             synced += 1;
         }
