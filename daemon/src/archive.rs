@@ -19,6 +19,7 @@ pub const APP_UID: u64 = 1001;
 pub struct Writer<W: Write = Vec<u8>> {
     inner: tar::Builder<W>,
     uid: u64,
+    mtime: u64,
 }
 
 impl Writer<Vec<u8>> {
@@ -40,7 +41,7 @@ impl<W: Write> Writer<W> {
     pub fn wrap(sink: W, uid: u64) -> Writer<W> {
         let mut inner = tar::Builder::new(sink);
         inner.mode(tar::HeaderMode::Deterministic);
-        Writer { inner, uid }
+        Writer { inner, uid, mtime: FIXED_MTIME }
     }
 
     /// The owner of the entries appended from now on.
@@ -48,12 +49,19 @@ impl<W: Write> Writer<W> {
         self.uid = uid;
     }
 
+    /// The mtime of the entries appended from now on, instead of [`FIXED_MTIME`]: files
+    /// copied into a running process (`hoist dev`'s sync) must look newer than what it
+    /// cached of them (Python's `.pyc` files are checked by source mtime and size).
+    pub fn set_mtime(&mut self, mtime: u64) {
+        self.mtime = mtime;
+    }
+
     fn header(&self, kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
         let mut header = tar::Header::new_gnu();
         header.set_entry_type(kind);
         header.set_mode(mode);
         header.set_size(size);
-        header.set_mtime(FIXED_MTIME);
+        header.set_mtime(self.mtime);
         header.set_uid(self.uid);
         header.set_gid(self.uid);
         header

@@ -215,6 +215,9 @@ pub fn receive(archive: &Path, blobs: &Blobs, limits: SizeLimits, offered: Optio
 pub struct Last {
     pub files: Vec<wire::DevFile>,
     pub build: i64,
+    /// The mtime the last sync gave its files (seconds since the epoch).
+    #[serde(default)]
+    pub synced_mtime: u64,
 }
 
 impl Last {
@@ -299,11 +302,19 @@ impl AppDev {
     }
 }
 
+/// The mtime a sync gives its files: now, and always later than the sync before (caches
+/// such as Python's `.pyc` compare the source's mtime in whole seconds, and its size).
+pub fn sync_mtime(last: &Last) -> u64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    now.max(last.synced_mtime + 1)
+}
+
 /// The changed files as a tar to unpack at `/` of a release: under `app/`, owned by the
-/// app's user.
-pub fn sync_archive(blobs: &Blobs, files: &[&wire::DevFile]) -> Result<Vec<u8>> {
+/// app's user, with `mtime`.
+pub fn sync_archive(blobs: &Blobs, files: &[&wire::DevFile], mtime: u64) -> Result<Vec<u8>> {
     let io = |path: PathBuf| move |source| Error::Io { path, source };
     let mut tar = archive::Writer::new(archive::APP_UID);
+    tar.set_mtime(mtime);
     for file in files {
         let blob = blobs.path(&file.sha256);
         let data = std::fs::read(&blob).map_err(io(blob))?;
@@ -470,7 +481,8 @@ mod tests {
 
     #[test]
     fn a_changed_file_syncs_but_removals_inputs_and_new_markers_build() {
-        let last = Last { files: vec![file("index.html", b"1"), file("a.css", b"x")], build: 3 };
+        let last = Last { files: vec![file("index.html", b"1"), file("a.css", b"x")], build: 3, synced_mtime: 0 };
+        assert!(sync_mtime(&Last { synced_mtime: u64::MAX / 2, ..last.clone() }) == u64::MAX / 2 + 1);
         let check = |files: Vec<wire::DevFile>| Tree::check(wire::DevTree { files, base: None }, LIMITS).unwrap();
         let markers = vec!["index.html".to_string(), "package.json".to_string()];
         let edited = check(vec![file("index.html", b"2"), file("a.css", b"x")]);

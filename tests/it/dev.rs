@@ -162,6 +162,12 @@ fn an_app_that_asks_for_sync_and_a_signal_reloads_without_a_build() {
     wait_for("gunicorn's new workers", Duration::from_secs(20), || {
         (hoistd.visit("devpy", "/").1 == "second\n").then_some(())
     });
+    // A change of the same size: Python's cached bytecode is checked by the source's
+    // mtime and size, so a synced file must be newer than the cache.
+    tree.write("greeting.py", "TEXT = 'Second'\n");
+    wait_for("the same-size change", Duration::from_secs(20), || {
+        (hoistd.visit("devpy", "/").1 == "Second\n").then_some(())
+    });
     let (status, text) = dev.interrupt();
     assert!(status.success(), "{text}");
 }

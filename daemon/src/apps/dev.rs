@@ -16,7 +16,7 @@ impl Apps {
         let tree = dev::Tree::check(tree, self.intake.limits).map_err(|e| Error::Invalid(e.to_string()))?;
         let missing = tree.missing(&self.dev_blobs(&app.name));
         // Kept, so the build that follows names it instead of sending it again.
-        let offered = dev::Last { files: tree.files.clone(), build: 0 };
+        let offered = dev::Last { files: tree.files.clone(), build: 0, synced_mtime: 0 };
         offered
             .write(&self.dev_root.join(app.name.as_str()).join("offered.json"))
             .map_err(|e| Error::Internal(e.to_string()))?;
@@ -90,7 +90,7 @@ impl Apps {
         // The source tar is written: only this tree's contents are needed from now on.
         blobs.keep_only(&kept);
         let build = submitted.build_id;
-        let last = dev::Last { files: kept.files.clone(), build };
+        let last = dev::Last { files: kept.files.clone(), build, synced_mtime: 0 };
         last.write(&last_path).map_err(|e| Error::Internal(e.to_string()))?;
         // Nobody waits on the outcome here: the CLI follows the build's log.
         tokio::spawn(async move {
@@ -129,7 +129,8 @@ impl Apps {
             return Ok(None);
         }
         let Some(changed) = dev::sync_plan(&last, tree, &self.builder.markers()) else { return Ok(None) };
-        let archive = dev::sync_archive(blobs, &changed).map_err(|e| Error::Internal(e.to_string()))?;
+        let mtime = dev::sync_mtime(&last);
+        let archive = dev::sync_archive(blobs, &changed, mtime).map_err(|e| Error::Internal(e.to_string()))?;
         let paths: Vec<String> = changed.iter().map(|f| f.path.clone()).collect();
         let target = self.rollouts.targets().get(live.target).map_err(|e| Error::Conflict(e.to_string()))?;
         match target.sync_files(&app.name, &live, archive, app_dev.signal.as_deref()).await {
@@ -138,7 +139,7 @@ impl Apps {
             Err(crate::target::Error::Unavailable { .. }) => return Ok(None),
             Err(error) => return Err(Error::Conflict(error.to_string())),
         }
-        let synced = dev::Last { files: tree.files.clone(), build: last.build };
+        let synced = dev::Last { files: tree.files.clone(), build: last.build, synced_mtime: mtime };
         synced.write(last_path).map_err(|e| Error::Internal(e.to_string()))?;
         Ok(Some((live.number, paths)))
     }
