@@ -1,7 +1,7 @@
 //! `hoist dev` against a live hoistd: the CLI watches a working tree (the `notify`
 //! crate, real file writes) and deploys each save through the real build and rollout.
 
-use hoist_tests::{binary, wait_for, Hoistd, WorkTree};
+use hoist_tests::{binary, wait_for, Cluster, Hoistd, WorkTree};
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -48,7 +48,15 @@ impl Dev {
 
     /// Waits until the output holds `wanted`.
     fn wait_for(&self, what: &str, wanted: &str, secs: u64) {
-        wait_for(what, Duration::from_secs(secs), || self.text().contains(wanted).then_some(()));
+        let started = std::time::Instant::now();
+        while !self.text().contains(wanted) {
+            assert!(
+                started.elapsed() < Duration::from_secs(secs),
+                "gave up waiting {secs} s for {what} ({wanted:?}); hoist dev said:\n{}",
+                self.text()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Builds started and syncs made.
@@ -167,6 +175,31 @@ fn an_app_that_asks_for_sync_and_a_signal_reloads_without_a_build() {
     tree.write("greeting.py", "TEXT = 'Second'\n");
     wait_for("the same-size change", Duration::from_secs(20), || {
         (hoistd.visit("devpy", "/").1 == "Second\n").then_some(())
+    });
+    let (status, text) = dev.interrupt();
+    assert!(status.success(), "{text}");
+}
+
+#[test]
+fn hoist_dev_on_the_kubernetes_target_builds_and_syncs_into_the_pods() {
+    let cluster = Cluster::connect();
+    let hoistd = Hoistd::start_with(&cluster.hoistd_settings(60));
+    let tree = WorkTree::new(&hoistd, "kube-dev", Some("static-site"));
+    tree.write("index.html", "<h1>in the cluster</h1>\n");
+    let dev = Dev::start(&hoistd, &tree.dir, &["kube-dev", "--create", "--debounce-ms", "200"]);
+    dev.wait_for("the first deploy", "build 1 live", 180);
+    assert!(hoistd.visit("kube-dev", "/").1.contains("in the cluster"));
+    // A save goes into the running pod through the API server's exec.
+    tree.write("index.html", "<h1>synced into the pod</h1>\n");
+    if std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        dev.wait_for("the sync", "synced into release 1 without a build", 60)
+    }))
+    .is_err()
+    {
+        panic!("no sync\n{}\n{}", dev.text(), hoistd.log_tail(40));
+    }
+    wait_for("the synced page", Duration::from_secs(10), || {
+        hoistd.visit("kube-dev", "/").1.contains("synced into the pod").then_some(())
     });
     let (status, text) = dev.interrupt();
     assert!(status.success(), "{text}");

@@ -262,6 +262,14 @@ fn kubernetes_runs_every_procfile_process_type_and_an_app_can_bring_its_own_char
     assert_eq!(run.status.code(), Some(3), "{}", show(&run));
     assert_eq!(String::from_utf8_lossy(&run.stdout).trim(), "got hello on 5000", "{}", show(&run));
     assert!(String::from_utf8_lossy(&run.stderr).contains("oops"), "{}", show(&run));
+    // The end of stdin reaches the process: `cat` ends.
+    let cat = hoistd.cli_with_input(&["run", app, "--", "cat"], "one\ntwo\n");
+    assert_eq!(
+        (cat.status.code(), String::from_utf8_lossy(&cat.stdout).to_string()),
+        (Some(0), "one\ntwo\n".to_string()),
+        "{}",
+        show(&cat)
+    );
     let on_tty = hoistd.cli_on_terminal(&["run", app, "--", "tty; stty size; exit 4"]);
     let shown = String::from_utf8_lossy(&on_tty.stdout).to_string();
     assert!(shown.contains("/dev/pts/") && shown.contains("24 80"), "{}", show(&on_tty));

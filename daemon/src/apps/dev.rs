@@ -52,6 +52,7 @@ impl Apps {
                 refused => Error::Invalid(refused.to_string()),
             })?;
         let tree = received.tree;
+        tracing::info!(app = %app.name, tree = &tree.hash[..12], files = received.files, "hoist dev: tree received");
         let last_path = self.dev_root.join(app.name.as_str()).join("last.json");
         if let Some(synced) = self.dev_sync(&app, &tree, &blobs, &last_path).await? {
             let (release, files) = synced;
@@ -133,6 +134,7 @@ impl Apps {
         let archive = dev::sync_archive(blobs, &changed, mtime).map_err(|e| Error::Internal(e.to_string()))?;
         let paths: Vec<String> = changed.iter().map(|f| f.path.clone()).collect();
         let target = self.rollouts.targets().get(live.target).map_err(|e| Error::Conflict(e.to_string()))?;
+        tracing::info!(app = %app.name, release = live.number, files = paths.len(), "hoist dev: syncing into the running release");
         match target.sync_files(&app.name, &live, archive, app_dev.signal.as_deref()).await {
             Ok(_) => {}
             // A target that cannot sync builds instead.

@@ -685,31 +685,34 @@ impl Target for KubernetesTarget {
         for pod in pods.list(&ListParams::default().labels(&selector)).await.map_err(Error::from)?.items {
             let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
             let Some(name) = pod.metadata.name.filter(|_| running) else { continue };
+            // `head -c` ends the input itself: the end of stdin does not always reach the
+            // process through the API server.
+            let unpack = format!("head -c {} | tar -x -C / -f -", archive.len());
             let params = kube::api::AttachParams::default().stdin(true).stdout(false).stderr(true);
-            let mut exec = pods.exec(&name, ["tar", "-x", "-C", "/", "-f", "-"], &params).await.map_err(Error::from)?;
+            let mut exec = pods.exec(&name, ["sh", "-c", unpack.as_str()], &params).await.map_err(Error::from)?;
             let status = exec.take_status();
-            if let Some(mut stdin) = exec.stdin() {
-                stdin.write_all(&archive).await.map_err(|e| {
-                    super::Error::of(
-                        TargetKind::Kubernetes,
-                        std::io::Error::other(format!("sending files to pod {name}: {e}")),
-                    )
-                })?;
-                drop(stdin);
+            let mut stdin = exec.stdin();
+            let failed = |what: String| super::Error::of(TargetKind::Kubernetes, std::io::Error::other(what));
+            if let Some(stdin) = stdin.as_mut() {
+                stdin.write_all(&archive).await.map_err(|e| failed(format!("sending files to pod {name}: {e}")))?;
+                stdin.flush().await.map_err(|e| failed(format!("sending files to pod {name}: {e}")))?;
             }
             let ended = match status {
-                Some(status) => status.await,
+                Some(status) => tokio::time::timeout(Duration::from_secs(60), status)
+                    .await
+                    .map_err(|_| failed(format!("pod {name} did not take the files within 60 s")))?,
                 None => None,
             };
+            drop(stdin);
             if let Some(status) = ended.filter(|s| s.status.as_deref() != Some("Success")) {
                 let message = format!("tar in pod {name}: {}", status.message.unwrap_or_default());
-                return Err(super::Error::of(TargetKind::Kubernetes, std::io::Error::other(message)));
+                return Err(failed(message));
             }
             if let Some(signal) = signal {
                 let params = kube::api::AttachParams::default().stdout(false).stderr(true);
                 let mut kill = pods.exec(&name, ["kill", "-s", signal, "1"], &params).await.map_err(Error::from)?;
                 if let Some(status) = kill.take_status() {
-                    let _ = status.await;
+                    let _ = tokio::time::timeout(Duration::from_secs(30), status).await;
                 }
             }
             synced += 1;
