@@ -58,6 +58,7 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
     say(&format!("watching {} for app {} (Ctrl-C stops watching; the app keeps running)", root.display(), options.app));
 
     let mut seen = Seen::default();
+    let mut offered: Option<Offered> = None;
     let mut sent: Option<String> = None;
     let mut follower: Option<tokio::task::JoinHandle<()>> = None;
     let mut saved_at = Instant::now();
@@ -83,7 +84,7 @@ pub async fn run(client: Client, options: Options) -> anyhow::Result<()> {
                     (false, [one, rest @ ..]) => format!("{one} and {} more changed", rest.len()),
                     (false, []) => "a file was removed".to_string(),
                 };
-                match send(&client, &options.app, &root, manifest).await {
+                match send(&client, &options.app, &root, manifest, &mut offered).await {
                     Ok((taken, wire_bytes)) => {
                         sent = Some(hash);
                         let traffic = format!(
@@ -172,11 +173,31 @@ async fn send(
     app: &str,
     root: &Path,
     manifest: wire::DevTree,
+    offered: &mut Option<Offered>,
 ) -> anyhow::Result<(wire::DevBuild, u64)> {
-    let body = serde_json::to_value(&manifest)?;
-    let mut wire_bytes = serde_json::to_vec(&body)?.len() as u64;
-    let missing: wire::DevMissing =
-        client.typed(Method::POST, &format!("/api/v1/apps/{app}/dev/missing"), Some(body)).await?;
+    let path = format!("/api/v1/apps/{app}/dev/missing");
+    // What changed since the tree offered before, if hoistd has it; else everything.
+    let mut wire_bytes = 0;
+    let mut missing = None;
+    if let Some(before) = offered.as_ref() {
+        let change = before.change(&manifest);
+        let body = serde_json::to_value(&change)?;
+        wire_bytes += serde_json::to_vec(&body)?.len() as u64;
+        match client.typed::<wire::DevMissing>(Method::POST, &path, Some(body)).await {
+            Ok(answer) => missing = Some(answer),
+            Err(error) if format!("{error:#}").contains("send the whole manifest") => {}
+            Err(error) => return Err(error),
+        }
+    }
+    let missing = match missing {
+        Some(missing) => missing,
+        None => {
+            let body = serde_json::to_value(&manifest)?;
+            wire_bytes += serde_json::to_vec(&body)?.len() as u64;
+            client.typed(Method::POST, &path, Some(body)).await?
+        }
+    };
+    *offered = Some(Offered { tree: missing.tree.clone(), files: manifest.files.clone() });
     let (root, wanted, tree) = (root.to_path_buf(), missing.missing, missing.tree);
     let archive = tokio::task::spawn_blocking(move || upload(&root, &manifest, &tree, &wanted)).await??;
     wire_bytes += archive.len() as u64;
@@ -191,6 +212,26 @@ async fn send(
         .map_err(|e| client.unreachable(e))?;
     let response = Client::checked(response).await?;
     Ok((response.json().await?, wire_bytes))
+}
+
+/// The tree hoistd was last offered (its hash as hoistd computed it) and its files.
+pub struct Offered {
+    tree: String,
+    files: Vec<wire::DevFile>,
+}
+
+impl Offered {
+    /// `now` as a change since this tree: the files changed or added, the paths removed.
+    fn change(&self, now: &wire::DevTree) -> wire::DevTree {
+        let before: BTreeMap<&str, &wire::DevFile> = self.files.iter().map(|f| (f.path.as_str(), f)).collect();
+        let kept: std::collections::BTreeSet<&str> = now.files.iter().map(|f| f.path.as_str()).collect();
+        wire::DevTree {
+            files: now.files.iter().filter(|f| before.get(f.path.as_str()) != Some(f)).cloned().collect(),
+            base: now.base.clone(),
+            since: Some(self.tree.clone()),
+            removed: self.files.iter().filter(|f| !kept.contains(f.path.as_str())).map(|f| f.path.clone()).collect(),
+        }
+    }
 }
 
 /// The upload: `tree.ref` (the tree just offered, by hoistd's hash), then each wanted
@@ -300,7 +341,7 @@ fn scan(root: &Path, previous: Seen) -> anyhow::Result<((wire::DevTree, Vec<Stri
             executable: h.executable,
         })
         .collect();
-    Ok(((wire::DevTree { files, base: base_commit(root) }, changed), seen))
+    Ok(((wire::DevTree { files, base: base_commit(root), ..Default::default() }, changed), seen))
 }
 
 fn hash_file(path: &Path) -> std::io::Result<String> {

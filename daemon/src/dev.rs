@@ -106,6 +106,27 @@ impl Tree {
         Ok(Tree { files, base: sent.base, hash })
     }
 
+    /// The tree `change` describes: `offered` (the tree last offered, whose hash it
+    /// names in `since`) with its removed paths gone and its files put in.
+    pub fn apply(offered: &Tree, change: wire::DevTree, limits: SizeLimits) -> Result<Tree> {
+        if change.since.as_deref() != Some(offered.hash.as_str()) {
+            return Err(Error::Invalid(format!(
+                "tree {} is not the one last offered; send the whole manifest",
+                change.since.unwrap_or_default()
+            )));
+        }
+        let mut files: BTreeMap<String, wire::DevFile> =
+            offered.files.iter().map(|f| (f.path.clone(), f.clone())).collect();
+        for path in &change.removed {
+            files.remove(path);
+        }
+        for file in change.files {
+            files.insert(file.path.clone(), file);
+        }
+        let whole = wire::DevTree { files: files.into_values().collect(), base: change.base, ..Default::default() };
+        Tree::check(whole, limits)
+    }
+
     /// The hashes of contents `blobs` does not hold yet, each once.
     pub fn missing(&self, blobs: &Blobs) -> Vec<String> {
         let wanted: BTreeSet<&str> = self.files.iter().map(|f| f.sha256.as_str()).collect();
@@ -439,24 +460,54 @@ mod tests {
 
     #[test]
     fn trees_are_checked_like_pushes_and_hashed_in_path_order() {
-        let a = Tree::check(wire::DevTree { files: vec![file("b", b"2"), file("a/x", b"1")], base: None }, LIMITS);
-        let b = Tree::check(wire::DevTree { files: vec![file("a/x", b"1"), file("b", b"2")], base: None }, LIMITS);
+        let a = Tree::check(
+            wire::DevTree { files: vec![file("b", b"2"), file("a/x", b"1")], ..Default::default() },
+            LIMITS,
+        );
+        let b = Tree::check(
+            wire::DevTree { files: vec![file("a/x", b"1"), file("b", b"2")], ..Default::default() },
+            LIMITS,
+        );
         assert_eq!(a.unwrap().hash, b.unwrap().hash);
         for bad in ["../x", "/x", "a//b", ".git/config", "a/.git/x", "a\\b", ""] {
-            let tree = wire::DevTree { files: vec![file(bad, b"1")], base: None };
+            let tree = wire::DevTree { files: vec![file(bad, b"1")], ..Default::default() };
             assert!(Tree::check(tree, LIMITS).is_err(), "{bad:?}");
         }
         let deep = vec!["d"; MAX_TREE_DEPTH + 1].join("/");
-        assert!(Tree::check(wire::DevTree { files: vec![file(&deep, b"1")], base: None }, LIMITS).is_err());
+        assert!(Tree::check(wire::DevTree { files: vec![file(&deep, b"1")], ..Default::default() }, LIMITS).is_err());
         let many: Vec<_> = (0..11).map(|i| file(&format!("f{i}"), b"1")).collect();
-        assert!(Tree::check(wire::DevTree { files: many, base: None }, LIMITS).is_err());
+        assert!(Tree::check(wire::DevTree { files: many, ..Default::default() }, LIMITS).is_err());
         let mut big = file("big", b"1");
         big.size = 2 << 20;
-        assert!(Tree::check(wire::DevTree { files: vec![big], base: None }, LIMITS).is_err());
+        assert!(Tree::check(wire::DevTree { files: vec![big], ..Default::default() }, LIMITS).is_err());
         let both = vec![file("a", b"1"), file("a/b", b"2")];
-        assert!(Tree::check(wire::DevTree { files: both, base: None }, LIMITS).is_err());
+        assert!(Tree::check(wire::DevTree { files: both, ..Default::default() }, LIMITS).is_err());
         let twice = vec![file("a", b"1"), file("a", b"2")];
-        assert!(Tree::check(wire::DevTree { files: twice, base: None }, LIMITS).is_err());
+        assert!(Tree::check(wire::DevTree { files: twice, ..Default::default() }, LIMITS).is_err());
+    }
+
+    #[test]
+    fn a_change_applies_to_the_tree_last_offered_only() {
+        let offered =
+            Tree::check(wire::DevTree { files: vec![file("a", b"1"), file("b", b"2")], ..Default::default() }, LIMITS)
+                .unwrap();
+        let change = |since: &str| wire::DevTree {
+            files: vec![file("a", b"one"), file("c", b"3")],
+            removed: vec!["b".to_string()],
+            since: Some(since.to_string()),
+            ..Default::default()
+        };
+        let applied = Tree::apply(&offered, change(&offered.hash), LIMITS).unwrap();
+        let whole = Tree::check(
+            wire::DevTree { files: vec![file("c", b"3"), file("a", b"one")], ..Default::default() },
+            LIMITS,
+        )
+        .unwrap();
+        assert_eq!(applied.hash, whole.hash);
+        assert!(Tree::apply(&offered, change("0123"), LIMITS).is_err(), "another tree's change");
+        let bad =
+            wire::DevTree { files: vec![file("../x", b"1")], since: Some(offered.hash.clone()), ..Default::default() };
+        assert!(Tree::apply(&offered, bad, LIMITS).is_err(), "a change is checked as a whole tree");
     }
 
     #[test]
@@ -466,7 +517,7 @@ mod tests {
         let with = |text: &str| {
             let f = file(".hoist/dev.toml", text.as_bytes());
             blobs.put(&f.sha256, text.as_bytes()).unwrap();
-            AppDev::of(&Tree::check(wire::DevTree { files: vec![f], base: None }, LIMITS).unwrap(), &blobs)
+            AppDev::of(&Tree::check(wire::DevTree { files: vec![f], ..Default::default() }, LIMITS).unwrap(), &blobs)
         };
         assert_eq!(
             with("sync = true\nsignal = \"SIGhup\"\n").unwrap(),
@@ -474,7 +525,7 @@ mod tests {
         );
         assert!(with("signal = \"KILL\"\n").is_err());
         assert!(with("sink = true\n").is_err());
-        let none = Tree::check(wire::DevTree { files: vec![file("a", b"1")], base: None }, LIMITS).unwrap();
+        let none = Tree::check(wire::DevTree { files: vec![file("a", b"1")], ..Default::default() }, LIMITS).unwrap();
         assert_eq!(AppDev::of(&none, &blobs).unwrap(), None);
         let _ = std::fs::remove_dir_all(&dir);
     }
@@ -483,7 +534,8 @@ mod tests {
     fn a_changed_file_syncs_but_removals_inputs_and_new_markers_build() {
         let last = Last { files: vec![file("index.html", b"1"), file("a.css", b"x")], build: 3, synced_mtime: 0 };
         assert!(sync_mtime(&Last { synced_mtime: u64::MAX / 2, ..last.clone() }) == u64::MAX / 2 + 1);
-        let check = |files: Vec<wire::DevFile>| Tree::check(wire::DevTree { files, base: None }, LIMITS).unwrap();
+        let check =
+            |files: Vec<wire::DevFile>| Tree::check(wire::DevTree { files, ..Default::default() }, LIMITS).unwrap();
         let markers = vec!["index.html".to_string(), "package.json".to_string()];
         let edited = check(vec![file("index.html", b"2"), file("a.css", b"x")]);
         let plan = sync_plan(&last, &edited, &markers).unwrap();
@@ -510,7 +562,7 @@ mod tests {
         let tree = Tree::check(
             wire::DevTree {
                 files: vec![file("index.html", b"hi"), file("copy.html", b"hi"), file("x", b"x")],
-                base: None,
+                ..Default::default()
             },
             LIMITS,
         )
@@ -522,7 +574,7 @@ mod tests {
         // A dev build's tar: the manifest, then the one content missing.
         let sent = dir.join("sent.tar");
         let mut tar = archive::Writer::create(&sent, 0).unwrap();
-        let manifest = serde_json::to_vec(&wire::DevTree { files: tree.files.clone(), base: None }).unwrap();
+        let manifest = serde_json::to_vec(&wire::DevTree { files: tree.files.clone(), ..Default::default() }).unwrap();
         tar.file(MANIFEST_ENTRY, 0o644, &manifest).unwrap();
         tar.file(&format!("{BLOBS_PREFIX}{}", file("", b"hi").sha256), 0o644, b"hi").unwrap();
         tar.finish().unwrap().flush().unwrap();
@@ -540,7 +592,9 @@ mod tests {
         assert!(receive(&by_ref, &blobs, LIMITS, None).is_err(), "nothing was offered");
         let again = receive(&by_ref, &blobs, LIMITS, Some(received.tree.clone())).unwrap();
         assert_eq!((again.files, again.tree.hash), (0, received.tree.hash.clone()));
-        blobs.keep_only(&Tree::check(wire::DevTree { files: vec![file("x", b"x")], base: None }, LIMITS).unwrap());
+        blobs.keep_only(
+            &Tree::check(wire::DevTree { files: vec![file("x", b"x")], ..Default::default() }, LIMITS).unwrap(),
+        );
         assert!(!blobs.has(&file("", b"hi").sha256) && blobs.has(&file("", b"x").sha256));
         let _ = std::fs::remove_dir_all(&dir);
     }

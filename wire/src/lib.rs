@@ -536,12 +536,20 @@ pub struct DevFile {
 /// A working tree's manifest: `POST /api/v1/apps/{app}/dev/missing` asks which contents
 /// hoistd lacks; the same manifest is the first entry (`tree.json`) of the tar that
 /// `POST /api/v1/apps/{app}/dev/builds` takes, followed by `blobs/<sha256>` entries.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct DevTree {
+    /// Every file; with `since`, only those changed or added since that tree.
     pub files: Vec<DevFile>,
     /// The commit the tree started from, if it is a git checkout.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub base: Option<String>,
+    /// The hash of the tree last offered for this app: `files` and `removed` are what
+    /// changed since (a manifest of a big tree is sent once, then only its changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub since: Option<String>,
+    /// With `since`: the paths gone since that tree.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removed: Vec<String>,
 }
 
 /// The contents hoistd lacks, by SHA-256.

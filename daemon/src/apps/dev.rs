@@ -13,7 +13,19 @@ impl Apps {
     /// The contents of `tree` that hoistd does not hold for `name` yet.
     pub fn dev_missing(&self, caller: &Caller, name: &str, tree: wire::DevTree) -> Result<wire::DevMissing> {
         let app = self.authorize(caller, name, Role::Deployer, "deploying a working tree")?;
-        let tree = dev::Tree::check(tree, self.intake.limits).map_err(|e| Error::Invalid(e.to_string()))?;
+        let limits = self.intake.limits;
+        let tree = match tree.since {
+            None => dev::Tree::check(tree, limits),
+            // Only what changed since the tree offered before: applied to that one.
+            Some(_) => match self.dev_offered(&app.name) {
+                Some(offered) => dev::Tree::apply(&offered, tree, limits),
+                None => Err(dev::Error::Invalid("no tree was offered before; send the whole manifest".to_string())),
+            },
+        }
+        .map_err(|e| match e {
+            dev::Error::Invalid(message) if message.contains("send the whole manifest") => Error::Conflict(message),
+            other => Error::Invalid(other.to_string()),
+        })?;
         let missing = tree.missing(&self.dev_blobs(&app.name));
         // Kept, so the build that follows names it instead of sending it again.
         let offered = dev::Last { files: tree.files.clone(), build: 0, synced_mtime: 0 };
@@ -42,8 +54,7 @@ impl Apps {
         let app = self.authorize(caller, name, Role::Deployer, "deploying a working tree")?;
         let blobs = self.dev_blobs(&app.name);
         let (into, limits) = (blobs.clone(), self.intake.limits);
-        let offered = dev::Last::read(&self.dev_root.join(app.name.as_str()).join("offered.json"))
-            .and_then(|o| dev::Tree::check(wire::DevTree { files: o.files, base: None }, limits).ok());
+        let offered = self.dev_offered(&app.name);
         let received = tokio::task::spawn_blocking(move || dev::receive(&upload, &into, limits, offered))
             .await
             .map_err(|e| Error::Internal(e.to_string()))?
@@ -144,6 +155,13 @@ impl Apps {
         let synced = dev::Last { files: tree.files.clone(), build: last.build, synced_mtime: mtime };
         synced.write(last_path).map_err(|e| Error::Internal(e.to_string()))?;
         Ok(Some((live.number, paths)))
+    }
+
+    /// The tree last offered for `app` (`…/dev/missing`), if any.
+    fn dev_offered(&self, app: &AppName) -> Option<dev::Tree> {
+        let offered = dev::Last::read(&self.dev_root.join(app.as_str()).join("offered.json"))?;
+        let whole = wire::DevTree { files: offered.files, ..Default::default() };
+        dev::Tree::check(whole, self.intake.limits).ok()
     }
 
     fn dev_blobs(&self, app: &AppName) -> dev::Blobs {
