@@ -234,8 +234,8 @@ impl Offered {
     }
 }
 
-/// The upload: `tree.ref` (the tree just offered, by hoistd's hash), then each wanted
-/// content once as `blobs/<sha256>`.
+/// The upload, gzipped: `tree.ref` (the tree just offered, by hoistd's hash), then each
+/// wanted content once as `blobs/<sha256>`.
 fn upload(root: &Path, manifest: &wire::DevTree, tree: &str, wanted: &[String]) -> anyhow::Result<Vec<u8>> {
     let mut tar = tar::Builder::new(Vec::new());
     append(&mut tar, "tree.ref", tree.as_bytes())?;
@@ -248,7 +248,10 @@ fn upload(root: &Path, manifest: &wire::DevTree, tree: &str, wanted: &[String]) 
         }
         append(&mut tar, &format!("blobs/{sha}"), &data)?;
     }
-    Ok(tar.into_inner()?)
+    // tar's 512-byte blocks are most of a small change's bytes; gzip takes them away.
+    let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gzip.write_all(&tar.into_inner()?)?;
+    Ok(gzip.finish()?)
 }
 
 fn append(tar: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) -> std::io::Result<()> {

@@ -178,7 +178,16 @@ pub struct Received {
 /// hash, and checks that every content the tree names is then held.
 pub fn receive(archive: &Path, blobs: &Blobs, limits: SizeLimits, offered: Option<Tree>) -> Result<Received> {
     let io = |source| Error::Io { path: archive.to_path_buf(), source };
-    let mut reader = tar::Archive::new(std::fs::File::open(archive).map_err(io)?);
+    // Plain or gzipped (what `hoist dev` sends), told by gzip's magic bytes.
+    let mut file = std::fs::File::open(archive).map_err(io)?;
+    let mut magic = [0u8; 2];
+    let gzipped = file.read_exact(&mut magic).is_ok() && magic == [0x1f, 0x8b];
+    std::io::Seek::rewind(&mut file).map_err(io)?;
+    let input: Box<dyn Read> = match gzipped {
+        true => Box::new(flate2::read::GzDecoder::new(file)),
+        false => Box::new(file),
+    };
+    let mut reader = tar::Archive::new(input);
     let mut entries = reader.entries().map_err(io)?;
     let first =
         entries.next().ok_or_else(|| Error::Invalid(format!("the tar is empty; {MANIFEST_ENTRY} comes first")))?;
@@ -592,6 +601,14 @@ mod tests {
         assert!(receive(&by_ref, &blobs, LIMITS, None).is_err(), "nothing was offered");
         let again = receive(&by_ref, &blobs, LIMITS, Some(received.tree.clone())).unwrap();
         assert_eq!((again.files, again.tree.hash), (0, received.tree.hash.clone()));
+        // Gzipped, as hoist dev sends it.
+        let gzipped = dir.join("by-ref.tar.gz");
+        let mut gzip =
+            flate2::write::GzEncoder::new(std::fs::File::create(&gzipped).unwrap(), flate2::Compression::fast());
+        gzip.write_all(&std::fs::read(&by_ref).unwrap()).unwrap();
+        gzip.finish().unwrap();
+        let unzipped = receive(&gzipped, &blobs, LIMITS, Some(received.tree.clone())).unwrap();
+        assert_eq!(unzipped.tree.hash, received.tree.hash);
         blobs.keep_only(
             &Tree::check(wire::DevTree { files: vec![file("x", b"x")], ..Default::default() }, LIMITS).unwrap(),
         );
