@@ -262,16 +262,22 @@ fn append(tar: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]) -> std::io::
     tar.append_data(&mut header, path, data)
 }
 
+/// One line of a build's or the app's output, with `prefix`. It is anyone's text: on a
+/// terminal only colours pass, as `hoist logs` prints it.
+fn print_record(prefix: &str, record: &serde_json::Value) {
+    use std::io::IsTerminal;
+    let text = record["text"].as_str().unwrap_or_default();
+    let mut out = std::io::stdout().lock();
+    let _ = match out.is_terminal() {
+        true => writeln!(out, "{prefix}{}", crate::terminal_safe(text)),
+        false => writeln!(out, "{prefix}{text}"),
+    };
+}
+
 /// Follows build `id`'s timeline, then the app's output until the next build.
 async fn follow(client: Client, app: String, id: i64, saved_at: Instant) {
     let path = format!("/api/v1/apps/{app}/builds/{id}/log?follow=true");
-    let end = client
-        .follow(&path, |_, record| {
-            let text = record["text"].as_str().unwrap_or_default();
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "       {text}");
-        })
-        .await;
+    let end = client.follow(&path, |_, record| print_record("       ", &record)).await;
     let status = match &end {
         Ok(end) => end["status"].as_str().unwrap_or("").to_string(),
         Err(error) => format!("not followed ({error:#})"),
@@ -285,14 +291,8 @@ async fn follow(client: Client, app: String, id: i64, saved_at: Instant) {
     }
     say(&format!("build {id} live in {:.1} s", saved_at.elapsed().as_secs_f64()));
     let path = format!("/api/v1/apps/{app}/logs?follow=true&tail=0");
-    let prefix = format!("[{app}]");
-    let _ = client
-        .follow(&path, |_, record| {
-            let text = record["text"].as_str().unwrap_or_default();
-            let mut out = std::io::stdout().lock();
-            let _ = writeln!(out, "{prefix} {text}");
-        })
-        .await;
+    let prefix = format!("[{app}] ");
+    let _ = client.follow(&path, |_, record| print_record(&prefix, &record)).await;
 }
 
 /// The working tree's files and which changed since `previous`: walked as git would add

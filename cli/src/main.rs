@@ -887,7 +887,7 @@ fn registry_login(registry: &wire::Registry, docker: &str) -> anyhow::Result<()>
 
 /// `text` as a terminal may print it: colour and style sequences (`ESC [ … m`) pass,
 /// every other control character is written out as `\xNN`.
-fn terminal_safe(text: &str) -> String {
+pub(crate) fn terminal_safe(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
     while let Some(c) = rest.chars().next() {

@@ -282,7 +282,7 @@ impl Apps {
         tracing::info!(app = %app.name, ?freed, "the app's images removed");
         self.store.delete_app(&app.name, &Self::audit_entry(caller, Some(&app.name), "app.delete", ""))?;
         self.repos.delete(&app.name).map_err(|e| Error::Internal(e.to_string()))?;
-        if let Err(error) = std::fs::remove_dir_all(self.dev_root.join(app.name.as_str())) {
+        if let Err(error) = std::fs::remove_dir_all(self.dev_dir(&app.name)) {
             if error.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(app = %app.name, %error, "cannot remove the app's hoist dev contents");
             }
@@ -389,16 +389,8 @@ impl Apps {
             .store
             .live_release(&app.name)?
             .ok_or_else(|| Error::Conflict(format!("app {} has no live release to scale; push it first", app.name)))?;
-        let known: Vec<String> = crate::target::process_types(&live).into_iter().map(|t| t.kind).collect();
         for (kind, count) in &changes {
-            if !known.contains(kind) {
-                return Err(Error::Invalid(format!(
-                    "release {} of {} has no process type {kind:?}; it has {} (from its Procfile)",
-                    live.number,
-                    app.name,
-                    known.join(", ")
-                )));
-            }
+            check_process_type(&live, kind)?;
             if *count > MAX_PROCESSES {
                 return Err(Error::Invalid(format!("{kind}={count}: at most {MAX_PROCESSES} processes of a type")));
             }
@@ -424,15 +416,7 @@ impl Apps {
         let live = self.store.live_release(&app.name)?.ok_or_else(|| {
             Error::Conflict(format!("app {} has no live release to restart; push it first", app.name))
         })?;
-        let known: Vec<String> = crate::target::process_types(&live).into_iter().map(|t| t.kind).collect();
-        if !known.contains(&kind) {
-            return Err(Error::Invalid(format!(
-                "release {} of {} has no process type {kind:?}; it has {}",
-                live.number,
-                app.name,
-                known.join(", ")
-            )));
-        }
+        check_process_type(&live, &kind)?;
         self.store.record_audit(&Self::audit_entry(caller, Some(&app.name), "restart", kind.clone()))?;
         let target = self.rollouts.targets().get(live.target).map_err(|e| Error::Conflict(e.to_string()))?;
         target.restart_processes(&app.name, &live, &kind).await.map_err(|e| Error::Conflict(e.to_string()))?;
@@ -994,6 +978,20 @@ impl Apps {
             ))),
             _ => Ok(()),
         }
+    }
+}
+
+/// Refuses a process type `release` does not run (`ps:scale`, `ps:restart TYPE`).
+fn check_process_type(release: &store::Release, kind: &str) -> Result<()> {
+    let known: Vec<String> = crate::target::process_types(release).into_iter().map(|t| t.kind).collect();
+    match known.iter().any(|k| k == kind) {
+        true => Ok(()),
+        false => Err(Error::Invalid(format!(
+            "release {} of {} has no process type {kind:?}; it has {} (from its Procfile)",
+            release.number,
+            release.app,
+            known.join(", ")
+        ))),
     }
 }
 

@@ -231,6 +231,11 @@ pub fn sized_terminal(command: &str, (rows, columns): (u16, u16)) -> Vec<String>
     vec!["/bin/bash".to_string(), "-c".to_string(), sized, command.to_string()]
 }
 
+/// The number of a one-off process, as Heroku numbers one-off dynos (`run.4821`).
+pub fn one_off_number() -> u32 {
+    10_000 + rand::random::<u32>() % 90_000
+}
+
 /// Output of a one-off process.
 #[derive(Debug)]
 pub enum Output {

@@ -29,9 +29,7 @@ impl Apps {
         let missing = tree.missing(&self.dev_blobs(&app.name));
         // Kept, so the build that follows names it instead of sending it again.
         let offered = dev::Last { files: tree.files.clone(), build: 0, synced_mtime: 0 };
-        offered
-            .write(&self.dev_root.join(app.name.as_str()).join("offered.json"))
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        offered.write(&self.dev_dir(&app.name).join("offered.json")).map_err(|e| Error::Internal(e.to_string()))?;
         Ok(wire::DevMissing { missing, tree: tree.hash })
     }
 
@@ -64,7 +62,7 @@ impl Apps {
             })?;
         let tree = received.tree;
         tracing::info!(app = %app.name, tree = &tree.hash[..12], files = received.files, "hoist dev: tree received");
-        let last_path = self.dev_root.join(app.name.as_str()).join("last.json");
+        let last_path = self.dev_dir(&app.name).join("last.json");
         if let Some(synced) = self.dev_sync(&app, &tree, &blobs, &last_path).await? {
             let (release, files) = synced;
             let audit = Self::audit_entry(caller, Some(&app.name), "dev sync", &tree.hash[..12]);
@@ -159,12 +157,17 @@ impl Apps {
 
     /// The tree last offered for `app` (`…/dev/missing`), if any.
     fn dev_offered(&self, app: &AppName) -> Option<dev::Tree> {
-        let offered = dev::Last::read(&self.dev_root.join(app.as_str()).join("offered.json"))?;
+        let offered = dev::Last::read(&self.dev_dir(app).join("offered.json"))?;
         let whole = wire::DevTree { files: offered.files, ..Default::default() };
         dev::Tree::check(whole, self.intake.limits).ok()
     }
 
     fn dev_blobs(&self, app: &AppName) -> dev::Blobs {
-        dev::Blobs::new(self.dev_root.join(app.as_str()).join("blobs"))
+        dev::Blobs::new(self.dev_dir(app).join("blobs"))
+    }
+
+    /// `hoist dev`'s files of `app`: its contents, the tree offered and the last one built.
+    pub(super) fn dev_dir(&self, app: &AppName) -> PathBuf {
+        self.dev_root.join(app.as_str())
     }
 }

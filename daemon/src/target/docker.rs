@@ -387,8 +387,7 @@ impl DockerTarget {
         process: &super::OneOffSpec,
     ) -> Result<(String, ContainerCreateBody), Unready> {
         self.pull(release).await?;
-        // A number, as Heroku names one-off dynos (`run.4821`).
-        let id = 10_000 + rand::random::<u32>() % 90_000;
+        let id = super::one_off_number();
         let name = format!("{}-run-{id}", self.container_name(app, release.number));
         let mut body = self.container_body(app, release)?;
         body.cmd = Some(through_bash(&process.command));

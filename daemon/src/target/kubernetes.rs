@@ -155,6 +155,11 @@ impl KubernetesTarget {
         Ok(target)
     }
 
+    /// The label selector of release `number`'s pods.
+    fn release_selector(&self, app: &AppName, number: i64) -> String {
+        format!("{LABEL_APP}={app},{LABEL_INSTANCE}={},{LABEL_RELEASE}={number}", self.settings.instance)
+    }
+
     fn namespace(&self, app: &AppName) -> String {
         match &self.settings.namespace {
             Some(namespace) => namespace.clone(),
@@ -581,7 +586,7 @@ impl KubernetesTarget {
         process: &super::OneOffSpec,
     ) -> Result<super::OneOff, ReleasePhase> {
         use tokio::io::AsyncWriteExt;
-        let number = 10_000 + rand::random::<u32>() % 90_000;
+        let number = super::one_off_number();
         let pod = OneOffPod {
             name: format!("{app}-run-{number}"),
             process: "run",
@@ -679,8 +684,7 @@ impl Target for KubernetesTarget {
     ) -> Result<usize> {
         use tokio::io::AsyncWriteExt;
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace(app));
-        let selector =
-            format!("{LABEL_APP}={app},{LABEL_INSTANCE}={},{LABEL_RELEASE}={}", self.settings.instance, release.number);
+        let selector = self.release_selector(app, release.number);
         let mut synced = 0;
         for pod in pods.list(&ListParams::default().labels(&selector)).await.map_err(Error::from)?.items {
             let running = pod.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Running");
@@ -741,7 +745,7 @@ impl Target for KubernetesTarget {
     }
 
     async fn run_detached(&self, app: &AppName, release: &Release, process: &super::OneOffSpec) -> Result<String> {
-        let number = 10_000 + rand::random::<u32>() % 90_000;
+        let number = super::one_off_number();
         let pod = OneOffPod {
             name: format!("{app}-run-{number}"),
             process: "run",
@@ -757,8 +761,7 @@ impl Target for KubernetesTarget {
 
     async fn processes(&self, app: &AppName, release: &Release) -> Result<Vec<crate::wire::Process>> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace(app));
-        let selector =
-            format!("{LABEL_APP}={app},{LABEL_INSTANCE}={},{LABEL_RELEASE}={}", self.settings.instance, release.number);
+        let selector = self.release_selector(app, release.number);
         let mut listed = pods.list(&ListParams::default().labels(&selector)).await.map_err(Error::from)?.items;
         listed.sort_by_key(|pod| pod.metadata.name.clone().unwrap_or_default());
         let mut counts: BTreeMap<String, u32> = BTreeMap::new();
@@ -826,8 +829,7 @@ impl Target for KubernetesTarget {
         follow: bool,
     ) -> Result<super::LineStream> {
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace(app));
-        let selector =
-            format!("{LABEL_APP}={app},{LABEL_INSTANCE}={},{LABEL_RELEASE}={}", self.settings.instance, release.number);
+        let selector = self.release_selector(app, release.number);
         let mut streams = Vec::new();
         for pod in pods.list(&ListParams::default().labels(&selector)).await.map_err(Error::from)?.items {
             let Some(name) = pod.metadata.name else { continue };
@@ -854,10 +856,7 @@ impl Target for KubernetesTarget {
         // The Deployment's rolling update has replaced the old pods already; what is left
         // are the detached one-off pods of the previous release.
         let pods: Api<Pod> = Api::namespaced(self.client.clone(), &self.namespace(app));
-        let selector = format!(
-            "{LABEL_APP}={app},{LABEL_INSTANCE}={},{LABEL_RELEASE}={},hoist.dev/process=run",
-            self.settings.instance, previous.number
-        );
+        let selector = format!("{},hoist.dev/process=run", self.release_selector(app, previous.number));
         let Ok(listed) = pods.list(&ListParams::default().labels(&selector)).await else { return };
         for pod in listed.items {
             if let Some(name) = pod.metadata.name {
