@@ -26,10 +26,19 @@ pub fn admin_token_path(data_dir: &Path) -> PathBuf {
 
 /// Reads `data_dir/admin-token`, creating it (mode 0600) on first start.
 /// Returns the token and whether it was just created, so the caller prints it once.
-pub fn load_or_create_admin_token(data_dir: &Path) -> Result<(String, bool)> {
+pub fn load_or_create_admin_token(data_dir: &Path, given: Option<&str>) -> Result<(String, bool)> {
     let path = admin_token_path(data_dir);
     let io = |source| Error::Io { path: path.clone(), source };
-    match std::fs::read_to_string(&path) {
+    let current = std::fs::read_to_string(&path);
+    // A token given from outside (hoist's chart keeps it in a Secret) is the one: written
+    // to the data dir, so `hoistd admin-token` and a running hoistd see the same.
+    if let Some(given) = given {
+        if !matches!(&current, Ok(token) if token.trim() == given) {
+            write_secret_file(&path, given.as_bytes())?;
+        }
+        return Ok((given.to_string(), false));
+    }
+    match current {
         Ok(token) if !token.trim().is_empty() => return Ok((token.trim().to_string(), false)),
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -196,9 +205,9 @@ mod tests {
     fn admin_token_is_created_once() {
         let dir = std::env::temp_dir().join(format!("hoist-auth-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let (first, created) = load_or_create_admin_token(&dir).unwrap();
+        let (first, created) = load_or_create_admin_token(&dir, None).unwrap();
         assert!(created);
-        let (second, created_again) = load_or_create_admin_token(&dir).unwrap();
+        let (second, created_again) = load_or_create_admin_token(&dir, None).unwrap();
         assert!(!created_again);
         assert_eq!(first, second);
         let checker = AdminToken::new(&dir, first.clone());

@@ -45,6 +45,10 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     pub ssh: SshConfig,
     pub audit: AuditConfig,
+    /// The admin token to use instead of the one in the data dir (written there): from
+    /// `HOIST_ADMIN_TOKEN` only, never the file, so hoist's chart can keep it in a Secret.
+    #[serde(skip)]
+    pub admin_token: Option<String>,
 }
 
 /// git over SSH.
@@ -197,6 +201,39 @@ pub struct BuildConfig {
     /// (`<prefix>/os:bookworm`, `<prefix>/stack-node:22.12.0-run`): hoistds sharing a
     /// dockerd share their stacks under one prefix, and refresh them apart under two.
     pub stack_images: String,
+    /// Where builders run: `docker` (the host's dockerd, the default) or `kubernetes`
+    /// (a pod per build; no Docker anywhere; what hoist's own chart sets).
+    pub engine: BuildEngine,
+    /// kubernetes engine: the namespace of build pods and cache claims. Unset: the
+    /// namespace hoistd's pod runs in, else `hoist`.
+    pub namespace: Option<String>,
+    /// kubernetes engine: hoistd's own image, which runs `hoistd export` in build pods.
+    pub export_image: Option<String>,
+    /// kubernetes engine: a failed build's pod is kept this long, then removed.
+    pub keep_failed_secs: u64,
+    /// kubernetes engine: the size of each app's dependency cache claim.
+    pub cache_size: String,
+    /// kubernetes engine: the storage class of cache claims. Unset: the cluster's default.
+    pub cache_class: Option<String>,
+}
+
+/// Where builders run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BuildEngine {
+    Docker,
+    Kubernetes,
+}
+
+impl std::str::FromStr for BuildEngine {
+    type Err = String;
+    fn from_str(s: &str) -> Result<BuildEngine, String> {
+        match s {
+            "docker" => Ok(BuildEngine::Docker),
+            "kubernetes" => Ok(BuildEngine::Kubernetes),
+            _ => Err(format!("unknown build engine {s:?}: use docker or kubernetes")),
+        }
+    }
 }
 
 /// The rollout stage.
@@ -311,6 +348,7 @@ impl Default for Config {
             tls: None,
             ssh: SshConfig::default(),
             audit: AuditConfig::default(),
+            admin_token: None,
         }
     }
 }
@@ -343,6 +381,12 @@ impl Default for BuildConfig {
             stack_images: "hoist".to_string(),
             log_limit_mb: 16,
             keep_logs: 50,
+            engine: BuildEngine::Docker,
+            namespace: None,
+            export_image: None,
+            keep_failed_secs: 300,
+            cache_size: "2Gi".to_string(),
+            cache_class: None,
         }
     }
 }
@@ -448,6 +492,27 @@ impl Config {
         }
         if let Some(v) = var("HOIST_IMAGE_POLL_SECS") {
             self.registry.image_poll_secs = parse("HOIST_IMAGE_POLL_SECS", v)?;
+        }
+        if let Some(v) = var("HOIST_ADMIN_TOKEN").filter(|v| !v.trim().is_empty()) {
+            self.admin_token = Some(v.trim().to_string());
+        }
+        if let Some(v) = var("HOIST_BUILD_ENGINE") {
+            self.build.engine = parse("HOIST_BUILD_ENGINE", v)?;
+        }
+        if let Some(v) = var("HOIST_BUILD_NAMESPACE") {
+            self.build.namespace = Some(v);
+        }
+        if let Some(v) = var("HOIST_BUILD_EXPORT_IMAGE") {
+            self.build.export_image = Some(v);
+        }
+        if let Some(v) = var("HOIST_BUILD_KEEP_FAILED_SECS") {
+            self.build.keep_failed_secs = parse("HOIST_BUILD_KEEP_FAILED_SECS", v)?;
+        }
+        if let Some(v) = var("HOIST_BUILD_CACHE_SIZE") {
+            self.build.cache_size = v;
+        }
+        if let Some(v) = var("HOIST_BUILD_CACHE_CLASS") {
+            self.build.cache_class = Some(v);
         }
         if let Some(v) = var("HOIST_BUILD_PARALLEL") {
             self.build.parallel = parse("HOIST_BUILD_PARALLEL", v)?;

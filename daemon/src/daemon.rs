@@ -4,8 +4,8 @@
 use crate::api::{self, ApiState};
 use crate::build::{self, Builder};
 use crate::buildpack::{self, Catalog};
-use crate::config::Config;
-use crate::docker::{LABEL_INSTANCE, LABEL_ROLE};
+use crate::config::{BuildEngine, Config};
+
 use crate::image_stream::ImageStreams;
 use crate::logs::LogDir;
 use crate::pipeline::{Pipeline, Stages};
@@ -18,7 +18,7 @@ use crate::store::Store;
 use crate::target::{docker::DockerTarget, kubernetes::KubernetesTarget, Targets};
 use crate::version_source::VersionSources;
 use crate::{auth, docker, store};
-use std::collections::HashMap;
+
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,6 +51,8 @@ pub enum Error {
     Tls(#[from] crate::tls::Error),
     #[error(transparent)]
     Ssh(#[from] crate::ssh::Error),
+    #[error("build.engine = kubernetes: {0}")]
+    BuildEngine(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -73,10 +75,15 @@ impl Daemon {
         prepare_data_dir(&data_dir)?;
         let open_files = crate::listener::raise_open_files_limit();
         let store = Arc::new(Store::open(&data_dir.join("hoist.db"))?);
-        let (admin_token, created) = auth::load_or_create_admin_token(&data_dir)?;
+        let (admin_token, created) = auth::load_or_create_admin_token(&data_dir, config.admin_token.as_deref())?;
         let token_key = auth::TokenKey::load_or_create(&data_dir)?;
         let host_key = crate::ssh::HostKey::load_or_create(&data_dir)?;
-        let docker = docker::connect(&config.docker_host).await?;
+        // Builds as pods need no dockerd, and the docker target is then off: hoistd runs
+        // in the cluster without a Docker socket.
+        let docker = match config.build.engine {
+            BuildEngine::Docker => Some(docker::connect(&config.docker_host).await?),
+            BuildEngine::Kubernetes => None,
+        };
         let mut tasks = Vec::new();
         let tls = match &config.tls {
             Some(tls) => Some(crate::tls::server_config(&tls.cert, &tls.key)?),
@@ -97,7 +104,7 @@ impl Daemon {
                 .collect(),
         );
         let routes = Routes::default();
-        let targets = make_targets(&config, &docker, &data_dir, &routes, registry_credentials.as_ref()).await;
+        let targets = make_targets(&config, docker.as_ref(), &data_dir, &routes, registry_credentials.as_ref()).await;
         let retention = crate::retention::Retention::new(
             docker.clone(),
             registry.clone(),
@@ -107,7 +114,9 @@ impl Daemon {
         );
         let rollouts = Rollouts::new(store.clone(), targets, routes.clone(), logs.clone(), retention.clone())
             .with_release_timeout(Duration::from_secs(config.rollout.release_timeout_secs.max(1)));
-        let work_root = recover(&store, &logs, &docker, &config, &data_dir, &rollouts).await?;
+        let (builder, buildpack_names, engine, run_images) =
+            make_builder(&config, docker.as_ref(), &data_dir, &registry).await?;
+        let work_root = recover(&store, &logs, engine.as_ref(), &data_dir, &rollouts).await?;
 
         let rollout_requests = rollout::start_stage(rollouts.clone());
         let image_streams = ImageStreams::new(store.clone(), rollout_requests.clone());
@@ -118,8 +127,7 @@ impl Daemon {
             config.registry.addr.to_string(),
         );
         tasks.push(image_watch.clone().start_polling(Duration::from_secs(config.registry.image_poll_secs.max(1))));
-        let (builder, buildpack_names) = make_builder(&config, &docker, &data_dir)?;
-        let exporter = crate::export::Exporter::new(registry.clone(), docker.clone(), builder.stacks().clone());
+        let exporter = crate::export::Exporter::new(registry.clone(), run_images);
         let pipeline = Pipeline::start(
             Stages {
                 store: store.clone(),
@@ -341,30 +349,34 @@ async fn start_registry(
     Ok((Registry::new(config.registry.addr, Some(credentials.clone())), Some(credentials)))
 }
 
-/// The targets by kind: docker always, kubernetes when a cluster and helm are there.
+/// The targets by kind: docker with a dockerd, kubernetes when a cluster and helm are there.
 async fn make_targets(
     config: &Config,
-    docker: &bollard::Docker,
+    docker: Option<&bollard::Docker>,
     data_dir: &Path,
     routes: &Routes,
     registry_credentials: Option<&registry::Credentials>,
 ) -> Targets {
     let registry_addr = config.registry.addr.to_string();
-    let docker_target: Arc<dyn crate::target::Target> = Arc::new(DockerTarget::new(
-        docker.clone(),
-        crate::target::docker::Settings {
-            instance: config.instance.clone(),
-            app_port: config.rollout.app_port,
-            checks_timeout: Duration::from_secs(config.rollout.checks_timeout_secs),
-            checks_interval: Duration::from_millis(config.rollout.checks_interval_ms),
-            settle: Duration::from_secs(config.rollout.settle_secs),
-            registry_credentials: registry_credentials.map(|c| (registry_addr.clone(), c.for_docker(&registry_addr))),
-            app_limits: crate::target::docker::AppLimits {
-                memory_mb: config.rollout.app_memory_mb,
-                pids: config.rollout.app_pids_limit,
+    let docker_target = match docker {
+        None => Err("this hoistd runs without dockerd (build.engine = kubernetes); use target kubernetes".to_string()),
+        Some(docker) => Ok(Arc::new(DockerTarget::new(
+            docker.clone(),
+            crate::target::docker::Settings {
+                instance: config.instance.clone(),
+                app_port: config.rollout.app_port,
+                checks_timeout: Duration::from_secs(config.rollout.checks_timeout_secs),
+                checks_interval: Duration::from_millis(config.rollout.checks_interval_ms),
+                settle: Duration::from_secs(config.rollout.settle_secs),
+                registry_credentials: registry_credentials
+                    .map(|c| (registry_addr.clone(), c.for_docker(&registry_addr))),
+                app_limits: crate::target::docker::AppLimits {
+                    memory_mb: config.rollout.app_memory_mb,
+                    pids: config.rollout.app_pids_limit,
+                },
             },
-        },
-    ));
+        )) as Arc<dyn crate::target::Target>),
+    };
     let kubernetes_target = connect_kubernetes(config, data_dir, routes.clone(), registry_credentials)
         .await
         .map(|target| target as Arc<dyn crate::target::Target>);
@@ -372,7 +384,7 @@ async fn make_targets(
         tracing::info!(reason = %why, "kubernetes target not available");
     }
     Targets::default()
-        .with(crate::config::TargetKind::Docker, Ok(docker_target))
+        .with(crate::config::TargetKind::Docker, docker_target)
         .with(crate::config::TargetKind::Kubernetes, kubernetes_target)
 }
 
@@ -381,8 +393,7 @@ async fn make_targets(
 async fn recover(
     store: &Store,
     logs: &LogDir,
-    docker: &bollard::Docker,
-    config: &Config,
+    engine: &dyn build::Engine,
     data_dir: &Path,
     rollouts: &Rollouts,
 ) -> Result<PathBuf> {
@@ -396,7 +407,7 @@ async fn recover(
         }
         tracing::warn!(build = id, "build interrupted by a restart");
     }
-    remove_builder_containers(docker, &config.instance).await;
+    engine.recover().await;
     // Builds' scratch folders: whatever is here belongs to builds a stop cut off.
     let work_root = data_dir.join("work");
     let _ = std::fs::remove_dir_all(&work_root);
@@ -409,29 +420,77 @@ async fn recover(
     Ok(work_root)
 }
 
-/// The build stage, on the buildpacks hoistd has; and their names.
-fn make_builder(config: &Config, docker: &bollard::Docker, data_dir: &Path) -> Result<(Builder, Vec<String>)> {
-    let (catalog, stacks) = load_buildpacks(config, docker, &data_dir.join("buildpacks"))?;
+/// The build stage on its engine, with the buildpacks hoistd has; their names; the
+/// engine; and where the export finds the stacks' run images.
+async fn make_builder(
+    config: &Config,
+    docker: Option<&bollard::Docker>,
+    data_dir: &Path,
+    registry: &Registry,
+) -> Result<(Builder, Vec<String>, Arc<dyn build::Engine>, crate::export::RunImages)> {
+    let dir = buildpacks_dir(config, &data_dir.join("buildpacks"))?;
+    let catalog = Catalog::load(&dir)?;
     let names = catalog.names();
     tracing::info!(buildpacks = %names.join(","), dir = %catalog.dir.display(), "buildpacks loaded");
+    let limits =
+        build::Limits { memory_mb: config.build.memory_mb, cpus: config.build.cpus, pids: config.build.pids_limit };
+    let (engine, runs): (Arc<dyn build::Engine>, _) = match docker {
+        Some(docker) => {
+            let stacks = make_stacks(config, docker, &dir)?;
+            let engine =
+                build::docker::DockerEngine::new(docker.clone(), stacks.clone(), config.instance.clone(), limits);
+            (Arc::new(engine), crate::export::RunImages::Dockerd { docker: docker.clone(), stacks })
+        }
+        None => (Arc::new(pod_engine(config, registry, limits).await?), crate::export::RunImages::Registry),
+    };
+    tracing::info!(engine = %engine.describe(), "builds run on");
     let builder = Builder::new(
-        docker.clone(),
+        engine.clone(),
         Arc::new(catalog),
-        stacks,
         VersionSources::new(&config.build.npm_registry, &config.build.go_proxy),
         build::Settings {
             instance: config.instance.clone(),
             timeout: Duration::from_secs(config.build.timeout_secs),
             app_port: config.rollout.app_port,
             output_limit: config.build.log_limit_mb * 1024 * 1024,
-            limits: build::Limits {
-                memory_mb: config.build.memory_mb,
-                cpus: config.build.cpus,
-                pids: config.build.pids_limit,
-            },
         },
     );
-    Ok((builder, names))
+    Ok((builder, names, engine, runs))
+}
+
+/// The kubernetes build engine: pods in `build.namespace`, else hoistd's own namespace.
+async fn pod_engine(
+    config: &Config,
+    registry: &Registry,
+    limits: build::Limits,
+) -> Result<build::kubernetes::PodEngine> {
+    let client =
+        crate::target::kubernetes::client(config.kubernetes.kubeconfig.as_deref()).await.map_err(Error::BuildEngine)?;
+    let export_image = config.build.export_image.clone().ok_or_else(|| {
+        Error::BuildEngine(
+            "build.export_image (HOIST_BUILD_EXPORT_IMAGE) must name hoistd's own image, which exports in build pods"
+                .to_string(),
+        )
+    })?;
+    let namespace = config.build.namespace.clone().unwrap_or_else(|| {
+        std::fs::read_to_string("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+            .map(|n| n.trim().to_string())
+            .unwrap_or_else(|_| "hoist".to_string())
+    });
+    Ok(build::kubernetes::PodEngine::new(
+        client,
+        registry.clone(),
+        build::kubernetes::Settings {
+            instance: config.instance.clone(),
+            namespace,
+            export_image,
+            limits,
+            keep_failed: Duration::from_secs(config.build.keep_failed_secs),
+            cache_size: config.build.cache_size.clone(),
+            cache_class: config.build.cache_class.clone(),
+            timeout: Duration::from_secs(config.build.timeout_secs),
+        },
+    ))
 }
 
 /// The kubernetes target, or why it cannot be used. Its chart is `kubernetes.chart`, or
@@ -471,21 +530,19 @@ async fn connect_kubernetes(
     KubernetesTarget::connect(settings, routes).await
 }
 
-/// The catalog of buildpacks and the stacks they build on: from `build.buildpacks_dir`
-/// when set, else the ones built into hoistd, unpacked into `unpack_into`.
-fn load_buildpacks(
-    config: &Config,
-    docker: &bollard::Docker,
-    unpack_into: &std::path::Path,
-) -> Result<(Catalog, Stacks)> {
-    let dir = match &config.build.buildpacks_dir {
+/// The buildpacks folder: `build.buildpacks_dir` when set, else the ones built into
+/// hoistd, unpacked into `unpack_into`.
+fn buildpacks_dir(config: &Config, unpack_into: &Path) -> Result<PathBuf> {
+    Ok(match &config.build.buildpacks_dir {
         Some(dir) => dir.clone(),
         None => buildpack::unpack_embedded(unpack_into)?,
-    };
-    let catalog = Catalog::load(&dir)?;
+    })
+}
+
+/// The stacks the buildpacks of `dir` build on, made in `docker`.
+fn make_stacks(config: &Config, docker: &bollard::Docker, dir: &Path) -> Result<Stacks> {
     let certificates = CaCertificates::read(&config.build.ca_certificates)?;
-    let stacks = Stacks::new(docker.clone(), stack::stacks_dir(&dir), config.build.stack_images.clone(), certificates);
-    Ok((catalog, stacks))
+    Ok(Stacks::new(docker.clone(), stack::stacks_dir(dir), config.build.stack_images.clone(), certificates))
 }
 
 /// `hoistd stacks prepare NAME [VERSION]`: makes a stack's images now rather than at
@@ -497,13 +554,44 @@ pub async fn prepare_stack(
     suite: &str,
     version: Option<String>,
     refresh: bool,
+    push: Option<String>,
 ) -> Result<()> {
     let docker = docker::connect(&config.docker_host).await?;
     let scratch = std::env::temp_dir().join(format!("hoist-stacks-{}", std::process::id()));
-    let (_, stacks) = load_buildpacks(&config, &docker, &scratch.join("buildpacks"))?;
-    let logs = LogDir::new(scratch.clone());
-    let path = scratch.join("prepare.log");
-    let log = logs.open(&path).map_err(|source| Error::DataDir { path: scratch.clone(), source })?;
+    let stacks = make_stacks(&config, &docker, &buildpacks_dir(&config, &scratch.join("buildpacks"))?)?;
+    let (log, printer) = printed_log(&scratch).await?;
+    let spec = StackSpec { name: name.to_string(), suite: suite.to_string(), version };
+    let result = match refresh {
+        true => stacks.refresh(&spec, &log).await,
+        false => stacks.ensure(&spec, &log).await,
+    };
+    // Into a registry, where build pods and an in-cluster hoistd find them.
+    let pushed = match (&result, &push) {
+        (Ok(images), Some(addr)) => Some(push_stack(&docker, addr, &spec, images, &log).await),
+        _ => None,
+    };
+    drop(log);
+    let _ = printer.await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    let images = result?;
+    println!("stack {}: {} and {}", spec.describe(), images.build, images.run);
+    if let Some(pushed) = pushed {
+        let (build, run) = pushed?;
+        println!("pushed: {build} and {run}");
+    }
+    if refresh {
+        println!("apps built on it move to the refreshed run image with: hoist rebase --all");
+    }
+    Ok(())
+}
+
+/// A log whose lines are printed to stdout as they come (in `scratch`); drop it, then
+/// await the printer.
+async fn printed_log(scratch: &Path) -> Result<(Arc<crate::logs::LiveLog>, tokio::task::JoinHandle<()>)> {
+    std::fs::create_dir_all(scratch).map_err(|source| Error::DataDir { path: scratch.to_path_buf(), source })?;
+    let logs = LogDir::new(scratch.to_path_buf());
+    let path = scratch.join("printed.log");
+    let log = logs.open(&path).map_err(|source| Error::DataDir { path: scratch.to_path_buf(), source })?;
     let lines = logs.follow(&path, 0, true).await.ok().flatten();
     let printer = tokio::spawn(async move {
         let Some(mut lines) = lines else { return };
@@ -511,20 +599,63 @@ pub async fn prepare_stack(
             println!("{}", record.text);
         }
     });
-    let spec = StackSpec { name: name.to_string(), suite: suite.to_string(), version };
-    let result = match refresh {
-        true => stacks.refresh(&spec, &log).await,
-        false => stacks.ensure(&spec, &log).await,
-    };
-    drop(log);
-    let _ = printer.await;
-    let _ = std::fs::remove_dir_all(&scratch);
-    let images = result?;
-    println!("stack {}: {} and {}", spec.describe(), images.build, images.run);
-    if refresh {
-        println!("apps built on it move to the refreshed run image with: hoist rebase --all");
+    Ok((log, printer))
+}
+
+/// `hoistd export`, the last step of a build pod: exports what assemble left in `/app`,
+/// `/deps` and `/layers` as the plan in `HOIST_EXPORT_PLAN` says, straight to the
+/// registry, and leaves `{"digest": …}` in `result` (the pod's termination message).
+pub async fn export_in_pod(plan: &str, result: &Path) -> std::result::Result<(), String> {
+    let outcome = async {
+        let plan: crate::export::Plan =
+            serde_json::from_str(plan).map_err(|e| format!("HOIST_EXPORT_PLAN is not an export plan: {e}"))?;
+        let addr = plan.repository.split('/').next().unwrap_or_default();
+        let addr: SocketAddr = addr.parse().map_err(|_| format!("the plan's registry {addr:?} is not host:port"))?;
+        let exporter = crate::export::Exporter::new(Registry::new(addr, None), crate::export::RunImages::Registry);
+        let work = PathBuf::from("/workspace/export");
+        std::fs::create_dir_all(&work).map_err(|e| format!("cannot create {}: {e}", work.display()))?;
+        let (log, printer) = printed_log(&work.join("log")).await.map_err(|e| e.to_string())?;
+        let folders = [Path::new("/app"), Path::new("/deps"), Path::new(build::LAYERS_DIR)];
+        let exported = exporter.export_plan(&plan, folders, &work, &log).await;
+        drop(log);
+        let _ = printer.await;
+        exported.map_err(|e| e.to_string())
     }
-    Ok(())
+    .await;
+    let message = match &outcome {
+        Ok(exported) => {
+            let result = build::kubernetes::ExportResult { digest: exported.digest.clone() };
+            serde_json::to_string(&result).unwrap_or_default()
+        }
+        Err(error) => error.clone(),
+    };
+    if let Err(error) = std::fs::write(result, &message) {
+        eprintln!("hoistd export: cannot write the result to {}: {error}", result.display());
+    }
+    outcome.map(|_| ())
+}
+
+/// Pushes a stack's two images to the registry at `addr` as `stacks/<name>:<tag>`.
+async fn push_stack(
+    docker: &bollard::Docker,
+    addr: &str,
+    spec: &StackSpec,
+    images: &stack::StackImages,
+    log: &crate::logs::LiveLog,
+) -> Result<(String, String)> {
+    let socket: SocketAddr = addr
+        .parse()
+        .map_err(|_| Error::BuildEngine(format!("--push {addr:?}: give the registry as host:port (an IP address)")))?;
+    let registry = Registry::new(socket, None);
+    let repository = format!("{addr}/{}", build::kubernetes::stack_repository(spec));
+    let mut pushed = Vec::new();
+    for local in [&images.build, &images.run] {
+        let tag = local.rsplit_once(':').map_or("latest", |(_, tag)| tag);
+        registry.push(docker, local, &repository, tag, log).await?;
+        pushed.push(format!("{repository}:{tag}"));
+    }
+    let run = pushed.pop().unwrap_or_default();
+    Ok((pushed.pop().unwrap_or_default(), run))
 }
 
 /// A port nobody listens on right now, on `addr`'s interface.
@@ -548,22 +679,4 @@ fn write_listening(
     std::fs::write(&partial, text)
         .and_then(|()| std::fs::rename(&partial, &path))
         .map_err(|source| Error::DataDir { path, source })
-}
-
-/// Builder containers outlive a hoistd that was killed mid-build; remove them.
-async fn remove_builder_containers(docker: &bollard::Docker, instance: &str) {
-    use bollard::query_parameters::{ListContainersOptionsBuilder, RemoveContainerOptionsBuilder};
-    let filters = HashMap::from([(
-        "label".to_string(),
-        vec![format!("{LABEL_INSTANCE}={instance}"), format!("{LABEL_ROLE}=builder")],
-    )]);
-    let options = ListContainersOptionsBuilder::default().all(true).filters(&filters).build();
-    let Ok(containers) = docker.list_containers(Some(options)).await else { return };
-    for container in containers {
-        if let Some(id) = container.id {
-            let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-            let _ = docker.remove_container(&id, Some(remove)).await;
-            tracing::info!(container = %id, "removed a builder container left by an interrupted build");
-        }
-    }
 }

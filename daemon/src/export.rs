@@ -20,7 +20,7 @@
 //! bytes are made by `image` only.
 
 use crate::app::AppName;
-use crate::build::Assembled;
+use crate::build::{self, Assembled};
 use crate::image::{self, Base, Layer, Metadata};
 use crate::logs::LiveLog;
 use crate::registry::{self, Registry};
@@ -53,6 +53,8 @@ pub enum Error {
     Elsewhere { image: String, registry: String },
     #[error("layer {layer} ({digest}) of {image} is gone from the registry; push the app again to rebuild it")]
     LayerGone { image: String, layer: String, digest: String },
+    #[error("the export plan is not usable: {0}")]
+    Plan(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -81,10 +83,45 @@ pub struct Rebased {
 #[derive(Clone)]
 pub struct Exporter {
     registry: Registry,
-    docker: bollard::Docker,
-    stacks: Stacks,
+    runs: RunImages,
     /// Run images in the registry, by the id of the dockerd image they were pushed from.
     run_images: Arc<tokio::sync::Mutex<HashMap<String, Base>>>,
+}
+
+/// Where the stacks' run images come from.
+#[derive(Clone)]
+pub enum RunImages {
+    /// Made in dockerd by `stack`, pushed to the registry once per image id.
+    Dockerd { docker: bollard::Docker, stacks: Stacks },
+    /// In the registry already, as `stacks/<name>:<tag>` (`hoistd stacks prepare --push`
+    /// put them there): where there is no dockerd, in a build pod or an in-cluster hoistd.
+    Registry,
+}
+
+/// What an export needs besides the assembled folders: what the build stage decided.
+/// A build pod gets it as JSON (`hoistd export`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Plan {
+    /// `<registry>/<app>`.
+    pub repository: String,
+    pub tag: String,
+    /// The image the app runs now, whose layers with the same key are reused.
+    pub previous: Option<String>,
+    pub buildpack: String,
+    pub stack: StackSpec,
+    /// The stack's run image as the exporter finds it (see [`RunImages`]).
+    pub run_image: String,
+    pub run_script: Vec<u8>,
+    pub deps_key: Option<String>,
+    pub spec: image::Spec,
+}
+
+impl Plan {
+    /// The app's repository name in the registry (`web1` of `127.0.0.1:5000/web1`).
+    pub fn app(&self) -> Result<AppName> {
+        let name = self.repository.rsplit('/').next().unwrap_or_default();
+        AppName::parse(name).map_err(|e| Error::Plan(format!("repository {:?}: {e}", self.repository)))
+    }
 }
 
 /// The repository of a stack's run images: `stacks/<name>`.
@@ -102,14 +139,27 @@ pub fn size(bytes: u64) -> String {
 }
 
 impl Exporter {
-    pub fn new(registry: Registry, docker: bollard::Docker, stacks: Stacks) -> Exporter {
-        Exporter { registry, docker, stacks, run_images: Default::default() }
+    pub fn new(registry: Registry, runs: RunImages) -> Exporter {
+        Exporter { registry, runs, run_images: Default::default() }
     }
 
-    /// The dockerd image `local` of stack `spec` in the registry: pushed when it is not the
-    /// image pushed last; its manifest and config as the registry holds them.
+    /// The run image `local` of stack `spec` in the registry, its manifest and config as
+    /// the registry holds them: a dockerd image is pushed when it is not the image pushed
+    /// last; a registry one is looked up.
     async fn run_image(&self, spec: &StackSpec, local: &str, log: &LiveLog) -> Result<Base> {
-        let id = self.docker.inspect_image(local).await?.id.unwrap_or_default();
+        let docker = match &self.runs {
+            RunImages::Dockerd { docker, .. } => docker,
+            RunImages::Registry => {
+                let name = stack_repository(&spec.name);
+                let tag = local.rsplit_once(':').map_or("run", |(_, tag)| tag);
+                let (bytes, digest) = self.registry.manifest(&name, tag).await?;
+                let manifest = image::Manifest::parse(&bytes)?;
+                let config = self.registry.small_blob(&name, &manifest.config.digest, CONFIG_MAX).await?;
+                let config = image::Config::parse(&config)?;
+                return Ok(Base { reference: format!("{name}@{digest}"), manifest, config });
+            }
+        };
+        let id = docker.inspect_image(local).await?.id.unwrap_or_default();
         let mut known = self.run_images.lock().await;
         if let Some(base) = known.get(&id) {
             return Ok(base.clone());
@@ -118,7 +168,7 @@ impl Exporter {
         let tag = local.rsplit_once(':').map_or("run", |(_, tag)| tag);
         let repository = format!("{}/{name}", self.registry.addr());
         log.line(format!("-----> Putting the run image of stack {} in the registry (once)", spec.describe()));
-        let digest = self.registry.push(&self.docker, local, &repository, tag, log).await?;
+        let digest = self.registry.push(docker, local, &repository, tag, log).await?;
         let (bytes, digest) = self.registry.manifest(&name, &digest).await?;
         let manifest = image::Manifest::parse(&bytes)?;
         let config = self.registry.small_blob(&name, &manifest.config.digest, CONFIG_MAX).await?;
@@ -240,6 +290,24 @@ impl Exporter {
         Ok(Exported { digest: composed.digest })
     }
 
+    /// Exports what assemble left in `app`, `deps` and `layers` as `plan` says: what a
+    /// build pod runs (`hoistd export`).
+    pub async fn export_plan(&self, plan: &Plan, folders: [&Path; 3], work: &Path, log: &LiveLog) -> Result<Exported> {
+        let [app_dir, deps, layers] = folders;
+        let assembled = build::Assembled {
+            buildpack: plan.buildpack.clone(),
+            stack: plan.stack.clone(),
+            run_image: plan.run_image.clone(),
+            app: app_dir.to_path_buf(),
+            deps: deps.to_path_buf(),
+            layers: layers.to_path_buf(),
+            run_script: plan.run_script.clone(),
+            deps_key: plan.deps_key.clone(),
+            spec: plan.spec.clone(),
+        };
+        self.export(&plan.app()?, &assembled, &plan.tag, plan.previous.as_deref(), work, log).await
+    }
+
     /// Makes every layer of `base` a blob of repository `name`.
     async fn mount_run_layers(&self, name: &str, base: &Base, from: &str) -> Result<()> {
         for layer in &base.manifest.layers {
@@ -277,8 +345,11 @@ impl Exporter {
             suite: metadata.stack.suite.clone(),
             version: metadata.stack.version.clone(),
         };
-        let stack_images = self.stacks.ensure(&spec, log).await?;
-        let base = self.run_image(&spec, &stack_images.run, log).await?;
+        let run = match &self.runs {
+            RunImages::Dockerd { stacks, .. } => stacks.ensure(&spec, log).await?.run,
+            RunImages::Registry => spec.image("stacks", "run"),
+        };
+        let base = self.run_image(&spec, &run, log).await?;
         let run_digest = base.reference.rsplit_once('@').map_or("", |(_, d)| d).to_string();
         if base.reference == metadata.stack.run_image {
             return Ok(Rebased { digest: None, stack: spec.describe(), run_digest });

@@ -19,7 +19,7 @@
 //! supersedes the others). Builds of different apps run in parallel up to a limit.
 
 use crate::app::AppName;
-use crate::build::{Builder, Built, Source};
+use crate::build::{Builder, Built, Destination, Source};
 use crate::export::Exporter;
 use crate::image_stream::{ImageStreams, Recorded, TagUpdate, TRACKED_TAG};
 use crate::logs::LiveLog;
@@ -135,7 +135,8 @@ pub struct Stages {
     pub builder: Builder,
     pub registry: Registry,
     pub exporter: Exporter,
-    pub docker: bollard::Docker,
+    /// dockerd, to push a Dockerfile's image from; none when builds run as pods.
+    pub docker: Option<bollard::Docker>,
     pub image_streams: ImageStreams,
     /// The targets, for what each keeps of a build's source.
     pub targets: crate::target::Targets,
@@ -273,7 +274,16 @@ async fn run_build(stages: &Stages, request: &BuildRequest) -> Outcome {
     ));
     let repository = stages.registry.repository(source.app.as_str());
     let tag = format!("build-{id}");
-    let built = match stages.builder.build(source, &format!("{repository}:{tag}"), log).await {
+    // The image the app runs now: its layers with the same key are reused.
+    let previous = match stages.store.live_release(&source.app) {
+        Ok(live) => live.map(|release| release.image),
+        Err(error) => {
+            log.line(format!(" !     cannot read the running release ({error}); every layer is written anew"));
+            None
+        }
+    };
+    let destination = Destination { repository: repository.clone(), tag: tag.clone(), previous };
+    let built = match stages.builder.build(source, &destination, log).await {
         Ok(built) => built,
         Err(error) => return fail(format!("build of app {:?} failed: {error}", source.app.as_str())),
     };
@@ -287,25 +297,22 @@ async fn run_build(stages: &Stages, request: &BuildRequest) -> Outcome {
     }
     log.set_stage(crate::logs::stage::PUSH);
     // A Dockerfile's image goes through dockerd; a buildpack's outputs are exported
-    // layer by layer, reusing what the running image has.
+    // layer by layer, reusing what the running image has; a build pod exported itself.
     let pushed = match &built {
-        Built::Image { reference } => {
-            stages.registry.push(&stages.docker, reference, &repository, &tag, log).await.map_err(|e| e.to_string())
-        }
+        Built::Image { reference } => match &stages.docker {
+            Some(docker) => {
+                stages.registry.push(docker, reference, &repository, &tag, log).await.map_err(|e| e.to_string())
+            }
+            None => Err("this hoistd has no dockerd to push a Dockerfile's image from".to_string()),
+        },
         Built::Assembled(assembled) => {
-            let previous = match stages.store.live_release(&source.app) {
-                Ok(live) => live.map(|release| release.image),
-                Err(error) => {
-                    log.line(format!(" !     cannot read the running release ({error}); every layer is written anew"));
-                    None
-                }
-            };
             let exported = stages
                 .exporter
-                .export(&source.app, assembled, &tag, previous.as_deref(), source.work.path(), log)
+                .export(&source.app, assembled, &tag, destination.previous.as_deref(), source.work.path(), log)
                 .await;
             exported.map(|exported| exported.digest).map_err(|e| e.to_string())
         }
+        Built::Exported { digest, .. } => Ok(digest.clone()),
     };
     let digest = match pushed {
         Ok(digest) => digest,

@@ -64,7 +64,8 @@ pub fn kept_digests(releases: &[Release], current: Option<&str>, keep: usize) ->
 /// Applies the keep rule.
 #[derive(Clone)]
 pub struct Retention {
-    docker: Docker,
+    /// The dockerd the docker target pulls images into; none without one.
+    docker: Option<Docker>,
     registry: Registry,
     store: Arc<Store>,
     instance: String,
@@ -72,7 +73,13 @@ pub struct Retention {
 }
 
 impl Retention {
-    pub fn new(docker: Docker, registry: Registry, store: Arc<Store>, instance: String, keep: usize) -> Retention {
+    pub fn new(
+        docker: Option<Docker>,
+        registry: Registry,
+        store: Arc<Store>,
+        instance: String,
+        keep: usize,
+    ) -> Retention {
         Retention { docker, registry, store, instance, keep: keep.max(1) }
     }
 
@@ -132,12 +139,13 @@ impl Retention {
 
     /// Removes the app's images in dockerd (built or pulled) whose digests are not kept.
     async fn remove_local_images(&self, app: &AppName, kept: &BTreeSet<String>) -> Freed {
+        let Some(docker) = &self.docker else { return Freed::default() };
         let filters = HashMap::from([(
             "label".to_string(),
             vec![format!("{LABEL_INSTANCE}={}", self.instance), format!("{LABEL_APP}={app}")],
         )]);
         let options = ListImagesOptionsBuilder::default().all(false).filters(&filters).build();
-        let images = match self.docker.list_images(Some(options)).await {
+        let images = match docker.list_images(Some(options)).await {
             Ok(images) => images,
             Err(error) => {
                 tracing::warn!(%app, %error, "cannot list the app's images");
@@ -153,7 +161,7 @@ impl Retention {
                 continue;
             }
             let remove = RemoveImageOptionsBuilder::default().force(true).build();
-            match self.docker.remove_image(&image.id, Some(remove), None).await {
+            match docker.remove_image(&image.id, Some(remove), None).await {
                 Ok(_) => {
                     freed.images += 1;
                     freed.image_bytes += u64::try_from(image.size).unwrap_or(0);

@@ -73,7 +73,7 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// One stack to make: a folder of `buildpacks/stacks/`, on a suite, at a version.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct StackSpec {
     pub name: String,
     pub suite: String,

@@ -33,6 +33,15 @@ enum Command {
         #[arg(long)]
         rotate: bool,
     },
+    /// The last step of a build pod (not for people): exports `/app`, `/deps` and
+    /// `/layers` to the registry as `HOIST_EXPORT_PLAN` says.
+    Export {
+        #[arg(long, env = "HOIST_EXPORT_PLAN", hide_env_values = true)]
+        plan: String,
+        /// Where the digest (or the error) is left: the pod's termination message.
+        #[arg(long, default_value = "/dev/termination-log")]
+        result: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -52,6 +61,10 @@ enum StacksCommand {
         /// rebase --all` moves the apps built on it to the new run image, without builds).
         #[arg(long)]
         refresh: bool,
+        /// Also push both images to this registry (host:port) as `stacks/<name>:<tag>`,
+        /// where build pods (build.engine = kubernetes) find them.
+        #[arg(long, value_name = "REGISTRY")]
+        push: Option<String>,
     },
 }
 
@@ -72,9 +85,16 @@ fn run() -> anyhow::Result<()> {
             let code = runtime.block_on(hoist::receive::run_pre_receive_hook());
             std::process::exit(code);
         }
-        Some(Command::Stacks { command: StacksCommand::Prepare { name, version, suite, refresh } }) => {
+        Some(Command::Stacks { command: StacksCommand::Prepare { name, version, suite, refresh, push } }) => {
             let config = hoist::config::Config::load(args.config.as_deref())?;
-            runtime.block_on(hoist::daemon::prepare_stack(config, &name, &suite, version, refresh))?;
+            runtime.block_on(hoist::daemon::prepare_stack(config, &name, &suite, version, refresh, push))?;
+            return Ok(());
+        }
+        Some(Command::Export { plan, result }) => {
+            if let Err(error) = runtime.block_on(hoist::daemon::export_in_pod(&plan, &result)) {
+                eprintln!("hoistd export: {error}");
+                std::process::exit(1);
+            }
             return Ok(());
         }
         Some(Command::AdminToken { rotate }) => {

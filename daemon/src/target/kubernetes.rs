@@ -127,24 +127,30 @@ struct HistoryEntry {
     description: String,
 }
 
+/// A client of the cluster named by `kubeconfig`, else the environment's (`KUBECONFIG`,
+/// `~/.kube/config`, the in-cluster service account). `Err`: why not, for the user.
+pub async fn client(kubeconfig: Option<&Path>) -> Result<kube::Client, String> {
+    let config = match kubeconfig {
+        Some(path) => {
+            let kubeconfig = kube::config::Kubeconfig::read_from(path)
+                .map_err(|e| format!("cannot read kubeconfig {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
+                .await
+                .map_err(|e| format!("kubeconfig {} is not usable: {e}", path.display()))?
+        }
+        None => kube::Config::infer().await.map_err(|e| {
+            format!("no cluster configured (set kubernetes.kubeconfig or KUBECONFIG, or run in a cluster): {e}")
+        })?,
+    };
+    kube::Client::try_from(config).map_err(|e| format!("cannot make a Kubernetes client: {e}"))
+}
+
 impl KubernetesTarget {
     /// Connects to the cluster named by the kubeconfig (or the environment's), checks
     /// helm, and starts following the Services' endpoints into `routes`.
     /// `Err`: why the target cannot be used, for the user.
     pub async fn connect(settings: Settings, routes: Routes) -> Result<Arc<KubernetesTarget>, String> {
-        let config = match &settings.kubeconfig {
-            Some(path) => {
-                let kubeconfig = kube::config::Kubeconfig::read_from(path)
-                    .map_err(|e| format!("cannot read kubeconfig {}: {e}", path.display()))?;
-                kube::Config::from_custom_kubeconfig(kubeconfig, &Default::default())
-                    .await
-                    .map_err(|e| format!("kubeconfig {} is not usable: {e}", path.display()))?
-            }
-            None => kube::Config::infer().await.map_err(|e| {
-                format!("no cluster configured (set kubernetes.kubeconfig or KUBECONFIG, or run in a cluster): {e}")
-            })?,
-        };
-        let client = kube::Client::try_from(config).map_err(|e| format!("cannot make a Kubernetes client: {e}"))?;
+        let client = client(settings.kubeconfig.as_deref()).await?;
         let version = helm_version(&settings.helm).await?;
         let atomic_flag = if version.starts_with("v3.") { "--atomic" } else { "--rollback-on-failure" };
         std::fs::create_dir_all(&settings.work_dir)

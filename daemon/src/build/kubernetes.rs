@@ -1,0 +1,561 @@
+//! The kubernetes build engine: each build is a pod in hoist's namespace, so builds
+//! spread over the cluster's nodes, are bounded by the pod's requests and limits, and
+//! need no Docker anywhere (OpenShift's BuildConfig and kpack work the same way).
+//!
+//! ```text
+//!  pod <instance>-build-<app>-<n>   labels hoist.dev/build=<app>-<n>, hoist.dev/instance
+//!    init "source"    the stack's build image; `head -c N | tar -x`: hoistd attaches and
+//!                     sends the source and the buildpack's scripts (no token, no route
+//!                     from the pod to hoistd needed)
+//!    init "assemble"  the stack's build image, as the hoist user, /cache on the app's
+//!                     PersistentVolumeClaim, its output followed into the build's log
+//!    "export"         hoistd's own image: `hoistd export` writes the layers and pushes
+//!                     them to the registry; the digest comes back as its termination message
+//! ```
+//!
+//! The dependency cache is a PersistentVolumeClaim per app (`<instance>-cache-<app>`):
+//! assemble reads and writes it as a folder, as on dockerd, where a cache image would be
+//! pulled and pushed whole on every build.
+//!
+//! Architecture invariant: no pod made here mounts a Docker socket or runs privileged;
+//! every container drops all capabilities and runs as the hoist user.
+
+use super::{Assembly, Engine, Job, Limits, Result, Source};
+use crate::app::AppName;
+use crate::archive;
+use crate::logs::LiveLog;
+use crate::registry::{self, Registry};
+use crate::stack::{StackImages, StackSpec};
+use futures_util::{AsyncBufReadExt, StreamExt};
+use k8s_openapi::api::core::v1::{ContainerState, PersistentVolumeClaim, Pod};
+use kube::api::{Api, AttachParams, DeleteParams, ListParams, LogParams, PostParams};
+use std::io::Write;
+use std::time::{Duration, Instant};
+use tokio::io::AsyncWriteExt;
+
+/// What can go wrong with a build pod. Each message is shown to the pushing user.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(
+        "stack {stack} is not in the registry {registry} (no {image}); build pods have no Docker to make it: \
+         on a machine with Docker run `hoistd stacks prepare {name}{version} --push {registry}`"
+    )]
+    StackMissing { stack: String, registry: String, image: String, name: String, version: String },
+    #[error(
+        "this app has a Dockerfile, and builds run as pods without Docker (build.engine = kubernetes); \
+         remove the Dockerfile to build with a buildpack, or push the image yourself and let hoist deploy it \
+         (hoist images track)"
+    )]
+    Dockerfile,
+    #[error("the Kubernetes API: {0}")]
+    Kube(#[from] kube::Error),
+    #[error("registry: {0}")]
+    Registry(#[from] registry::Error),
+    #[error("build pod {pod} could not start {container}: {reason}: {message}")]
+    CannotStart { pod: String, container: String, reason: String, message: String },
+    #[error("build pod {pod} is gone (deleted during the build); push again")]
+    Gone { pod: String },
+    #[error("the source did not reach build pod {pod} ({container} exited with code {code}: {message})")]
+    Source { pod: String, container: String, code: i32, message: String },
+    #[error("the export in build pod {pod} failed (exit code {code}): {message}")]
+    Export { pod: String, code: i32, message: String },
+    #[error("cannot attach to build pod {pod}: {message}")]
+    Attach { pod: String, message: String },
+}
+
+/// Settings of the build pods.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub instance: String,
+    /// Where build pods and cache claims are made (hoist's own namespace).
+    pub namespace: String,
+    /// hoistd's image: runs `hoistd export` in each build pod.
+    pub export_image: String,
+    pub limits: Limits,
+    /// A failed build's pod is kept this long (for `kubectl logs`), then removed.
+    pub keep_failed: Duration,
+    /// The size each app's dependency cache claim asks for (`2Gi`).
+    pub cache_size: String,
+    /// The storage class of the cache claims; unset: the cluster's default.
+    pub cache_class: Option<String>,
+    /// A build pod running longer is stopped by Kubernetes (`activeDeadlineSeconds`).
+    pub timeout: Duration,
+}
+
+/// Builds in pods; cheap to clone.
+#[derive(Clone)]
+pub struct PodEngine {
+    client: kube::Client,
+    registry: Registry,
+    settings: Settings,
+}
+
+/// Label of every build pod: `<app>-<build number>`.
+pub const LABEL_BUILD: &str = "hoist.dev/build";
+const LABEL_INSTANCE: &str = "hoist.dev/instance";
+const LABEL_APP: &str = "hoist.dev/app";
+
+impl PodEngine {
+    pub fn new(client: kube::Client, registry: Registry, settings: Settings) -> PodEngine {
+        PodEngine { client, registry, settings }
+    }
+
+    fn pods(&self) -> Api<Pod> {
+        Api::namespaced(self.client.clone(), &self.settings.namespace)
+    }
+
+    fn pod_name(&self, source: &Source) -> String {
+        format!("{}-build-{}-{}", self.settings.instance, source.app, source.build_id)
+    }
+
+    fn cache_claim(&self, app: &AppName) -> String {
+        format!("{}-cache-{}", self.settings.instance, app)
+    }
+
+    /// The app's cache claim, made when missing.
+    async fn ensure_cache(&self, app: &AppName) -> Result<String> {
+        let name = self.cache_claim(app);
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &self.settings.namespace);
+        let mut spec = serde_json::json!({
+            "accessModes": ["ReadWriteOnce"],
+            "resources": {"requests": {"storage": self.settings.cache_size}},
+        });
+        if let Some(class) = &self.settings.cache_class {
+            spec["storageClassName"] = serde_json::json!(class);
+        }
+        let claim: PersistentVolumeClaim = serde_json::from_value(serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "PersistentVolumeClaim",
+            "metadata": {"name": name, "labels": {LABEL_INSTANCE: self.settings.instance, LABEL_APP: app.as_str()}},
+            "spec": spec,
+        }))
+        .expect("a claim of known fields");
+        match claims.create(&PostParams::default(), &claim).await {
+            Ok(_) => Ok(name),
+            Err(kube::Error::Api(response)) if response.code == 409 => Ok(name),
+            Err(error) => Err(Error::Kube(error).into()),
+        }
+    }
+
+    /// The build's files for the source container: `source/` and `buildpack/bin/*`,
+    /// unpacked into `/workspace`.
+    fn files(&self, job: &Job<'_>) -> Result<Vec<u8>> {
+        let path = job.source.work.path().join("pod-files.tar");
+        let mut files = archive::Writer::create(&path, archive::APP_UID)?;
+        files.dir("source/")?;
+        files.append_rebased(&job.source.tar, 0, "source/")?;
+        files.dir("buildpack/")?;
+        files.dir("buildpack/bin/")?;
+        for (script, bytes) in &job.scripts {
+            files.file(&format!("buildpack/bin/{script}"), 0o755, bytes)?;
+        }
+        files.finish()?.flush()?;
+        Ok(std::fs::read(&path)?)
+    }
+
+    fn manifest(&self, job: &Job<'_>, name: &str, cache: &str, size: usize) -> Result<Pod> {
+        let settings = &self.settings;
+        let limits = &settings.limits;
+        let assemble = match job.s2i_assemble {
+            true => "/workspace/source/.s2i/bin/assemble",
+            false => "/workspace/buildpack/bin/assemble",
+        };
+        let mut env: Vec<serde_json::Value> = job
+            .env
+            .iter()
+            .map(|pair| {
+                let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+                serde_json::json!({"name": name, "value": value})
+            })
+            .collect();
+        env.push(serde_json::json!({"name": "SOURCE_DIR", "value": "/workspace/source"}));
+        env.push(serde_json::json!({"name": "HOME", "value": "/workspace"}));
+        let plan = serde_json::to_string(&job.export).map_err(|e| std::io::Error::other(e.to_string()))?;
+        let secure = serde_json::json!({
+            "allowPrivilegeEscalation": false,
+            "privileged": false,
+            "capabilities": {"drop": ["ALL"]},
+        });
+        // /app, /deps and /layers are folders of the workspace that the source step
+        // makes, so they belong to the hoist user as on dockerd (an emptyDir is root's).
+        let mount = |folder: &str, path: &str, read_only: bool| match folder {
+            "workspace" | "cache" => serde_json::json!({"name": folder, "mountPath": path, "readOnly": read_only}),
+            _ => serde_json::json!({
+                "name": "workspace", "mountPath": path, "readOnly": read_only, "subPath": format!("out/{folder}"),
+            }),
+        };
+        let builder_resources = serde_json::json!({
+            "limits": {"memory": format!("{}Mi", limits.memory_mb), "cpu": format!("{}m", (limits.cpus * 1000.0) as u64)},
+            "requests": {"memory": format!("{}Mi", (limits.memory_mb / 4).max(64)), "cpu": "250m"},
+        });
+        let small = serde_json::json!({
+            "limits": {"memory": "256Mi", "cpu": "1"},
+            "requests": {"memory": "32Mi", "cpu": "50m"},
+        });
+        let pod = serde_json::json!({
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": name,
+                "labels": {
+                    LABEL_BUILD: format!("{}-{}", job.source.app, job.source.build_id),
+                    LABEL_INSTANCE: settings.instance,
+                    LABEL_APP: job.source.app.as_str(),
+                    "app.kubernetes.io/managed-by": "hoistd",
+                },
+            },
+            "spec": {
+                "restartPolicy": "Never",
+                "activeDeadlineSeconds": settings.timeout.as_secs().max(1),
+                "automountServiceAccountToken": false,
+                "enableServiceLinks": false,
+                "securityContext": {
+                    "runAsUser": archive::APP_UID,
+                    "runAsGroup": archive::APP_UID,
+                    "runAsNonRoot": true,
+                    "fsGroup": archive::APP_UID,
+                },
+                "volumes": [
+                    {"name": "workspace", "emptyDir": {}},
+                    {"name": "cache", "persistentVolumeClaim": {"claimName": cache}},
+                ],
+                "initContainers": [
+                    {
+                        "name": "source",
+                        "image": job.stack.build,
+                        "command": ["sh", "-c", format!("mkdir -p /workspace/out/app /workspace/out/deps /workspace/out/layers && head -c {size} | tar -x -C /workspace")],
+                        "stdin": true,
+                        "stdinOnce": true,
+                        "volumeMounts": [mount("workspace", "/workspace", false)],
+                        "resources": small,
+                        "securityContext": secure,
+                    },
+                    {
+                        "name": "assemble",
+                        "image": job.stack.build,
+                        "command": [assemble],
+                        "workingDir": "/workspace/source",
+                        "env": env,
+                        "volumeMounts": [
+                            mount("workspace", "/workspace", false),
+                            mount("app", "/app", false),
+                            mount("deps", "/deps", false),
+                            mount("layers", super::LAYERS_DIR, false),
+                            mount("cache", "/cache", false),
+                        ],
+                        "resources": builder_resources,
+                        "securityContext": secure,
+                    },
+                ],
+                "containers": [{
+                    "name": "export",
+                    "image": settings.export_image,
+                    "command": ["hoistd", "export"],
+                    "env": [{"name": "HOIST_EXPORT_PLAN", "value": plan}],
+                    "volumeMounts": [
+                        mount("workspace", "/workspace", false),
+                        mount("app", "/app", true),
+                        mount("deps", "/deps", true),
+                        mount("layers", super::LAYERS_DIR, true),
+                    ],
+                    "terminationMessagePolicy": "FallbackToLogsOnError",
+                    "resources": {"limits": {"memory": "512Mi", "cpu": "1"}, "requests": {"memory": "64Mi", "cpu": "100m"}},
+                    "securityContext": secure,
+                }],
+            },
+        });
+        Ok(serde_json::from_value(pod).map_err(|e| std::io::Error::other(e.to_string()))?)
+    }
+
+    /// Runs the pod's three steps, following each into `log`; the exported digest.
+    async fn run(&self, job: &Job<'_>, name: &str, files: Vec<u8>, log: &LiveLog) -> Result<String> {
+        let pods = self.pods();
+        let state = wait_container(&pods, name, "source", Until::Running).await?;
+        let node = pods.get(name).await.ok().and_then(|p| p.spec).and_then(|s| s.node_name).unwrap_or_default();
+        log.line(format!("-----> Building in pod {name} (node {node})"));
+        if state.running.is_some() {
+            let attach = |message: String| Error::Attach { pod: name.to_string(), message };
+            let params = AttachParams::default().container("source").stdin(true).stdout(false).stderr(false);
+            let mut attached = pods.attach(name, &params).await.map_err(|e| attach(e.to_string()))?;
+            let mut input = attached.stdin().ok_or_else(|| attach("no stdin".to_string()))?;
+            input.write_all(&files).await.map_err(|e| attach(e.to_string()))?;
+            input.shutdown().await.map_err(|e| attach(e.to_string()))?;
+            drop(input);
+            let ended = wait_container(&pods, name, "source", Until::Ended).await?;
+            drop(attached);
+            check_ended(name, "source", &ended)?;
+        } else {
+            check_ended(name, "source", &state)?;
+        }
+
+        log.line(format!("-----> Running assemble of buildpack {}", job.buildpack));
+        wait_container(&pods, name, "assemble", Until::Running).await?;
+        self.follow(&pods, name, "assemble", log, true).await?;
+        let ended = wait_container(&pods, name, "assemble", Until::Ended).await?;
+        let terminated = ended.terminated.unwrap_or_default();
+        if terminated.reason.as_deref() == Some("OOMKilled") {
+            return Err(super::Error::OutOfMemory { limit_mb: self.settings.limits.memory_mb });
+        }
+        if terminated.exit_code != 0 {
+            return Err(super::Error::AssembleFailed {
+                buildpack: job.buildpack.to_string(),
+                code: i64::from(terminated.exit_code),
+            });
+        }
+
+        wait_container(&pods, name, "export", Until::Running).await?;
+        self.follow(&pods, name, "export", log, false).await?;
+        let ended = wait_container(&pods, name, "export", Until::Ended).await?;
+        let terminated = ended.terminated.unwrap_or_default();
+        let message = terminated.message.unwrap_or_default();
+        if terminated.exit_code != 0 {
+            let last = message.trim().lines().last().unwrap_or("see the lines above").to_string();
+            return Err(Error::Export { pod: name.to_string(), code: terminated.exit_code, message: last }.into());
+        }
+        let result: ExportResult = serde_json::from_str(message.trim()).map_err(|e| Error::Export {
+            pod: name.to_string(),
+            code: 0,
+            message: format!("its result {message:?} is not readable: {e}"),
+        })?;
+        Ok(result.digest)
+    }
+
+    /// Follows a container's output into `log`: a builder's as indented output, hoist's
+    /// own (the export) as the lines they are.
+    async fn follow(&self, pods: &Api<Pod>, name: &str, container: &str, log: &LiveLog, output: bool) -> Result<()> {
+        let params = LogParams { container: Some(container.to_string()), follow: true, ..Default::default() };
+        let mut reader = pods.log_stream(name, &params).await.map_err(Error::from)?;
+        if output {
+            let mut lines = super::OutputLines::new(log);
+            let mut buffer = vec![0u8; 64 * 1024];
+            loop {
+                use futures_util::AsyncReadExt;
+                match reader.read(&mut buffer).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => lines.push(&buffer[..n]),
+                }
+            }
+            lines.finish();
+        } else {
+            let mut lines = reader.lines();
+            while let Some(Ok(line)) = lines.next().await {
+                log.line(line);
+            }
+        }
+        Ok(())
+    }
+
+    /// Removes a build's pod: at once after a success, after `keep_failed` after a failure.
+    fn remove_later(&self, name: String, failed: bool) {
+        let (pods, keep) = (self.pods(), self.settings.keep_failed);
+        tokio::spawn(async move {
+            if failed {
+                tokio::time::sleep(keep).await;
+            }
+            let _ = pods.delete(&name, &DeleteParams::default().grace_period(0)).await;
+        });
+    }
+
+    async fn delete_pods(&self, selector: &str) {
+        let pods = self.pods();
+        let listed = match pods.list(&ListParams::default().labels(selector)).await {
+            Ok(listed) => listed,
+            Err(error) => {
+                tracing::warn!(%error, selector, "cannot list build pods");
+                return;
+            }
+        };
+        for pod in listed.items {
+            let Some(name) = pod.metadata.name else { continue };
+            match pods.delete(&name, &DeleteParams::default().grace_period(0)).await {
+                Ok(_) => tracing::info!(pod = %name, "removed a build pod"),
+                Err(error) => tracing::warn!(pod = %name, %error, "cannot remove a build pod"),
+            }
+        }
+    }
+}
+
+/// What `hoistd export` leaves as its termination message.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct ExportResult {
+    pub digest: String,
+}
+
+/// The tag of a stack image in the registry (`22.12.0-build`, `build`).
+fn stack_tag(spec: &StackSpec, kind: &str) -> String {
+    spec.image("stacks", kind).rsplit_once(':').map(|(_, tag)| tag.to_string()).unwrap_or_default()
+}
+
+/// The repository a stack's images are in, in the registry: `stacks/<name>`.
+pub fn stack_repository(spec: &StackSpec) -> String {
+    format!("stacks/{}", spec.name)
+}
+
+#[async_trait::async_trait]
+impl Engine for PodEngine {
+    fn describe(&self) -> String {
+        format!("pods in namespace {}", self.settings.namespace)
+    }
+
+    async fn stack(&self, spec: &StackSpec, log: &LiveLog) -> Result<(StackImages, String)> {
+        let repository = stack_repository(spec);
+        let mut found = Vec::new();
+        for kind in ["build", "run"] {
+            let tag = stack_tag(spec, kind);
+            let image = format!("{}/{repository}:{tag}", self.registry.addr());
+            match self.registry.manifest(&repository, &tag).await {
+                Ok((_, digest)) => found.push((image, digest)),
+                Err(_) => {
+                    return Err(Error::StackMissing {
+                        stack: spec.describe(),
+                        registry: self.registry.addr().to_string(),
+                        image,
+                        name: spec.name.clone(),
+                        version: spec.version.as_ref().map(|v| format!(" --version {v}")).unwrap_or_default(),
+                    }
+                    .into())
+                }
+            }
+        }
+        let (run, _) = found.pop().expect("two images");
+        let (build, build_digest) = found.pop().expect("two images");
+        log.line(format!("-----> Stack {}: {build}", spec.describe()));
+        Ok((StackImages { build, run }, build_digest))
+    }
+
+    async fn dockerfile(&self, _source: &Source, _reference: &str, _log: &LiveLog) -> Result<()> {
+        Err(Error::Dockerfile.into())
+    }
+
+    async fn assemble(&self, job: &Job<'_>, log: &LiveLog) -> Result<Assembly> {
+        let name = self.pod_name(job.source);
+        let cache = self.ensure_cache(&job.source.app).await?;
+        let files = self.files(job)?;
+        let pod = self.manifest(job, &name, &cache, files.len())?;
+        let pods = self.pods();
+        // A pod of this name is a leftover of a build cut off before its record said so.
+        let _ = pods.delete(&name, &DeleteParams::default().grace_period(0)).await;
+        for _ in 0..50 {
+            if pods.get_opt(&name).await.ok().flatten().is_none() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        pods.create(&PostParams::default(), &pod).await.map_err(Error::from)?;
+        let result = self.run(job, &name, files, log).await;
+        self.remove_later(name, result.is_err());
+        Ok(Assembly::Exported { digest: result? })
+    }
+
+    async fn cancel(&self, source: &Source) {
+        let _ = self.pods().delete(&self.pod_name(source), &DeleteParams::default().grace_period(0)).await;
+    }
+
+    async fn stop_builds(&self, app: &AppName) {
+        self.delete_pods(&format!("{LABEL_INSTANCE}={},{LABEL_APP}={app},{LABEL_BUILD}", self.settings.instance)).await;
+    }
+
+    async fn remove_cache(&self, app: &AppName) {
+        let claims: Api<PersistentVolumeClaim> = Api::namespaced(self.client.clone(), &self.settings.namespace);
+        match claims.delete(&self.cache_claim(app), &DeleteParams::default()).await {
+            Ok(_) => {}
+            Err(kube::Error::Api(response)) if response.code == 404 => {}
+            Err(error) => tracing::warn!(%app, %error, "cannot remove the build cache claim"),
+        }
+    }
+
+    async fn recover(&self) {
+        // Builds cut off by a stop are marked interrupted; their pods (running or kept
+        // after a failure) go, so none runs unrecorded.
+        self.delete_pods(&format!("{LABEL_INSTANCE}={},{LABEL_BUILD}", self.settings.instance)).await;
+    }
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Until {
+    Running,
+    Ended,
+}
+
+/// Waits until `container` of pod `name` runs (or ended) or ended; a container that
+/// cannot start (bad image, a pull failing for a minute) or a pod that is gone or failed
+/// before it ran is an error.
+async fn wait_container(pods: &Api<Pod>, name: &str, container: &str, until: Until) -> Result<ContainerState> {
+    let mut pull_trouble_since: Option<Instant> = None;
+    let cannot = |reason: String, message: String| Error::CannotStart {
+        pod: name.to_string(),
+        container: container.to_string(),
+        reason,
+        message,
+    };
+    loop {
+        let pod = match pods.get_opt(name).await.map_err(Error::from)? {
+            Some(pod) => pod,
+            None => return Err(Error::Gone { pod: name.to_string() }.into()),
+        };
+        let status = pod.status.unwrap_or_default();
+        let state = status
+            .init_container_statuses
+            .unwrap_or_default()
+            .into_iter()
+            .chain(status.container_statuses.unwrap_or_default())
+            .find(|c| c.name == container)
+            .and_then(|c| c.state)
+            .unwrap_or_default();
+        if state.terminated.is_some() || (until == Until::Running && state.running.is_some()) {
+            return Ok(state);
+        }
+        // The pod failed before this container ran: the deadline, an earlier step.
+        if status.phase.as_deref() == Some("Failed") && state.running.is_none() {
+            let reason = status.reason.unwrap_or_else(|| "Failed".to_string());
+            let message = status.message.unwrap_or_else(|| "the pod failed before this step ran".to_string());
+            return Err(cannot(reason, message).into());
+        }
+        if let Some(waiting) = state.waiting {
+            let reason = waiting.reason.unwrap_or_default();
+            let message = waiting.message.unwrap_or_default();
+            match reason.as_str() {
+                "InvalidImageName" | "CreateContainerConfigError" | "CreateContainerError" => {
+                    return Err(cannot(reason, message).into())
+                }
+                "ErrImagePull" | "ImagePullBackOff" => {
+                    let since = *pull_trouble_since.get_or_insert_with(Instant::now);
+                    if since.elapsed() > Duration::from_secs(60) {
+                        return Err(cannot(reason, message).into());
+                    }
+                }
+                _ => {}
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+/// An init step that ended: an error unless with code 0.
+fn check_ended(pod: &str, container: &str, state: &ContainerState) -> Result<()> {
+    let terminated = state.terminated.clone().unwrap_or_default();
+    if terminated.exit_code == 0 {
+        return Ok(());
+    }
+    Err(Error::Source {
+        pod: pod.to_string(),
+        container: container.to_string(),
+        code: terminated.exit_code,
+        message: terminated.message.or(terminated.reason).unwrap_or_default(),
+    }
+    .into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stack_images_in_the_registry() {
+        let node = StackSpec { name: "node".into(), suite: "bookworm".into(), version: Some("22.12.0".into()) };
+        assert_eq!(stack_tag(&node, "build"), "22.12.0-build");
+        assert_eq!(stack_repository(&node), "stacks/node");
+        let base = StackSpec { name: "base".into(), suite: "bookworm".into(), version: None };
+        assert_eq!(stack_tag(&base, "run"), "run");
+    }
+}
