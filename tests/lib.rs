@@ -16,7 +16,7 @@ pub const DOCKER: &str = "/usr/bin/docker";
 static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// The directory of the workspace's binaries (`target/debug`).
-fn bin_dir() -> PathBuf {
+pub fn bin_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("the test binary knows its path");
     // target/debug/deps/it-<hash> → target/debug
     exe.parent().and_then(Path::parent).expect("test binary lives in target/<profile>/deps").to_path_buf()
@@ -512,7 +512,13 @@ impl Cluster {
         cluster
     }
 
-    fn command(&self, program: &str) -> Command {
+    /// The registry as pods reach it (the host's address; `registry` is its loopback one).
+    pub fn pod_registry(&self) -> String {
+        self.env.iter().find(|(k, _)| k == "HOIST_TEST_POD_REGISTRY").map(|(_, v)| v.clone()).unwrap_or_default()
+    }
+
+    /// `program` with the cluster's environment (KUBECONFIG, PATH with kubectl and helm).
+    pub fn command(&self, program: &str) -> Command {
         let mut command = Command::new(program);
         for (key, value) in &self.env {
             command.env(key, value);

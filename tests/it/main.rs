@@ -8,6 +8,7 @@ mod cluster;
 mod dev;
 mod hostile;
 mod images;
+mod in_cluster;
 mod kubernetes;
 mod logs;
 mod page;
