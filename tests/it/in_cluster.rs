@@ -167,30 +167,35 @@ fn docker_events_naming(since: i64, names: &[&str]) -> Vec<String> {
         .collect()
 }
 
+/// Prints how long the test has run, at each step (seen with --nocapture, or on failure).
+fn step(started: std::time::Instant, what: &str) {
+    eprintln!("[in_cluster {:>6.1} s] {what}", started.elapsed().as_secs_f64());
+}
+
 fn now() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 #[test]
 fn hoist_installed_by_its_chart_builds_in_pods_without_docker_and_survives_its_pod_being_deleted() {
+    let t0 = std::time::Instant::now();
     let cluster = Cluster::connect();
     let namespace = cluster.namespace.clone();
     let root = repo_root();
     let hoistd = binary("hoistd");
 
-    // hoistd's image, as README says (the debug build the tests made).
-    let target_dir = bin_dir().parent().unwrap().to_path_buf();
+    // hoistd's image, as README says (of the debug build the tests run).
     let image = Command::new("bash")
         .arg(root.join("deploy/hoistd-image"))
         .arg(&cluster.registry)
-        .env("HOIST_IMAGE_PROFILE", "debug")
-        .env("CARGO_TARGET_DIR", &target_dir)
+        .env("HOIST_IMAGE_BIN_DIR", bin_dir())
         .envs(cluster.command("true").get_envs().filter_map(|(k, v)| Some((k.to_owned(), v?.to_owned()))))
         .output()
         .unwrap();
     assert!(image.status.success(), "deploy/hoistd-image failed\n{}", show(&image));
     let image = String::from_utf8_lossy(&image.stdout).trim().lines().last().unwrap_or_default().to_string();
     let (repository, tag) = image.rsplit_once(':').expect("REGISTRY/hoist/hoistd:TAG");
+    step(t0, "hoistd's image made and pushed");
     // The base stack, where build pods find it.
     let stacks =
         Command::new(&hoistd).args(["stacks", "prepare", "base", "--push", &cluster.registry]).output().unwrap();
@@ -208,6 +213,7 @@ fn hoist_installed_by_its_chart_builds_in_pods_without_docker_and_survives_its_p
         .output()
         .unwrap();
     assert!(install.status.success(), "helm install of deploy/helm/hoistd failed\n{}", show(&install));
+    step(t0, "chart installed");
     let service_ip = |name: &str| {
         let output = cluster.kubectl(&["-n", &namespace, "get", "svc", name, "-o", "jsonpath={.spec.clusterIP}"]);
         String::from_utf8_lossy(&output.stdout).trim().to_string()
@@ -236,7 +242,7 @@ fn hoist_installed_by_its_chart_builds_in_pods_without_docker_and_survives_its_p
     };
     hoist.wait_ready();
     let apps = ["ic-static", "ic-node", "ic-fail", "ic-slow"];
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session(&hoist, &hoistd)));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| session(&hoist, &hoistd, t0)));
     // The apps' namespaces are the in-cluster hoistd's; the test's own goes with `cluster`.
     let _ = cluster.command("helm").args(["uninstall", "hoist", "-n", &namespace]).output();
     for app in apps {
@@ -250,7 +256,7 @@ fn hoist_installed_by_its_chart_builds_in_pods_without_docker_and_survives_its_p
     }
 }
 
-fn session(hoist: &InCluster<'_>, hoistd: &std::path::Path) {
+fn session(hoist: &InCluster<'_>, hoistd: &std::path::Path, t0: std::time::Instant) {
     let info = hoist.cli(&["apps", "create", "ic-static"]);
     assert!(text(&info).contains("target kubernetes"), "{}", text(&info));
     let seen: Seen = Arc::default();
@@ -270,6 +276,7 @@ fn session(hoist: &InCluster<'_>, hoistd: &std::path::Path) {
     let page = wait_for("ic-static through the router Service", Duration::from_secs(30), || hoist.visit("ic-static"));
     assert!(page.contains("Hello from hoist"), "{page}");
 
+    step(t0, "static app live");
     // A Node app: its stack is not in the registry yet; the push says how to put it
     // there, the user does, and the next push builds (npm install in the pod).
     hoist.cli(&["apps", "create", "ic-node"]);
@@ -297,6 +304,7 @@ fn session(hoist: &InCluster<'_>, hoistd: &std::path::Path) {
     assert!(output.contains("Running assemble of buildpack node"), "{output}");
     let page = wait_for("ic-node through the router Service", Duration::from_secs(30), || hoist.visit("ic-node"));
     assert!(!page.is_empty());
+    step(t0, "node app live");
     // The host's dockerd took no part.
     let events =
         docker_events_naming(started, &["ic-static", "ic-node", &hoist.cluster.pod_registry(), &hoist.namespace]);
@@ -312,6 +320,7 @@ fn session(hoist: &InCluster<'_>, hoistd: &std::path::Path) {
     assert_eq!(static_pod["securityContext"]["runAsNonRoot"], true);
     assert_no_docker_socket_or_privilege(&static_pod);
 
+    step(t0, "checked the build pods");
     // A build whose assemble exits 1: rejected with its output; its pod goes after keepFailedSecs.
     hoist.cli(&["apps", "create", "ic-fail"]);
     let failing = hoist.work_tree("ic-fail", Some("static-site"));
@@ -327,6 +336,7 @@ fn session(hoist: &InCluster<'_>, hoistd: &std::path::Path) {
         (!hoist.build_pods().iter().any(|p| p.contains("-build-ic-fail-"))).then_some(())
     });
 
+    step(t0, "failing build rejected, its pod gone");
     // hoistd's pod deleted mid-build: the build is interrupted, its pod removed, and the
     // next push deploys; apps and their releases survive.
     hoist.cli(&["apps", "create", "ic-slow"]);
@@ -354,6 +364,7 @@ fn session(hoist: &InCluster<'_>, hoistd: &std::path::Path) {
             .any(|line| line.contains("-build-ic-slow-") && line.split_whitespace().count() == 2)
             .then_some(())
     });
+    step(t0, "deleting hoistd's pod mid-build");
     hoist.kubectl(&["delete", "pod", "-l", "app.kubernetes.io/name=hoistd", "--wait=false"]);
     let push = pushing.join().unwrap();
     assert!(!push.status.success(), "a push cut off by hoistd's restart must not be accepted\n{}", text(&push));
@@ -367,11 +378,13 @@ fn session(hoist: &InCluster<'_>, hoistd: &std::path::Path) {
         assert_ne!(build["status"], "building", "a build is left building after the restart: {builds}");
     }
     assert!(hoist.visit("ic-static").is_some_and(|p| p.contains("Hello from hoist")), "ic-static stopped serving");
+    step(t0, "hoistd back, nothing left building");
     std::fs::remove_dir_all(slow.join(".s2i")).unwrap();
     commit(&slow, "fast again");
     let push = hoist.push(&slow, "ic-slow");
     assert!(push.status.success(), "the push after the restart failed\n{}\n{}", text(&push), hoist.hoistd_log());
 
+    step(t0, "the next push deployed");
     // No pod in hoist's namespace mounts the Docker socket or runs privileged.
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     let all = hoist.kubectl(&["get", "pods", "-o", "json"]);

@@ -131,10 +131,21 @@ impl PodEngine {
         }))
         .expect("a claim of known fields");
         match claims.create(&PostParams::default(), &claim).await {
-            Ok(_) => Ok(name),
-            Err(kube::Error::Api(response)) if response.code == 409 => Ok(name),
-            Err(error) => Err(Error::Kube(error).into()),
+            Ok(_) => {}
+            Err(kube::Error::Api(response)) if response.code == 409 => {}
+            Err(error) => return Err(Error::Kube(error).into()),
         }
+        // A pod whose claim is not bound yet is put aside by the scheduler, which may
+        // look at it again only minutes later: wait for the binding first (briefly: a
+        // class that binds at the first consumer binds only once the pod is scheduled).
+        for _ in 0..50 {
+            let bound = claims.get_opt(&name).await.ok().flatten().and_then(|c| c.status).and_then(|s| s.phase);
+            if bound.as_deref() == Some("Bound") {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Ok(name)
     }
 
     /// The build's files for the source container: `source/` and `buildpack/bin/*`,
