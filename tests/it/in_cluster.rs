@@ -335,6 +335,17 @@ fn session(hoist: &InCluster<'_>, hoistd: &std::path::Path, t0: std::time::Insta
     wait_for("the failed build's pod to go after keepFailedSecs", Duration::from_secs(30), || {
         (!hoist.build_pods().iter().any(|p| p.contains("-build-ic-fail-"))).then_some(())
     });
+    // One that needs more memory than the pod's limit: killed, and the push says so.
+    std::fs::write(
+        failing.join(".s2i/bin/assemble"),
+        "#!/bin/sh\necho eating-memory\nhead -c 1500M /dev/zero | tail -n 1 > /dev/null\nexit 1\n",
+    )
+    .unwrap();
+    commit(&failing, "too big");
+    let push = hoist.push(&failing, "ic-fail");
+    let output = text(&push);
+    assert!(!push.status.success(), "an out-of-memory build must reject the push\n{output}");
+    assert!(output.contains("eating-memory") && output.contains("ran out of memory (limit 1024 MiB"), "{output}");
 
     step(t0, "failing build rejected, its pod gone");
     // hoistd's pod deleted mid-build: the build is interrupted, its pod removed, and the
@@ -365,10 +376,18 @@ fn session(hoist: &InCluster<'_>, hoistd: &std::path::Path, t0: std::time::Insta
             .then_some(())
     });
     step(t0, "deleting hoistd's pod mid-build");
+    let uid = |hoist: &InCluster<'_>| {
+        let output = hoist.kubectl_may_fail(&["get", "pod", "hoist-hoistd-0", "-o", "jsonpath={.metadata.uid}"]);
+        String::from_utf8_lossy(&output.stdout).trim().to_string()
+    };
+    let before = uid(hoist);
     hoist.kubectl(&["delete", "pod", "-l", "app.kubernetes.io/name=hoistd", "--wait=false"]);
     let push = pushing.join().unwrap();
     assert!(!push.status.success(), "a push cut off by hoistd's restart must not be accepted\n{}", text(&push));
-    std::thread::sleep(Duration::from_secs(2));
+    wait_for("a new hoistd pod", Duration::from_secs(60), || {
+        let now = uid(hoist);
+        (!now.is_empty() && now != before).then_some(())
+    });
     hoist.wait_ready();
     wait_for("no build pod left after hoistd's restart", Duration::from_secs(30), || {
         hoist.build_pods().is_empty().then_some(())
