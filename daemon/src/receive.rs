@@ -515,8 +515,8 @@ async fn bounded(
     let group = child.id();
     let stop = |child: &mut tokio::process::Child| {
         // The whole group: git's helpers do not die with git.
-        if let Some(group) = group {
-            let _ = std::process::Command::new("kill").args(["-KILL", "--", &format!("-{group}")]).status();
+        if let Some(group) = group.and_then(|group| rustix::process::Pid::from_raw(group as i32)) {
+            let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
         }
         let _ = child.start_kill();
     };

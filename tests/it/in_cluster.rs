@@ -277,6 +277,22 @@ fn session(hoist: &InCluster<'_>, hoistd: &std::path::Path, t0: std::time::Insta
     assert!(page.contains("Hello from hoist"), "{page}");
 
     step(t0, "static app live");
+    // A version that crashes at start: hoistd in its pod sees the crash loop and stops
+    // helm (a signal; the image has no `kill` program), so Helm rolls back now, not at
+    // its timeout, and release 1 keeps answering.
+    std::fs::write(site.join("Procfile"), "web: echo crashing-on-purpose; exit 3\n").unwrap();
+    commit(&site, "crash");
+    let push = hoist.push(&site, "ic-static");
+    let output = text(&push);
+    assert!(!push.status.success(), "a crashing version must be rejected\n{output}");
+    for expected in ["crashing-on-purpose", "is crash-looping (2 restarts): cancelling helm", "Helm rolled it back"] {
+        assert!(output.contains(expected), "missing {expected:?} in\n{output}");
+    }
+    assert!(!output.contains("context deadline exceeded"), "helm ran to its timeout\n{output}");
+    assert!(hoist.visit("ic-static").is_some_and(|p| p.contains("Hello from hoist")), "release 1 stopped serving");
+    std::fs::remove_file(site.join("Procfile")).unwrap();
+    commit(&site, "no crash");
+    step(t0, "crash loop rolled back");
     // A Node app: its stack is not in the registry yet; the push says how to put it
     // there, the user does, and the next push builds (npm install in the pod).
     hoist.cli(&["apps", "create", "ic-node"]);

@@ -266,8 +266,9 @@ impl KubernetesTarget {
                     if let Some(log) = log {
                         log.line(format!("       {why}: cancelling helm, so it rolls back now rather than at its timeout"));
                     }
-                    if let Some(pid) = child.id() {
-                        let _ = tokio::process::Command::new("kill").args(["-TERM", &pid.to_string()]).status().await;
+                    // A signal, not the `kill` program: hoist's image has none.
+                    if let Some(pid) = child.id().and_then(|pid| rustix::process::Pid::from_raw(pid as i32)) {
+                        let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
                     }
                     cancel = None;
                 }
