@@ -201,6 +201,11 @@ fn hoist_installed_by_its_chart_builds_in_pods_without_docker_and_survives_its_p
         Command::new(&hoistd).args(["stacks", "prepare", "base", "--push", &cluster.registry]).output().unwrap();
     assert!(stacks.status.success(), "{}", show(&stacks));
 
+    // The chart is `helm lint` clean, warnings included.
+    let lint =
+        cluster.command("helm").args(["lint", "--strict"]).arg(root.join("deploy/helm/hoistd")).output().unwrap();
+    assert!(lint.status.success(), "helm lint --strict deploy/helm/hoistd failed\n{}", show(&lint));
+
     let install = cluster
         .command("helm")
         .args(["upgrade", "--install", "hoist"])
