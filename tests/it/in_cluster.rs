@@ -205,6 +205,22 @@ fn hoist_installed_by_its_chart_builds_in_pods_without_docker_and_survives_its_p
     let lint =
         cluster.command("helm").args(["lint", "--strict"]).arg(root.join("deploy/helm/hoistd")).output().unwrap();
     assert!(lint.status.success(), "helm lint --strict deploy/helm/hoistd failed\n{}", show(&lint));
+    // Without registry.address the registry is the one image.repository names; a loopback
+    // one is refused, saying what to set (pods cannot reach it).
+    let template = |repository: &str| {
+        cluster
+            .command("helm")
+            .args(["template", "hoist"])
+            .arg(root.join("deploy/helm/hoistd"))
+            .args(["--set", &format!("image.repository={repository}/hoist/hoistd"), "--set", "image.tag=t"])
+            .output()
+            .unwrap()
+    };
+    let derived = template(&cluster.pod_registry());
+    let expected = format!("HOIST_REGISTRY_ADDR, value: \"{}\"", cluster.pod_registry());
+    assert!(derived.status.success() && text(&derived).contains(&expected), "{expected}\n{}", show(&derived));
+    let loopback = template("127.0.0.1:5100");
+    assert!(!loopback.status.success() && text(&loopback).contains("loopback address"), "{}", show(&loopback));
 
     let install = cluster
         .command("helm")
