@@ -1,21 +1,36 @@
-"""Where a build's time went, from its log as NDJSON (tests/bench/buildpacks uses it).
+"""Where a build's time went, from its log as NDJSON.
 
-Prints one Markdown table row's cells: builder start, assemble, layers, push, to rollout,
-pull and start, health check, total to live (seconds)."""
+    stages.py LOG             one Markdown table row's cells (tests/bench/buildpacks): builder
+                              start, assemble, layers, push, to rollout, pull and start, health
+                              check, total to live (seconds)
+    stages.py --timeline LOG  each heading and readiness line with its seconds from the first
+                              (tests/bench/in-cluster: a build pod's steps have other lines)"""
 import json
 import re
 import sys
 from datetime import datetime
 
 
+def seconds(record):
+    return datetime.fromisoformat(record["time"].replace("Z", "+00:00")).timestamp()
+
+
 def at(records, needle):
     for record in records:
         if needle in record["text"]:
-            return datetime.fromisoformat(record["time"].replace("Z", "+00:00")).timestamp()
+            return seconds(record)
     raise SystemExit(f"no line with {needle!r} in the build log")
 
 
-records = [json.loads(line) for line in open(sys.argv[1]) if line.strip().startswith("{") and '"text"' in line]
+timeline = sys.argv[1] == "--timeline"
+records = [json.loads(line) for line in open(sys.argv[-1]) if line.strip().startswith("{") and '"text"' in line]
+if timeline:
+    first = seconds(records[0])
+    for record in records:
+        text = record["text"].strip()
+        if text.startswith("----->") or "answers" in text or "Ready" in text:
+            print(f"  {seconds(record) - first:6.2f}  {text[:110]}")
+    sys.exit(0)
 start = at(records, "-----> Building ")
 assemble = at(records, "-----> Running assemble")
 exported = at(records, "-----> Exporting:")
