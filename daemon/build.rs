@@ -11,7 +11,10 @@ fn main() {
 }
 
 fn embed(folder: &str, tar_name: &str) {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join(folder);
+    // Read when the script runs, not baked in when it is compiled: a target dir shared by
+    // clones at other paths reuses this script's binary, and must read this clone's files.
+    let manifest_dir = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
+    let root = Path::new(&manifest_dir).join(folder);
     // Cargo rescans a folder named here for changed files.
     println!("cargo:rerun-if-changed={}", root.display());
     let out = Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join(tar_name);

@@ -92,6 +92,18 @@ impl<W: Write> Writer<W> {
     /// File contents are streamed from the archive (read once for an index of entries,
     /// then each entry's data by its offset), never held in memory.
     pub fn append_rebased(&mut self, archive: &Path, strip: usize, prefix: &str) -> std::io::Result<usize> {
+        self.append_rebased_except(archive, strip, prefix, &[])
+    }
+
+    /// [`Writer::append_rebased`], leaving out every entry whose first component (after
+    /// `strip`) is one of `exclude`, and what lies under it.
+    pub fn append_rebased_except(
+        &mut self,
+        archive: &Path,
+        strip: usize,
+        prefix: &str,
+        exclude: &[String],
+    ) -> std::io::Result<usize> {
         struct Indexed {
             path: String,
             kind: tar::EntryType,
@@ -106,7 +118,7 @@ impl<W: Write> Writer<W> {
             let entry = entry?;
             let path = entry.path()?.to_string_lossy().into_owned();
             let rest: Vec<&str> = path.split('/').filter(|c| !c.is_empty() && *c != ".").skip(strip).collect();
-            if rest.is_empty() {
+            if rest.is_empty() || exclude.iter().any(|name| name == rest[0]) {
                 continue;
             }
             index.push(Indexed {

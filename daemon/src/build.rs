@@ -1,11 +1,13 @@
 //! The build stage: turns the source of one commit into an image.
 //!
-//! Two ways, chosen by [`crate::buildpack::detect`]:
+//! Three ways, chosen by [`crate::buildpack::detect`]:
 //! - a Dockerfile at the root: `docker build` of the source as it is;
 //! - a buildpack: its `assemble` runs in a builder of its stack, as the unprivileged
 //!   `hoist` user, with the app's build cache at `/cache`; the `app/` and `deps/` it
 //!   leaves become the image's layers, `deps/` first, so an unchanged dependency layer
-//!   stays the same layer.
+//!   stays the same layer;
+//! - a `[copy]` buildpack (a static site): the app is the source as it is, so no builder
+//!   runs and the export writes the app layer from the pushed tree ([`Outputs::Source`]).
 //!
 //! Where builders run is the [`Engine`] seam, with two implementations:
 //!
@@ -143,19 +145,31 @@ pub struct Assembled {
     /// The stack's run image (`hoist/stack-node:22.12.0-run` in dockerd, or
     /// `<registry>/stacks/node:22.12.0-run`).
     pub run_image: String,
-    /// `/app` as assemble left it.
-    pub app: std::path::PathBuf,
-    /// `/deps` as assemble left it.
-    pub deps: std::path::PathBuf,
-    /// `$LAYERS_DIR`: each folder a layer of its own under `/app`, in name order, between
-    /// the deps and the app (a Spring Boot jar's dependencies, for example).
-    pub layers: std::path::PathBuf,
+    pub outputs: Outputs,
     /// `/hoist/run`, the start script when there is no Procfile.
     pub run_script: Vec<u8>,
     /// The key of what made `deps` (lock files, runtime, stack, buildpack); `None`: it
     /// cannot be told, so the layer is written every time (and uploaded only if new).
     pub deps_key: Option<String>,
     pub spec: crate::image::Spec,
+}
+
+/// What becomes the image's layers above the run image.
+#[derive(Debug, Clone)]
+pub enum Outputs {
+    /// What assemble left in the build's work dir.
+    Folders {
+        /// `/app`.
+        app: std::path::PathBuf,
+        /// `/deps`.
+        deps: std::path::PathBuf,
+        /// `$LAYERS_DIR`: each folder a layer of its own under `/app`, in name order,
+        /// between the deps and the app (a Spring Boot jar's dependencies, for example).
+        layers: std::path::PathBuf,
+    },
+    /// The pushed source tree (`tar`) as `/app`, minus the names `exclude` at its root:
+    /// a `[copy]` buildpack's, made with no builder.
+    Source { tar: std::path::PathBuf, exclude: Vec<String> },
 }
 
 /// The seam between the build stage and where builders run.
@@ -441,10 +455,6 @@ impl Builder {
     ) -> Result<Built> {
         let spec = self.choose_stack(source, buildpack, log).await?;
         let (stack, build_image_id) = self.engine.stack(&spec, log).await?;
-        let env = self.assemble_env(source, &spec, log)?;
-        if detection.s2i_assemble {
-            log.line("-----> Using .s2i/bin/assemble from the repo");
-        }
         let run_script = if detection.s2i_run {
             archive::read_file(&source.tar, ".s2i/bin/run", archive::SMALL_FILE_MAX)?.unwrap_or_default()
         } else {
@@ -452,7 +462,6 @@ impl Builder {
         };
         let procfile = archive::read_file(&source.tar, "Procfile", archive::SMALL_FILE_MAX)?
             .and_then(|p| buildpack::procfile_web_command(&String::from_utf8_lossy(&p)));
-        let deps_key = self.deps_key(source, detection, buildpack, &build_image_id, &spec)?;
         let port = self.settings.app_port;
         let image_spec = crate::image::Spec {
             env: vec![("PORT".to_string(), port.to_string()), ("HOME".to_string(), "/app".to_string())],
@@ -462,6 +471,28 @@ impl Builder {
             port,
             labels: self.labels(source),
         };
+        // A copy needs no builder: the export writes the app layer from the source.
+        if let (Some(copy), false) = (&buildpack.manifest.copy, detection.s2i_assemble) {
+            log.line(format!(
+                "-----> {}: the app is the source as it is (without {}); no builder to run",
+                buildpack.manifest.language,
+                copy.exclude.join(", ")
+            ));
+            return Ok(Built::Assembled(Box::new(Assembled {
+                buildpack: buildpack.name.clone(),
+                stack: spec,
+                run_image: stack.run,
+                outputs: Outputs::Source { tar: source.tar.clone(), exclude: copy.exclude.clone() },
+                run_script,
+                deps_key: None,
+                spec: image_spec,
+            })));
+        }
+        let env = self.assemble_env(source, &spec, log)?;
+        if detection.s2i_assemble {
+            log.line("-----> Using .s2i/bin/assemble from the repo");
+        }
+        let deps_key = self.deps_key(source, detection, buildpack, &build_image_id, &spec)?;
         let plan = crate::export::Plan {
             repository: destination.repository.clone(),
             tag: destination.tag.clone(),
@@ -476,10 +507,7 @@ impl Builder {
         let job = Job {
             source,
             buildpack: &buildpack.name,
-            scripts: vec![
-                ("assemble", std::fs::read(buildpack.dir.join("bin/assemble"))?),
-                ("run", std::fs::read(buildpack.dir.join("bin/run"))?),
-            ],
+            scripts: self.scripts(buildpack)?,
             s2i_assemble: detection.s2i_assemble,
             stack: &stack,
             env,
@@ -491,14 +519,23 @@ impl Builder {
                 buildpack: buildpack.name.clone(),
                 stack: spec,
                 run_image: stack.run,
-                app,
-                deps,
-                layers,
+                outputs: Outputs::Folders { app, deps, layers },
                 run_script,
                 deps_key,
                 spec: image_spec,
             })),
         })
+    }
+
+    /// The buildpack's scripts a builder gets (a `[copy]` one has no `assemble`: it runs
+    /// in a builder only when the repo brings its own).
+    fn scripts(&self, buildpack: &Buildpack) -> Result<Vec<(&'static str, Vec<u8>)>> {
+        let mut scripts = vec![("run", std::fs::read(buildpack.dir.join("bin/run"))?)];
+        let assemble = buildpack.dir.join("bin/assemble");
+        if assemble.is_file() {
+            scripts.push(("assemble", std::fs::read(assemble)?));
+        }
+        Ok(scripts)
     }
 
     /// The key of what makes the deps layer: the buildpack's `deps_key` files, its

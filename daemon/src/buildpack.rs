@@ -4,7 +4,9 @@
 //! A buildpack's `buildpack.toml` says everything hoist needs to know about it: its
 //! markers (files at the repo's root that select it) and its place in the detection
 //! order, its stack, and its runtime (version files, where versions come from, the
-//! default). Adding a buildpack is adding a folder; no Rust changes.
+//! default). Adding a buildpack is adding a folder; no Rust changes. A buildpack whose
+//! app is the source as it is says `[copy]` and has no `bin/assemble`: hoistd writes its
+//! app layer from the pushed tree itself, with no builder (a static site's).
 //!
 //! Detection, first match wins:
 //! 1. the app's `buildpack` setting, when set;
@@ -68,6 +70,19 @@ pub struct Manifest {
     /// What `hoist dev` may do without a build.
     #[serde(default)]
     pub dev: DevSpec,
+    /// Its assemble is a copy of the source as it is: hoistd writes the app layer
+    /// straight from the pushed tree, with no builder to start (and no `bin/assemble`).
+    #[serde(default)]
+    pub copy: Option<CopySpec>,
+}
+
+/// `[copy]` of `buildpack.toml`: the app is the source, minus `exclude`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CopySpec {
+    /// Names at the root of the source that are not part of the app (`.git`, `Procfile`).
+    #[serde(default)]
+    pub exclude: Vec<String>,
 }
 
 /// `[dev]` of `buildpack.toml`.
@@ -186,7 +201,8 @@ impl Catalog {
             let broken = |reason: String| Error::Broken { name: name.clone(), dir: path.clone(), reason };
             let text = std::fs::read_to_string(&manifest_path).map_err(|e| broken(format!("buildpack.toml: {e}")))?;
             let manifest: Manifest = toml::from_str(&text).map_err(|e| broken(format!("buildpack.toml: {e}")))?;
-            for script in ["bin/assemble", "bin/run"] {
+            let assembles = manifest.copy.is_none();
+            for script in ["bin/assemble", "bin/run"].into_iter().filter(|s| assembles || *s != "bin/assemble") {
                 if !path.join(script).is_file() {
                     return Err(broken(format!("{script} is missing")));
                 }
@@ -344,7 +360,11 @@ mod tests {
     use super::*;
 
     fn catalog() -> Catalog {
-        Catalog::load(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../buildpacks")).unwrap()
+        Catalog::load(
+            &Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"))
+                .join("../buildpacks"),
+        )
+        .unwrap()
     }
 
     fn check(files: &[&str], expected: Option<&str>) {

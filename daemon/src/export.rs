@@ -298,9 +298,11 @@ impl Exporter {
             buildpack: plan.buildpack.clone(),
             stack: plan.stack.clone(),
             run_image: plan.run_image.clone(),
-            app: app_dir.to_path_buf(),
-            deps: deps.to_path_buf(),
-            layers: layers.to_path_buf(),
+            outputs: build::Outputs::Folders {
+                app: app_dir.to_path_buf(),
+                deps: deps.to_path_buf(),
+                layers: layers.to_path_buf(),
+            },
             run_script: plan.run_script.clone(),
             deps_key: plan.deps_key.clone(),
             spec: plan.spec.clone(),
@@ -391,17 +393,25 @@ fn write_layers(
     run.tar().file("hoist/run", 0o755, &assembled.run_script)?;
     let (layer, path) = run.finish(None)?;
     layers.push((layer, Some(path)));
+    let (app, deps, extra) = match &assembled.outputs {
+        build::Outputs::Folders { app, deps, layers } => (app, deps, layers),
+        build::Outputs::Source { tar, exclude } => {
+            let path = work.join("layer-app.tar.gz");
+            layers.push((image::layer_of_source(tar, exclude, &path, "app")?, Some(path)));
+            return Ok(layers);
+        }
+    };
     match reused {
         Some(layer) => layers.push((layer, None)),
-        None if !is_empty(&assembled.deps)? => {
+        None if !is_empty(deps)? => {
             let path = work.join("layer-deps.tar.gz");
-            let layer = image::layer_of_folder(&assembled.deps, "deps/", &path, "deps", assembled.deps_key.clone())?;
+            let layer = image::layer_of_folder(deps, "deps/", &path, "deps", assembled.deps_key.clone())?;
             layers.push((layer, Some(path)));
         }
         None => {}
     }
-    if assembled.layers.is_dir() {
-        let mut folders: Vec<(String, PathBuf)> = std::fs::read_dir(&assembled.layers)?
+    if extra.is_dir() {
+        let mut folders: Vec<(String, PathBuf)> = std::fs::read_dir(extra)?
             .filter_map(|e| e.ok())
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
             .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
@@ -421,7 +431,7 @@ fn write_layers(
         }
     }
     let path = work.join("layer-app.tar.gz");
-    layers.push((image::layer_of_folder(&assembled.app, "app/", &path, "app", None)?, Some(path)));
+    layers.push((image::layer_of_folder(app, "app/", &path, "app", None)?, Some(path)));
     Ok(layers)
 }
 

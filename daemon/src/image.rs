@@ -363,6 +363,15 @@ pub fn layer_of_folder(
     Ok(writer.finish(key)?.0)
 }
 
+/// Writes the source tree `tar` as a layer at `path`, its files under `app/`, without the
+/// names `exclude` at its root: what a `[copy]` buildpack's app is.
+pub fn layer_of_source(tar: &Path, exclude: &[String], path: &Path, name: &str) -> std::io::Result<Layer> {
+    let mut writer = LayerWriter::create(path, name)?;
+    writer.tar().dir("app/")?;
+    writer.tar().append_rebased_except(tar, 0, "app/", exclude)?;
+    Ok(writer.finish(None)?.0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -472,6 +481,37 @@ mod tests {
         std::fs::write(tree.join("a.txt"), "changed").unwrap();
         let third = layer_of_folder(&tree, "app/", &dir.join("3.tar.gz"), "app", None).unwrap();
         assert_ne!(third.digest, first.digest);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_source_layer_is_the_tree_without_the_excluded_names_and_owned_by_the_app_user() {
+        let dir = std::env::temp_dir().join(format!("hoist-image-source-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let tar = dir.join("source.tar");
+        let mut source = crate::archive::Writer::create(&tar, 0).unwrap();
+        source.dir(".s2i/").unwrap();
+        source.file(".s2i/environment", 0o644, b"A=1").unwrap();
+        source.file("Procfile", 0o644, b"web: x").unwrap();
+        source.file("index.html", 0o644, b"<h1>hi</h1>").unwrap();
+        source.dir("css/").unwrap();
+        source.file("css/a.css", 0o644, b"a").unwrap();
+        source.file("css/Procfile", 0o644, b"kept: only the root's is left out").unwrap();
+        source.symlink("latest", "index.html").unwrap();
+        std::io::Write::flush(&mut source.finish().unwrap()).unwrap();
+        let exclude = [".s2i".to_string(), "Procfile".to_string()];
+        let first = layer_of_source(&tar, &exclude, &dir.join("1.tar.gz"), "app").unwrap();
+        let second = layer_of_source(&tar, &exclude, &dir.join("2.tar.gz"), "app").unwrap();
+        assert_eq!(first, second, "the same tree gives the same layer");
+        let file = std::fs::File::open(dir.join("1.tar.gz")).unwrap();
+        let mut entries = Vec::new();
+        for entry in tar::Archive::new(flate2::read::GzDecoder::new(file)).entries().unwrap() {
+            let entry = entry.unwrap();
+            let owner = (entry.header().uid().unwrap(), entry.header().mtime().unwrap());
+            assert_eq!(owner, (crate::archive::APP_UID, crate::archive::FIXED_MTIME));
+            entries.push(entry.path().unwrap().to_string_lossy().trim_end_matches('/').to_string());
+        }
+        assert_eq!(entries, ["app", "app/css", "app/css/Procfile", "app/css/a.css", "app/index.html", "app/latest"]);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

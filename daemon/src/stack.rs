@@ -375,7 +375,8 @@ mod tests {
         assert_eq!(suite_dockerfile("trixie"), "suite.Dockerfile");
         assert_eq!(suite_dockerfile("forky"), "testing.Dockerfile");
         assert_eq!(suite_dockerfile("sid"), "testing.Dockerfile");
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../buildpacks/stacks");
+        let dir = Path::new(&std::env::var("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"))
+            .join("../buildpacks/stacks");
         for suite in ["trixie", "forky"] {
             assert!(dir.join(suite_dockerfile(suite)).is_file(), "{suite}");
         }

@@ -1,8 +1,8 @@
 """Where a build's time went, from its log as NDJSON.
 
     stages.py LOG             one Markdown table row's cells (tests/bench/buildpacks): builder
-                              start, assemble, layers, push, to rollout, pull and start, health
-                              check, total to live (seconds)
+                              start (0 when no builder ran), assemble, layers, push, to rollout,
+                              pull and start, health check, total to live (seconds)
     stages.py --timeline LOG  each heading and readiness line with its seconds from the first
                               (tests/bench/in-cluster: a build pod's steps have other lines)"""
 import json
@@ -15,11 +15,13 @@ def seconds(record):
     return datetime.fromisoformat(record["time"].replace("Z", "+00:00")).timestamp()
 
 
-def at(records, needle):
-    for record in records:
-        if needle in record["text"]:
-            return seconds(record)
-    raise SystemExit(f"no line with {needle!r} in the build log")
+def at(records, *needles):
+    """The time of the first line with the first of `needles` that the log has."""
+    for needle in needles:
+        for record in records:
+            if needle in record["text"]:
+                return seconds(record)
+    raise SystemExit(f"no line with any of {needles!r} in the build log")
 
 
 timeline = sys.argv[1] == "--timeline"
@@ -32,7 +34,8 @@ if timeline:
             print(f"  {seconds(record) - first:6.2f}  {text[:110]}")
     sys.exit(0)
 start = at(records, "-----> Building ")
-assemble = at(records, "-----> Running assemble")
+# A build with no builder (a copy, or unchanged dependencies) has no builder start.
+assemble = at(records, "-----> Running assemble", "no builder to run")
 exported = at(records, "-----> Exporting:")
 pushed = at(records, "-----> Pushing ")
 rolling = at(records, "-----> Rolling out release")
