@@ -92,17 +92,19 @@ impl<W: Write> Writer<W> {
     /// File contents are streamed from the archive (read once for an index of entries,
     /// then each entry's data by its offset), never held in memory.
     pub fn append_rebased(&mut self, archive: &Path, strip: usize, prefix: &str) -> std::io::Result<usize> {
-        self.append_rebased_except(archive, strip, prefix, &[])
+        self.append_rebased_except(archive, strip, prefix, &[], &[])
     }
 
     /// [`Writer::append_rebased`], leaving out every entry whose first component (after
-    /// `strip`) is one of `exclude`, and what lies under it.
+    /// `strip`) is one of `exclude`, and what lies under it, and adding the symbolic
+    /// links `links` (name under `prefix`, target) in their sorted places.
     pub fn append_rebased_except(
         &mut self,
         archive: &Path,
         strip: usize,
         prefix: &str,
         exclude: &[String],
+        links: &[(String, String)],
     ) -> std::io::Result<usize> {
         struct Indexed {
             path: String,
@@ -130,11 +132,23 @@ impl<W: Write> Writer<W> {
                 size: entry.size(),
             });
         }
+        for (name, target) in links {
+            index.retain(|entry| entry.path != format!("{prefix}{name}"));
+            index.push(Indexed {
+                path: format!("{prefix}{name}"),
+                kind: tar::EntryType::Symlink,
+                mode: 0o777,
+                link: Some(target.clone()),
+                offset: 0,
+                size: 0,
+            });
+        }
         index.sort_by(|a, b| a.path.cmp(&b.path));
         let mut data = File::open(archive)?;
         for entry in &index {
             match entry.kind {
-                tar::EntryType::Directory => self.dir(&entry.path)?,
+                // As `append_tree` writes folders, so the same tree gives the same bytes.
+                tar::EntryType::Directory => self.dir(&format!("{}/", entry.path))?,
                 tar::EntryType::Symlink => self.symlink(&entry.path, entry.link.as_deref().unwrap_or(""))?,
                 tar::EntryType::Regular | tar::EntryType::Continuous => {
                     let mode = if entry.mode & 0o111 != 0 { 0o755 } else { 0o644 };

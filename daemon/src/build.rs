@@ -167,9 +167,10 @@ pub enum Outputs {
         /// between the deps and the app (a Spring Boot jar's dependencies, for example).
         layers: std::path::PathBuf,
     },
-    /// The pushed source tree (`tar`) as `/app`, minus the names `exclude` at its root:
-    /// a `[copy]` buildpack's, made with no builder.
-    Source { tar: std::path::PathBuf, exclude: Vec<String> },
+    /// The pushed source tree (`tar`) as `/app`, as `copy` says, made with no builder:
+    /// a `[copy]` buildpack's app, or one whose assemble said its `/app` is such a copy
+    /// while the deps key stays the same (the deps layer is then the running image's).
+    Source { tar: std::path::PathBuf, copy: crate::image::AppCopy },
 }
 
 /// The seam between the build stage and where builders run.
@@ -217,6 +218,11 @@ pub enum Assembly {
 
 /// Where assemble may leave folders that become layers of their own (under `/app`).
 pub const LAYERS_DIR: &str = "/layers";
+
+/// The file in [`LAYERS_DIR`] where assemble may say that `/app` is a copy of the source
+/// (see [`crate::image::AppCopy`]): while the deps key stays the same, later builds make
+/// `/app` that way without a builder. Only what the deps key covers may decide it.
+pub const APP_COPY: &str = "app.copy";
 
 /// Build output into a log as lines: output without line breaks must not grow without
 /// bound either. A piece is masked before it is cut, and as much as the longest secret is
@@ -288,6 +294,8 @@ pub struct Destination {
     pub tag: String,
     /// The image the app runs now: its layers with the same key are reused.
     pub previous: Option<String>,
+    /// What hoist recorded in that image, when hoist made it.
+    pub previous_metadata: Option<crate::image::Metadata>,
 }
 
 /// Runs builds on an [`Engine`]; cheap to clone.
@@ -482,7 +490,10 @@ impl Builder {
                 buildpack: buildpack.name.clone(),
                 stack: spec,
                 run_image: stack.run,
-                outputs: Outputs::Source { tar: source.tar.clone(), exclude: copy.exclude.clone() },
+                outputs: Outputs::Source {
+                    tar: source.tar.clone(),
+                    copy: crate::image::AppCopy { exclude: copy.exclude.clone(), links: Vec::new() },
+                },
                 run_script,
                 deps_key: None,
                 spec: image_spec,
@@ -493,6 +504,22 @@ impl Builder {
             log.line("-----> Using .s2i/bin/assemble from the repo");
         }
         let deps_key = self.deps_key(source, detection, buildpack, &build_image_id, &spec)?;
+        if let Some(copy) = reusable_copy(destination.previous_metadata.as_ref(), deps_key.as_deref()) {
+            log.line(format!(
+                "-----> Dependencies unchanged (deps key {}…), and assemble made /app a copy of the source with \
+                 them: the same copy, no builder to run",
+                deps_key.as_deref().unwrap_or_default().get(..8).unwrap_or_default()
+            ));
+            return Ok(Built::Assembled(Box::new(Assembled {
+                buildpack: buildpack.name.clone(),
+                stack: spec,
+                run_image: stack.run,
+                outputs: Outputs::Source { tar: source.tar.clone(), copy },
+                run_script,
+                deps_key,
+                spec: image_spec,
+            })));
+        }
         let plan = crate::export::Plan {
             repository: destination.repository.clone(),
             tag: destination.tag.clone(),
@@ -578,6 +605,16 @@ impl Builder {
     }
 }
 
+/// How the running image's `/app` was copied from its source, when that still holds for
+/// a build whose deps key is `deps_key`: its assemble said so (`$LAYERS_DIR/app.copy`)
+/// and its deps layer was made from the same inputs (lock files, runtime, stack,
+/// buildpack, config vars), which are everything that decided it.
+fn reusable_copy(previous: Option<&crate::image::Metadata>, deps_key: Option<&str>) -> Option<crate::image::AppCopy> {
+    let previous = previous?;
+    let deps = previous.layers.iter().find(|layer| layer.name == "deps")?;
+    (deps_key.is_some() && deps.key.as_deref() == deps_key).then(|| previous.app_copy.clone())?
+}
+
 /// The command an app image starts: the Procfile's web line, else the buildpack's run
 /// script.
 fn run_command(web_command: Option<&str>) -> Vec<String> {
@@ -616,5 +653,47 @@ mod tests {
         let parts = |a: &str, b: &str| vec![a.as_bytes().to_vec(), b.as_bytes().to_vec()];
         assert_eq!(key_of(&parts("ab", "c")), key_of(&parts("ab", "c")));
         assert_ne!(key_of(&parts("ab", "c")), key_of(&parts("a", "bc")), "parts are length-prefixed");
+    }
+
+    #[test]
+    fn the_copy_of_the_running_image_holds_only_with_the_same_deps_key() {
+        use crate::image::{AppCopy, Layer, Metadata};
+        let layer = |name: &str, key: Option<&str>| Layer {
+            name: name.into(),
+            digest: "sha256:d".into(),
+            diff_id: "sha256:i".into(),
+            size: 1,
+            key: key.map(str::to_string),
+        };
+        let copy =
+            AppCopy { exclude: vec!["node_modules".into()], links: vec![("node_modules".into(), "/deps/x".into())] };
+        let metadata = |layers: Vec<Layer>, app_copy: Option<AppCopy>| Metadata {
+            stack: crate::image::Stack {
+                name: "node".into(),
+                suite: "bookworm".into(),
+                version: None,
+                run_image: "r".into(),
+            },
+            spec: crate::image::Spec {
+                env: vec![],
+                cmd: vec![],
+                user: "1001".into(),
+                workdir: "/app".into(),
+                port: 5000,
+                labels: Default::default(),
+            },
+            layers,
+            app_copy,
+        };
+        let running =
+            metadata(vec![layer("run", None), layer("deps", Some("k1")), layer("app", None)], Some(copy.clone()));
+        assert_eq!(reusable_copy(Some(&running), Some("k1")), Some(copy.clone()));
+        assert_eq!(reusable_copy(Some(&running), Some("k2")), None, "other lock files: assemble runs");
+        assert_eq!(reusable_copy(Some(&running), None), None, "no key (the repo's own assemble): assemble runs");
+        assert_eq!(reusable_copy(None, Some("k1")), None, "the first build");
+        let said_nothing = metadata(vec![layer("deps", Some("k1")), layer("app", None)], None);
+        assert_eq!(reusable_copy(Some(&said_nothing), Some("k1")), None, "assemble did not say /app was a copy");
+        let no_deps = metadata(vec![layer("app", None)], Some(copy));
+        assert_eq!(reusable_copy(Some(&no_deps), Some("k1")), None, "no deps layer to reuse");
     }
 }

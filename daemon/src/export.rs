@@ -55,6 +55,11 @@ pub enum Error {
     LayerGone { image: String, layer: String, digest: String },
     #[error("the export plan is not usable: {0}")]
     Plan(String),
+    #[error(
+        "the dependency layer of the running image ({digest}) left the registry during this build, so the copy of \
+         the source has nothing to stand on; push again (the next build runs assemble)"
+    )]
+    DepsGone { digest: String },
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -178,6 +183,30 @@ impl Exporter {
         Ok(base)
     }
 
+    /// What hoist recorded in `image` (the app's running image), for the build stage;
+    /// `None` when hoist did not write it or it cannot be read. Its `/app` copy is kept
+    /// only while the deps layer it stands on is in the registry.
+    pub async fn previous_metadata(&self, app: &AppName, image: &str) -> Option<Metadata> {
+        let mut metadata = match self.metadata_of(image).await {
+            Ok((_, _, metadata)) => metadata?,
+            Err(error) => {
+                tracing::warn!(%app, %error, "cannot read the running image's metadata");
+                return None;
+            }
+        };
+        if metadata.app_copy.is_some() {
+            let deps = metadata.layers.iter().find(|layer| layer.name == "deps");
+            let present = match deps {
+                Some(layer) => self.registry.has_blob(app.as_str(), &layer.digest).await.unwrap_or(false),
+                None => false,
+            };
+            if !present {
+                metadata.app_copy = None;
+            }
+        }
+        Some(metadata)
+    }
+
     /// The metadata of `image` (`host:port/<app>@sha256:…`) if hoist wrote it.
     async fn metadata_of(&self, image: &str) -> Result<(String, image::Manifest, Option<Metadata>)> {
         let own = format!("{}/", self.registry.addr());
@@ -225,6 +254,11 @@ impl Exporter {
                 reused = Some(layer);
             }
         }
+        if let (build::Outputs::Source { .. }, Some(_), None) = (&assembled.outputs, &assembled.deps_key, &reused) {
+            let layer = previous.as_ref().and_then(|p| p.layers.iter().find(|l| l.name == "deps"));
+            return Err(Error::DepsGone { digest: layer.map(|l| l.digest.clone()).unwrap_or_default() });
+        }
+        let app_copy = app_copy(assembled, log);
         let write_started = Instant::now();
         let (assembled_copy, work_copy, reuse_deps) = (assembled.clone(), work.to_path_buf(), reused.clone());
         let written = tokio::task::spawn_blocking(move || write_layers(&assembled_copy, &work_copy, reuse_deps))
@@ -272,7 +306,7 @@ impl Exporter {
             version: assembled.stack.version.clone(),
             run_image: base.reference.clone(),
         };
-        let composed = image::compose(&base, &stack, &assembled.spec, &layers)?;
+        let composed = image::compose(&base, &stack, &assembled.spec, &layers, app_copy.as_ref())?;
         self.put(name, tag, &composed).await?;
         log.line(format!(
             "-----> Pushing {}/{name} ({new_layers} new layer{}, {})",
@@ -369,7 +403,7 @@ impl Exporter {
         }
         self.mount_run_layers(&name, &base, &stack_repository(&spec.name)).await?;
         let stack = image::Stack { run_image: base.reference.clone(), ..metadata.stack.clone() };
-        let composed = image::compose(&base, &stack, &metadata.spec, &metadata.layers)?;
+        let composed = image::compose(&base, &stack, &metadata.spec, &metadata.layers, metadata.app_copy.as_ref())?;
         let hex = composed.digest.trim_start_matches("sha256:");
         let tag = format!("rebase-{}", hex.get(..12).unwrap_or(hex));
         self.put(&name, &tag, &composed).await?;
@@ -395,9 +429,13 @@ fn write_layers(
     layers.push((layer, Some(path)));
     let (app, deps, extra) = match &assembled.outputs {
         build::Outputs::Folders { app, deps, layers } => (app, deps, layers),
-        build::Outputs::Source { tar, exclude } => {
+        build::Outputs::Source { tar, copy } => {
+            // With a deps key, the deps layer is the running image's (checked before).
+            if let Some(layer) = reused {
+                layers.push((layer, None));
+            }
             let path = work.join("layer-app.tar.gz");
-            layers.push((image::layer_of_source(tar, exclude, &path, "app")?, Some(path)));
+            layers.push((image::layer_of_source(tar, copy, &path, "app")?, Some(path)));
             return Ok(layers);
         }
     };
@@ -433,6 +471,32 @@ fn write_layers(
     let path = work.join("layer-app.tar.gz");
     layers.push((image::layer_of_folder(app, "app/", &path, "app", None)?, Some(path)));
     Ok(layers)
+}
+
+/// What the new image records of how its `/app` was made, for the next build: a copy
+/// of the source, when that holds with its deps key (a `[copy]` buildpack's app has no
+/// deps to key it by, and needs no record). An assemble says so in
+/// `$LAYERS_DIR/app.copy`; one that also left layers of its own made more than a copy.
+fn app_copy(assembled: &Assembled, log: &LiveLog) -> Option<image::AppCopy> {
+    assembled.deps_key.as_ref()?;
+    let layers = match &assembled.outputs {
+        build::Outputs::Source { copy, .. } => return Some(copy.clone()),
+        build::Outputs::Folders { layers, .. } => layers,
+    };
+    let text = std::fs::read_to_string(layers.join(build::APP_COPY)).ok()?;
+    let folders = std::fs::read_dir(layers).ok()?.filter_map(|e| e.ok()).any(|e| e.path().is_dir());
+    match image::AppCopy::parse(&text) {
+        Ok(copy) if !folders => Some(copy),
+        Ok(_) => None,
+        Err(error) => {
+            log.line(format!(
+                " !     {}/{} is not usable ({error}); the next build runs assemble",
+                build::LAYERS_DIR,
+                build::APP_COPY
+            ));
+            None
+        }
+    }
 }
 
 fn is_empty(dir: &Path) -> std::io::Result<bool> {

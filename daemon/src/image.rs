@@ -118,6 +118,50 @@ pub struct Metadata {
     pub spec: Spec,
     /// The app's layers, above the run image's, bottom first.
     pub layers: Vec<Layer>,
+    /// How `/app` was made from the source, when it was a copy: while the deps layer's
+    /// key stays the same, the next build makes `/app` the same way, with no builder.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_copy: Option<AppCopy>,
+}
+
+/// `/app` as a copy of the source tree: what a `[copy]` buildpack's app is, and what an
+/// assemble says its `/app` was in `$LAYERS_DIR/app.copy` (`exclude NAME` and
+/// `link NAME TARGET` lines).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppCopy {
+    /// Names at the source's root that are not in `/app`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
+    /// Symbolic links at `/app`'s root (`node_modules` → `/deps/node_modules`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub links: Vec<(String, String)>,
+}
+
+impl AppCopy {
+    /// Reads an `app.copy` file; `Err` says which line is wrong.
+    pub fn parse(text: &str) -> std::result::Result<AppCopy, String> {
+        let name = |word: Option<&str>, line: &str| match word {
+            Some(n) if !n.is_empty() && n != "." && n != ".." && !n.contains('/') => Ok(n.to_string()),
+            _ => Err(format!("{line:?}: NAME is one name at the root of /app")),
+        };
+        let mut copy = AppCopy::default();
+        for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            let mut words = line.split_whitespace();
+            match words.next() {
+                Some("exclude") => copy.exclude.push(name(words.next(), line)?),
+                Some("link") => {
+                    let link = name(words.next(), line)?;
+                    let target = words.next().ok_or_else(|| format!("{line:?}: link NAME TARGET"))?;
+                    copy.links.push((link, target.to_string()));
+                }
+                _ => return Err(format!("{line:?}: each line is `exclude NAME` or `link NAME TARGET`")),
+            }
+            if words.next().is_some() {
+                return Err(format!("{line:?}: more words than expected"));
+            }
+        }
+        Ok(copy)
+    }
 }
 
 /// An image config (the parts hoist reads and writes typed; the rest kept as it came).
@@ -209,7 +253,13 @@ pub struct Composed {
 
 /// The image of `layers` on `base` with `spec`; `stack` and the layers are recorded in
 /// the image's metadata label.
-pub fn compose(base: &Base, stack: &Stack, spec: &Spec, layers: &[Layer]) -> Result<Composed> {
+pub fn compose(
+    base: &Base,
+    stack: &Stack,
+    spec: &Spec,
+    layers: &[Layer],
+    app_copy: Option<&AppCopy>,
+) -> Result<Composed> {
     let mut config = base.config.clone();
     if config.rootfs.diff_ids.len() != base.manifest.layers.len() {
         return Err(Error::Shape("rootfs.diff_ids (not one per layer of the run image)"));
@@ -251,7 +301,8 @@ pub fn compose(base: &Base, stack: &Stack, spec: &Spec, layers: &[Layer]) -> Res
     run.exposed_ports = Some(BTreeMap::from([(format!("{}/tcp", spec.port), Empty {})]));
     let mut labels = run.labels.take().unwrap_or_default();
     labels.extend(spec.labels.clone());
-    let metadata = Metadata { stack: stack.clone(), spec: spec.clone(), layers: layers.to_vec() };
+    let metadata =
+        Metadata { stack: stack.clone(), spec: spec.clone(), layers: layers.to_vec(), app_copy: app_copy.cloned() };
     labels.insert(LABEL_METADATA.to_string(), serde_json::to_string(&metadata).expect("metadata serialises"));
     run.labels = Some(labels);
 
@@ -363,12 +414,12 @@ pub fn layer_of_folder(
     Ok(writer.finish(key)?.0)
 }
 
-/// Writes the source tree `tar` as a layer at `path`, its files under `app/`, without the
-/// names `exclude` at its root: what a `[copy]` buildpack's app is.
-pub fn layer_of_source(tar: &Path, exclude: &[String], path: &Path, name: &str) -> std::io::Result<Layer> {
+/// Writes the source tree `tar` as a layer at `path`, its files under `app/`, as `copy`
+/// says: the same bytes as [`layer_of_folder`] of a folder made that way.
+pub fn layer_of_source(tar: &Path, copy: &AppCopy, path: &Path, name: &str) -> std::io::Result<Layer> {
     let mut writer = LayerWriter::create(path, name)?;
     writer.tar().dir("app/")?;
-    writer.tar().append_rebased_except(tar, 0, "app/", exclude)?;
+    writer.tar().append_rebased_except(tar, 0, "app/", &copy.exclude, &copy.links)?;
     Ok(writer.finish(None)?.0)
 }
 
@@ -425,7 +476,7 @@ mod tests {
     fn compose_puts_the_app_layers_on_the_run_image_and_records_what_made_it() {
         let app =
             Layer { name: "app".into(), digest: "sha256:a".into(), diff_id: "sha256:ad".into(), size: 7, key: None };
-        let composed = compose(&base(), &stack(), &spec(), std::slice::from_ref(&app)).unwrap();
+        let composed = compose(&base(), &stack(), &spec(), std::slice::from_ref(&app), None).unwrap();
         let manifest = Manifest::parse(&composed.manifest).unwrap();
         let digests: Vec<&str> = manifest.layers.iter().map(|l| l.digest.as_str()).collect();
         assert_eq!(digests, ["sha256:b1", "sha256:b2", "sha256:a"]);
@@ -444,7 +495,7 @@ mod tests {
         assert_eq!(recorded.layers, std::slice::from_ref(&app));
         assert_eq!(recorded.stack, stack());
         // The same inputs give the same bytes.
-        let again = compose(&base(), &stack(), &spec(), &[app]).unwrap();
+        let again = compose(&base(), &stack(), &spec(), &[app], None).unwrap();
         assert_eq!(again.digest, composed.digest);
     }
 
@@ -452,7 +503,7 @@ mod tests {
     fn a_config_that_does_not_match_its_manifest_is_refused() {
         let mut broken = base();
         broken.manifest.layers.pop();
-        assert!(matches!(compose(&broken, &stack(), &spec(), &[]), Err(Error::Shape(_))));
+        assert!(matches!(compose(&broken, &stack(), &spec(), &[], None), Err(Error::Shape(_))));
         assert!(metadata(br#"{"config":{"Labels":{}},"rootfs":{"type":"layers","diff_ids":[]}}"#).unwrap().is_none());
         assert!(metadata(br#"{"config":{"Labels":null},"rootfs":{"type":"layers","diff_ids":[]}}"#).unwrap().is_none());
     }
@@ -485,6 +536,22 @@ mod tests {
     }
 
     #[test]
+    fn an_app_copy_file_is_read_strictly() {
+        let copy =
+            AppCopy::parse("# node\nexclude .git\nexclude node_modules\n\nlink node_modules /deps/node_modules\n");
+        assert_eq!(
+            copy,
+            Ok(AppCopy {
+                exclude: vec![".git".into(), "node_modules".into()],
+                links: vec![("node_modules".into(), "/deps/node_modules".into())]
+            })
+        );
+        for wrong in ["exclude a/b", "exclude ..", "link x", "copy everything", "exclude a b", "exclude"] {
+            assert!(AppCopy::parse(wrong).is_err(), "{wrong:?} was taken");
+        }
+    }
+
+    #[test]
     fn a_source_layer_is_the_tree_without_the_excluded_names_and_owned_by_the_app_user() {
         let dir = std::env::temp_dir().join(format!("hoist-image-source-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -499,10 +566,23 @@ mod tests {
         source.file("css/Procfile", 0o644, b"kept: only the root's is left out").unwrap();
         source.symlink("latest", "index.html").unwrap();
         std::io::Write::flush(&mut source.finish().unwrap()).unwrap();
-        let exclude = [".s2i".to_string(), "Procfile".to_string()];
-        let first = layer_of_source(&tar, &exclude, &dir.join("1.tar.gz"), "app").unwrap();
-        let second = layer_of_source(&tar, &exclude, &dir.join("2.tar.gz"), "app").unwrap();
+        let copy = AppCopy {
+            exclude: vec![".s2i".to_string(), "Procfile".to_string()],
+            links: vec![("node_modules".to_string(), "/deps/node_modules".to_string())],
+        };
+        let first = layer_of_source(&tar, &copy, &dir.join("1.tar.gz"), "app").unwrap();
+        let second = layer_of_source(&tar, &copy, &dir.join("2.tar.gz"), "app").unwrap();
         assert_eq!(first, second, "the same tree gives the same layer");
+        // The same bytes as the folder a builder would have made that way.
+        let tree = dir.join("tree");
+        std::fs::create_dir_all(tree.join("css")).unwrap();
+        std::fs::write(tree.join("index.html"), "<h1>hi</h1>").unwrap();
+        std::fs::write(tree.join("css/a.css"), "a").unwrap();
+        std::fs::write(tree.join("css/Procfile"), "kept: only the root's is left out").unwrap();
+        std::os::unix::fs::symlink("index.html", tree.join("latest")).unwrap();
+        std::os::unix::fs::symlink("/deps/node_modules", tree.join("node_modules")).unwrap();
+        let folder = layer_of_folder(&tree, "app/", &dir.join("3.tar.gz"), "app", None).unwrap();
+        assert_eq!(folder, first, "a copy made by hoistd is the layer a builder's copy gives");
         let file = std::fs::File::open(dir.join("1.tar.gz")).unwrap();
         let mut entries = Vec::new();
         for entry in tar::Archive::new(flate2::read::GzDecoder::new(file)).entries().unwrap() {
@@ -511,7 +591,10 @@ mod tests {
             assert_eq!(owner, (crate::archive::APP_UID, crate::archive::FIXED_MTIME));
             entries.push(entry.path().unwrap().to_string_lossy().trim_end_matches('/').to_string());
         }
-        assert_eq!(entries, ["app", "app/css", "app/css/Procfile", "app/css/a.css", "app/index.html", "app/latest"]);
+        assert_eq!(
+            entries,
+            ["app", "app/css", "app/css/Procfile", "app/css/a.css", "app/index.html", "app/latest", "app/node_modules"]
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

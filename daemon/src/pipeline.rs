@@ -282,7 +282,11 @@ async fn run_build(stages: &Stages, request: &BuildRequest) -> Outcome {
             None
         }
     };
-    let destination = Destination { repository: repository.clone(), tag: tag.clone(), previous };
+    let previous_metadata = match &previous {
+        Some(image) => stages.exporter.previous_metadata(&source.app, image).await,
+        None => None,
+    };
+    let destination = Destination { repository: repository.clone(), tag: tag.clone(), previous, previous_metadata };
     let built = match stages.builder.build(source, &destination, log).await {
         Ok(built) => built,
         Err(error) => return fail(format!("build of app {:?} failed: {error}", source.app.as_str())),

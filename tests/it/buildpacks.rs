@@ -34,6 +34,22 @@ fn layers_pushed(output: &str) -> usize {
     words[at - 1].parse().unwrap()
 }
 
+/// The manifest of the image a push's output names (its first `sha256:` digest).
+fn pushed_manifest(hoistd: &Hoistd, app: &str, output: &str) -> serde_json::Value {
+    let digest = output.lines().find_map(|l| l.split_whitespace().find(|w| w.starts_with("sha256:"))).unwrap();
+    let url = format!("http://127.0.0.1:{}/v2/{app}/manifests/{digest}", hoistd.registry_port);
+    let get = reqwest::blocking::Client::new()
+        .get(url)
+        .basic_auth("hoist", Some(hoistd.registry_password()))
+        .header("accept", "application/vnd.docker.distribution.manifest.v2+json");
+    get.send().unwrap().json().unwrap()
+}
+
+/// The digests of an image's layers, bottom first.
+fn layer_digests(manifest: &serde_json::Value) -> Vec<String> {
+    manifest["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect()
+}
+
 #[test]
 fn node_express_app_goes_live_and_a_code_change_reuses_every_dependency() {
     let hoistd = Hoistd::start(&[]);
@@ -55,23 +71,23 @@ fn node_express_app_goes_live_and_a_code_change_reuses_every_dependency() {
     assert!(!output.contains("npm ci"), "npm ran again\n{output}");
     assert!(output.contains("deps layer reused (key "), "node_modules is not even read\n{output}");
     assert_eq!(layers_pushed(&output), 1, "only the app layer is new\n{output}");
+    // assemble said /app was a copy of the source, and the deps key is the same: no builder.
+    assert!(output.contains("no builder to run") && !output.contains("Running assemble"), "{output}");
     assert!(page(&hoistd, "expr").starts_with("Howdy from Express"));
+    // The copy hoistd made is what assemble makes: the same commit built from nothing, by
+    // assemble, on another app gives the same layers.
+    let copied = layer_digests(&pushed_manifest(&hoistd, "expr", &output));
+    hoistd.create_app("expr2");
+    let assembled = push_ok(&hoistd, &app, "expr2");
+    assert!(assembled.contains("Running assemble of buildpack node"), "{assembled}");
+    assert_eq!(layer_digests(&pushed_manifest(&hoistd, "expr2", &assembled)), copied, "{output}\n{assembled}");
+    assert!(page(&hoistd, "expr2").starts_with("Howdy from Express"));
 
     // A layer is reused only while its blob is in the registry (a hoistd killed during an
     // export leaves none to reuse): with the deps blob gone, it is written and sent again.
     let deps = output.lines().find(|l| l.contains("-----> Exporting")).unwrap().to_string();
-    let image: serde_json::Value = {
-        let digest = output.lines().find_map(|l| l.split_whitespace().find(|w| w.starts_with("sha256:"))).unwrap();
-        let url = format!("http://127.0.0.1:{}/v2/expr/manifests/{digest}", hoistd.registry_port);
-        let client = reqwest::blocking::Client::new();
-        let get = client
-            .get(url)
-            .basic_auth("hoist", Some(hoistd.registry_password()))
-            .header("accept", "application/vnd.docker.distribution.manifest.v2+json");
-        get.send().unwrap().json().unwrap()
-    };
-    let layers = image["layers"].as_array().unwrap();
-    let deps_blob = layers[layers.len() - 2]["digest"].as_str().unwrap();
+    let layers = layer_digests(&pushed_manifest(&hoistd, "expr", &output));
+    let deps_blob = &layers[layers.len() - 2];
     let url = format!("http://127.0.0.1:{}/v2/expr/blobs/{deps_blob}", hoistd.registry_port);
     let deleted = reqwest::blocking::Client::new()
         .delete(url)
@@ -83,6 +99,7 @@ fn node_express_app_goes_live_and_a_code_change_reuses_every_dependency() {
     app.commit("another line");
     let output = push_ok(&hoistd, &app, "expr");
     assert!(!output.contains("deps layer reused"), "a layer whose blob is gone was reused\n{output}");
+    assert!(output.contains("Running assemble"), "a copy cannot stand on a deps layer that is gone\n{output}");
     assert_eq!(layers_pushed(&output), 2, "the deps layer is sent again, with the app layer\n{output}");
     assert!(page(&hoistd, "expr").starts_with("Hi from Express"));
 
