@@ -57,9 +57,12 @@ fn deep_trees_tree_bombs_and_huge_small_files_are_refused_and_hoistd_stays_up() 
     assert!(hoistd.get_json("/api/v1/apps/bomb/builds").as_array().unwrap().is_empty(), "no build was started");
 
     // A 2 MiB .s2i/environment (the probe's 400 MB one took hoistd to 1.84 GB): the build
-    // fails naming the file; nothing reads it whole.
+    // fails naming the file; nothing reads it whole. (The site brings its own assemble:
+    // the environment is assemble's, and a plain static site runs none.)
     hoistd.create_app("bigenv");
     let site = WorkTree::new(&hoistd, "bigenv", Some("static-site"));
+    site.write(".s2i/bin/assemble", "#!/bin/sh\ncp -r \"$SOURCE_DIR\"/. \"$APP_DIR\"/\n");
+    Command::new("chmod").arg("+x").arg(site.dir.join(".s2i/bin/assemble")).status().unwrap();
     site.write(".s2i/environment", &"A=b\n".repeat(512 * 1024)).commit("big environment");
     let push = site.push(&hoistd.remote("bigenv"), "main");
     let stderr = String::from_utf8_lossy(&push.stderr);
