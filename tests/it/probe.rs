@@ -149,6 +149,12 @@ fn secrets_of_many_lines_are_masked_and_secrets_stay_off_the_command_line() {
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("NUL"), "{body}");
     assert!(hoistd.get_json("/api/v1/apps/keyed/config")["vars"].get("BAD").is_none(), "nothing was saved");
+
+    // Deleting the app removes its build cache.
+    let destroyed = hoistd.cli(&["apps", "destroy", "keyed", "--confirm", "keyed"]);
+    assert!(destroyed.status.success(), "{}", show(&destroyed));
+    let inspect = Command::new(hoist_tests::DOCKER).args(["volume", "inspect", volumes.trim()]).output().unwrap();
+    assert!(!inspect.status.success(), "the build cache is gone with the app");
 }
 
 #[test]
