@@ -133,9 +133,10 @@ impl<W: Write> Writer<W> {
             });
         }
         for (name, target) in links {
-            index.retain(|entry| entry.path != format!("{prefix}{name}"));
+            let path = format!("{prefix}{name}");
+            index.retain(|entry| entry.path != path);
             index.push(Indexed {
-                path: format!("{prefix}{name}"),
+                path,
                 kind: tar::EntryType::Symlink,
                 mode: 0o777,
                 link: Some(target.clone()),

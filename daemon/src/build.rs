@@ -480,24 +480,25 @@ impl Builder {
             labels: self.labels(source),
         };
         // A copy needs no builder: the export writes the app layer from the source.
+        let copied = |copy: crate::image::AppCopy, deps_key: Option<String>| {
+            Built::Assembled(Box::new(Assembled {
+                buildpack: buildpack.name.clone(),
+                stack: spec.clone(),
+                run_image: stack.run.clone(),
+                outputs: Outputs::Source { tar: source.tar.clone(), copy },
+                run_script: run_script.clone(),
+                deps_key,
+                spec: image_spec.clone(),
+            }))
+        };
         if let (Some(copy), false) = (&buildpack.manifest.copy, detection.s2i_assemble) {
             log.line(format!(
                 "-----> {}: the app is the source as it is (without {}); no builder to run",
                 buildpack.manifest.language,
                 copy.exclude.join(", ")
             ));
-            return Ok(Built::Assembled(Box::new(Assembled {
-                buildpack: buildpack.name.clone(),
-                stack: spec,
-                run_image: stack.run,
-                outputs: Outputs::Source {
-                    tar: source.tar.clone(),
-                    copy: crate::image::AppCopy { exclude: copy.exclude.clone(), links: Vec::new() },
-                },
-                run_script,
-                deps_key: None,
-                spec: image_spec,
-            })));
+            let copy = crate::image::AppCopy { exclude: copy.exclude.clone(), links: Vec::new() };
+            return Ok(copied(copy, None));
         }
         let env = self.assemble_env(source, &spec, log)?;
         if detection.s2i_assemble {
@@ -510,15 +511,7 @@ impl Builder {
                  them: the same copy, no builder to run",
                 deps_key.as_deref().unwrap_or_default().get(..8).unwrap_or_default()
             ));
-            return Ok(Built::Assembled(Box::new(Assembled {
-                buildpack: buildpack.name.clone(),
-                stack: spec,
-                run_image: stack.run,
-                outputs: Outputs::Source { tar: source.tar.clone(), copy },
-                run_script,
-                deps_key,
-                spec: image_spec,
-            })));
+            return Ok(copied(copy, deps_key));
         }
         let plan = crate::export::Plan {
             repository: destination.repository.clone(),
@@ -534,7 +527,7 @@ impl Builder {
         let job = Job {
             source,
             buildpack: &buildpack.name,
-            scripts: self.scripts(buildpack)?,
+            scripts: Builder::scripts(buildpack)?,
             s2i_assemble: detection.s2i_assemble,
             stack: &stack,
             env,
@@ -556,7 +549,7 @@ impl Builder {
 
     /// The buildpack's scripts a builder gets (a `[copy]` one has no `assemble`: it runs
     /// in a builder only when the repo brings its own).
-    fn scripts(&self, buildpack: &Buildpack) -> Result<Vec<(&'static str, Vec<u8>)>> {
+    fn scripts(buildpack: &Buildpack) -> Result<Vec<(&'static str, Vec<u8>)>> {
         let mut scripts = vec![("run", std::fs::read(buildpack.dir.join("bin/run"))?)];
         let assemble = buildpack.dir.join("bin/assemble");
         if assemble.is_file() {

@@ -190,7 +190,7 @@ impl Exporter {
         let mut metadata = match self.metadata_of(image).await {
             Ok((_, _, metadata)) => metadata?,
             Err(error) => {
-                tracing::warn!(%app, %error, "cannot read the running image's metadata");
+                tracing::warn!(%app, %error, "cannot read the running image's metadata; every layer is written anew");
                 return None;
             }
         };
@@ -218,32 +218,22 @@ impl Exporter {
         Ok((name.to_string(), manifest, image::metadata(&config)?))
     }
 
-    /// Exports `assembled` as tag `tag` of the app's repository. `previous` is the image
-    /// the app runs now (`host:port/<app>@sha256:…`): a layer of it with the same key is
-    /// reused.
+    /// Exports `assembled` as tag `tag` of the app's repository. `previous` is what hoist
+    /// recorded in the image the app runs now ([`Exporter::previous_metadata`]): a layer
+    /// of it with the same key is reused.
     pub async fn export(
         &self,
         app: &AppName,
         assembled: &Assembled,
         tag: &str,
-        previous: Option<&str>,
+        previous: Option<&Metadata>,
         work: &Path,
         log: &LiveLog,
     ) -> Result<Exported> {
         let started = Instant::now();
         let mut base = self.run_image(&assembled.stack, &assembled.run_image, log).await?;
-        let previous = match previous {
-            Some(image) => match self.metadata_of(image).await {
-                Ok((_, _, metadata)) => metadata,
-                Err(error) => {
-                    tracing::warn!(%app, %error, "cannot read the previous image; every layer is written anew");
-                    None
-                }
-            },
-            None => None,
-        };
         let reusable = |name: &str, key: &Option<String>| {
-            let layer = previous.as_ref()?.layers.iter().find(|l| l.name == name)?;
+            let layer = previous?.layers.iter().find(|l| l.name == name)?;
             (key.is_some() && layer.key == *key).then(|| layer.clone())
         };
 
@@ -255,7 +245,7 @@ impl Exporter {
             }
         }
         if let (build::Outputs::Source { .. }, Some(_), None) = (&assembled.outputs, &assembled.deps_key, &reused) {
-            let layer = previous.as_ref().and_then(|p| p.layers.iter().find(|l| l.name == "deps"));
+            let layer = previous.and_then(|p| p.layers.iter().find(|l| l.name == "deps"));
             return Err(Error::DepsGone { digest: layer.map(|l| l.digest.clone()).unwrap_or_default() });
         }
         let app_copy = app_copy(assembled, log);
@@ -341,7 +331,12 @@ impl Exporter {
             deps_key: plan.deps_key.clone(),
             spec: plan.spec.clone(),
         };
-        self.export(&plan.app()?, &assembled, &plan.tag, plan.previous.as_deref(), work, log).await
+        let app = plan.app()?;
+        let previous = match &plan.previous {
+            Some(image) => self.previous_metadata(&app, image).await,
+            None => None,
+        };
+        self.export(&app, &assembled, &plan.tag, previous.as_ref(), work, log).await
     }
 
     /// Makes every layer of `base` a blob of repository `name`.
@@ -483,7 +478,17 @@ fn app_copy(assembled: &Assembled, log: &LiveLog) -> Option<image::AppCopy> {
         build::Outputs::Source { copy, .. } => return Some(copy.clone()),
         build::Outputs::Folders { layers, .. } => layers,
     };
-    let text = std::fs::read_to_string(layers.join(build::APP_COPY)).ok()?;
+    let text = match read_small_file(&layers.join(build::APP_COPY), APP_COPY_MAX) {
+        Ok(text) => text?,
+        Err(error) => {
+            log.line(format!(
+                " !     {}/{}: {error}; the next build runs assemble",
+                build::LAYERS_DIR,
+                build::APP_COPY
+            ));
+            return None;
+        }
+    };
     let folders = std::fs::read_dir(layers).ok()?.filter_map(|e| e.ok()).any(|e| e.path().is_dir());
     match image::AppCopy::parse(&text) {
         Ok(copy) if !folders => Some(copy),
@@ -499,10 +504,63 @@ fn app_copy(assembled: &Assembled, log: &LiveLog) -> Option<image::AppCopy> {
     }
 }
 
+/// The most bytes an `app.copy` may have (hoist's buildpacks write a few lines).
+const APP_COPY_MAX: u64 = 64 * 1024;
+
+/// A file a builder left, read as text if it is a plain file of at most `max` bytes:
+/// `Ok(None)` when there is none. A builder runs the app's own code (npm's install
+/// scripts), so a link is not followed and a fifo or a device is not opened for reading.
+fn read_small_file(path: &Path, max: u64) -> std::io::Result<Option<String>> {
+    use rustix::fs::{Mode, OFlags};
+    let flags = OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC;
+    let file = match rustix::fs::open(path, flags, Mode::empty()) {
+        Ok(fd) => std::fs::File::from(fd),
+        Err(rustix::io::Errno::NOENT) => return Ok(None),
+        Err(rustix::io::Errno::LOOP) => return Err(std::io::Error::other("is a link, not a file")),
+        Err(errno) => return Err(errno.into()),
+    };
+    let metadata = file.metadata()?;
+    if !metadata.is_file() {
+        return Err(std::io::Error::other("is not a plain file"));
+    }
+    if metadata.len() > max {
+        return Err(std::io::Error::other(format!("is {} bytes; hoist reads at most {max}", metadata.len())));
+    }
+    let mut text = String::new();
+    std::io::Read::read_to_string(&mut std::io::Read::take(file, max), &mut text)?;
+    Ok(Some(text))
+}
+
 fn is_empty(dir: &Path) -> std::io::Result<bool> {
     match std::fs::read_dir(dir) {
         Ok(mut entries) => Ok(entries.next().is_none()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn what_a_builder_left_is_read_only_as_a_small_plain_file() {
+        let dir = std::env::temp_dir().join(format!("hoist-export-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("app.copy");
+        std::fs::write(&file, "exclude .git\n").unwrap();
+        assert_eq!(read_small_file(&file, 64).unwrap().as_deref(), Some("exclude .git\n"));
+        assert_eq!(read_small_file(&dir.join("missing"), 64).unwrap(), None);
+        let big = read_small_file(&file, 4).unwrap_err().to_string();
+        assert!(big.contains("is 13 bytes; hoist reads at most 4"), "{big}");
+        // A link (to a secret of hoistd's host) is not followed.
+        std::os::unix::fs::symlink("/etc/hostname", dir.join("link")).unwrap();
+        assert!(read_small_file(&dir.join("link"), 64).unwrap_err().to_string().contains("is a link"));
+        // A fifo with no writer would block a plain open for ever.
+        let fifo = dir.join("fifo");
+        rustix::fs::mknodat(rustix::fs::CWD, &fifo, rustix::fs::FileType::Fifo, rustix::fs::Mode::RUSR, 0).unwrap();
+        assert!(read_small_file(&fifo, 64).unwrap_err().to_string().contains("not a plain file"));
+        assert!(read_small_file(&dir, 64).is_err(), "a folder");
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

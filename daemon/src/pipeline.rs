@@ -312,7 +312,7 @@ async fn run_build(stages: &Stages, request: &BuildRequest) -> Outcome {
         Built::Assembled(assembled) => {
             let exported = stages
                 .exporter
-                .export(&source.app, assembled, &tag, destination.previous.as_deref(), source.work.path(), log)
+                .export(&source.app, assembled, &tag, destination.previous_metadata.as_ref(), source.work.path(), log)
                 .await;
             exported.map(|exported| exported.digest).map_err(|e| e.to_string())
         }
