@@ -281,7 +281,17 @@ impl Apps {
         let freed = self.retention.remove_app(&app.name, &digests).await;
         tracing::info!(app = %app.name, ?freed, "the app's images removed");
         self.store.delete_app(&app.name, &Self::audit_entry(caller, Some(&app.name), "app.delete", ""))?;
-        self.repos.delete(&app.name).map_err(|e| Error::Internal(e.to_string()))?;
+        if let Some(retired) = self.repos.retire(&app.name).map_err(|e| Error::Internal(e.to_string()))? {
+            let (pushes, name) = (self.pushes.clone(), app.name.clone());
+            tokio::spawn(async move {
+                while pushes.in_flight(&name) {
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                }
+                if let Err(error) = tokio::fs::remove_dir_all(&retired).await {
+                    tracing::warn!(app = %name, %error, "cannot remove the deleted app's repo");
+                }
+            });
+        }
         if let Err(error) = std::fs::remove_dir_all(self.dev_dir(&app.name)) {
             if error.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(app = %app.name, %error, "cannot remove the app's hoist dev contents");

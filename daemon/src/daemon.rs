@@ -412,7 +412,9 @@ async fn recover(
     let work_root = data_dir.join("work");
     let _ = std::fs::remove_dir_all(&work_root);
     std::fs::create_dir_all(&work_root).map_err(|source| Error::DataDir { path: work_root.clone(), source })?;
-    let quarantines = Repos::new(data_dir.join("repos")).remove_stale_quarantines();
+    let repos = Repos::new(data_dir.join("repos"));
+    repos.remove_retired();
+    let quarantines = repos.remove_stale_quarantines();
     if quarantines > 0 {
         tracing::info!(quarantines, "removed the objects of pushes cut off by a stop");
     }

@@ -140,15 +140,34 @@ impl Repos {
         removed
     }
 
-    pub fn delete(&self, app: &AppName) -> Result<()> {
+    /// Moves a deleted app's repo out of the way (a new app of the same name gets a new
+    /// one) into `.deleted/`, and returns where it went: the caller removes it once no
+    /// `git` runs in it. Removing it under a running push made git die (`Unable to read
+    /// current working directory`) before the hook's last lines, the reason the push is
+    /// refused, reached the pusher.
+    pub fn retire(&self, app: &AppName) -> Result<Option<PathBuf>> {
         let path = self.path(app);
-        match std::fs::remove_dir_all(&path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(Error::Io { app: app.to_string(), path, source }),
+        let retired = self.root.join(RETIRED);
+        let io = |path: &Path, source| Error::Io { app: app.to_string(), path: path.to_path_buf(), source };
+        std::fs::create_dir_all(&retired).map_err(|e| io(&retired, e))?;
+        let to = retired.join(format!("{app}.git.{}", crate::auth::new_token()));
+        match std::fs::rename(&path, &to) {
+            Ok(()) => Ok(Some(to)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(io(&path, source)),
         }
     }
+
+    /// Removes the repos of deleted apps that waited for their pushes: all of them, so
+    /// only when no push runs (when hoistd starts).
+    pub fn remove_retired(&self) {
+        let _ = std::fs::remove_dir_all(self.root.join(RETIRED));
+    }
 }
+
+/// The folder under the repos' root where deleted apps' repos wait for their last push;
+/// not an app name, so no git request reaches it.
+const RETIRED: &str = ".deleted";
 
 /// The hook every app repo gets. hoistd passes the program and where to call back in
 /// the environment of `git http-backend`, which git hands down to its hooks.
@@ -960,6 +979,24 @@ mod tests {
         assert!(matches!(line, HookMessage::Line { line } if line == "-----> Building"));
         let end: HookMessage = serde_json::from_str(r#"{"ok":false,"message":"no"}"#).unwrap();
         assert!(matches!(end, HookMessage::End { ok: false, .. }));
+    }
+
+    #[test]
+    fn a_deleted_apps_repo_moves_aside_and_a_new_one_takes_its_name() {
+        let root = std::env::temp_dir().join(format!("hoist-retire-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&root);
+        let repos = Repos::new(root.clone());
+        let app = AppName::parse("web1").unwrap();
+        repos.create(&app, "main").unwrap();
+        let retired = repos.retire(&app).unwrap().expect("the repo moved");
+        assert!(retired.join("hooks/pre-receive").exists(), "a push still running in it finds its repo");
+        assert!(!repos.path(&app).exists());
+        repos.create(&app, "main").unwrap();
+        assert!(repos.path(&app).join("hooks/pre-receive").exists());
+        assert_eq!(repos.retire(&AppName::parse("gone").unwrap()).unwrap(), None);
+        repos.remove_retired();
+        assert!(!retired.exists() && repos.path(&app).exists());
+        std::fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

@@ -348,6 +348,12 @@ fn a_deleted_apps_build_never_goes_live_in_a_new_app_of_the_same_name() {
     assert_eq!(releases, serde_json::json!([]), "the new app has no release of the old one's build");
     let (status, page) = hoistd.visit("re1", "/");
     assert_eq!(status, 404, "{page}");
+    // The old repo waited for its push (git works in it) and is removed once it ended.
+    let retired = hoistd.dir.join("data/repos/.deleted");
+    wait_for("the deleted app's repo to be removed", Duration::from_secs(10), || {
+        std::fs::read_dir(&retired).map_or(true, |mut entries| entries.next().is_none()).then_some(())
+    });
+    assert!(hoistd.dir.join("data/repos/re1.git/hooks/pre-receive").exists(), "the new app's repo is its own");
 }
 
 #[test]

@@ -38,10 +38,10 @@ impl GitService {
     }
 }
 
-/// Pushes in flight, by the id hoistd gives the `git` it runs for them: the hook sends
-/// the id back, and the push is the caller's who started that `git`.
+/// Pushes (and fetches) in flight, by the id hoistd gives the `git` it runs for them:
+/// the hook sends the id back, and the push is the caller's who started that `git`.
 #[derive(Default)]
-pub struct Pushes(Mutex<HashMap<String, Caller>>);
+pub struct Pushes(Mutex<HashMap<String, (Caller, AppName)>>);
 
 /// A push's registration; dropped (when its `git` ends) it is forgotten.
 pub struct PushTicket {
@@ -56,14 +56,19 @@ impl Drop for PushTicket {
 }
 
 impl Pushes {
-    fn register(self: &Arc<Self>, caller: Caller) -> PushTicket {
+    fn register(self: &Arc<Self>, caller: Caller, app: AppName) -> PushTicket {
         let id = crate::auth::new_token();
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), caller);
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), (caller, app));
         PushTicket { id, pushes: self.clone() }
     }
 
     pub(super) fn caller(&self, id: &str) -> Option<Caller> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(id).map(|(caller, _)| caller.clone())
+    }
+
+    /// Whether a `git` runs in the app's repo (a push or a fetch).
+    pub(super) fn in_flight(&self, app: &AppName) -> bool {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).values().any(|(_, of)| of == app)
     }
 }
 
@@ -178,7 +183,8 @@ impl Apps {
     /// the pre-receive hook's request is the caller's. The same check for HTTP and SSH.
     pub fn open_git(&self, caller: &Caller, name: &str, service: GitService) -> Result<(store::App, PushTicket)> {
         let app = self.authorize(caller, name, service.needs(), service.verb())?;
-        Ok((app, self.pushes.register(caller.clone())))
+        let ticket = self.pushes.register(caller.clone(), app.name.clone());
+        Ok((app, ticket))
     }
 
     /// Who the token is; recorded as a login (what `hoist login` calls).
