@@ -162,6 +162,7 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
     );
     assert!(output.contains("Using the repo's ./mvnw"), "{output}");
     assert!(output.contains("Spring Boot jar split into layers: 1-dependencies"), "{output}");
+    assert!(output.contains("also makes a class-data-sharing archive of Maven's classes"), "{output}");
     let body = page(&hoistd, "spring");
     assert!(body.starts_with("Hello from Spring Boot on Java 17."), "{body}");
     // The run image carries a JRE cut with jlink: at most half its builder.
@@ -180,6 +181,8 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
     app.commit("one line");
     let output = push_ok(&hoistd, &app, "spring");
     assert!(output.contains("Downloaded 0 files into the Maven cache"), "{output}");
+    assert!(output.contains("Maven's classes from the class-data-sharing archive in the cache"), "{output}");
+    assert!(!output.contains("[cds"), "a JVM's complaint about the archive stays out of the log\n{output}");
     // The Procfile's `java -jar target/demo-1.0.0-SNAPSHOT.jar` runs the thin jar, and a
     // code change sends only the application layer: kilobytes, not the 18 MB fat jar.
     assert!(page(&hoistd, "spring").starts_with("Hi from Spring Boot"));
