@@ -249,20 +249,33 @@ impl Exporter {
             return Err(Error::DepsGone { digest: layer.map(|l| l.digest.clone()).unwrap_or_default() });
         }
         let app_copy = app_copy(assembled, log);
+        // The running image's layers of assemble's own folders, whose blobs the registry
+        // still has: one whose folder hashes the same is reused as it is.
+        let mut unchanged = Vec::new();
+        for layer in previous.map(|p| p.layers.as_slice()).unwrap_or_default() {
+            if !matches!(layer.name.as_str(), "run" | "app")
+                && self.registry.has_blob(app.as_str(), &layer.digest).await?
+            {
+                unchanged.push(layer.clone());
+            }
+        }
         let write_started = Instant::now();
         let (assembled_copy, work_copy, reuse_deps) = (assembled.clone(), work.to_path_buf(), reused.clone());
-        let written = tokio::task::spawn_blocking(move || write_layers(&assembled_copy, &work_copy, reuse_deps))
-            .await
-            .map_err(|e| std::io::Error::other(e.to_string()))??;
+        let written =
+            tokio::task::spawn_blocking(move || write_layers(&assembled_copy, &work_copy, reuse_deps, &unchanged))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))??;
         let write_time = write_started.elapsed();
         let layers: Vec<Layer> = written.iter().map(|(layer, _)| layer.clone()).collect();
 
         let mut notes = Vec::new();
         for (layer, file) in &written {
+            let by_key = reused.as_ref().is_some_and(|r| r.digest == layer.digest);
             match (file, &layer.key) {
-                (None, Some(key)) => {
+                (None, Some(key)) if by_key => {
                     notes.push(format!("{} layer reused (key {}…, 0 B)", layer.name, key.get(..8).unwrap_or(key)))
                 }
+                (None, _) => notes.push(format!("{} layer unchanged ({}, reused)", layer.name, size(layer.size))),
                 _ => notes.push(format!("{} layer {}", layer.name, size(layer.size))),
             }
         }
@@ -409,12 +422,20 @@ impl Exporter {
 
 /// Writes the layers of `assembled` into `work`, bottom first: the run script, the deps
 /// (or `reused`), each folder of `layers/`, the app. Each comes with the file it was
-/// written to, `None` when reused. Empty folders give no layer.
+/// written to, `None` when reused: the deps by key, or a folder whose tar hashes as the
+/// layer of its name in `unchanged` did. Empty folders give no layer.
 fn write_layers(
     assembled: &Assembled,
     work: &Path,
     reused: Option<Layer>,
+    unchanged: &[Layer],
 ) -> std::io::Result<Vec<(Layer, Option<PathBuf>)>> {
+    let as_before = |dir: &Path, prefix: &str, name: &str, key: &Option<String>| -> std::io::Result<Option<Layer>> {
+        let Some(layer) = unchanged.iter().find(|l| l.name == name) else { return Ok(None) };
+        // The same bytes as before, whatever made them this time: the new key is as true.
+        let same = image::diff_id_of_folder(dir, prefix)? == layer.diff_id;
+        Ok(same.then(|| Layer { key: key.clone(), ..layer.clone() }))
+    };
     let mut layers = Vec::new();
     let mut run = image::LayerWriter::create(&work.join("layer-run.tar.gz"), "run")?;
     run.tar().set_uid(0);
@@ -436,11 +457,14 @@ fn write_layers(
     };
     match reused {
         Some(layer) => layers.push((layer, None)),
-        None if !is_empty(deps)? => {
-            let path = work.join("layer-deps.tar.gz");
-            let layer = image::layer_of_folder(deps, "deps/", &path, "deps", assembled.deps_key.clone())?;
-            layers.push((layer, Some(path)));
-        }
+        None if !is_empty(deps)? => match as_before(deps, "deps/", "deps", &assembled.deps_key)? {
+            Some(layer) => layers.push((layer, None)),
+            None => {
+                let path = work.join("layer-deps.tar.gz");
+                let layer = image::layer_of_folder(deps, "deps/", &path, "deps", assembled.deps_key.clone())?;
+                layers.push((layer, Some(path)));
+            }
+        },
         None => {}
     }
     if extra.is_dir() {
@@ -459,6 +483,10 @@ fn write_layers(
                 Some((number, name)) if number.chars().all(|c| c.is_ascii_digit()) && !name.is_empty() => name,
                 _ => folder.as_str(),
             };
+            if let Some(layer) = as_before(&dir, "app/", name, &None)? {
+                layers.push((layer, None));
+                continue;
+            }
             let path = work.join(format!("layer-extra-{folder}.tar.gz"));
             layers.push((image::layer_of_folder(&dir, "app/", &path, name, None)?, Some(path)));
         }
@@ -542,6 +570,62 @@ fn is_empty(dir: &Path) -> std::io::Result<bool> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_folder_that_hashes_as_before_is_reused_and_a_changed_one_written() {
+        let dir = std::env::temp_dir().join(format!("hoist-unchanged-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let (app, deps, layers, work) = (dir.join("app"), dir.join("deps"), dir.join("layers"), dir.join("work"));
+        for folder in [&app, &deps, &work, &layers.join("1-dependencies/target/lib")] {
+            std::fs::create_dir_all(folder).unwrap();
+        }
+        std::fs::write(app.join("app.jar"), "classes").unwrap();
+        std::fs::write(layers.join("1-dependencies/target/lib/spring.jar"), "spring 3.5").unwrap();
+        let assembled = Assembled {
+            buildpack: "maven".into(),
+            stack: crate::stack::StackSpec {
+                name: "java".into(),
+                suite: "bookworm".into(),
+                version: Some("17".into()),
+            },
+            run_image: "hoist/stack-java:17-run".into(),
+            outputs: build::Outputs::Folders { app: app.clone(), deps, layers: layers.clone() },
+            run_script: b"#!/bin/sh\n".to_vec(),
+            deps_key: None,
+            spec: image::Spec {
+                env: vec![],
+                cmd: vec!["/hoist/run".into()],
+                user: "1001".into(),
+                workdir: "/app".into(),
+                port: 5000,
+                labels: Default::default(),
+            },
+        };
+        let names = |written: &[(Layer, Option<PathBuf>)]| -> Vec<(String, bool)> {
+            written.iter().map(|(layer, file)| (layer.name.clone(), file.is_some())).collect()
+        };
+        let first = write_layers(&assembled, &work, None, &[]).unwrap();
+        let written = |name: &str| {
+            [("run", true), ("dependencies", name == "written"), ("app", true)].map(|(n, w)| (n.to_string(), w))
+        };
+        assert_eq!(names(&first), written("written"));
+        let before: Vec<Layer> = first.into_iter().map(|(layer, _)| layer).collect();
+
+        let again = write_layers(&assembled, &work, None, &before).unwrap();
+        assert_eq!(names(&again), written("reused"));
+        assert_eq!(again[1].0, before[1], "the same layer, digest and all");
+
+        std::fs::write(layers.join("1-dependencies/target/lib/spring.jar"), "spring 3.6").unwrap();
+        let changed = write_layers(&assembled, &work, None, &before).unwrap();
+        assert_eq!(names(&changed), written("written"));
+        assert_ne!(changed[1].0.diff_id, before[1].diff_id);
+        assert_eq!(
+            changed[1].0.diff_id,
+            image::diff_id_of_folder(&layers.join("1-dependencies"), "app/").unwrap(),
+            "the hash alone is the written layer's diff id"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
 
     #[test]
     fn what_a_builder_left_is_read_only_as_a_small_plain_file() {

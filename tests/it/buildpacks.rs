@@ -103,13 +103,16 @@ fn node_express_app_goes_live_and_a_code_change_reuses_every_dependency() {
     assert_eq!(layers_pushed(&output), 2, "the deps layer is sent again, with the app layer\n{output}");
     assert!(page(&hoistd, "expr").starts_with("Hi from Express"));
 
-    // A changed lock file: a new deps layer.
+    // A changed package.json: a new deps key, so npm ci runs again; it installs the same
+    // files, which hash as the running image's deps layer did, so that layer is kept.
     let manifest = std::fs::read_to_string(app.dir.join("package.json")).unwrap();
     app.write("package.json", &manifest.replacen('{', "{\n  \"description\": \"changed\",", 1));
     app.commit("package.json");
     let output = push_ok(&hoistd, &app, "expr");
     assert!(output.contains("Installing dependencies: npm ci"), "{output}");
-    assert!(!output.contains("deps layer reused"), "a changed lock file makes a new deps layer\n{output}");
+    assert!(!output.contains("deps layer reused (key"), "a changed package.json is a new deps key\n{output}");
+    assert!(output.contains("deps layer unchanged ("), "npm ci installed the same files\n{output}");
+    assert_eq!(layers_pushed(&output), 1, "only the app layer is sent\n{output}");
 }
 
 #[test]
@@ -189,6 +192,25 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
     assert_eq!(layers_pushed(&output), 1, "only the application layer is new\n{output}");
     let pushed = output.lines().find(|l| l.contains("-----> Pushing") && l.contains("new layer")).unwrap();
     assert!(pushed.contains(" KiB)") || pushed.contains(" B)"), "a code change sends less than 1 MiB: {pushed}");
+    // The jars hash as before: their layer is the running image's, not gzipped again.
+    assert!(output.contains("dependencies layer unchanged ("), "{output}");
+
+    // Reused only while its blob is in the registry: with it gone, it is written again.
+    let layers = layer_digests(&pushed_manifest(&hoistd, "spring", &output));
+    let jars = &layers[layers.len() - 2];
+    let url = format!("http://127.0.0.1:{}/v2/spring/blobs/{jars}", hoistd.registry_port);
+    let deleted = reqwest::blocking::Client::new()
+        .delete(url)
+        .basic_auth("hoist", Some(hoistd.registry_password()))
+        .send()
+        .unwrap();
+    assert_eq!(deleted.status(), 202);
+    std::fs::write(&java, std::fs::read_to_string(&java).unwrap().replace("Hi from", "Howdy from")).unwrap();
+    app.commit("another line");
+    let output = push_ok(&hoistd, &app, "spring");
+    assert!(!output.contains("dependencies layer unchanged"), "a layer whose blob is gone was reused\n{output}");
+    assert_eq!(layers_pushed(&output), 2, "the jars are sent again, with the application\n{output}");
+    assert!(page(&hoistd, "spring").starts_with("Howdy from Spring Boot"));
 }
 
 #[test]
