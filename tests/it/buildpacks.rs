@@ -113,6 +113,23 @@ fn node_express_app_goes_live_and_a_code_change_reuses_every_dependency() {
     assert!(!output.contains("deps layer reused (key"), "a changed package.json is a new deps key\n{output}");
     assert!(output.contains("deps layer unchanged ("), "npm ci installed the same files\n{output}");
     assert_eq!(layers_pushed(&output), 1, "only the app layer is sent\n{output}");
+
+    // A changed lock file that changes what npm ci installs (its record of the tree in
+    // node_modules/.package-lock.json names the app's version): a new deps layer.
+    let bump = |file: &str, times: usize| {
+        let text = std::fs::read_to_string(app.dir.join(file)).unwrap();
+        let bumped = text.replacen("\"version\": \"1.0.0\"", "\"version\": \"1.0.1\"", times);
+        assert_ne!(bumped, text, "{file}");
+        app.write(file, &bumped);
+    };
+    bump("package.json", 1);
+    bump("package-lock.json", 2);
+    app.commit("version 1.0.1");
+    let output = push_ok(&hoistd, &app, "expr");
+    assert!(output.contains("Installing dependencies: npm ci"), "{output}");
+    assert!(!output.contains("deps layer reused") && !output.contains("deps layer unchanged"), "{output}");
+    assert_eq!(layers_pushed(&output), 2, "a new deps layer, with the app layer\n{output}");
+    assert!(page(&hoistd, "expr").starts_with("Hi from Express"));
 }
 
 #[test]
