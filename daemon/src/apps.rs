@@ -284,9 +284,7 @@ impl Apps {
         if let Some(retired) = self.repos.retire(&app.name).map_err(|e| Error::Internal(e.to_string()))? {
             let (pushes, name) = (self.pushes.clone(), app.name.clone());
             tokio::spawn(async move {
-                while pushes.in_flight(&name) {
-                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                }
+                pushes.ended(&name).await;
                 if let Err(error) = tokio::fs::remove_dir_all(&retired).await {
                     tracing::warn!(app = %name, %error, "cannot remove the deleted app's repo");
                 }

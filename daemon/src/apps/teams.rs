@@ -41,7 +41,11 @@ impl GitService {
 /// Pushes (and fetches) in flight, by the id hoistd gives the `git` it runs for them:
 /// the hook sends the id back, and the push is the caller's who started that `git`.
 #[derive(Default)]
-pub struct Pushes(Mutex<HashMap<String, (Caller, AppName)>>);
+pub struct Pushes {
+    running: Mutex<HashMap<String, (Caller, AppName)>>,
+    /// Told whenever one ends.
+    ended: tokio::sync::Notify,
+}
 
 /// A push's registration; dropped (when its `git` ends) it is forgotten.
 pub struct PushTicket {
@@ -51,24 +55,32 @@ pub struct PushTicket {
 
 impl Drop for PushTicket {
     fn drop(&mut self) {
-        self.pushes.0.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+        self.pushes.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+        self.pushes.ended.notify_waiters();
     }
 }
 
 impl Pushes {
     fn register(self: &Arc<Self>, caller: Caller, app: AppName) -> PushTicket {
         let id = crate::auth::new_token();
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), (caller, app));
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).insert(id.clone(), (caller, app));
         PushTicket { id, pushes: self.clone() }
     }
 
     pub(super) fn caller(&self, id: &str) -> Option<Caller> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(id).map(|(caller, _)| caller.clone())
+        self.running.lock().unwrap_or_else(|p| p.into_inner()).get(id).map(|(caller, _)| caller.clone())
     }
 
-    /// Whether a `git` runs in the app's repo (a push or a fetch).
-    pub(super) fn in_flight(&self, app: &AppName) -> bool {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).values().any(|(_, of)| of == app)
+    /// Returns once no `git` runs in the app's repo (no push, no fetch).
+    pub(super) async fn ended(&self, app: &AppName) {
+        loop {
+            // Made before the check, so an end between the check and the wait is heard.
+            let ended = self.ended.notified();
+            if !self.running.lock().unwrap_or_else(|p| p.into_inner()).values().any(|(_, of)| of == app) {
+                return;
+            }
+            ended.await;
+        }
     }
 }
 
@@ -440,5 +452,30 @@ impl Apps {
             Ok(removed) => tracing::info!(removed, days = self.audit_keep_days, "pruned the audit log"),
             Err(error) => tracing::warn!(%error, "cannot prune the audit log"),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_deleted_apps_repo_waits_for_the_git_running_in_it_and_no_longer() {
+        let pushes = Arc::new(Pushes::default());
+        let (web1, web2) = (AppName::parse("web1").unwrap(), AppName::parse("web2").unwrap());
+        let push = pushes.register(Caller::admin("127.0.0.1"), web1.clone());
+        let _other = pushes.register(Caller::admin("127.0.0.1"), web2.clone());
+        assert!(pushes.caller(&push.id).is_some());
+        let waiting = tokio::spawn({
+            let pushes = pushes.clone();
+            async move { pushes.ended(&web1).await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "web1's push still runs");
+        drop(push);
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await.unwrap().unwrap();
+        tokio::time::timeout(std::time::Duration::from_secs(5), pushes.ended(&AppName::parse("web3").unwrap()))
+            .await
+            .expect("an app with no git running is done at once");
     }
 }
