@@ -497,14 +497,10 @@ async fn receive_hook(
         }
         Pushed::Building(submitted) => submitted,
     };
-    let follower = state
-        .logs
-        .follow(&submitted.log, 0, true)
-        .await
-        .ok()
-        .flatten()
-        .ok_or_else(|| ApiError::Internal(format!("the log of build {} cannot be read", submitted.build_id)))?;
-    Ok(logs::hook_stream(follower, submitted.outcome))
+    let unreadable = || ApiError::Internal(format!("the log of build {} cannot be read", submitted.build_id));
+    let follower = state.logs.follow(&submitted.log, 0, true).await.ok().flatten().ok_or_else(unreadable)?;
+    let rest = state.logs.follow(&submitted.log, 0, false).await.ok().flatten().ok_or_else(unreadable)?;
+    Ok(logs::hook_stream(follower, rest, submitted.outcome))
 }
 
 /// Bodies a Git host may send: GitHub caps its payloads at 25 MB; a push's is far less.

@@ -403,11 +403,6 @@ impl Follower {
         }
     }
 
-    /// Reads on only up to the end of what is written now.
-    pub fn stop_following(&mut self) {
-        self.live = None;
-    }
-
     /// The records as a stream.
     pub fn into_stream(self) -> impl futures_util::Stream<Item = std::io::Result<Record>> + Send + 'static {
         futures_util::stream::unfold(self, |mut follower| async move {

@@ -193,25 +193,28 @@ pub(super) async fn runtime_logs(
 }
 
 /// The pre-receive hook's stream: every line of the build's log from the first, as
-/// NDJSON [`HookMessage`]s, until the outcome; then the verdict.
-pub(super) fn hook_stream(follower: Follower, mut outcome: oneshot::Receiver<Outcome>) -> Response {
+/// NDJSON [`HookMessage`]s, until the outcome; then the verdict. `rest` is a second
+/// reader of the same log, opened with `follower` (so it reads the file even if the app
+/// is deleted meanwhile) and read only after the outcome.
+pub(super) fn hook_stream(follower: Follower, rest: Follower, mut outcome: oneshot::Receiver<Outcome>) -> Response {
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
         let mut follower = follower;
+        let mut sent = 0;
         let mut result = None;
         loop {
             tokio::select! {
                 record = follower.next() => match record {
                     Ok(Some(record)) => {
+                        sent = record.seq;
                         if tx.send(line_of(&HookMessage::Line { line: record.text })).await.is_err() { return }
                     }
                     // The log is done or unreadable: the outcome says the rest.
                     _ => break,
                 },
-                end = &mut outcome, if result.is_none() => {
-                    // Lines written before the outcome are in the file: read up to its end.
-                    follower.stop_following();
+                end = &mut outcome => {
                     result = Some(end);
+                    break;
                 }
             }
         }
@@ -219,6 +222,17 @@ pub(super) fn hook_stream(follower: Follower, mut outcome: oneshot::Receiver<Out
             Some(end) => end,
             None => outcome.await,
         };
+        // Every line of the build is in the file before its outcome is sent: the rest is
+        // read by a reader of its own. The follower's may hold a read that `select!` left
+        // in flight, begun before the last lines were written; its end of file is not the
+        // log's, and a push lost its "=====> Failed: …" line that way.
+        drop(follower);
+        let mut rest = rest;
+        while let Ok(Some(record)) = rest.next().await {
+            if record.seq > sent && tx.send(line_of(&HookMessage::Line { line: record.text })).await.is_err() {
+                return;
+            }
+        }
         let end = match end {
             Ok(outcome) => HookMessage::End {
                 ok: outcome.is_ok(),
