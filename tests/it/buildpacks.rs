@@ -46,6 +46,22 @@ fn pushed_manifest(hoistd: &Hoistd, app: &str, output: &str) -> serde_json::Valu
 }
 
 /// The digests of an image's layers, bottom first.
+/// Deletes from the registry the blob of the layer just under the app layer of the image
+/// `output`'s push made (the deps, or the dependency jars): what a hoistd killed during an
+/// export would have left out.
+fn delete_layer_under_the_app(hoistd: &Hoistd, app: &str, output: &str) {
+    let exporting = output.lines().find(|l| l.contains("-----> Exporting")).unwrap_or_default();
+    let layers = layer_digests(&pushed_manifest(hoistd, app, output));
+    let blob = &layers[layers.len() - 2];
+    let url = format!("http://127.0.0.1:{}/v2/{app}/blobs/{blob}", hoistd.registry_port);
+    let deleted = reqwest::blocking::Client::new()
+        .delete(url)
+        .basic_auth("hoist", Some(hoistd.registry_password()))
+        .send()
+        .unwrap();
+    assert_eq!(deleted.status(), 202, "{exporting}");
+}
+
 fn layer_digests(manifest: &serde_json::Value) -> Vec<String> {
     manifest["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect()
 }
@@ -85,16 +101,7 @@ fn node_express_app_goes_live_and_a_code_change_reuses_every_dependency() {
 
     // A layer is reused only while its blob is in the registry (a hoistd killed during an
     // export leaves none to reuse): with the deps blob gone, it is written and sent again.
-    let deps = output.lines().find(|l| l.contains("-----> Exporting")).unwrap().to_string();
-    let layers = layer_digests(&pushed_manifest(&hoistd, "expr", &output));
-    let deps_blob = &layers[layers.len() - 2];
-    let url = format!("http://127.0.0.1:{}/v2/expr/blobs/{deps_blob}", hoistd.registry_port);
-    let deleted = reqwest::blocking::Client::new()
-        .delete(url)
-        .basic_auth("hoist", Some(hoistd.registry_password()))
-        .send()
-        .unwrap();
-    assert_eq!(deleted.status(), 202, "{deps}");
+    delete_layer_under_the_app(&hoistd, "expr", &output);
     app.write("index.js", &std::fs::read_to_string(app.dir.join("index.js")).unwrap().replace("Howdy", "Hi"));
     app.commit("another line");
     let output = push_ok(&hoistd, &app, "expr");
@@ -213,15 +220,7 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
     assert!(output.contains("dependencies layer unchanged ("), "{output}");
 
     // Reused only while its blob is in the registry: with it gone, it is written again.
-    let layers = layer_digests(&pushed_manifest(&hoistd, "spring", &output));
-    let jars = &layers[layers.len() - 2];
-    let url = format!("http://127.0.0.1:{}/v2/spring/blobs/{jars}", hoistd.registry_port);
-    let deleted = reqwest::blocking::Client::new()
-        .delete(url)
-        .basic_auth("hoist", Some(hoistd.registry_password()))
-        .send()
-        .unwrap();
-    assert_eq!(deleted.status(), 202);
+    delete_layer_under_the_app(&hoistd, "spring", &output);
     std::fs::write(&java, std::fs::read_to_string(&java).unwrap().replace("Hi from", "Howdy from")).unwrap();
     app.commit("another line");
     let output = push_ok(&hoistd, &app, "spring");
