@@ -224,6 +224,10 @@ pub const LAYERS_DIR: &str = "/layers";
 /// `/app` that way without a builder. Only what the deps key covers may decide it.
 pub const APP_COPY: &str = "app.copy";
 
+/// The file in [`LAYERS_DIR`] where assemble may give the app's processes variables of
+/// its own (`NAME=VALUE` lines, see [`crate::image::Spec::with_launch_env`]).
+pub const LAUNCH_ENV: &str = "launch.env";
+
 /// Build output into a log as lines: output without line breaks must not grow without
 /// bound either. A piece is masked before it is cut, and as much as the longest secret is
 /// held back for the next piece, so a secret is never split in two.

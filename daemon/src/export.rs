@@ -309,7 +309,8 @@ impl Exporter {
             version: assembled.stack.version.clone(),
             run_image: base.reference.clone(),
         };
-        let composed = image::compose(&base, &stack, &assembled.spec, &layers, app_copy.as_ref())?;
+        let spec = launch_spec(assembled, log);
+        let composed = image::compose(&base, &stack, &spec, &layers, app_copy.as_ref())?;
         self.put(name, tag, &composed).await?;
         log.line(format!(
             "-----> Pushing {}/{name} ({new_layers} new layer{}, {})",
@@ -532,7 +533,40 @@ fn app_copy(assembled: &Assembled, log: &LiveLog) -> Option<image::AppCopy> {
     }
 }
 
-/// The most bytes an `app.copy` may have (hoist's buildpacks write a few lines).
+/// The image's settings with what assemble left in `$LAYERS_DIR/launch.env` for the app's
+/// processes (see [`image::Spec::with_launch_env`]). A file that is not usable is named in
+/// the build log and left out: the app runs as it would without it.
+fn launch_spec(assembled: &Assembled, log: &LiveLog) -> image::Spec {
+    let build::Outputs::Folders { layers, .. } = &assembled.outputs else {
+        return assembled.spec.clone();
+    };
+    let unusable = |why: String| {
+        log.line(format!(" !     {}/{}: {why}; the app runs without it", build::LAYERS_DIR, build::LAUNCH_ENV));
+        assembled.spec.clone()
+    };
+    match read_small_file(&layers.join(build::LAUNCH_ENV), APP_COPY_MAX) {
+        Ok(None) => assembled.spec.clone(),
+        Ok(Some(text)) => match assembled.spec.with_launch_env(&text) {
+            Ok(spec) => {
+                let names: Vec<&str> = spec
+                    .env
+                    .iter()
+                    .filter(|variable| !assembled.spec.env.contains(variable))
+                    .map(|(name, _)| name.as_str())
+                    .collect();
+                if !names.is_empty() {
+                    log.line(format!("-----> The app's processes get {} from assemble", names.join(", ")));
+                }
+                spec
+            }
+            Err(why) => unusable(why),
+        },
+        Err(error) => unusable(error.to_string()),
+    }
+}
+
+/// The most bytes an `app.copy` or a `launch.env` may have (hoist's buildpacks write a
+/// few lines).
 const APP_COPY_MAX: u64 = 64 * 1024;
 
 /// A file a builder left, read as text if it is a plain file of at most `max` bytes:

@@ -124,6 +124,33 @@ pub struct Metadata {
     pub app_copy: Option<AppCopy>,
 }
 
+impl Spec {
+    /// The names hoist gives every app image; an assemble cannot change them.
+    const OWN_NAMES: [&'static str; 2] = ["PORT", "HOME"];
+
+    /// This spec with the variables of a `$LAYERS_DIR/launch.env` (`NAME=VALUE` lines,
+    /// blank and `#` lines skipped) added, each replacing one of the same name: what an
+    /// assemble gives the app's processes (the Java buildpack's `JAVA_TOOL_OPTIONS`). The
+    /// app's config vars still win at run time. `Err` says which line is wrong.
+    pub fn with_launch_env(&self, text: &str) -> std::result::Result<Spec, String> {
+        let mut spec = self.clone();
+        for line in text.lines().filter(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')) {
+            let (name, value) = line.split_once('=').ok_or_else(|| format!("{line:?}: each line is NAME=VALUE"))?;
+            let mut chars = name.chars();
+            let first = chars.next().is_some_and(|c| c == '_' || c.is_ascii_alphabetic());
+            if !first || !chars.all(|c| c == '_' || c.is_ascii_alphanumeric()) {
+                return Err(format!("{name:?} is not a variable name (letters, digits and _, not first a digit)"));
+            }
+            if Self::OWN_NAMES.contains(&name) {
+                return Err(format!("{name} is hoist's to set"));
+            }
+            spec.env.retain(|(n, _)| n != name);
+            spec.env.push((name.to_string(), value.to_string()));
+        }
+        Ok(spec)
+    }
+}
+
 /// `/app` as a copy of the source tree: what a `[copy]` buildpack's app is, and what an
 /// assemble says its `/app` was in `$LAYERS_DIR/app.copy` (`exclude NAME` and
 /// `link NAME TARGET` lines).
@@ -481,6 +508,34 @@ mod tests {
             version: None,
             run_image: "stacks/base@sha256:base".into(),
         }
+    }
+
+    #[test]
+    fn launch_env_adds_and_replaces_and_says_what_is_wrong() {
+        let spec = Spec {
+            env: vec![("PORT".into(), "8080".into()), ("HOME".into(), "/app".into()), ("A".into(), "1".into())],
+            cmd: vec![],
+            user: "1001".into(),
+            workdir: "/app".into(),
+            port: 8080,
+            labels: Default::default(),
+        };
+        let text = "# made by assemble\n\nJAVA_TOOL_OPTIONS=-XX:SharedArchiveFile=/app/a.jsa -Xshare:auto\nA=x=y\n";
+        let with = spec.with_launch_env(text).unwrap();
+        assert_eq!(
+            with.env,
+            [
+                ("PORT".into(), "8080".into()),
+                ("HOME".into(), "/app".into()),
+                ("JAVA_TOOL_OPTIONS".into(), "-XX:SharedArchiveFile=/app/a.jsa -Xshare:auto".into()),
+                ("A".into(), "x=y".into()),
+            ]
+        );
+        assert_eq!(spec.with_launch_env("").unwrap(), spec);
+        assert!(spec.with_launch_env("PORT=1\n").unwrap_err().contains("PORT is hoist's"));
+        assert!(spec.with_launch_env("1A=1\n").unwrap_err().contains("not a variable name"));
+        assert!(spec.with_launch_env("A B=1\n").unwrap_err().contains("not a variable name"));
+        assert!(spec.with_launch_env("JUSTTEXT\n").unwrap_err().contains("NAME=VALUE"));
     }
 
     #[test]

@@ -45,14 +45,27 @@ fn pushed_manifest(hoistd: &Hoistd, app: &str, output: &str) -> serde_json::Valu
     get.send().unwrap().json().unwrap()
 }
 
-/// The digests of an image's layers, bottom first.
-/// Deletes from the registry the blob of the layer just under the app layer of the image
-/// `output`'s push made (the deps, or the dependency jars): what a hoistd killed during an
-/// export would have left out.
-fn delete_layer_under_the_app(hoistd: &Hoistd, app: &str, output: &str) {
-    let exporting = output.lines().find(|l| l.contains("-----> Exporting")).unwrap_or_default();
+/// Deletes from the registry the blob of the layer `name` (as the push's "Exporting:" line
+/// names it: `deps`, `dependencies`) of the image `output`'s push made: what a hoistd
+/// killed during an export would have left out.
+fn delete_layer(hoistd: &Hoistd, app: &str, output: &str, name: &str) {
+    let exporting = output.lines().find(|l| l.contains("-----> Exporting: ")).unwrap_or_default();
+    // "dependencies layer unchanged (18.2 MiB, reused), app layer 5 KiB": a note is a part
+    // whose second word is "layer".
+    let notes: Vec<&str> = exporting
+        .split("-----> Exporting: ")
+        .nth(1)
+        .unwrap_or_default()
+        .split(", ")
+        .filter(|part| part.split(' ').nth(1) == Some("layer"))
+        .collect();
+    let at = notes
+        .iter()
+        .position(|note| note.starts_with(&format!("{name} layer")))
+        .unwrap_or_else(|| panic!("no {name} layer in {exporting}"));
     let layers = layer_digests(&pushed_manifest(hoistd, app, output));
-    let blob = &layers[layers.len() - 2];
+    // The notes name the image's own layers, the top ones, in order.
+    let blob = &layers[layers.len() - notes.len() + at];
     let url = format!("http://127.0.0.1:{}/v2/{app}/blobs/{blob}", hoistd.registry_port);
     let deleted = reqwest::blocking::Client::new()
         .delete(url)
@@ -62,6 +75,7 @@ fn delete_layer_under_the_app(hoistd: &Hoistd, app: &str, output: &str) {
     assert_eq!(deleted.status(), 202, "{exporting}");
 }
 
+/// The digests of an image's layers, bottom first.
 fn layer_digests(manifest: &serde_json::Value) -> Vec<String> {
     manifest["layers"].as_array().unwrap().iter().map(|l| l["digest"].as_str().unwrap().to_string()).collect()
 }
@@ -101,7 +115,7 @@ fn node_express_app_goes_live_and_a_code_change_reuses_every_dependency() {
 
     // A layer is reused only while its blob is in the registry (a hoistd killed during an
     // export leaves none to reuse): with the deps blob gone, it is written and sent again.
-    delete_layer_under_the_app(&hoistd, "expr", &output);
+    delete_layer(&hoistd, "expr", &output, "deps");
     app.write("index.js", &std::fs::read_to_string(app.dir.join("index.js")).unwrap().replace("Howdy", "Hi"));
     app.commit("another line");
     let output = push_ok(&hoistd, &app, "expr");
@@ -190,8 +204,11 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
     assert!(output.contains("Using the repo's ./mvnw"), "{output}");
     assert!(output.contains("Spring Boot jar split into layers: 1-dependencies"), "{output}");
     assert!(output.contains("also makes a class-data-sharing archive of Maven's classes"), "{output}");
+    assert!(output.contains("Class-data archive of the libraries made ("), "{output}");
+    assert!(output.contains("The app's processes get JAVA_TOOL_OPTIONS from assemble"), "{output}");
     let body = page(&hoistd, "spring");
     assert!(body.starts_with("Hello from Spring Boot on Java 17."), "{body}");
+    assert_eq!(jvms_mapping_the_class_data(&hoistd, "spring"), (1, 1), "the JVM took the archive\n{output}");
     // The run image carries a JRE cut with jlink: at most half its builder.
     let size = |image: &str| -> u64 {
         let inspect = std::process::Command::new("/usr/bin/docker")
@@ -218,15 +235,40 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
     assert!(pushed.contains(" KiB)") || pushed.contains(" B)"), "a code change sends less than 1 MiB: {pushed}");
     // The jars hash as before: their layer is the running image's, not gzipped again.
     assert!(output.contains("dependencies layer unchanged ("), "{output}");
+    // The archive of the libraries outlives a change of the app's code: the new JVM maps it.
+    assert!(output.contains("Class-data archive of the libraries from the cache"), "{output}");
+    assert!(output.contains("class-data layer unchanged ("), "{output}");
+    assert_eq!(jvms_mapping_the_class_data(&hoistd, "spring"), (1, 1), "{output}");
 
     // Reused only while its blob is in the registry: with it gone, it is written again.
-    delete_layer_under_the_app(&hoistd, "spring", &output);
+    delete_layer(&hoistd, "spring", &output, "dependencies");
     std::fs::write(&java, std::fs::read_to_string(&java).unwrap().replace("Hi from", "Howdy from")).unwrap();
     app.commit("another line");
     let output = push_ok(&hoistd, &app, "spring");
     assert!(!output.contains("dependencies layer unchanged"), "a layer whose blob is gone was reused\n{output}");
     assert_eq!(layers_pushed(&output), 2, "the jars are sent again, with the application\n{output}");
     assert!(page(&hoistd, "spring").starts_with("Howdy from Spring Boot"));
+}
+
+/// Of the app's running containers: how many there are, and in how many a process has
+/// mapped the class-data archive the Java buildpack made (the JVM took it).
+fn jvms_mapping_the_class_data(hoistd: &Hoistd, app: &str) -> (usize, usize) {
+    let docker = || std::process::Command::new("/usr/bin/docker");
+    let ids = docker()
+        .args(["ps", "-q", "--filter"])
+        .arg(format!("label=org.hoist.instance={}", hoistd.instance))
+        .args(["--filter", &format!("label=org.hoist.app={app}")])
+        .output()
+        .unwrap();
+    let ids: Vec<String> = text(&ids).split_whitespace().map(str::to_string).collect();
+    let mapping = ids
+        .iter()
+        .filter(|id| {
+            let maps = docker().args(["exec", id, "sh", "-c", "cat /proc/[0-9]*/maps"]).output().unwrap();
+            text(&maps).contains("/app/target/app.jsa")
+        })
+        .count();
+    (ids.len(), mapping)
 }
 
 #[test]
