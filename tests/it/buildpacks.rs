@@ -248,6 +248,20 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
     assert!(!output.contains("dependencies layer unchanged"), "a layer whose blob is gone was reused\n{output}");
     assert_eq!(layers_pushed(&output), 2, "the jars are sent again, with the application\n{output}");
     assert!(page(&hoistd, "spring").starts_with("Howdy from Spring Boot"));
+
+    // An app file of the same name as a library's must keep winning: its jar stays first
+    // on the class path, and the JVM runs without the archive.
+    app.write("src/main/resources/META-INF/spring.factories", "# the app's own\n").commit("factories");
+    let output = push_ok(&hoistd, &app, "spring");
+    assert!(
+        output.contains(
+            "demo-1.0.0-SNAPSHOT.jar shares META-INF/spring.factories with its libraries: the app's jar stays first"
+        ),
+        "{output}"
+    );
+    assert!(!output.contains("JAVA_TOOL_OPTIONS"), "{output}");
+    assert!(page(&hoistd, "spring").starts_with("Howdy from Spring Boot"));
+    assert_eq!(jvms_mapping_the_class_data(&hoistd, "spring"), (1, 0), "{output}");
 }
 
 /// Of the app's running containers: how many there are, and in how many a process has
