@@ -135,6 +135,10 @@ impl Hoistd {
             // The tests' Git hosts and registries run on this machine; hostile tests set
             // it back to false to see local URLs refused.
             .env("HOIST_ALLOW_LOCAL_URLS", "true")
+            // Every successful push waits out the settling period (5 s by default): 2 s
+            // here keeps settling in every rollout the tests make and shortens the run;
+            // a test of what happens while settling sets its own.
+            .env("HOIST_SETTLE_SECS", "2")
             .stdin(Stdio::null())
             .stdout(stdout)
             .stderr(stderr);
