@@ -500,7 +500,8 @@ fn write_layers(
 /// What the new image records of how its `/app` was made, for the next build: a copy
 /// of the source, when that holds with its deps key (a `[copy]` buildpack's app has no
 /// deps to key it by, and needs no record). An assemble says so in
-/// `$LAYERS_DIR/app.copy`; one that also left layers of its own made more than a copy.
+/// `$LAYERS_DIR/app.copy`; one that also left layers or a `launch.env` of its own made more
+/// than a copy.
 fn app_copy(assembled: &Assembled, log: &LiveLog) -> Option<image::AppCopy> {
     assembled.deps_key.as_ref()?;
     let layers = match &assembled.outputs {
@@ -519,8 +520,10 @@ fn app_copy(assembled: &Assembled, log: &LiveLog) -> Option<image::AppCopy> {
         }
     };
     let folders = std::fs::read_dir(layers).ok()?.filter_map(|e| e.ok()).any(|e| e.path().is_dir());
+    // A copy made with no builder would not have the variables assemble gave its processes.
+    let launch_env = std::fs::symlink_metadata(layers.join(build::LAUNCH_ENV)).is_ok();
     match image::AppCopy::parse(&text) {
-        Ok(copy) if !folders => Some(copy),
+        Ok(copy) if !folders && !launch_env => Some(copy),
         Ok(_) => None,
         Err(error) => {
             log.line(format!(
