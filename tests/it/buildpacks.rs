@@ -268,18 +268,14 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
 /// Of the app's running containers: how many there are, and in how many a process has
 /// mapped the class-data archive the Java buildpack made (the JVM took it).
 fn jvms_mapping_the_class_data(hoistd: &Hoistd, app: &str) -> (usize, usize) {
-    let docker = || std::process::Command::new("/usr/bin/docker");
-    let ids = docker()
-        .args(["ps", "-q", "--filter"])
-        .arg(format!("label=org.hoist.instance={}", hoistd.instance))
-        .args(["--filter", &format!("label=org.hoist.app={app}")])
-        .output()
-        .unwrap();
-    let ids: Vec<String> = text(&ids).split_whitespace().map(str::to_string).collect();
+    let ids = hoistd.running_containers(app);
     let mapping = ids
         .iter()
         .filter(|id| {
-            let maps = docker().args(["exec", id, "sh", "-c", "cat /proc/[0-9]*/maps"]).output().unwrap();
+            let maps = std::process::Command::new(hoist_tests::DOCKER)
+                .args(["exec", id, "sh", "-c", "cat /proc/[0-9]*/maps"])
+                .output()
+                .unwrap();
             text(&maps).contains("/app/target/app.jsa")
         })
         .count();

@@ -54,16 +54,13 @@ fn layer_digests(manifest: &serde_json::Value) -> Vec<String> {
 
 /// The images the app's running containers were created from, as dockerd tells it.
 fn running_images(hoistd: &Hoistd, app: &str) -> Vec<String> {
-    let docker = || std::process::Command::new("/usr/bin/docker");
-    let ids = docker()
-        .args(["ps", "-q", "--filter"])
-        .arg(format!("label=org.hoist.instance={}", hoistd.instance))
-        .args(["--filter", &format!("label=org.hoist.app={app}")])
+    let ids = hoistd.running_containers(app);
+    assert!(!ids.is_empty(), "{app} runs no container");
+    let inspect = std::process::Command::new(hoist_tests::DOCKER)
+        .args(["inspect", "--format", "{{.Config.Image}}"])
+        .args(&ids)
         .output()
         .unwrap();
-    let ids: Vec<String> = text(&ids).split_whitespace().map(str::to_string).collect();
-    assert!(!ids.is_empty(), "{app} runs no container");
-    let inspect = docker().args(["inspect", "--format", "{{.Config.Image}}"]).args(&ids).output().unwrap();
     text(&inspect).lines().map(str::to_string).collect()
 }
 

@@ -262,14 +262,7 @@ fn dockerfile_builds_and_app_containers_have_limits() {
 
     // A release runs with the default limits, or the app's own.
     hoistd.deploy_bystander();
-    let container = |app: &str| {
-        let ps = Command::new(hoist_tests::DOCKER)
-            .args(["ps", "-q", "--filter", &format!("label=org.hoist.instance={}", hoistd.instance)])
-            .args(["--filter", &format!("label=org.hoist.app={app}")])
-            .output()
-            .unwrap();
-        String::from_utf8_lossy(&ps.stdout).lines().next().unwrap_or_default().to_string()
-    };
+    let container = |app: &str| hoistd.running_containers(app).into_iter().next().unwrap_or_default();
     let limits = |id: &str| {
         let inspect = Command::new(hoist_tests::DOCKER)
             .args(["inspect", "-f", "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}} {{.HostConfig.CapDrop}}", id])
