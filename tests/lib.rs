@@ -350,17 +350,18 @@ impl Hoistd {
         assert_eq!(self.get("/api/v1/apps").0, 200, "hoistd is still up");
     }
 
-    /// The password of hoistd's registry account (user `hoist`), as hoistd keeps it.
-    /// The ids of the app's running containers, by hoist's labels.
+    /// The ids of the app's running release containers (not its builder), by hoist's labels.
     pub fn running_containers(&self, app: &str) -> Vec<String> {
         let ps = Command::new(DOCKER)
             .args(["ps", "-q", "--filter", &format!("label=org.hoist.instance={}", self.instance)])
             .args(["--filter", &format!("label=org.hoist.app={app}")])
+            .args(["--filter", "label=org.hoist.role=release"])
             .output()
             .unwrap();
         String::from_utf8_lossy(&ps.stdout).split_whitespace().map(str::to_string).collect()
     }
 
+    /// The password of hoistd's registry account (user `hoist`), as hoistd keeps it.
     pub fn registry_password(&self) -> String {
         std::fs::read_to_string(self.dir.join("data/registry/password")).unwrap().trim().to_string()
     }

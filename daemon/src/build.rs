@@ -61,6 +61,11 @@ pub enum Error {
     Timeout(Duration),
     #[error("dockerd: {0}")]
     Docker(#[from] bollard::errors::Error),
+    #[error(
+        "the app's builder kept from its last build could not be emptied (exit {code}); it was removed: push again, \
+         or set build.warm_secs (HOIST_BUILD_WARM_SECS) to 0 to start a builder for each build"
+    )]
+    WarmBuilder { code: i64 },
     #[error("cannot prepare the build context: {0}")]
     Io(#[from] std::io::Error),
     #[error(transparent)]

@@ -211,6 +211,10 @@ pub struct BuildConfig {
     pub export_image: Option<String>,
     /// kubernetes engine: a failed build's pod is kept this long, then removed.
     pub keep_failed_secs: u64,
+    /// docker engine: an app's builder stays up this long after its build, and the app's
+    /// next build runs in it (no container start; a build tool's daemon stays warm: the
+    /// Maven buildpack's). 0: a builder for each build, removed after it.
+    pub warm_secs: u64,
     /// kubernetes engine: the size of each app's dependency cache claim.
     pub cache_size: String,
     /// kubernetes engine: the storage class of cache claims. Unset: the cluster's default.
@@ -385,6 +389,7 @@ impl Default for BuildConfig {
             namespace: None,
             export_image: None,
             keep_failed_secs: 300,
+            warm_secs: 600,
             cache_size: "2Gi".to_string(),
             cache_class: None,
         }
@@ -507,6 +512,9 @@ impl Config {
         }
         if let Some(v) = var("HOIST_BUILD_KEEP_FAILED_SECS") {
             self.build.keep_failed_secs = parse("HOIST_BUILD_KEEP_FAILED_SECS", v)?;
+        }
+        if let Some(v) = var("HOIST_BUILD_WARM_SECS") {
+            self.build.warm_secs = parse("HOIST_BUILD_WARM_SECS", v)?;
         }
         if let Some(v) = var("HOIST_BUILD_CACHE_SIZE") {
             self.build.cache_size = v;

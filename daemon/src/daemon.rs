@@ -439,8 +439,11 @@ async fn make_builder(
     let (engine, runs): (Arc<dyn build::Engine>, _) = match docker {
         Some(docker) => {
             let stacks = make_stacks(config, docker, &dir)?;
+            let warm = (config.build.warm_secs > 0).then(|| {
+                build::docker::Warm::new(Duration::from_secs(config.build.warm_secs), data_dir.join("builders"))
+            });
             let engine =
-                build::docker::DockerEngine::new(docker.clone(), stacks.clone(), config.instance.clone(), limits);
+                build::docker::DockerEngine::new(docker.clone(), stacks.clone(), config.instance.clone(), limits, warm);
             (Arc::new(engine), crate::export::RunImages::Dockerd { docker: docker.clone(), stacks })
         }
         None => (Arc::new(pod_engine(config, registry, limits).await?), crate::export::RunImages::Registry),

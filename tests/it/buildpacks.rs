@@ -204,7 +204,8 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
     assert!(output.contains("Using the repo's ./mvnw"), "{output}");
     // Taken apart by its own indexes with unzip: no JVM for Spring Boot's extract.
     assert!(output.contains("Spring Boot jar split into layers (by its indexes): 1-dependencies"), "{output}");
-    assert!(output.contains("also makes a class-data-sharing archive of Maven's classes"), "{output}");
+    // The builder stays up for the app's next build, and Maven's server in it.
+    assert!(output.contains("Starting Maven's server, which the app's next builds reuse"), "{output}");
     assert!(output.contains("Class-data archive of the libraries made ("), "{output}");
     assert!(output.contains("The app's processes get JAVA_TOOL_OPTIONS from assemble"), "{output}");
     let body = page(&hoistd, "spring");
@@ -226,8 +227,9 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
     app.commit("one line");
     let output = push_ok(&hoistd, &app, "spring");
     assert!(output.contains("Downloaded 0 files into the Maven cache"), "{output}");
-    assert!(output.contains("Maven's classes from the class-data-sharing archive in the cache"), "{output}");
-    assert!(!output.contains("[cds"), "a JVM's complaint about the archive stays out of the log\n{output}");
+    assert!(output.contains("-----> Builder kept from the app's last build"), "{output}");
+    assert!(output.contains("Maven's server kept from the last build runs it"), "{output}");
+    assert!(output.contains("[INFO] BUILD SUCCESS"), "Maven's output reaches the push\n{output}");
     // The Procfile's `java -jar target/demo-1.0.0-SNAPSHOT.jar` runs the thin jar, and a
     // code change sends only the application layer: kilobytes, not the 18 MB fat jar.
     assert!(page(&hoistd, "spring").starts_with("Hi from Spring Boot"));
@@ -251,9 +253,14 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
     assert!(page(&hoistd, "spring").starts_with("Howdy from Spring Boot"));
 
     // An app file of the same name as a library's must keep winning: its jar stays first
-    // on the class path, and the JVM runs without the archive.
+    // on the class path, and the JVM runs without the archive. (Maven as a JVM of its own
+    // this time, which makes an archive of Maven's classes.)
+    hoistd.cli(&["config", "set", "spring", "HOIST_MAVEN_SERVER=off"]);
     app.write("src/main/resources/META-INF/spring.factories", "# the app's own\n").commit("factories");
     let output = push_ok(&hoistd, &app, "spring");
+    assert!(output.contains("Maven runs as a new JVM: HOIST_MAVEN_SERVER=off"), "{output}");
+    assert!(output.contains("also makes a class-data-sharing archive of Maven's classes"), "{output}");
+    assert!(!output.contains("[cds"), "a JVM's complaint about the archive stays out of the log\n{output}");
     assert!(
         output.contains(
             "demo-1.0.0-SNAPSHOT.jar shares META-INF/spring.factories with its libraries: the app's jar stays first"

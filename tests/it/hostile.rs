@@ -73,7 +73,8 @@ fn crafted_trees_symlinks_out_of_the_tree_and_many_refs_are_handled() {
 
 #[test]
 fn huge_bodies_and_builds_that_leave_processes_behind_are_contained() {
-    let hoistd = Hoistd::start(&[]);
+    // Builders are kept 4 s after a build (build.warm_secs), so that this test sees one go.
+    let hoistd = Hoistd::start(&[("HOIST_BUILD_WARM_SECS", "4")]);
     hoistd.deploy_bystander();
 
     // A 50 MB JSON body: refused with JSON, before it is read whole.
@@ -89,7 +90,8 @@ fn huge_bodies_and_builds_that_leave_processes_behind_are_contained() {
     let answer = String::from_utf8_lossy(&curl.stdout);
     assert!(answer.ends_with("\n413") && answer.starts_with("{\"error\":"), "{answer}");
 
-    // An assemble that leaves a process running: the build ends, its container is removed.
+    // An assemble that leaves a process running: the build ends; the processes stay in the
+    // app's builder, kept for its next build, and go with it when no build comes.
     hoistd.create_app("forker");
     let site = WorkTree::new(&hoistd, "forker", Some("static-site"));
     site.write(
@@ -101,12 +103,23 @@ fn huge_bodies_and_builds_that_leave_processes_behind_are_contained() {
     let push = site.push(&hoistd.remote("forker"), "main");
     assert!(push.status.success(), "{}", show(&push));
     assert!(String::from_utf8_lossy(&push.stderr).contains("left two sleepers behind"));
-    let builders = Command::new(hoist_tests::DOCKER)
-        .args(["ps", "-aq", "--filter", &format!("label=org.hoist.instance={}", hoistd.instance)])
-        .args(["--filter", "label=org.hoist.role=builder"])
-        .output()
-        .unwrap();
-    assert!(builders.stdout.is_empty(), "no builder container is left: {}", String::from_utf8_lossy(&builders.stdout));
+    let builders = || {
+        let ps = Command::new(hoist_tests::DOCKER)
+            .args(["ps", "-aq", "--filter", &format!("label=org.hoist.instance={}", hoistd.instance)])
+            .args(["--filter", "label=org.hoist.role=builder"])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&ps.stdout).split_whitespace().map(str::to_string).collect::<Vec<_>>()
+    };
+    let kept = builders();
+    assert_eq!(kept.len(), 1, "the app's builder is kept for its next build: {kept:?}");
+    let top = Command::new(hoist_tests::DOCKER).args(["top", &kept[0]]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&top.stdout).matches("sleep 600").count(), 2, "{}", show(&top));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !builders().is_empty() {
+        assert!(std::time::Instant::now() < deadline, "the builder is removed 4 s after its build: {:?}", builders());
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
     hoistd.bystander_serves();
     assert_eq!(hoistd.get("/api/v1/apps").0, 200, "hoistd is still up");
 }

@@ -3,6 +3,14 @@
 //! `/app`, `/deps` and `$LAYERS_DIR` bind-mounted from the build's work dir, so the export
 //! (on the host, in hoistd) reads what assemble wrote where it lies.
 //!
+//! With `build.warm_secs` (the default), an app's builder is not removed after its build:
+//! it stays up that long, idle, and the app's next build runs assemble in it with `docker
+//! exec` (after emptying what the last one left), so it skips the container's start, and
+//! a build tool's daemon that the last assemble left running (the Maven buildpack's
+//! server) is still warm. One per app; its outputs are folders of the app
+//! (`<data>/builders/<app>`), which the export reads before the app's next build starts
+//! (an app's builds run one at a time, through their rollout).
+//!
 //! Architecture invariant: everything here talks to dockerd; nothing here knows the
 //! registry (the export stage does) or Kubernetes.
 
@@ -21,6 +29,8 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 /// Builds on dockerd; cheap to clone.
 #[derive(Clone)]
@@ -29,11 +39,70 @@ pub struct DockerEngine {
     stacks: Stacks,
     instance: String,
     limits: Limits,
+    warm: Option<Warm>,
+}
+
+/// A warm builder's preparation for a build, then assemble (`$0`) in the source folder.
+const WARM_PREPARE: &str =
+    "mkdir -p /workspace/source || exit 222; for dir in /app /deps /layers /workspace/source; do \
+      find \"$dir\" -mindepth 1 -maxdepth 1 -exec rm -rf {} + || exit 222; done; \
+    find /workspace -mindepth 1 -maxdepth 1 ! -name source ! -name next -exec rm -rf {} + || exit 222; \
+    find /workspace/next/source -mindepth 1 -maxdepth 1 -exec mv -t /workspace/source {} + || exit 222; \
+    rm -rf /workspace/next || exit 222; \
+    cd /workspace/source && exec \"$0\"";
+
+/// The exit code of [`WARM_PREPARE`] when the builder cannot be made ready.
+const WARM_PREPARE_FAILED: i64 = 222;
+
+/// The exit code of a process killed with SIGKILL (128 + 9).
+const KILLED: i64 = 137;
+
+/// Builders kept up between an app's builds: how long, where their outputs are, and
+/// which build used each last (its reaper removes it only if no build came since).
+#[derive(Clone)]
+pub struct Warm {
+    keep: Duration,
+    root: std::path::PathBuf,
+    uses: Arc<Mutex<HashMap<AppName, u64>>>,
+}
+
+impl Warm {
+    /// Builders kept `keep` after each build, their outputs in folders of `root`.
+    pub fn new(keep: Duration, root: std::path::PathBuf) -> Warm {
+        Warm { keep, root, uses: Arc::default() }
+    }
+
+    /// A build of `app` starts using its builder; the number of this use.
+    fn begin(&self, app: &AppName) -> u64 {
+        let mut uses = self.uses.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let use_number = uses.entry(app.clone()).or_default();
+        *use_number += 1;
+        *use_number
+    }
+
+    /// Whether use `number` is still the last one of `app`'s builder; if so, forgets it.
+    fn end_if_last(&self, app: &AppName, number: u64) -> bool {
+        let mut uses = self.uses.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let last = uses.get(app) == Some(&number);
+        if last {
+            uses.remove(app);
+        }
+        last
+    }
+
+    fn forget(&self, app: &AppName) {
+        self.uses.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(app);
+    }
 }
 
 impl DockerEngine {
-    pub fn new(docker: Docker, stacks: Stacks, instance: String, limits: Limits) -> DockerEngine {
-        DockerEngine { docker, stacks, instance, limits }
+    pub fn new(docker: Docker, stacks: Stacks, instance: String, limits: Limits, warm: Option<Warm>) -> DockerEngine {
+        DockerEngine { docker, stacks, instance, limits, warm }
+    }
+
+    /// The builder an app keeps between builds (one per app).
+    fn warm_container(&self, app: &AppName) -> String {
+        format!("{}-builder-{}", self.instance, app)
     }
 
     /// The volume that holds an app's dependency caches across builds.
@@ -101,29 +170,57 @@ impl DockerEngine {
         }
     }
 
-    /// Runs assemble in `container`; its outputs land in `outputs`.
-    async fn run_assemble(&self, job: &Job<'_>, container: &str, outputs: &Outputs, log: &LiveLog) -> Result<()> {
-        let source = job.source;
-        // The builder's files: the source and the buildpack's scripts. /app and /deps,
-        // where assemble leaves its outputs, are in the stack, owned by the hoist user:
-        // the paths a build writes are the paths the app runs from.
-        let files_path = source.work.path().join("builder.tar");
+    /// The builder's files, as a tar to upload at `/`: the source and the buildpack's
+    /// scripts. /app and /deps, where assemble leaves its outputs, are in the stack,
+    /// owned by the hoist user: the paths a build writes are the paths the app runs from.
+    /// `source_at`: where the source goes (`workspace/source/`, or where a warm builder's
+    /// assemble moves it from).
+    fn builder_files(job: &Job<'_>, source_at: &str) -> Result<std::path::PathBuf> {
+        let files_path = job.source.work.path().join("builder.tar");
         let mut files = archive::Writer::create(&files_path, archive::APP_UID)?;
-        files.dir("workspace/source/")?;
-        files.append_rebased(&source.tar, 0, "workspace/source/")?;
+        if source_at != "workspace/source/" {
+            files.dir(source_at.trim_end_matches("source/"))?;
+        }
+        files.dir(source_at)?;
+        files.append_rebased(&job.source.tar, 0, source_at)?;
         files.set_uid(0);
         for (script, bytes) in &job.scripts {
             files.file(&format!("hoist/buildpack/bin/{script}"), 0o755, bytes)?;
         }
         files.finish()?.flush()?;
-        let assemble = match job.s2i_assemble {
+        Ok(files_path)
+    }
+
+    fn assemble_command(job: &Job<'_>) -> String {
+        match job.s2i_assemble {
             true => "/workspace/source/.s2i/bin/assemble",
             false => "/hoist/buildpack/bin/assemble",
-        };
+        }
+        .to_string()
+    }
+
+    /// assemble's environment on this engine; `warm`: in a builder kept between builds.
+    fn assemble_env(job: &Job<'_>, warm: bool) -> Vec<String> {
         let mut env = job.env.clone();
         env.push("SOURCE_DIR=/workspace/source".to_string());
         env.push("HOME=/workspace".to_string());
+        // A buildpack may leave a daemon running for the next build only in a warm one.
+        env.push(format!("HOIST_BUILDER={}", if warm { "warm" } else { "once" }));
+        env
+    }
 
+    /// A builder container of the job's stack: the build limits, the app's cache volume
+    /// at /cache and `outputs`, running `cmd`; `warm`: kept between builds (see [`Warm`]).
+    async fn create_builder(
+        &self,
+        job: &Job<'_>,
+        name: &str,
+        outputs: &Outputs,
+        cmd: Vec<String>,
+        env: Vec<String>,
+        warm: bool,
+    ) -> Result<()> {
+        let source = job.source;
         let mut labels = self.labels(source);
         labels.insert(LABEL_ROLE.to_string(), "builder".to_string());
         let cache_volume = self.ensure_cache_volume(&source.app).await?;
@@ -131,9 +228,11 @@ impl DockerEngine {
         let memory = (limits.memory_mb * 1024 * 1024) as i64;
         let body = ContainerCreateBody {
             image: Some(job.stack.build.clone()),
-            cmd: Some(vec![assemble.to_string()]),
+            cmd: Some(cmd),
             user: Some(archive::APP_UID.to_string()),
-            working_dir: Some("/workspace/source".to_string()),
+            // dockerd makes a missing working folder, owned by root: the source's is made
+            // by the upload, or (a warm builder) by the hoist user.
+            working_dir: Some(if warm { "/workspace" } else { "/workspace/source" }.to_string()),
             env: Some(env),
             labels: Some(labels),
             host_config: Some(HostConfig {
@@ -153,6 +252,9 @@ impl DockerEngine {
                 memory_swap: Some(memory),
                 nano_cpus: Some((limits.cpus * 1e9) as i64),
                 pids_limit: Some(limits.pids),
+                // A warm builder's first process only waits: an init reaps the orphans of
+                // the daemons its builds leave running.
+                init: Some(warm),
                 // dockerd keeps the builder's output too: bounded, whatever assemble prints.
                 log_config: Some(bollard::models::HostConfigLogConfig {
                     typ: Some("json-file".to_string()),
@@ -167,13 +269,26 @@ impl DockerEngine {
         };
         // A container left by a build that hoistd did not finish would block the name.
         let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-        let _ = self.docker.remove_container(container, Some(remove)).await;
-        let create = CreateContainerOptionsBuilder::default().name(container).build();
+        let _ = self.docker.remove_container(name, Some(remove)).await;
+        let create = CreateContainerOptionsBuilder::default().name(name).build();
         self.docker.create_container(Some(create), body).await?;
+        Ok(())
+    }
+
+    async fn upload(&self, container: &str, files: &std::path::Path) -> Result<()> {
         let upload = UploadToContainerOptionsBuilder::default().path("/").build();
         self.docker
-            .upload_to_container(container, Some(upload), bollard::body_try_stream(file_stream(&files_path).await?))
+            .upload_to_container(container, Some(upload), bollard::body_try_stream(file_stream(files).await?))
             .await?;
+        Ok(())
+    }
+
+    /// Runs assemble in a builder of its own, `container`; its outputs land in `outputs`.
+    async fn run_assemble(&self, job: &Job<'_>, container: &str, outputs: &Outputs, log: &LiveLog) -> Result<()> {
+        let files = Self::builder_files(job, "workspace/source/")?;
+        let env = Self::assemble_env(job, false);
+        self.create_builder(job, container, outputs, vec![Self::assemble_command(job)], env, false).await?;
+        self.upload(container, &files).await?;
         self.docker.start_container(container, None).await?;
         log.line(format!("-----> Running assemble of buildpack {}", job.buildpack));
 
@@ -194,12 +309,94 @@ impl DockerEngine {
             .and_then(|state| state.oom_killed)
             .unwrap_or(false);
         if out_of_memory {
-            return Err(Error::OutOfMemory { limit_mb: limits.memory_mb });
+            return Err(Error::OutOfMemory { limit_mb: self.limits.memory_mb });
         }
         if code != 0 {
             return Err(Error::AssembleFailed { buildpack: job.buildpack.to_string(), code });
         }
         Ok(())
+    }
+
+    /// Runs assemble in the app's warm builder, started if it is not up on the stack's
+    /// current build image; its outputs land in the app's folders of `warm`.
+    async fn run_warm(&self, job: &Job<'_>, warm: &Warm, outputs: &Outputs, log: &LiveLog) -> Result<()> {
+        let container = self.warm_container(&job.source.app);
+        let files = Self::builder_files(job, "workspace/next/source/")?;
+        let image = self.docker.inspect_image(&job.stack.build).await?.id;
+        let running = self.docker.inspect_container(&container, None).await.ok().filter(|inspect| {
+            inspect.state.as_ref().and_then(|state| state.running).unwrap_or(false) && inspect.image == image
+        });
+        if running.is_some() {
+            log.line(format!(
+                "-----> Builder kept from the app's last build (up to {} s between builds)",
+                warm.keep.as_secs()
+            ));
+        } else {
+            // No build's environment: each build gives its own to its exec.
+            let wait = vec!["sleep".to_string(), "infinity".to_string()];
+            self.create_builder(job, &container, outputs, wait, vec![], true).await?;
+            self.docker.start_container(&container, None).await?;
+        }
+        self.upload(&container, &files).await?;
+        log.line(format!("-----> Running assemble of buildpack {}", job.buildpack));
+        // One exec: what the last build left goes (its outputs and its home), the source
+        // moves into place, and assemble runs. The source folder itself stays (emptied), so
+        // a daemon started in it keeps its working folder.
+        let command = vec!["sh".to_string(), "-c".to_string(), WARM_PREPARE.to_string(), Self::assemble_command(job)];
+        let code = self.exec(&container, command, Self::assemble_env(job, true), "/", log).await?;
+        if code == WARM_PREPARE_FAILED {
+            return Err(Error::WarmBuilder { code });
+        }
+        if code != 0 {
+            let out_of_memory = self
+                .docker
+                .inspect_container(&container, None)
+                .await
+                .ok()
+                .and_then(|inspect| inspect.state)
+                .and_then(|state| state.oom_killed)
+                .unwrap_or(false);
+            // The container lives on after the kernel killed one of its processes: 137
+            // (SIGKILL) is that kill, as nothing else of hoist's kills a process in it.
+            if out_of_memory || code == KILLED {
+                return Err(Error::OutOfMemory { limit_mb: self.limits.memory_mb });
+            }
+            return Err(Error::AssembleFailed { buildpack: job.buildpack.to_string(), code });
+        }
+        Ok(())
+    }
+
+    /// Runs `cmd` in `container` as the hoist user, its output into `log`.
+    async fn exec(&self, container: &str, cmd: Vec<String>, env: Vec<String>, dir: &str, log: &LiveLog) -> Result<i64> {
+        let options = bollard::exec::CreateExecOptions {
+            attach_stdout: Some(true),
+            attach_stderr: Some(true),
+            cmd: Some(cmd),
+            env: Some(env),
+            user: Some(archive::APP_UID.to_string()),
+            working_dir: Some(dir.to_string()),
+            ..Default::default()
+        };
+        let exec = self.docker.create_exec(container, options).await?;
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } =
+            self.docker.start_exec(&exec.id, None).await?
+        {
+            let mut lines = super::OutputLines::new(log);
+            while let Some(chunk) = output.next().await {
+                lines.push(&chunk?.into_bytes());
+            }
+            lines.finish();
+        }
+        Ok(self.docker.inspect_exec(&exec.id).await?.exit_code.unwrap_or(-1))
+    }
+
+    /// Removes the app's warm builder, if it has one.
+    async fn remove_warm(&self, app: &AppName) {
+        if let Some(warm) = &self.warm {
+            warm.forget(app);
+            let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+            let _ = self.docker.remove_container(&self.warm_container(app), Some(remove)).await;
+        }
     }
 }
 
@@ -257,6 +454,31 @@ impl Engine for DockerEngine {
     }
 
     async fn assemble(&self, job: &Job<'_>, log: &LiveLog) -> Result<Assembly> {
+        if let Some(warm) = &self.warm {
+            let app = &job.source.app;
+            let outputs = Outputs::create(&warm.root.join(app.as_str()))?;
+            let number = warm.begin(app);
+            match self.run_warm(job, warm, &outputs, log).await {
+                Ok(()) => {
+                    // Removed when no build of the app came for `keep`.
+                    let (engine, app, keep) = (self.clone(), app.clone(), warm.keep);
+                    tokio::spawn(async move {
+                        tokio::time::sleep(keep).await;
+                        if engine.warm.as_ref().is_some_and(|warm| warm.end_if_last(&app, number)) {
+                            let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+                            let _ = engine.docker.remove_container(&engine.warm_container(&app), Some(remove)).await;
+                            tracing::info!(%app, "removed the app's builder: no build came for {keep:?}");
+                        }
+                    });
+                    return Ok(Assembly::Outputs { app: outputs.app, deps: outputs.deps, layers: outputs.layers });
+                }
+                Err(error) => {
+                    // A failed build leaves nothing running for the next one.
+                    self.remove_warm(app).await;
+                    return Err(error);
+                }
+            }
+        }
         let container = self.container(job.source);
         let outputs = Outputs::create(job.source.work.path())?;
         let result = self.run_assemble(job, &container, &outputs, log).await;
@@ -273,9 +495,13 @@ impl Engine for DockerEngine {
         // cancelled by dockerd when its connection closes.
         let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
         let _ = self.docker.remove_container(&self.container(source), Some(remove)).await;
+        self.remove_warm(&source.app).await;
     }
 
     async fn stop_builds(&self, app: &AppName) {
+        if let Some(warm) = &self.warm {
+            warm.forget(app);
+        }
         self.remove_containers(vec![
             format!("{LABEL_INSTANCE}={}", self.instance),
             format!("{LABEL_APP}={app}"),
@@ -285,6 +511,10 @@ impl Engine for DockerEngine {
     }
 
     async fn remove_cache(&self, app: &AppName) {
+        // What the app's last build left in its warm builder's folders, too.
+        if let Some(warm) = &self.warm {
+            let _ = tokio::fs::remove_dir_all(warm.root.join(app.as_str())).await;
+        }
         let volume = self.cache_volume(app);
         match self.docker.remove_volume(&volume, None::<bollard::query_parameters::RemoveVolumeOptions>).await {
             Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => {}
@@ -295,6 +525,10 @@ impl Engine for DockerEngine {
     async fn recover(&self) {
         self.remove_containers(vec![format!("{LABEL_INSTANCE}={}", self.instance), format!("{LABEL_ROLE}=builder")])
             .await;
+        // The warm builders' outputs: their builders are gone.
+        if let Some(warm) = &self.warm {
+            let _ = std::fs::remove_dir_all(&warm.root);
+        }
     }
 }
 
@@ -358,6 +592,13 @@ fn is_docker_build_noise(line: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_warm_builder_empties_the_folders_assemble_writes() {
+        for dir in ["/app", "/deps", LAYERS_DIR, "/workspace/source"] {
+            assert!(WARM_PREPARE.contains(&format!("{dir} ")), "{dir}");
+        }
+    }
 
     #[test]
     fn docker_build_noise() {
