@@ -247,7 +247,10 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
     delete_layer(&hoistd, "spring", &output, "dependencies");
     std::fs::write(&java, std::fs::read_to_string(&java).unwrap().replace("Hi from", "Howdy from")).unwrap();
     app.commit("another line");
+    // A config var reaches the build's environment, which Maven's server was started with.
+    hoistd.cli(&["config", "set", "spring", "GREETING_STYLE=plain"]);
     let output = push_ok(&hoistd, &app, "spring");
+    assert!(output.contains("Maven's server started again: what it ran with changed"), "{output}");
     assert!(!output.contains("dependencies layer unchanged"), "a layer whose blob is gone was reused\n{output}");
     assert_eq!(layers_pushed(&output), 2, "the jars are sent again, with the application\n{output}");
     assert!(page(&hoistd, "spring").starts_with("Howdy from Spring Boot"));

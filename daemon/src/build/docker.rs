@@ -459,7 +459,9 @@ impl Engine for DockerEngine {
             let outputs = Outputs::create(&warm.root.join(app.as_str()))?;
             let number = warm.begin(app);
             match self.run_warm(job, warm, &outputs, log).await {
-                Ok(()) => {
+                // A build that failed on its own (a compile error) leaves a builder as
+                // good as a success does: the next one empties it first.
+                result @ (Ok(()) | Err(Error::AssembleFailed { .. })) => {
                     // Removed when no build of the app came for `keep`.
                     let (engine, app, keep) = (self.clone(), app.clone(), warm.keep);
                     tokio::spawn(async move {
@@ -470,10 +472,11 @@ impl Engine for DockerEngine {
                             tracing::info!(%app, "removed the app's builder: no build came for {keep:?}");
                         }
                     });
+                    result?;
                     return Ok(Assembly::Outputs { app: outputs.app, deps: outputs.deps, layers: outputs.layers });
                 }
                 Err(error) => {
-                    // A failed build leaves nothing running for the next one.
+                    // Out of memory, or dockerd failed: nothing is left for the next build.
                     self.remove_warm(app).await;
                     return Err(error);
                 }
