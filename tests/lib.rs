@@ -392,6 +392,28 @@ impl Drop for Hoistd {
         for id in String::from_utf8_lossy(&ids.stdout).split_whitespace() {
             let _ = Command::new(DOCKER).args(["rm", "-f", "-v", id]).output();
         }
+        // The images of its registry that dockerd holds (built, pulled by digest): left,
+        // they would pile up run after run. Removed by name, so an image that another name
+        // holds too (a stack's) only loses this one.
+        let images = Command::new(DOCKER)
+            .args(["images", "--digests", "--format", "{{.Repository}} {{.Tag}} {{.Digest}}"])
+            .output()
+            .unwrap();
+        let prefix = format!("127.0.0.1:{}/", self.registry_port);
+        let names: Vec<String> = String::from_utf8_lossy(&images.stdout)
+            .lines()
+            .filter_map(|line| {
+                let mut fields = line.split_whitespace();
+                let (repository, tag, digest) = (fields.next()?, fields.next()?, fields.next()?);
+                repository.starts_with(&prefix).then(|| match tag {
+                    "<none>" => format!("{repository}@{digest}"),
+                    _ => format!("{repository}:{tag}"),
+                })
+            })
+            .collect();
+        if !names.is_empty() {
+            let _ = Command::new(DOCKER).arg("rmi").arg("-f").args(&names).output();
+        }
         let volumes = Command::new(DOCKER)
             .args(["volume", "ls", "-q", "--filter", &format!("name={}-cache-", self.instance)])
             .output()
