@@ -275,9 +275,13 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
     assert_eq!(jvms_mapping_the_class_data(&hoistd, "spring"), (1, 0), "{output}");
 }
 
-/// Of the app's running containers: how many there are, and in how many a process has
-/// mapped the class-data archive the Java buildpack made (the JVM took it).
+/// Of the app's running containers, once the release before has been retired (a push
+/// returns when the new one is live, and the old one stops after): how many there are,
+/// and in how many a process has mapped the class-data archive the Java buildpack made
+/// (the JVM took it).
 fn jvms_mapping_the_class_data(hoistd: &Hoistd, app: &str) -> (usize, usize) {
+    let retired = || (hoistd.running_containers(app).len() <= 1).then_some(());
+    hoist_tests::wait_for("the release before to be retired", std::time::Duration::from_secs(30), retired);
     let ids = hoistd.running_containers(app);
     let mapping = ids
         .iter()

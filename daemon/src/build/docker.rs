@@ -29,7 +29,7 @@ use bollard::Docker;
 use futures_util::StreamExt;
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Builds on dockerd; cheap to clone.
@@ -63,7 +63,7 @@ const KILLED: i64 = 137;
 pub struct Warm {
     keep: Duration,
     root: std::path::PathBuf,
-    uses: Arc<Mutex<HashMap<AppName, u64>>>,
+    uses: Arc<tokio::sync::Mutex<HashMap<AppName, u64>>>,
 }
 
 impl Warm {
@@ -72,26 +72,17 @@ impl Warm {
         Warm { keep, root, uses: Arc::default() }
     }
 
-    /// A build of `app` starts using its builder; the number of this use.
-    fn begin(&self, app: &AppName) -> u64 {
-        let mut uses = self.uses.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    /// A build of `app` starts using its builder; the number of this use. Waits for a
+    /// removal under way (see [`DockerEngine::remove_if_unused`]).
+    async fn begin(&self, app: &AppName) -> u64 {
+        let mut uses = self.uses.lock().await;
         let use_number = uses.entry(app.clone()).or_default();
         *use_number += 1;
         *use_number
     }
 
-    /// Whether use `number` is still the last one of `app`'s builder; if so, forgets it.
-    fn end_if_last(&self, app: &AppName, number: u64) -> bool {
-        let mut uses = self.uses.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        let last = uses.get(app) == Some(&number);
-        if last {
-            uses.remove(app);
-        }
-        last
-    }
-
-    fn forget(&self, app: &AppName) {
-        self.uses.lock().unwrap_or_else(|poisoned| poisoned.into_inner()).remove(app);
+    async fn forget(&self, app: &AppName) {
+        self.uses.lock().await.remove(app);
     }
 }
 
@@ -173,14 +164,18 @@ impl DockerEngine {
     /// The builder's files, as a tar to upload at `/`: the source and the buildpack's
     /// scripts. /app and /deps, where assemble leaves its outputs, are in the stack,
     /// owned by the hoist user: the paths a build writes are the paths the app runs from.
-    /// `source_at`: where the source goes (`workspace/source/`, or where a warm builder's
-    /// assemble moves it from).
-    fn builder_files(job: &Job<'_>, source_at: &str) -> Result<std::path::PathBuf> {
+    /// `warm`: for a builder kept between builds, whose assemble moves the source into
+    /// place from `/workspace/next` (see [`WARM_PREPARE`]).
+    fn builder_files(job: &Job<'_>, warm: bool) -> Result<std::path::PathBuf> {
         let files_path = job.source.work.path().join("builder.tar");
         let mut files = archive::Writer::create(&files_path, archive::APP_UID)?;
-        if source_at != "workspace/source/" {
-            files.dir(source_at.trim_end_matches("source/"))?;
-        }
+        let source_at = match warm {
+            true => {
+                files.dir("workspace/next/")?;
+                "workspace/next/source/"
+            }
+            false => "workspace/source/",
+        };
         files.dir(source_at)?;
         files.append_rebased(&job.source.tar, 0, source_at)?;
         files.set_uid(0);
@@ -285,7 +280,7 @@ impl DockerEngine {
 
     /// Runs assemble in a builder of its own, `container`; its outputs land in `outputs`.
     async fn run_assemble(&self, job: &Job<'_>, container: &str, outputs: &Outputs, log: &LiveLog) -> Result<()> {
-        let files = Self::builder_files(job, "workspace/source/")?;
+        let files = Self::builder_files(job, false)?;
         let env = Self::assemble_env(job, false);
         self.create_builder(job, container, outputs, vec![Self::assemble_command(job)], env, false).await?;
         self.upload(container, &files).await?;
@@ -321,7 +316,7 @@ impl DockerEngine {
     /// current build image; its outputs land in the app's folders of `warm`.
     async fn run_warm(&self, job: &Job<'_>, warm: &Warm, outputs: &Outputs, log: &LiveLog) -> Result<()> {
         let container = self.warm_container(&job.source.app);
-        let files = Self::builder_files(job, "workspace/next/source/")?;
+        let files = Self::builder_files(job, true)?;
         let image = self.docker.inspect_image(&job.stack.build).await?.id;
         let running = self.docker.inspect_container(&container, None).await.ok().filter(|inspect| {
             inspect.state.as_ref().and_then(|state| state.running).unwrap_or(false) && inspect.image == image
@@ -390,10 +385,23 @@ impl DockerEngine {
         Ok(self.docker.inspect_exec(&exec.id).await?.exit_code.unwrap_or(-1))
     }
 
+    /// Removes the app's warm builder if use `number` was its last; a build that starts
+    /// meanwhile waits, then makes another.
+    async fn remove_if_unused(&self, app: &AppName, number: u64) {
+        let Some(warm) = &self.warm else { return };
+        let mut uses = warm.uses.lock().await;
+        if uses.get(app) == Some(&number) {
+            uses.remove(app);
+            let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+            let _ = self.docker.remove_container(&self.warm_container(app), Some(remove)).await;
+            tracing::info!(%app, "removed the app's builder: no build came for {:?}", warm.keep);
+        }
+    }
+
     /// Removes the app's warm builder, if it has one.
     async fn remove_warm(&self, app: &AppName) {
         if let Some(warm) = &self.warm {
-            warm.forget(app);
+            warm.forget(app).await;
             let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
             let _ = self.docker.remove_container(&self.warm_container(app), Some(remove)).await;
         }
@@ -457,7 +465,7 @@ impl Engine for DockerEngine {
         if let Some(warm) = &self.warm {
             let app = &job.source.app;
             let outputs = Outputs::create(&warm.root.join(app.as_str()))?;
-            let number = warm.begin(app);
+            let number = warm.begin(app).await;
             match self.run_warm(job, warm, &outputs, log).await {
                 // A build that failed on its own (a compile error) leaves a builder as
                 // good as a success does: the next one empties it first.
@@ -466,11 +474,7 @@ impl Engine for DockerEngine {
                     let (engine, app, keep) = (self.clone(), app.clone(), warm.keep);
                     tokio::spawn(async move {
                         tokio::time::sleep(keep).await;
-                        if engine.warm.as_ref().is_some_and(|warm| warm.end_if_last(&app, number)) {
-                            let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-                            let _ = engine.docker.remove_container(&engine.warm_container(&app), Some(remove)).await;
-                            tracing::info!(%app, "removed the app's builder: no build came for {keep:?}");
-                        }
+                        engine.remove_if_unused(&app, number).await;
                     });
                     result?;
                     return Ok(Assembly::Outputs { app: outputs.app, deps: outputs.deps, layers: outputs.layers });
@@ -503,7 +507,7 @@ impl Engine for DockerEngine {
 
     async fn stop_builds(&self, app: &AppName) {
         if let Some(warm) = &self.warm {
-            warm.forget(app);
+            warm.forget(app).await;
         }
         self.remove_containers(vec![
             format!("{LABEL_INSTANCE}={}", self.instance),
