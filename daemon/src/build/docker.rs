@@ -295,15 +295,7 @@ impl DockerEngine {
         }
         lines.finish();
         let code = self.exit_code(container).await?;
-        let out_of_memory = self
-            .docker
-            .inspect_container(container, None)
-            .await
-            .ok()
-            .and_then(|inspect| inspect.state)
-            .and_then(|state| state.oom_killed)
-            .unwrap_or(false);
-        if out_of_memory {
+        if self.oom_killed(container).await {
             return Err(Error::OutOfMemory { limit_mb: self.limits.memory_mb });
         }
         if code != 0 {
@@ -343,14 +335,7 @@ impl DockerEngine {
             return Err(Error::WarmBuilder { code });
         }
         if code != 0 {
-            let out_of_memory = self
-                .docker
-                .inspect_container(&container, None)
-                .await
-                .ok()
-                .and_then(|inspect| inspect.state)
-                .and_then(|state| state.oom_killed)
-                .unwrap_or(false);
+            let out_of_memory = self.oom_killed(&container).await;
             // The container lives on after the kernel killed one of its processes: 137
             // (SIGKILL) is that kill, as nothing else of hoist's kills a process in it.
             if out_of_memory || code == KILLED {
@@ -359,6 +344,12 @@ impl DockerEngine {
             return Err(Error::AssembleFailed { buildpack: job.buildpack.to_string(), code });
         }
         Ok(())
+    }
+
+    /// Whether dockerd saw the kernel kill a process of `container` for its memory limit.
+    async fn oom_killed(&self, container: &str) -> bool {
+        let inspect = self.docker.inspect_container(container, None).await.ok();
+        inspect.and_then(|inspect| inspect.state).and_then(|state| state.oom_killed).unwrap_or(false)
     }
 
     /// Runs `cmd` in `container` as the hoist user, its output into `log`.
