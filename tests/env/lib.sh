@@ -32,9 +32,27 @@ need_packages() {
 
 docker_up() { "$DOCKER" version --format '{{.Server.Version}}' >/dev/null 2>&1; }
 
+# clear_stale_pid_files: dockerd and its containerd killed without a clean stop leave their pid
+# files behind. Once another process takes a pid, dockerd believes "containerd is still running",
+# waits for a socket that never comes and gives up after 60 s. A pid file is removed unless the
+# process it names is the daemon that wrote it.
+clear_stale_pid_files() {
+  local file comm pid
+  for file in /var/run/docker/containerd/containerd.pid:containerd /var/run/docker.pid:dockerd; do
+    comm=${file#*:}; file=${file%%:*}
+    [ -f "$file" ] || continue
+    pid=$(cat "$file" 2>/dev/null)
+    if [ -z "$pid" ] || [ "$(cat "/proc/$pid/comm" 2>/dev/null)" != "$comm" ]; then
+      log "removing $file: pid ${pid:-none} is not a running $comm"
+      rm -f "$file"
+    fi
+  done
+}
+
 # start_dockerd: start Debian's dockerd unless one answers already; wait up to 60 s.
 start_dockerd() {
   if docker_up; then log "dockerd already running"; return; fi
+  clear_stale_pid_files
   log "starting dockerd (log: /var/log/dockerd.log)"
   setsid nohup /usr/sbin/dockerd >/var/log/dockerd.log 2>&1 < /dev/null &
   for _ in $(seq 1 120); do
