@@ -352,10 +352,15 @@ impl Hoistd {
 
     /// The ids of the app's running release containers (not its builder), by hoist's labels.
     pub fn running_containers(&self, app: &str) -> Vec<String> {
+        self.running_containers_in_role(app, "release")
+    }
+
+    /// The ids of the app's running containers of one role (`release`, `builder`, …).
+    pub fn running_containers_in_role(&self, app: &str, role: &str) -> Vec<String> {
         let ps = Command::new(DOCKER)
             .args(["ps", "-q", "--filter", &format!("label=org.hoist.instance={}", self.instance)])
             .args(["--filter", &format!("label=org.hoist.app={app}")])
-            .args(["--filter", "label=org.hoist.role=release"])
+            .args(["--filter", &format!("label=org.hoist.role={role}")])
             .output()
             .unwrap();
         String::from_utf8_lossy(&ps.stdout).split_whitespace().map(str::to_string).collect()

@@ -255,6 +255,37 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
     assert_eq!(layers_pushed(&output), 2, "the jars are sent again, with the application\n{output}");
     assert!(page(&hoistd, "spring").starts_with("Howdy from Spring Boot"));
 
+    // After 100 builds the server is started again; and should it die during a build, the
+    // build runs Maven again as a new JVM and still goes live. Its 100th build is written
+    // into the kept builder, and a watcher there kills the server once Maven has begun
+    // compiling (target/classes gone with the last build's tree, then made again).
+    let builder = hoistd.running_containers_in_role("spring", "builder");
+    assert_eq!(builder.len(), 1, "the app's builder is kept: {builder:?}");
+    let in_builder = |detach: bool, script: &str| {
+        let mut exec = std::process::Command::new(hoist_tests::DOCKER);
+        exec.arg("exec");
+        if detach {
+            exec.arg("-d");
+        }
+        let done = exec.args([&builder[0], "sh", "-c", script]).output().unwrap();
+        assert!(done.status.success(), "{}", show(&done));
+    };
+    in_builder(false, "echo 100 > /tmp/hoist-maven/served");
+    in_builder(
+        true,
+        "classes=/workspace/source/target/classes; \
+         while [ -d $classes ]; do sleep 0.05; done; while [ ! -d $classes ]; do sleep 0.05; done; \
+         kill -9 $(cat /tmp/hoist-maven/pid)",
+    );
+    std::fs::write(&java, std::fs::read_to_string(&java).unwrap().replace("Howdy from", "Hello again from")).unwrap();
+    app.commit("a line more");
+    let output = push_ok(&hoistd, &app, "spring");
+    assert!(output.contains("Maven's server started again after 100 builds"), "{output}");
+    assert!(output.contains("Maven's server stopped during the build"), "{output}");
+    assert!(output.contains("Maven runs again as a new JVM"), "{output}");
+    assert!(output.contains("[INFO] BUILD SUCCESS"), "{output}");
+    assert!(page(&hoistd, "spring").starts_with("Hello again from Spring Boot"));
+
     // An app file of the same name as a library's must keep winning: its jar stays first
     // on the class path, and the JVM runs without the archive. (Maven as a JVM of its own
     // this time, which makes an archive of Maven's classes.)
@@ -271,7 +302,7 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
         "{output}"
     );
     assert!(!output.contains("JAVA_TOOL_OPTIONS"), "{output}");
-    assert!(page(&hoistd, "spring").starts_with("Howdy from Spring Boot"));
+    assert!(page(&hoistd, "spring").starts_with("Hello again from Spring Boot"));
     assert_eq!(jvms_mapping_the_class_data(&hoistd, "spring"), (1, 0), "{output}");
 }
 
