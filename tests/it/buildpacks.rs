@@ -202,6 +202,8 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
         "{output}"
     );
     assert!(output.contains("Using the repo's ./mvnw"), "{output}");
+    // The JDK's version from its release file, not from a JVM started to print it.
+    assert!(output.contains("-----> JDK 17."), "{output}");
     // Taken apart by its own indexes with unzip: no JVM for Spring Boot's extract.
     assert!(output.contains("Spring Boot jar split into layers (by its indexes): 1-dependencies"), "{output}");
     // The builder stays up for the app's next build, and Maven's server in it.
