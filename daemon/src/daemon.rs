@@ -575,6 +575,13 @@ pub async fn prepare_stack(
         (Ok(images), Some(addr)) => Some(push_stack(&docker, addr, &spec, images, &log).await),
         _ => None,
     };
+    // Else the run image into hoistd's own registry, if hoistd runs: the first rebase or
+    // build after a refresh then finds it there instead of pushing it (0.8 s for the base
+    // stack on this project's machine).
+    let registered = match (&result, &push) {
+        (Ok(images), None) => Some(put_run_image(&config, &docker, &spec, &images.run, &log).await),
+        _ => None,
+    };
     drop(log);
     let _ = printer.await;
     let _ = std::fs::remove_dir_all(&scratch);
@@ -584,10 +591,52 @@ pub async fn prepare_stack(
         let (build, run) = pushed?;
         println!("pushed: {build} and {run}");
     }
+    match registered {
+        Some(Ok(Some(reference))) => println!("in hoistd's registry: {reference}"),
+        Some(Ok(None)) => println!(
+            "no hoistd answers on {}: its first build or rebase on this stack puts the run image in its registry",
+            config.data_dir.display()
+        ),
+        Some(Err(error)) => println!(
+            "the run image was not put in hoistd's registry ({error}): its first build or rebase on this stack does it"
+        ),
+        None => {}
+    }
     if refresh {
         println!("apps built on it move to the refreshed run image with: hoist rebase --all");
     }
     Ok(())
+}
+
+/// Pushes the run image `local` of stack `spec` where hoistd's exporter looks for it, in the
+/// registry of the hoistd that runs on `config`'s data dir (its `listening` file names the
+/// registry's address, its `registry/password` the account). `None`: no hoistd runs there.
+async fn put_run_image(
+    config: &Config,
+    docker: &bollard::Docker,
+    spec: &StackSpec,
+    local: &str,
+    log: &crate::logs::LiveLog,
+) -> Result<Option<String>> {
+    let listening = config.data_dir.join("listening");
+    let Ok(text) = std::fs::read_to_string(&listening) else { return Ok(None) };
+    let addr = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v["registry"].as_str().and_then(|a| a.parse::<SocketAddr>().ok()));
+    // A hoistd killed without a clean stop leaves the file behind: its registry must answer.
+    let Some(addr) = addr else { return Ok(None) };
+    if registry::wait_ready(addr, Duration::from_secs(2), &listening).await.is_err() {
+        return Ok(None);
+    }
+    let credentials = match config.registry.external {
+        true => None,
+        false => registry::Credentials::load(&config.data_dir.join("registry"))?,
+    };
+    let registry = Registry::new(addr, credentials);
+    let (name, tag) = crate::export::run_image_place(spec, local);
+    let repository = format!("{addr}/{name}");
+    registry.push(docker, local, &repository, tag, log).await?;
+    Ok(Some(format!("{repository}:{tag}")))
 }
 
 /// A log whose lines are printed to stdout as they come (in `scratch`); drop it, then

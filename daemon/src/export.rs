@@ -134,6 +134,12 @@ fn stack_repository(stack: &str) -> String {
     format!("stacks/{stack}")
 }
 
+/// Where in the registry the run image `local` of stack `spec` goes: its repository and tag
+/// (`hoist/stack-node:22.12.0-run` → `stacks/node`, `22.12.0-run`).
+pub fn run_image_place<'a>(spec: &StackSpec, local: &'a str) -> (String, &'a str) {
+    (stack_repository(&spec.name), local.rsplit_once(':').map_or("run", |(_, tag)| tag))
+}
+
 /// A byte count as people read it.
 pub fn size(bytes: u64) -> String {
     match bytes {
@@ -155,8 +161,7 @@ impl Exporter {
         let docker = match &self.runs {
             RunImages::Dockerd { docker, .. } => docker,
             RunImages::Registry => {
-                let name = stack_repository(&spec.name);
-                let tag = local.rsplit_once(':').map_or("run", |(_, tag)| tag);
+                let (name, tag) = run_image_place(spec, local);
                 let (bytes, digest) = self.registry.manifest(&name, tag).await?;
                 let manifest = image::Manifest::parse(&bytes)?;
                 let config = self.registry.small_blob(&name, &manifest.config.digest, CONFIG_MAX).await?;
@@ -169,13 +174,25 @@ impl Exporter {
         if let Some(base) = known.get(&id) {
             return Ok(base.clone());
         }
-        let name = stack_repository(&spec.name);
-        let tag = local.rsplit_once(':').map_or("run", |(_, tag)| tag);
-        let repository = format!("{}/{name}", self.registry.addr());
-        log.line(format!("-----> Putting the run image of stack {} in the registry (once)", spec.describe()));
-        let digest = self.registry.push(docker, local, &repository, tag, log).await?;
-        let (bytes, digest) = self.registry.manifest(&name, &digest).await?;
-        let manifest = image::Manifest::parse(&bytes)?;
+        let (name, tag) = run_image_place(spec, local);
+        // Put there already (by `hoistd stacks prepare`, or before hoistd restarted): the
+        // image's id is its config's digest, so the tag's manifest tells.
+        let held = match self.registry.manifest(&name, tag).await {
+            Ok((bytes, digest)) => {
+                image::Manifest::parse(&bytes).ok().filter(|m| m.config.digest == id).map(|m| (m, digest))
+            }
+            Err(_) => None,
+        };
+        let (manifest, digest) = match held {
+            Some(held) => held,
+            None => {
+                let repository = format!("{}/{name}", self.registry.addr());
+                log.line(format!("-----> Putting the run image of stack {} in the registry (once)", spec.describe()));
+                let digest = self.registry.push(docker, local, &repository, tag, log).await?;
+                let (bytes, digest) = self.registry.manifest(&name, &digest).await?;
+                (image::Manifest::parse(&bytes)?, digest)
+            }
+        };
         let config = self.registry.small_blob(&name, &manifest.config.digest, CONFIG_MAX).await?;
         let config = image::Config::parse(&config)?;
         let base = Base { reference: format!("{name}@{digest}"), manifest, config };

@@ -96,6 +96,20 @@ impl Credentials {
         Ok(Credentials { username: USERNAME.to_string(), password })
     }
 
+    /// The supervised registry's credentials if its first start made them, for another
+    /// process on the same data dir (`hoistd stacks prepare`).
+    pub fn load(dir: &Path) -> Result<Option<Credentials>> {
+        let path = dir.join("password");
+        match std::fs::read_to_string(&path) {
+            Ok(text) if !text.trim().is_empty() => {
+                Ok(Some(Credentials { username: USERNAME.to_string(), password: text.trim().to_string() }))
+            }
+            Ok(_) => Ok(None),
+            Err(source) if source.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(source) => Err(Error::Io { path, source }),
+        }
+    }
+
     /// As dockerd takes them for a push or pull from `addr`.
     pub fn for_docker(&self, addr: &str) -> DockerCredentials {
         DockerCredentials {

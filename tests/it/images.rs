@@ -127,14 +127,18 @@ fn rebase_puts_an_app_on_a_refreshed_run_image_without_a_build_and_refuses_a_doc
     assert!(nothing.status.success(), "{}", show(&nothing));
     assert!(text(&nothing).contains("on the current run image of stack base (bookworm) already"), "{}", show(&nothing));
 
-    // An OS fix: the stack made again from today's packages.
+    // An OS fix: the stack made again from today's packages, its run image put in the
+    // registry of the hoistd that runs on the same data dir.
     let refresh = std::process::Command::new(binary("hoistd"))
         .args(["stacks", "prepare", "base", "--refresh"])
         .env("HOIST_STACK_IMAGES", prefix)
+        .env("HOIST_DATA_DIR", hoistd.dir.join("data"))
         .output()
         .unwrap();
     assert!(refresh.status.success(), "{}", show(&refresh));
     assert!(text(&refresh).contains("hoist rebase --all"), "{}", show(&refresh));
+    assert!(text(&refresh).contains("in hoistd's registry: 127.0.0.1:"), "{}", show(&refresh));
+    assert!(text(&refresh).contains("/stacks/base:run"), "{}", show(&refresh));
 
     let rebased = hoistd.cli(&["rebase", "--all"]);
     assert!(rebased.status.success(), "{}", show(&rebased));
@@ -145,6 +149,9 @@ fn rebase_puts_an_app_on_a_refreshed_run_image_without_a_build_and_refuses_a_doc
     );
     let builds = hoistd.get_json("/api/v1/apps/site/builds");
     assert_eq!(builds.as_array().map(Vec::len), Some(1), "no build ran: {builds}");
+    // The refresh put the run image in the registry: the rebase found it there.
+    let log = std::fs::read_to_string(hoistd.dir.join("data/logs/site/rebase.log")).unwrap();
+    assert!(!log.contains("Putting the run image"), "the rebase pushed the run image again\n{log}");
 
     // Lower layers: the new run image's; upper layers: the app's, unchanged.
     let release: serde_json::Value = hoistd.get_json("/api/v1/apps/site/releases");
