@@ -176,13 +176,22 @@ impl Exporter {
         }
         let (name, tag) = run_image_place(spec, local);
         // Put there already (by `hoistd stacks prepare`, or before hoistd restarted): the
-        // image's id is its config's digest, so the tag's manifest tells.
-        let held = match self.registry.manifest(&name, tag).await {
+        // image's id is its config's digest, so the tag's manifest tells; and all its
+        // blobs must be there still (a registry can lose them).
+        let mut held = match self.registry.manifest(&name, tag).await {
             Ok((bytes, digest)) => {
                 image::Manifest::parse(&bytes).ok().filter(|m| m.config.digest == id).map(|m| (m, digest))
             }
             Err(_) => None,
         };
+        if let Some((manifest, _)) = &held {
+            for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
+                if !self.registry.has_blob(&name, &blob.digest).await.unwrap_or(false) {
+                    held = None;
+                    break;
+                }
+            }
+        }
         let (manifest, digest) = match held {
             Some(held) => held,
             None => {
