@@ -306,6 +306,24 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
     assert!(!output.contains("JAVA_TOOL_OPTIONS"), "{output}");
     assert!(page(&hoistd, "spring").starts_with("Hello again from Spring Boot"));
     assert_eq!(jvms_mapping_the_class_data(&hoistd, "spring"), (1, 0), "{output}");
+
+    // A repackage with a classifier leaves Maven's plain jar beside the executable one and
+    // no `.original` to split by: the jar with the layer index is split by Spring Boot's
+    // own extract, and the Procfile's jar runs.
+    let pom = app.dir.join("pom.xml");
+    let plugin = "<artifactId>spring-boot-maven-plugin</artifactId>";
+    let with_classifier = std::fs::read_to_string(&pom)
+        .unwrap()
+        .replace(plugin, &format!("{plugin}\n        <configuration><classifier>exec</classifier></configuration>"));
+    std::fs::write(&pom, with_classifier).unwrap();
+    app.write("Procfile", "web: java -Dserver.port=$PORT $JAVA_OPTS -jar target/demo-1.0.0-SNAPSHOT-exec.jar\n")
+        .commit("classifier");
+    let output = push_ok(&hoistd, &app, "spring");
+    assert!(
+        output.contains("Spring Boot jar split into layers (by Spring Boot's extract): 1-dependencies"),
+        "{output}"
+    );
+    assert!(page(&hoistd, "spring").starts_with("Hello again from Spring Boot"));
 }
 
 /// Of the app's running containers, once the release before has been retired (a push
