@@ -324,6 +324,17 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
         "{output}"
     );
     assert!(page(&hoistd, "spring").starts_with("Hello again from Spring Boot"));
+
+    // Without ./mvnw, the stack's own Maven (Debian's) builds it, through Maven's server.
+    hoistd.cli(&["config", "unset", "spring", "HOIST_MAVEN_SERVER"]);
+    app.remove("mvnw").commit("no wrapper");
+    let output = push_ok(&hoistd, &app, "spring");
+    assert!(!output.contains("Using the repo's ./mvnw"), "{output}");
+    assert!(output.contains("-----> mvn -DskipTests clean package"), "{output}");
+    assert!(output.contains("Starting Maven's server"), "{output}");
+    assert!(!output.contains("Maven runs as a new JVM"), "{output}");
+    assert!(output.contains("[INFO] BUILD SUCCESS"), "{output}");
+    assert!(page(&hoistd, "spring").starts_with("Hello again from Spring Boot"));
 }
 
 /// Of the app's running containers, once the release before has been retired (a push
