@@ -224,9 +224,13 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
     let (run, build) = (size("hoist/stack-java:17-run"), size("hoist/stack-java:17-build"));
     assert!(run * 2 <= build, "the Java run image is {run} bytes, its builder {build}");
 
+    // A one-line change of the greeting, committed.
     let java = app.dir.join("src/main/java/com/example/demo/DemoApplication.java");
-    std::fs::write(&java, std::fs::read_to_string(&java).unwrap().replace("Hello from", "Hi from")).unwrap();
-    app.commit("one line");
+    let change_greeting = |from: &str, to: &str| {
+        std::fs::write(&java, std::fs::read_to_string(&java).unwrap().replace(from, to)).unwrap();
+        app.commit(&format!("greeting: {to}"));
+    };
+    change_greeting("Hello from", "Hi from");
     let output = push_ok(&hoistd, &app, "spring");
     assert!(output.contains("Downloaded 0 files into the Maven cache"), "{output}");
     assert!(output.contains("-----> Builder kept from the app's last build"), "{output}");
@@ -247,8 +251,7 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
 
     // Reused only while its blob is in the registry: with it gone, it is written again.
     delete_layer(&hoistd, "spring", &output, "dependencies");
-    std::fs::write(&java, std::fs::read_to_string(&java).unwrap().replace("Hi from", "Howdy from")).unwrap();
-    app.commit("another line");
+    change_greeting("Hi from", "Howdy from");
     // A config var reaches the build's environment, which Maven's server was started with.
     hoistd.cli(&["config", "set", "spring", "GREETING_STYLE=plain"]);
     let output = push_ok(&hoistd, &app, "spring");
@@ -279,8 +282,7 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
          while [ -d $classes ]; do sleep 0.05; done; while [ ! -d $classes ]; do sleep 0.05; done; \
          kill -9 $(cat /tmp/hoist-maven/pid)",
     );
-    std::fs::write(&java, std::fs::read_to_string(&java).unwrap().replace("Howdy from", "Hello again from")).unwrap();
-    app.commit("a line more");
+    change_greeting("Howdy from", "Hello again from");
     let output = push_ok(&hoistd, &app, "spring");
     assert!(output.contains("Maven's server started again after 100 builds"), "{output}");
     assert!(output.contains("Maven's server stopped during the build"), "{output}");

@@ -83,6 +83,7 @@ fn huge_bodies_and_builds_that_leave_processes_behind_are_contained() {
     // hoistd answers and closes while curl is still sending; the kernel may then reset the
     // connection before curl reads the answer (curl reports the 100 Continue it saw), so a
     // few tries: one must read the refusal.
+    let refused = |answer: &str| answer.ends_with("\n413") && answer.starts_with("{\"error\":");
     let mut answers = Vec::new();
     for _ in 0..3 {
         let curl = Command::new("curl")
@@ -92,15 +93,12 @@ fn huge_bodies_and_builds_that_leave_processes_behind_are_contained() {
             .arg(format!("{}/api/v1/apps", hoistd.api_url()))
             .output()
             .unwrap();
-        let answer = String::from_utf8_lossy(&curl.stdout).to_string();
-        let refused = answer.ends_with("\n413") && answer.starts_with("{\"error\":");
-        answers.push(answer);
-        if refused {
+        answers.push(String::from_utf8_lossy(&curl.stdout).to_string());
+        if answers.last().is_some_and(|answer| refused(answer)) {
             break;
         }
     }
-    let last = answers.last().unwrap();
-    assert!(last.ends_with("\n413") && last.starts_with("{\"error\":"), "{answers:?}");
+    assert!(refused(answers.last().unwrap()), "{answers:?}");
 
     // An assemble that leaves a process running: the build ends; the processes stay in the
     // app's builder, kept for its next build, and go with it when no build comes.

@@ -383,8 +383,7 @@ impl DockerEngine {
         let mut uses = warm.uses.lock().await;
         if uses.get(app) == Some(&number) {
             uses.remove(app);
-            let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-            let _ = self.docker.remove_container(&self.warm_container(app), Some(remove)).await;
+            self.remove_warm_container(app).await;
             tracing::info!(%app, "removed the app's builder: no build came for {:?}", warm.keep);
         }
     }
@@ -393,9 +392,14 @@ impl DockerEngine {
     async fn remove_warm(&self, app: &AppName) {
         if let Some(warm) = &self.warm {
             warm.forget(app).await;
-            let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
-            let _ = self.docker.remove_container(&self.warm_container(app), Some(remove)).await;
+            self.remove_warm_container(app).await;
         }
+    }
+
+    /// The app's warm builder container gone, with its volumes.
+    async fn remove_warm_container(&self, app: &AppName) {
+        let remove = RemoveContainerOptionsBuilder::default().force(true).v(true).build();
+        let _ = self.docker.remove_container(&self.warm_container(app), Some(remove)).await;
     }
 }
 
