@@ -701,7 +701,7 @@ async fn push_stack(
         .parse()
         .map_err(|_| Error::BuildEngine(format!("--push {addr:?}: give the registry as host:port (an IP address)")))?;
     let registry = Registry::new(socket, None);
-    let repository = format!("{addr}/{}", build::kubernetes::stack_repository(spec));
+    let repository = format!("{addr}/{}", spec.repository());
     let mut pushed = Vec::new();
     for local in [&images.build, &images.run] {
         let tag = local.rsplit_once(':').map_or("latest", |(_, tag)| tag);

@@ -129,15 +129,10 @@ impl Plan {
     }
 }
 
-/// The repository of a stack's run images: `stacks/<name>`.
-fn stack_repository(stack: &str) -> String {
-    format!("stacks/{stack}")
-}
-
 /// Where in the registry the run image `local` of stack `spec` goes: its repository and tag
 /// (`hoist/stack-node:22.12.0-run` → `stacks/node`, `22.12.0-run`).
 pub fn run_image_place<'a>(spec: &StackSpec, local: &'a str) -> (String, &'a str) {
-    (stack_repository(&spec.name), local.rsplit_once(':').map_or("run", |(_, tag)| tag))
+    (spec.repository(), local.rsplit_once(':').map_or("run", |(_, tag)| tag))
 }
 
 /// A byte count as people read it.
@@ -310,7 +305,7 @@ impl Exporter {
         // Blobs: the run image's mounted, ours uploaded, each only if the repository lacks it.
         let push_started = Instant::now();
         let name = app.as_str();
-        let stack_name = stack_repository(&assembled.stack.name);
+        let stack_name = assembled.stack.repository();
         if let Err(error) = self.mount_run_layers(name, &base, &stack_name).await {
             // The registry lost the run image since it was pushed (its storage was emptied
             // or collected): push it again, once, rather than fail every build until restart.
@@ -436,7 +431,7 @@ impl Exporter {
                 });
             }
         }
-        self.mount_run_layers(&name, &base, &stack_repository(&spec.name)).await?;
+        self.mount_run_layers(&name, &base, &spec.repository()).await?;
         let stack = image::Stack { run_image: base.reference.clone(), ..metadata.stack.clone() };
         let composed = image::compose(&base, &stack, &metadata.spec, &metadata.layers, metadata.app_copy.as_ref())?;
         let hex = composed.digest.trim_start_matches("sha256:");

@@ -98,6 +98,12 @@ impl StackSpec {
         }
     }
 
+    /// The repository of the stack's images in a registry: `stacks/<name>` (the build
+    /// image for build pods, the run image that apps' images are composed on).
+    pub fn repository(&self) -> String {
+        format!("stacks/{}", self.name)
+    }
+
     /// For people: `node 22.12.0 (bookworm)`.
     pub fn describe(&self) -> String {
         match &self.version {

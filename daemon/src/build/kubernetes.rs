@@ -397,11 +397,6 @@ fn stack_tag(spec: &StackSpec, kind: &str) -> String {
     spec.image("stacks", kind).rsplit_once(':').map(|(_, tag)| tag.to_string()).unwrap_or_default()
 }
 
-/// The repository a stack's images are in, in the registry: `stacks/<name>`.
-pub fn stack_repository(spec: &StackSpec) -> String {
-    format!("stacks/{}", spec.name)
-}
-
 #[async_trait::async_trait]
 impl Engine for PodEngine {
     fn describe(&self) -> String {
@@ -409,7 +404,7 @@ impl Engine for PodEngine {
     }
 
     async fn stack(&self, spec: &StackSpec, log: &LiveLog) -> Result<(StackImages, String)> {
-        let repository = stack_repository(spec);
+        let repository = spec.repository();
         let mut found = Vec::new();
         for kind in ["build", "run"] {
             let tag = stack_tag(spec, kind);
@@ -565,7 +560,7 @@ mod tests {
     fn stack_images_in_the_registry() {
         let node = StackSpec { name: "node".into(), suite: "bookworm".into(), version: Some("22.12.0".into()) };
         assert_eq!(stack_tag(&node, "build"), "22.12.0-build");
-        assert_eq!(stack_repository(&node), "stacks/node");
+        assert_eq!(node.repository(), "stacks/node");
         let base = StackSpec { name: "base".into(), suite: "bookworm".into(), version: None };
         assert_eq!(stack_tag(&base, "run"), "run");
     }
