@@ -167,6 +167,12 @@ pub async fn gc(client: &Client, json: bool) -> anyhow::Result<()> {
 
 /// `hoist rebase APP` (one app) or `hoist rebase --all` (`app` is `None`).
 pub async fn rebase(client: &Client, app: Option<&str>, json: bool) -> anyhow::Result<()> {
+    // The answer comes once every rollout has settled; a stack made again first (after a
+    // refresh of its OS) takes a minute more: say what the wait is.
+    eprintln!(
+        "rebasing {} on the current run image of its stack; each rollout settles before the answer (a stack made from a refreshed OS image is made again first, about a minute)",
+        app.map_or_else(|| "every app with a live release".to_string(), |app| app.to_string())
+    );
     let answers: Vec<wire::Rebased> = match app {
         Some(app) => vec![client.typed(Method::POST, &format!("/api/v1/apps/{app}/rebase"), None).await?],
         None => client.typed(Method::POST, "/api/v1/rebase", None).await?,

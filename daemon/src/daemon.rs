@@ -604,6 +604,9 @@ pub async fn prepare_stack(
     }
     if refresh {
         println!("apps built on it move to the refreshed run image with: hoist rebase --all");
+        println!(
+            "(that also makes again, once, each language stack made from the refreshed OS image, and moves its apps: about a minute per stack)"
+        );
     }
     Ok(())
 }

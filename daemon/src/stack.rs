@@ -268,9 +268,13 @@ impl Stacks {
         if !fresh && current.as_ref().and_then(|labels| labels.get(LABEL_KEY)) == Some(&key) {
             return Ok(());
         }
-        match fresh {
-            true => log.line(format!("-----> Refreshing {what}: {image} (today's packages)")),
-            false => log.line(format!("-----> Preparing {what}: {image} (first use; kept for later builds)")),
+        match (fresh, current.is_some()) {
+            (true, _) => log.line(format!("-----> Refreshing {what}: {image} (today's packages)")),
+            // After a refresh of the OS image it starts from, most often.
+            (false, true) => log.line(format!(
+                "-----> Preparing {what} again: {image} (what it is made from changed: its Dockerfile, its arguments or the image it starts from)"
+            )),
+            (false, false) => log.line(format!("-----> Preparing {what}: {image} (first use; kept for later builds)")),
         }
         let context =
             build_context(dockerfile, files).map_err(|source| Error::Io { path: self.dir.clone(), source })?;
