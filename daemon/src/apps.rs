@@ -944,14 +944,28 @@ impl Apps {
         let deploy_ref = format!("refs/heads/{}", app.deploy_branch);
         let mut notes = Vec::new();
         let mut deploy = None;
+        let mut others = 0;
         for update in &request.updates {
             if update.name == deploy_ref && update.new != ZERO_OID {
                 deploy = Some(update.clone());
-            } else if update.new == ZERO_OID {
+                continue;
+            }
+            others += 1;
+            if others > REFS_NAMED {
+                continue;
+            }
+            if update.new == ZERO_OID {
                 notes.push(format!("-----> {} deleted; nothing deploys", update.name));
             } else {
                 notes.push(format!("-----> {} stored; only {} deploys", update.name, app.deploy_branch));
             }
+        }
+        if others > REFS_NAMED {
+            notes.push(format!(
+                "-----> and {} more refs stored or deleted; only {} deploys",
+                others - REFS_NAMED,
+                app.deploy_branch
+            ));
         }
         let Some(deploy) = deploy else {
             return Ok(Pushed::NothingDeploys(notes));
@@ -1002,6 +1016,11 @@ fn check_process_type(release: &store::Release, kind: &str) -> Result<()> {
         ))),
     }
 }
+
+/// How many of a push's other refs (tags, other branches) its answer names one by one;
+/// the rest are counted (`git push --tags` of a repo with 10,000 tags answered with 10,000
+/// lines, each also kept in the build's log).
+const REFS_NAMED: usize = 10;
 
 /// The most memory `hoist run --size` may ask for.
 const MAX_ONE_OFF_MB: u64 = 64 * 1024;
