@@ -327,16 +327,29 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
     );
     assert!(page(&hoistd, "spring").starts_with("Hello again from Spring Boot"));
 
-    // Without ./mvnw, the stack's own Maven (Debian's) builds it, through Maven's server.
+    // Without ./mvnw, the stack's own Maven (Debian's) builds it, through Maven's server;
+    // in the same push, the app moves to Spring Boot 4 (Spring Framework 7), as a user
+    // upgrades: new libraries, so a new dependencies layer and a new class-data archive
+    // (the app's spring.factories gone, nothing of it shadows a library any more).
     hoistd.cli(&["config", "unset", "spring", "HOIST_MAVEN_SERVER"]);
-    app.remove("mvnw").commit("no wrapper");
+    let boot_4 =
+        std::fs::read_to_string(&pom).unwrap().replacen("<version>3.5.16</version>", "<version>4.0.7</version>", 1);
+    std::fs::write(&pom, boot_4).unwrap();
+    app.remove("mvnw").remove("src/main/resources/META-INF/spring.factories").commit("no wrapper, Spring Boot 4");
     let output = push_ok(&hoistd, &app, "spring");
     assert!(!output.contains("Using the repo's ./mvnw"), "{output}");
     assert!(output.contains("-----> mvn -DskipTests clean package"), "{output}");
     assert!(output.contains("Starting Maven's server"), "{output}");
     assert!(!output.contains("Maven runs as a new JVM"), "{output}");
     assert!(output.contains("[INFO] BUILD SUCCESS"), "{output}");
+    assert!(output.contains("spring-boot-maven-plugin:4.0.7:repackage"), "Spring Boot 4 built it\n{output}");
+    assert!(
+        output.contains("Spring Boot jar split into layers (by Spring Boot's extract): 1-dependencies"),
+        "{output}"
+    );
+    assert!(output.contains("Class-data archive of the libraries made"), "{output}");
     assert!(page(&hoistd, "spring").starts_with("Hello again from Spring Boot"));
+    assert_eq!(jvms_mapping_the_class_data(&hoistd, "spring"), (1, 1), "{output}");
 }
 
 /// Of the app's running containers, once the release before has been retired (a push
