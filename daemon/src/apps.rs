@@ -941,32 +941,7 @@ impl Apps {
         // so a role taken away meanwhile stops it.
         let caller = self.pushes.caller(&request.push).ok_or(Error::Unauthenticated)?;
         let app = self.authorize(&caller, &request.app, Role::Deployer, "pushing")?;
-        let deploy_ref = format!("refs/heads/{}", app.deploy_branch);
-        let mut notes = Vec::new();
-        let mut deploy = None;
-        let mut others = 0;
-        for update in &request.updates {
-            if update.name == deploy_ref && update.new != ZERO_OID {
-                deploy = Some(update.clone());
-                continue;
-            }
-            others += 1;
-            if others > REFS_NAMED {
-                continue;
-            }
-            if update.new == ZERO_OID {
-                notes.push(format!("-----> {} deleted; nothing deploys", update.name));
-            } else {
-                notes.push(format!("-----> {} stored; only {} deploys", update.name, app.deploy_branch));
-            }
-        }
-        if others > REFS_NAMED {
-            notes.push(format!(
-                "-----> and {} more refs stored or deleted; only {} deploys",
-                others - REFS_NAMED,
-                app.deploy_branch
-            ));
-        }
+        let (deploy, notes) = sort_ref_updates(&request.updates, &app.deploy_branch);
         let Some(deploy) = deploy else {
             return Ok(Pushed::NothingDeploys(notes));
         };
@@ -1015,6 +990,38 @@ fn check_process_type(release: &store::Release, kind: &str) -> Result<()> {
             known.join(", ")
         ))),
     }
+}
+
+/// A push's ref updates: the deploy branch's new commit, if it is among them, and a line
+/// for the pusher about each of the others, the first `REFS_NAMED` by name, the rest
+/// counted.
+fn sort_ref_updates(updates: &[receive::RefUpdate], deploy_branch: &str) -> (Option<receive::RefUpdate>, Vec<String>) {
+    let deploy_ref = format!("refs/heads/{deploy_branch}");
+    let mut notes = Vec::new();
+    let mut deploy = None;
+    let mut others = 0;
+    for update in updates {
+        if update.name == deploy_ref && update.new != ZERO_OID {
+            deploy = Some(update.clone());
+            continue;
+        }
+        others += 1;
+        if others > REFS_NAMED {
+            continue;
+        }
+        if update.new == ZERO_OID {
+            notes.push(format!("-----> {} deleted; nothing deploys", update.name));
+        } else {
+            notes.push(format!("-----> {} stored; only {deploy_branch} deploys", update.name));
+        }
+    }
+    if others > REFS_NAMED {
+        notes.push(format!(
+            "-----> and {} more refs stored or deleted; only {deploy_branch} deploys",
+            others - REFS_NAMED
+        ));
+    }
+    (deploy, notes)
 }
 
 /// How many of a push's other refs (tags, other branches) its answer names one by one;
@@ -1108,6 +1115,24 @@ fn check_config_value(key: &str, value: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_push_names_ten_other_refs_and_counts_the_rest() {
+        let update =
+            |name: &str, new: &str| receive::RefUpdate { old: ZERO_OID.into(), new: new.into(), name: name.into() };
+        let mut updates = vec![update("refs/heads/main", "abc"), update("refs/heads/gone", ZERO_OID)];
+        updates.extend((0..2_500).map(|i| update(&format!("refs/tags/t{i}"), "abc")));
+        let (deploy, notes) = sort_ref_updates(&updates, "main");
+        assert_eq!(deploy, Some(update("refs/heads/main", "abc")));
+        assert_eq!(notes.len(), REFS_NAMED + 1);
+        assert_eq!(notes[0], "-----> refs/heads/gone deleted; nothing deploys");
+        assert_eq!(notes[1], "-----> refs/tags/t0 stored; only main deploys");
+        assert_eq!(notes[REFS_NAMED], "-----> and 2491 more refs stored or deleted; only main deploys");
+
+        // A deleted deploy branch deploys nothing; a few refs are all named.
+        let (deploy, notes) = sort_ref_updates(&[update("refs/heads/main", ZERO_OID)], "main");
+        assert_eq!((deploy, notes.len()), (None, 1));
+    }
 
     #[test]
     fn one_off_sizes_are_memory_in_mib() {
