@@ -636,9 +636,9 @@ async fn put_run_image(
         false => registry::Credentials::load(&config.data_dir.join("registry"))?,
     };
     let registry = Registry::new(addr, credentials);
-    let (name, tag) = crate::export::run_image_place(spec, local);
+    let (name, tag) = crate::export::run_image_place(spec);
     let repository = format!("{addr}/{name}");
-    registry.push(docker, local, &repository, tag, log).await?;
+    registry.push(docker, local, &repository, &tag, log).await?;
     Ok(Some(format!("{repository}:{tag}")))
 }
 
@@ -706,9 +706,9 @@ async fn push_stack(
     let registry = Registry::new(socket, None);
     let repository = format!("{addr}/{}", spec.repository());
     let mut pushed = Vec::new();
-    for local in [&images.build, &images.run] {
-        let tag = local.rsplit_once(':').map_or("latest", |(_, tag)| tag);
-        registry.push(docker, local, &repository, tag, log).await?;
+    for (local, kind) in [(&images.build, "build"), (&images.run, "run")] {
+        let tag = spec.tag(kind);
+        registry.push(docker, local, &repository, &tag, log).await?;
         pushed.push(format!("{repository}:{tag}"));
     }
     let run = pushed.pop().unwrap_or_default();

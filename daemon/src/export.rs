@@ -129,10 +129,10 @@ impl Plan {
     }
 }
 
-/// Where in the registry the run image `local` of stack `spec` goes: its repository and tag
-/// (`hoist/stack-node:22.12.0-run` → `stacks/node`, `22.12.0-run`).
-pub fn run_image_place<'a>(spec: &StackSpec, local: &'a str) -> (String, &'a str) {
-    (spec.repository(), local.rsplit_once(':').map_or("run", |(_, tag)| tag))
+/// Where in the registry the run image of stack `spec` goes: its repository and tag
+/// (node 22.12.0 → `stacks/node`, `22.12.0-run`).
+pub fn run_image_place(spec: &StackSpec) -> (String, String) {
+    (spec.repository(), spec.tag("run"))
 }
 
 /// A byte count as people read it.
@@ -156,8 +156,8 @@ impl Exporter {
         let docker = match &self.runs {
             RunImages::Dockerd { docker, .. } => docker,
             RunImages::Registry => {
-                let (name, tag) = run_image_place(spec, local);
-                let (bytes, digest) = self.registry.manifest(&name, tag).await?;
+                let (name, tag) = run_image_place(spec);
+                let (bytes, digest) = self.registry.manifest(&name, &tag).await?;
                 let manifest = image::Manifest::parse(&bytes)?;
                 let config = self.registry.small_blob(&name, &manifest.config.digest, CONFIG_MAX).await?;
                 let config = image::Config::parse(&config)?;
@@ -169,11 +169,11 @@ impl Exporter {
         if let Some(base) = known.get(&id) {
             return Ok(base.clone());
         }
-        let (name, tag) = run_image_place(spec, local);
+        let (name, tag) = run_image_place(spec);
         // Put there already (by `hoistd stacks prepare`, or before hoistd restarted): the
         // image's id is its config's digest, so the tag's manifest tells; and all its
         // blobs must be there still (a registry can lose them).
-        let mut held = match self.registry.manifest(&name, tag).await {
+        let mut held = match self.registry.manifest(&name, &tag).await {
             Ok((bytes, digest)) => {
                 image::Manifest::parse(&bytes).ok().filter(|m| m.config.digest == id).map(|m| (m, digest))
             }
@@ -192,7 +192,7 @@ impl Exporter {
             None => {
                 let repository = format!("{}/{name}", self.registry.addr());
                 log.line(format!("-----> Putting the run image of stack {} in the registry (once)", spec.describe()));
-                let digest = self.registry.push(docker, local, &repository, tag, log).await?;
+                let digest = self.registry.push(docker, local, &repository, &tag, log).await?;
                 let (bytes, digest) = self.registry.manifest(&name, &digest).await?;
                 (image::Manifest::parse(&bytes)?, digest)
             }

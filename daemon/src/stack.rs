@@ -92,9 +92,15 @@ impl StackSpec {
     /// `<prefix>/stack-node:22.12.0-build`, or `<prefix>/stack-base:build` without a
     /// version (the prefix is `hoist` unless `build.stack_images` says otherwise).
     pub fn image(&self, prefix: &str, kind: &str) -> String {
+        format!("{prefix}/stack-{}:{}", self.name, self.tag(kind))
+    }
+
+    /// The tag of its `kind` image, in dockerd and in a registry alike: `22.12.0-build`,
+    /// or `build` without a version.
+    pub fn tag(&self, kind: &str) -> String {
         match &self.version {
-            Some(version) => format!("{prefix}/stack-{}:{version}-{kind}", self.name),
-            None => format!("{prefix}/stack-{}:{kind}", self.name),
+            Some(version) => format!("{version}-{kind}"),
+            None => kind.to_string(),
         }
     }
 

@@ -392,11 +392,6 @@ pub struct ExportResult {
     pub digest: String,
 }
 
-/// The tag of a stack image in the registry (`22.12.0-build`, `build`).
-fn stack_tag(spec: &StackSpec, kind: &str) -> String {
-    spec.image("stacks", kind).rsplit_once(':').map(|(_, tag)| tag.to_string()).unwrap_or_default()
-}
-
 #[async_trait::async_trait]
 impl Engine for PodEngine {
     fn describe(&self) -> String {
@@ -407,7 +402,7 @@ impl Engine for PodEngine {
         let repository = spec.repository();
         let mut found = Vec::new();
         for kind in ["build", "run"] {
-            let tag = stack_tag(spec, kind);
+            let tag = spec.tag(kind);
             let image = format!("{}/{repository}:{tag}", self.registry.addr());
             match self.registry.manifest(&repository, &tag).await {
                 Ok((_, digest)) => found.push((image, digest)),
@@ -559,9 +554,9 @@ mod tests {
     #[test]
     fn stack_images_in_the_registry() {
         let node = StackSpec { name: "node".into(), suite: "bookworm".into(), version: Some("22.12.0".into()) };
-        assert_eq!(stack_tag(&node, "build"), "22.12.0-build");
+        assert_eq!(node.tag("build"), "22.12.0-build");
         assert_eq!(node.repository(), "stacks/node");
         let base = StackSpec { name: "base".into(), suite: "bookworm".into(), version: None };
-        assert_eq!(stack_tag(&base, "run"), "run");
+        assert_eq!(base.tag("run"), "run");
     }
 }
