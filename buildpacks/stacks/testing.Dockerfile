@@ -14,7 +14,8 @@ FROM scratch AS configure
 ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 COPY --from=download /rootfs/ /
 RUN /debootstrap/debootstrap --second-stage \
- && rm -rf /debootstrap /var/cache/apt/archives/*.deb /var/lib/apt/lists/* /usr/share/doc/* /usr/share/man/*
+ && rm -rf /debootstrap /var/cache/apt/archives/*.deb /var/lib/apt/lists/* /usr/share/doc/* /usr/share/man/* \
+      /usr/share/info/* /usr/share/locale/*
 
 FROM scratch
 ENV PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
