@@ -187,11 +187,13 @@ pub async fn rebase(client: &Client, app: Option<&str>, json: bool) -> anyhow::R
         let run = answer.run_image.as_deref().map(|d| d.trim_start_matches("sha256:")).unwrap_or("");
         match (&answer.release, &answer.message) {
             (Some(release), _) => println!(
-                "{}: release {} is live on the current run image of stack {} (sha256:{})",
+                "{}: release {} is live on the current run image of stack {} (sha256:{}); its timeline: hoist logs {} --release {}",
                 answer.app,
                 release.number,
                 answer.stack.as_deref().unwrap_or("?"),
-                run.get(..12).unwrap_or(run)
+                run.get(..12).unwrap_or(run),
+                answer.app,
+                release.number
             ),
             (None, Some(message)) => println!("{}: {message}", answer.app),
             (None, None) => println!("{}: nothing done", answer.app),

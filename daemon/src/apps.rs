@@ -578,10 +578,16 @@ impl Apps {
             .store
             .live_release(&app.name)?
             .ok_or_else(|| Error::Conflict(format!("app {} has no live release to rebase; push it first", app.name)))?;
-        let log = self
-            .logs
-            .open(&self.logs.app_dir(&app.name).join("rebase.log"))
-            .map_err(|e| Error::Internal(e.to_string()))?;
+        // The rebase's own lines, which open the timeline of the release it makes
+        // (`hoist logs APP --release N`); a file of this rebase's alone, gone at its end.
+        let unique = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let prologue = Prologue(self.logs.app_dir(&app.name).join(format!("rebase-{}-{unique}.log", live.number)));
+        let log = crate::logs::LiveLog::create(&prologue.0).map_err(|e| Error::Internal(e.to_string()))?;
+        log.set_stage(crate::logs::stage::REBASE);
+        log.line(format!(
+            "-----> Rebasing {}: release {}'s image ({}) onto the current run image of its stack; no build runs",
+            app.name, live.number, live.image
+        ));
         let rebased = self.exporter.rebase(&app.name, &live.image, &log).await.map_err(|error| match error {
             crate::export::Error::NotRebasable { .. }
             | crate::export::Error::Elsewhere { .. }
@@ -604,6 +610,10 @@ impl Apps {
             return Ok(answer);
         };
         let short = rebased.run_digest.trim_start_matches("sha256:");
+        log.line(format!(
+            "-----> {}: the app's own layers, unchanged, on the run image of stack {} ({})",
+            digest, rebased.stack, rebased.run_digest
+        ));
         let detail = format!("stack {} run image {}", rebased.stack, rebased.run_digest);
         self.store.record_audit(&Self::audit_entry(caller, Some(&app.name), "rebase", detail))?;
         let update = crate::image_stream::TagUpdate {
@@ -619,6 +629,7 @@ impl Apps {
                 short.get(..12).unwrap_or(short)
             )),
             cause_log: None,
+            prologue: Some(prologue.0.clone()),
         };
         let stopped = || Error::Internal("the rollout stage has stopped; restart hoistd".to_string());
         match self.image_streams.record(update).await.map_err(|e| Error::Internal(e.to_string()))? {
@@ -665,7 +676,8 @@ impl Apps {
     /// Sends a rollout request and waits for its end.
     async fn roll_out(&self, app: &AppName, change: Change, audit: Option<store::Audit>) -> Result<store::Release> {
         let (done, outcome) = oneshot::channel();
-        let request = RolloutRequest { app: app.clone(), change, cause_log: None, audit, done: Some(done) };
+        let request =
+            RolloutRequest { app: app.clone(), change, cause_log: None, prologue: None, audit, done: Some(done) };
         let stopped = || Error::Internal("the rollout stage has stopped; restart hoistd".to_string());
         self.rollout_requests.send(request).await.map_err(|_| stopped())?;
         match outcome.await.map_err(|_| stopped())? {
@@ -764,6 +776,7 @@ impl Apps {
             build_id: None,
             cause: None,
             cause_log: None,
+            prologue: None,
         };
         self.image_streams.record(update).await.map_err(|e| Error::Internal(e.to_string()))?;
         self.image_watch.promoted(&repository, &request.to, &digest).await;
@@ -975,6 +988,16 @@ impl Apps {
             ))),
             _ => Ok(()),
         }
+    }
+}
+
+/// A rebase's own log, removed once its lines are in the release's timeline (or the
+/// rebase ended without one).
+struct Prologue(std::path::PathBuf);
+
+impl Drop for Prologue {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
     }
 }
 

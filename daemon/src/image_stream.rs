@@ -40,6 +40,9 @@ pub struct TagUpdate {
     pub cause: Option<String>,
     /// The build log that follows the rollout it may start.
     pub cause_log: Option<Arc<LiveLog>>,
+    /// The lines before the rollout in the release's timeline (see
+    /// [`crate::rollout::RolloutRequest::prologue`]).
+    pub prologue: Option<std::path::PathBuf>,
 }
 
 /// What recording did.
@@ -91,6 +94,7 @@ impl ImageStreams {
             },
             app: update.app,
             cause_log: update.cause_log,
+            prologue: update.prologue,
             audit: None,
             done: Some(done),
         };

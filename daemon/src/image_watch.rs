@@ -122,6 +122,7 @@ impl ImageWatch {
                 build_id: None,
                 cause: None,
                 cause_log: None,
+                prologue: None,
             };
             match self.streams.record(update).await {
                 Ok(crate::image_stream::Recorded::RolloutStarted(_)) => {

@@ -44,6 +44,8 @@ pub mod stage {
     pub const ROLLOUT: &str = "rollout";
     /// The release phase: a Procfile `release:` command before traffic moves.
     pub const RELEASE: &str = "release";
+    /// `hoist rebase`: the app's layers put on its stack's current run image.
+    pub const REBASE: &str = "rebase";
     /// A running release's output (runtime logs; never stored).
     pub const RUNTIME: &str = "runtime";
 }
@@ -253,23 +255,39 @@ impl LiveLog {
     /// carriage-return progress output keeps only its last state, and secrets are masked.
     pub fn line(&self, text: impl AsRef<str>) {
         let stage = *self.stage.lock().unwrap_or_else(|p| p.into_inner());
-        let secrets = self.secrets.read().unwrap_or_else(|p| p.into_inner());
         for line in text.as_ref().lines() {
             let line = line.rsplit('\r').next().unwrap_or("").trim_end();
-            let line = secrets.mask(line);
-            let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-            let seq = file.1 + 1;
-            let record = Record { seq, time: now(), stage: stage.to_string(), text: line };
-            let mut bytes = serde_json::to_vec(&record).expect("a record serialises");
-            bytes.push(b'\n');
-            match file.0.write_all(&bytes) {
-                Ok(()) => {
-                    file.1 = seq;
-                    // Announced while the file lock is held, so announcements stay in order.
-                    self.latest.send_replace(seq);
-                }
-                Err(error) => tracing::warn!(path = %self.path.display(), %error, "cannot write log line"),
+            self.append(now(), stage, line);
+        }
+    }
+
+    /// Appends the records of the log at `path` with their own times and stages, numbered
+    /// on from this log's last: what led to this log's lines (a rebase's work, before
+    /// the rollout of the release it made).
+    pub fn copy_from(&self, path: &Path) -> std::io::Result<()> {
+        for line in std::fs::read_to_string(path)?.lines() {
+            if let Ok(record) = serde_json::from_str::<Record>(line) {
+                self.append(record.time, &record.stage, &record.text);
             }
+        }
+        Ok(())
+    }
+
+    /// One record of one line, its secrets masked.
+    fn append(&self, time: String, stage: &str, line: &str) {
+        let text = self.masked(line);
+        let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
+        let seq = file.1 + 1;
+        let record = Record { seq, time, stage: stage.to_string(), text };
+        let mut bytes = serde_json::to_vec(&record).expect("a record serialises");
+        bytes.push(b'\n');
+        match file.0.write_all(&bytes) {
+            Ok(()) => {
+                file.1 = seq;
+                // Announced while the file lock is held, so announcements stay in order.
+                self.latest.send_replace(seq);
+            }
+            Err(error) => tracing::warn!(path = %self.path.display(), %error, "cannot write log line"),
         }
     }
 
@@ -509,6 +527,42 @@ mod tests {
         assert_eq!(summary, [(1, "push", "one"), (2, "push", "two"), (3, "push", "100%"), (4, "build", "four")]);
         assert!(records[0].time.ends_with('Z') && records[0].time.len() == 24, "{}", records[0].time);
         assert_eq!(tail("a\nb\nc", 2), ["b", "c"]);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn copied_records_keep_their_times_and_stages_numbered_on_and_masked() {
+        let dir = scratch("copy");
+        let before = LiveLog::create(&dir.join("rebase.log")).unwrap();
+        before.set_stage(stage::REBASE);
+        before.line("-----> Rebasing\n       token s3cr3t-value");
+        let release = LiveLog::create(&dir.join("release-2.log")).unwrap();
+        release.mask(["s3cr3t-value"]);
+        release.line("already here");
+        release.copy_from(before.path()).unwrap();
+        release.set_stage(stage::ROLLOUT);
+        release.line("-----> Rolling out");
+        let read = |path: &Path| -> Vec<Record> {
+            std::fs::read_to_string(path).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        };
+        let (copied, records) = (read(before.path()), read(release.path()));
+        let summary: Vec<(u64, &str, &str)> =
+            records.iter().map(|r| (r.seq, r.stage.as_str(), r.text.as_str())).collect();
+        let masked = format!("       token {MASK}");
+        assert_eq!(
+            summary,
+            [
+                (1, "build", "already here"),
+                (2, "rebase", "-----> Rebasing"),
+                (3, "rebase", &masked),
+                (4, "rollout", "-----> Rolling out")
+            ]
+        );
+        assert_eq!(
+            (records[1].time.as_str(), records[2].time.as_str()),
+            (copied[0].time.as_str(), copied[1].time.as_str())
+        );
+        assert!(release.copy_from(&dir.join("missing.log")).is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

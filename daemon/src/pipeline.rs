@@ -343,6 +343,7 @@ async fn run_build(stages: &Stages, request: &BuildRequest) -> Outcome {
         build_id: Some(id),
         cause: None,
         cause_log: Some(log.clone()),
+        prologue: None,
     };
     let outcome = match stages.image_streams.record(update).await {
         Err(error) => return fail(error.to_string()),

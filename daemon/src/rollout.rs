@@ -27,6 +27,7 @@ use crate::router::Routes;
 use crate::store::{self, ConfigVars, NewRelease, Release, Store};
 use crate::target::{self, Reach, Targets};
 use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
 use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot, Mutex};
 use tracing::instrument;
@@ -80,6 +81,9 @@ pub struct RolloutRequest {
     pub change: Change,
     /// The log of the build that caused it, which the pushing `git` follows.
     pub cause_log: Option<Arc<LiveLog>>,
+    /// A log whose lines come first in the release's timeline: the work that made its
+    /// image when no build did (a rebase).
+    pub prologue: Option<PathBuf>,
     /// Who asked for it, when a person did (a rollback, a config change): written with
     /// the release.
     pub audit: Option<store::Audit>,
@@ -204,6 +208,11 @@ impl Rollouts {
         let release = self.store.create_release(app, &new)?;
         let release_log = self.logs.open(&self.logs.release_log(app, release.number))?;
         release_log.mask(self.store.app_secrets(app)?);
+        if let Some(prologue) = &request.prologue {
+            if let Err(error) = release_log.copy_from(prologue) {
+                tracing::warn!(%app, path = %prologue.display(), %error, "cannot copy the lines before the rollout");
+            }
+        }
         for log in [Some(&release_log), request.cause_log.as_ref()].into_iter().flatten() {
             log.set_stage(crate::logs::stage::ROLLOUT);
         }

@@ -149,9 +149,19 @@ fn rebase_puts_an_app_on_a_refreshed_run_image_without_a_build_and_refuses_a_doc
     );
     let builds = hoistd.get_json("/api/v1/apps/site/builds");
     assert_eq!(builds.as_array().map(Vec::len), Some(1), "no build ran: {builds}");
-    // The refresh put the run image in the registry: the rebase found it there.
-    let log = std::fs::read_to_string(hoistd.dir.join("data/logs/site/rebase.log")).unwrap();
-    assert!(!log.contains("Putting the run image"), "the rebase pushed the run image again\n{log}");
+    // The release's timeline opens with the rebase's own lines, then its rollout; the
+    // refresh put the run image in the registry, so the rebase found it there.
+    let timeline = hoistd.cli(&["logs", "site", "--release", "2"]);
+    assert!(timeline.status.success(), "{}", show(&timeline));
+    let timeline = text(&timeline);
+    let rebasing = timeline.find("-----> Rebasing site: release 1's image").expect(&timeline);
+    let layers = timeline.find("the app's own layers, unchanged, on the run image of stack base").expect(&timeline);
+    let rollout = timeline.find("-----> Rolling out release 2 of site").expect(&timeline);
+    assert!(rebasing < layers && layers < rollout, "{timeline}");
+    assert!(!timeline.contains("Putting the run image"), "the rebase pushed the run image again\n{timeline}");
+    let left: Vec<_> =
+        std::fs::read_dir(hoistd.dir.join("data/logs/site")).unwrap().flatten().map(|e| e.file_name()).collect();
+    assert!(!left.iter().any(|name| name.to_string_lossy().starts_with("rebase")), "{left:?}");
 
     // Lower layers: the new run image's; upper layers: the app's, unchanged.
     let release: serde_json::Value = hoistd.get_json("/api/v1/apps/site/releases");
