@@ -36,6 +36,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 
+/// Seconds an attached one-off process's pod waits after the command's end, so the
+/// command's last output reaches the client before its exit status (see `start_pod`).
+const ATTACHED_LINGER: &str = "0.5";
+
 /// `deploy/chart/`, built into hoistd by `daemon/build.rs`.
 pub const EMBEDDED_CHART: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/chart.tar"));
 
@@ -548,13 +552,26 @@ impl KubernetesTarget {
         if pod.stdin {
             // The command waits for one line hoistd sends once it is attached, so no output
             // is printed before anyone listens (on a terminal, without echoing that line).
+            // Its end waits a moment too: the API server copies each stream on its own and
+            // may send the exit status before the last output, and the client stops reading
+            // at the status (`hoist run … -- sh -c 'echo x; exit 3'` lost its "x" under
+            // load); half a second after the command's end, its output is through.
             let command = match pod.tty {
-                None => serde_json::json!(["/bin/bash", "-c", "read -r _ && exec /bin/bash -c \"$0\"", pod.command]),
-                Some(size) => {
-                    let mut sized = super::sized_terminal(&pod.command, size);
-                    sized[2] = format!("stty -echo; read -r _; stty echo; {}", sized[2]);
-                    serde_json::json!(sized)
-                }
+                None => serde_json::json!([
+                    "/bin/bash",
+                    "-c",
+                    format!("read -r _ && {{ /bin/bash -c \"$0\"; code=$?; sleep {ATTACHED_LINGER}; exit $code; }}"),
+                    pod.command
+                ]),
+                Some((rows, columns)) => serde_json::json!([
+                    "/bin/bash",
+                    "-c",
+                    format!(
+                        "stty -echo; read -r _; stty echo; stty rows {rows} cols {columns} 2>/dev/null; \
+                         /bin/bash -c \"$0\"; code=$?; sleep {ATTACHED_LINGER}; exit $code"
+                    ),
+                    pod.command
+                ]),
             };
             container["command"] = command;
             container["stdin"] = true.into();
