@@ -556,23 +556,14 @@ impl KubernetesTarget {
             // may send the exit status before the last output, and the client stops reading
             // at the status (`hoist run … -- sh -c 'echo x; exit 3'` lost its "x" under
             // load); half a second after the command's end, its output is through.
-            let command = match pod.tty {
-                None => serde_json::json!([
-                    "/bin/bash",
-                    "-c",
-                    format!("read -r _ && {{ /bin/bash -c \"$0\"; code=$?; sleep {ATTACHED_LINGER}; exit $code; }}"),
-                    pod.command
-                ]),
-                Some((rows, columns)) => serde_json::json!([
-                    "/bin/bash",
-                    "-c",
-                    format!(
-                        "stty -echo; read -r _; stty echo; stty rows {rows} cols {columns} 2>/dev/null; \
-                         /bin/bash -c \"$0\"; code=$?; sleep {ATTACHED_LINGER}; exit $code"
-                    ),
-                    pod.command
-                ]),
+            let (go_ahead, inner) = match pod.tty {
+                None => ("read -r _ &&", vec!["/bin/bash".to_string(), "-c".to_string(), pod.command.clone()]),
+                Some(size) => ("stty -echo; read -r _; stty echo;", super::sized_terminal(&pod.command, size)),
             };
+            let wrapper = format!("{go_ahead} {{ \"$0\" \"$@\"; code=$?; sleep {ATTACHED_LINGER}; exit $code; }}");
+            let command: Vec<String> =
+                ["/bin/bash".to_string(), "-c".to_string(), wrapper].into_iter().chain(inner).collect();
+            let command = serde_json::json!(command);
             container["command"] = command;
             container["stdin"] = true.into();
             container["stdinOnce"] = true.into();
