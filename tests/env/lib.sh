@@ -67,9 +67,12 @@ start_dockerd() {
 # The root filesystem tarball is cached, so a machine whose images were wiped re-imports
 # it in seconds. Slim as Debian's own image: no package lists, documentation, manual pages
 # or message translations (33 of the 124 MB debootstrap leaves); os.Dockerfile keeps dpkg
-# from bringing them back. BASE_IMAGE_VERSION names what this function makes: an image or
-# tarball of another version is made again (from the older tarball, without debootstrap).
-BASE_IMAGE_VERSION=2
+# from bringing them back. Nor the .deb files debootstrap downloaded (31 MB): a stack's
+# apt removes them at its first run, but only in a layer above, so every stack image and
+# every app image still carried them (version 3). BASE_IMAGE_VERSION names what this
+# function makes: an image or tarball of another version is made again (from the older
+# tarball, without debootstrap).
+BASE_IMAGE_VERSION=3
 ensure_base_image() {
   local have=""
   if "$DOCKER" image inspect debian:bookworm-slim >/dev/null 2>&1; then
@@ -77,11 +80,14 @@ ensure_base_image() {
     have=${have:-1}
   fi
   if [[ "$have" == "$BASE_IMAGE_VERSION" ]]; then log "present"; return; fi
-  local tarball="$CACHE_DIR/debian-bookworm-minbase-v$BASE_IMAGE_VERSION.tar" older="$CACHE_DIR/debian-bookworm-minbase.tar"
+  local tarball="$CACHE_DIR/debian-bookworm-minbase-v$BASE_IMAGE_VERSION.tar" older="" candidate
+  for candidate in "$CACHE_DIR"/debian-bookworm-minbase*.tar; do
+    if [[ -s "$candidate" && "$candidate" != "$tarball" ]]; then older="$candidate"; fi
+  done
   if [[ ! -s "$tarball" ]]; then
     local rootfs
     rootfs="$(mktemp -d /tmp/hoist-rootfs.XXXXXX)"
-    if [[ -s "$older" ]]; then
+    if [[ -n "$older" ]]; then
       log "slimming the root filesystem of an older base image ($older)"
       tar -C "$rootfs" -xf "$older"
     else
@@ -90,10 +96,12 @@ ensure_base_image() {
         || { tail -30 "$CACHE_DIR/debootstrap.log" >&2; die "debootstrap failed"; }
     fi
     rm -rf "$rootfs"/var/lib/apt/lists/* "$rootfs"/usr/share/doc/* "$rootfs"/usr/share/man/* "$rootfs"/var/cache/apt/*.bin \
-      "$rootfs"/usr/share/info/* "$rootfs"/usr/share/locale/*
+      "$rootfs"/usr/share/info/* "$rootfs"/usr/share/locale/* "$rootfs"/var/cache/apt/archives/*.deb \
+      "$rootfs"/var/cache/apt/archives/partial/* "$rootfs"/var/cache/debconf/*-old
     tar -C "$rootfs" -cf "$tarball.tmp" .
     mv "$tarball.tmp" "$tarball"
-    rm -rf "$rootfs" "$older"
+    rm -rf "$rootfs"
+    [[ -z "$older" ]] || rm -f "$older"
   fi
   [[ -z "$have" ]] || log "replacing debian:bookworm-slim (version ${have:-none}) with version $BASE_IMAGE_VERSION"
   "$DOCKER" import --change "LABEL org.hoist.base-image=$BASE_IMAGE_VERSION" "$tarball" debian:bookworm-slim >/dev/null

@@ -352,6 +352,39 @@ fn spring_boot_app_with_mvnw_goes_live_and_a_rebuild_downloads_nothing() {
     assert_eq!(jvms_mapping_the_class_data(&hoistd, "spring"), (1, 1), "{output}");
 }
 
+/// Spring Boot 2 (Spring Framework 5.3), as many apps still are: its jar has the same
+/// indexes as Boot 3's, so it is split the same way and a code change sends only the
+/// application layer. Its training run could not stop once the context has started (that
+/// needs Framework 6.1), so it gets no class-data archive, and the build says why.
+#[test]
+fn a_spring_boot_2_app_is_split_into_layers_and_the_build_says_why_it_gets_no_class_data_archive() {
+    let hoistd = Hoistd::start(&[]);
+    hoistd.create_app("boot2");
+    let app = WorkTree::new(&hoistd, "boot2", Some("java-spring-boot"));
+    let pom = app.dir.join("pom.xml");
+    let boot_2 =
+        std::fs::read_to_string(&pom).unwrap().replacen("<version>3.5.16</version>", "<version>2.7.18</version>", 1);
+    std::fs::write(&pom, boot_2).unwrap();
+    app.commit("spring boot 2");
+    let output = push_ok(&hoistd, &app, "boot2");
+    assert!(output.contains(":2.7.18:repackage"), "Spring Boot 2 built it\n{output}");
+    assert!(output.contains("Spring Boot jar split into layers (by its indexes): 1-dependencies"), "{output}");
+    assert!(
+        output.contains("No class-data archive: its Spring Framework (5.3) is older than 6.1"),
+        "the build says why it has no archive\n{output}"
+    );
+    assert!(page(&hoistd, "boot2").starts_with("Hello from Spring Boot on Java 17."));
+    assert_eq!(jvms_mapping_the_class_data(&hoistd, "boot2"), (1, 0), "{output}");
+
+    let java = app.dir.join("src/main/java/com/example/demo/DemoApplication.java");
+    std::fs::write(&java, std::fs::read_to_string(&java).unwrap().replace("Hello from", "Hi from")).unwrap();
+    app.commit("greeting");
+    let output = push_ok(&hoistd, &app, "boot2");
+    assert!(page(&hoistd, "boot2").starts_with("Hi from Spring Boot"));
+    assert_eq!(layers_pushed(&output), 1, "only the application layer is new\n{output}");
+    assert!(output.contains("dependencies layer unchanged ("), "{output}");
+}
+
 /// Of the app's running containers, once the release before has been retired (a push
 /// returns when the new one is live, and the old one stops after): how many there are,
 /// and in how many a process has mapped the class-data archive the Java buildpack made
