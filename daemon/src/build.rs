@@ -16,8 +16,8 @@
 //!    ├─ docker::DockerEngine      dockerd on this machine: builder containers, outputs
 //!    │                            bind-mounted into the work dir, exported by hoistd
 //!    └─ kubernetes::PodEngine     a pod per build in hoist's namespace: the source sent
-//!                                 to its first init container, assemble in the second,
-//!                                 `hoistd export` in its container pushes the layers
+//!                                 to its assemble container, `hoistd export` beside it
+//!                                 waits for assemble and pushes the layers
 //! ```
 //!
 //! Architecture invariant: the build stage knows nothing about releases or routing; an

@@ -661,9 +661,30 @@ async fn printed_log(scratch: &Path) -> Result<(Arc<crate::logs::LiveLog>, tokio
 
 /// `hoistd export`, the last step of a build pod: exports what assemble left in `/app`,
 /// `/deps` and `/layers` as the plan in `HOIST_EXPORT_PLAN` says, straight to the
-/// registry, and leaves `{"digest": …}` in `result` (the pod's termination message).
-pub async fn export_in_pod(plan: &str, result: &Path) -> std::result::Result<(), String> {
+/// registry, prints `{"digest": …}` as its last line (after
+/// [`build::kubernetes::EXPORT_RESULT`]) and leaves it in `result` (the pod's termination
+/// message); the digest. With `after`, it first waits for that file (assemble's status,
+/// written whole) and exports only if it says 0: none when it did not.
+pub async fn export_in_pod(
+    plan: &str,
+    result: &Path,
+    after: Option<&Path>,
+) -> std::result::Result<Option<String>, String> {
     let outcome = async {
+        if let Some(after) = after {
+            let status = loop {
+                match std::fs::read_to_string(after) {
+                    Ok(status) => break status,
+                    Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+                        tokio::time::sleep(Duration::from_millis(20)).await
+                    }
+                    Err(error) => return Err(format!("cannot read {}: {error}", after.display())),
+                }
+            };
+            if status.trim() != "0" {
+                return Ok(Err(format!("assemble did not succeed (status {}): nothing exported", status.trim())));
+            }
+        }
         let plan: crate::export::Plan =
             serde_json::from_str(plan).map_err(|e| format!("HOIST_EXPORT_PLAN is not an export plan: {e}"))?;
         let addr = plan.repository.split('/').next().unwrap_or_default();
@@ -676,20 +697,25 @@ pub async fn export_in_pod(plan: &str, result: &Path) -> std::result::Result<(),
         let exported = exporter.export_plan(&plan, folders, &work, &log).await;
         drop(log);
         let _ = printer.await;
-        exported.map_err(|e| e.to_string())
+        exported.map(|exported| Ok(exported.digest)).map_err(|e| e.to_string())
     }
     .await;
+    // The export's outcome: a digest; nothing, since assemble failed (hoistd says why);
+    // or what went wrong.
     let message = match &outcome {
-        Ok(exported) => {
-            let result = build::kubernetes::ExportResult { digest: exported.digest.clone() };
-            serde_json::to_string(&result).unwrap_or_default()
+        Ok(Ok(digest)) => {
+            let result = build::kubernetes::ExportResult { digest: digest.clone() };
+            let result = serde_json::to_string(&result).unwrap_or_default();
+            println!("{}{result}", build::kubernetes::EXPORT_RESULT);
+            result
         }
+        Ok(Err(skipped)) => skipped.clone(),
         Err(error) => error.clone(),
     };
     if let Err(error) = std::fs::write(result, &message) {
         eprintln!("hoistd export: cannot write the result to {}: {error}", result.display());
     }
-    outcome.map(|_| ())
+    outcome.map(Result::ok)
 }
 
 /// Pushes a stack's two images to the registry at `addr` as `stacks/<name>:<tag>`.

@@ -355,7 +355,18 @@ fn session(hoist: &InCluster<'_>, hoistd: &std::path::Path, t0: std::time::Insta
     assert!(!pods.keys().any(|name| name.contains("-build-ic-static-")), "a copy needs no pod: {:?}", pods.keys());
     let node_pod = pods.iter().find(|(name, _)| name.contains("-build-ic-node-")).map(|(_, spec)| spec.clone());
     let node_pod = node_pod.unwrap_or_else(|| panic!("no build pod of ic-node was seen: {:?}", pods.keys()));
-    let assemble = node_pod["initContainers"].as_array().unwrap().iter().find(|c| c["name"] == "assemble").unwrap();
+    // Assemble and the export waiting for it side by side (the kubelet reports each
+    // step's end late), after the one init step that makes the output folders.
+    let names = |key: &str| -> Vec<String> {
+        node_pod[key].as_array().into_iter().flatten().filter_map(|c| c["name"].as_str().map(String::from)).collect()
+    };
+    assert_eq!(
+        (names("initContainers"), names("containers")),
+        (vec!["folders".to_string()], vec!["assemble".to_string(), "export".to_string()]),
+        "{node_pod}"
+    );
+    let containers = node_pod["containers"].as_array().unwrap();
+    let assemble = containers.iter().find(|c| c["name"] == "assemble").unwrap();
     assert_eq!(assemble["resources"]["limits"]["memory"], "1Gi", "{assemble}");
     assert!(assemble["resources"]["limits"]["cpu"].is_string(), "{assemble}");
     assert_eq!(node_pod["securityContext"]["runAsNonRoot"], true);
@@ -403,18 +414,8 @@ fn session(hoist: &InCluster<'_>, hoistd: &std::path::Path, t0: std::time::Insta
         std::thread::spawn(move || git_may_fail(&dir, &["push", &remote, "main"]))
     };
     wait_for("ic-slow's build pod running assemble", Duration::from_secs(60), || {
-        let output = hoist.kubectl_may_fail(&[
-            "get",
-            "pods",
-            "-l",
-            "hoist.dev/build",
-            "-o",
-            "jsonpath={range .items[*]}{.metadata.name} {.status.initContainerStatuses[1].state.running.startedAt}{\"\\n\"}{end}",
-        ]);
-        String::from_utf8_lossy(&output.stdout)
-            .lines()
-            .any(|line| line.contains("-build-ic-slow-") && line.split_whitespace().count() == 2)
-            .then_some(())
+        let output = hoist.kubectl_may_fail(&["logs", "-l", "hoist.dev/app=ic-slow", "-c", "assemble"]);
+        String::from_utf8_lossy(&output.stdout).contains("slow-build-started").then_some(())
     });
     step(t0, "deleting hoistd's pod mid-build");
     let uid = |hoist: &InCluster<'_>| {

@@ -41,6 +41,9 @@ enum Command {
         /// Where the digest (or the error) is left: the pod's termination message.
         #[arg(long, default_value = "/dev/termination-log")]
         result: PathBuf,
+        /// Waits for this file, assemble's status beside it, and exports only if it says 0.
+        #[arg(long)]
+        after: Option<PathBuf>,
     },
 }
 
@@ -90,8 +93,8 @@ fn run() -> anyhow::Result<()> {
             runtime.block_on(hoist::daemon::prepare_stack(config, &name, &suite, version, refresh, push))?;
             return Ok(());
         }
-        Some(Command::Export { plan, result }) => {
-            if let Err(error) = runtime.block_on(hoist::daemon::export_in_pod(&plan, &result)) {
+        Some(Command::Export { plan, result, after }) => {
+            if let Err(error) = runtime.block_on(hoist::daemon::export_in_pod(&plan, &result, after.as_deref())) {
                 eprintln!("hoistd export: {error}");
                 std::process::exit(1);
             }

@@ -4,15 +4,28 @@
 //!
 //! ```text
 //!  pod <instance>-build-<app>-<n>   labels hoist.dev/build=<app>-<n>, hoist.dev/instance
-//!    init "source"    the stack's build image; `head -c N | tar -x`: hoistd attaches and
-//!                     sends the source and the buildpack's scripts (no token, no route
-//!                     from the pod to hoistd needed)
-//!    init "assemble"  the stack's build image, as the hoist user, /cache on the app's
-//!                     PersistentVolumeClaim, its output followed into the build's log
-//!    "export"         hoistd's own image: `hoistd export` writes the layers and pushes
-//!                     them to the registry; the digest comes back as its termination message
+//!    init "folders"  the stack's build image: makes /app, /deps and /layers (folders of
+//!                    the workspace) the hoist user's
+//!    "assemble"  the stack's build image, as the hoist user: `head -c N | tar -x` of what
+//!                hoistd sends over an attach (the source and the buildpack's scripts; no
+//!                token, no route from the pod to hoistd needed), then assemble, with
+//!                /cache on the app's PersistentVolumeClaim, its output followed into the
+//!                build's log; last, assemble's status in /workspace/assembled
+//!    "export"    hoistd's own image, started beside it: `hoistd export --after
+//!                /workspace/assembled` waits for that file, writes the layers and pushes
+//!                them to the registry, and prints the digest as its last line
 //! ```
 //!
+//! Assemble and the export side by side, not steps one after another: the kubelet
+//! reports a container's start and end up to a second late (it relists every second), and
+//! starts the next init container only once it has seen the last one end, so three steps
+//! in a row cost seconds of waiting for reports (about 3 s of a 6 s build). Here both start
+//! together, hoistd sends the source as soon as assemble runs, and reads the digest from
+//! the export's output as it is printed; the kubelet's reports of their ends are read only
+//! when a build fails (the exit code, an OOM kill). The one init container left makes the
+//! output folders: mounted by sub-path, a folder nobody made is made by the kubelet as
+//! root's, and the buildpacks' `tar -x` or `cp -a` into it could not set its time and mode.
+
 //! The dependency cache is a PersistentVolumeClaim per app (`<instance>-cache-<app>`):
 //! assemble reads and writes it as a folder, as on dockerd, where a cache image would be
 //! pulled and pushed whole on every build.
@@ -55,8 +68,6 @@ pub enum Error {
     CannotStart { pod: String, container: String, reason: String, message: String },
     #[error("build pod {pod} is gone (deleted during the build); push again")]
     Gone { pod: String },
-    #[error("the source did not reach build pod {pod} ({container} exited with code {code}: {message})")]
-    Source { pod: String, container: String, code: i32, message: String },
     #[error("the export in build pod {pod} failed (exit code {code}): {message}")]
     Export { pod: String, code: i32, message: String },
     #[error("cannot attach to build pod {pod}: {message}")]
@@ -92,6 +103,23 @@ pub struct PodEngine {
 
 /// Label of every build pod: `<app>-<build number>`.
 pub const LABEL_BUILD: &str = "hoist.dev/build";
+/// Where the assemble container leaves its status (`0` when it succeeded) for the export
+/// beside it, which waits for the file (`hoistd export --after`).
+pub const ASSEMBLED: &str = "/workspace/assembled";
+/// The export's line that carries its result (JSON), the last it prints.
+pub const EXPORT_RESULT: &str = "hoist-export-result ";
+/// The assemble container's command (`sh -c`, $1 the assemble script, $2 the size of
+/// what hoistd sends): unpack, run assemble in the source, then leave its status for the
+/// export, whole or not at all.
+const ASSEMBLE_SCRIPT: &str = r#"status=0
+if head -c "$2" | tar -x -C /workspace; then
+  cd /workspace/source && "$1" || status=$?
+else
+  echo "error: the source did not reach this build pod whole; push again" >&2
+  status=1
+fi
+echo "$status" > /workspace/assembled.new && mv /workspace/assembled.new /workspace/assembled
+exit "$status""#;
 const LABEL_INSTANCE: &str = "hoist.dev/instance";
 const LABEL_APP: &str = "hoist.dev/app";
 
@@ -187,8 +215,11 @@ impl PodEngine {
             "privileged": false,
             "capabilities": {"drop": ["ALL"]},
         });
-        // /app, /deps and /layers are folders of the workspace that the source step
-        // makes, so they belong to the hoist user as on dockerd (an emptyDir is root's).
+        // /app, /deps and /layers are folders of the workspace that the init container
+        // makes, so they belong to the hoist user as on dockerd: a folder a sub-path names
+        // would be made by the kubelet, as root's, and an emptyDir of its own is root's
+        // too (writable, but a buildpack's `tar -x` or `cp -a` into it fails to set its
+        // time and mode).
         let mount = |folder: &str, path: &str, read_only: bool| match folder {
             "workspace" | "cache" => serde_json::json!({"name": folder, "mountPath": path, "readOnly": read_only}),
             _ => serde_json::json!({
@@ -198,10 +229,6 @@ impl PodEngine {
         let builder_resources = serde_json::json!({
             "limits": {"memory": format!("{}Mi", limits.memory_mb), "cpu": format!("{}m", (limits.cpus * 1000.0) as u64)},
             "requests": {"memory": format!("{}Mi", (limits.memory_mb / 4).max(64)), "cpu": "250m"},
-        });
-        let small = serde_json::json!({
-            "limits": {"memory": "256Mi", "cpu": "1"},
-            "requests": {"memory": "32Mi", "cpu": "50m"},
         });
         let pod = serde_json::json!({
             "apiVersion": "v1",
@@ -230,22 +257,25 @@ impl PodEngine {
                     {"name": "workspace", "emptyDir": {}},
                     {"name": "cache", "persistentVolumeClaim": {"claimName": cache}},
                 ],
-                "initContainers": [
-                    {
-                        "name": "source",
-                        "image": job.stack.build,
-                        "command": ["sh", "-c", format!("mkdir -p /workspace/out/app /workspace/out/deps /workspace/out/layers && head -c {size} | tar -x -C /workspace")],
-                        "stdin": true,
-                        "stdinOnce": true,
-                        "volumeMounts": [mount("workspace", "/workspace", false)],
-                        "resources": small,
-                        "securityContext": secure,
+                "initContainers": [{
+                    "name": "folders",
+                    "image": job.stack.build,
+                    "command": ["mkdir", "-p", "/workspace/out/app", "/workspace/out/deps", "/workspace/out/layers"],
+                    "volumeMounts": [mount("workspace", "/workspace", false)],
+                    "resources": {
+                        "limits": {"memory": "64Mi", "cpu": "1"},
+                        "requests": {"memory": "16Mi", "cpu": "50m"},
                     },
+                    "securityContext": secure,
+                }],
+                "containers": [
                     {
                         "name": "assemble",
                         "image": job.stack.build,
-                        "command": [assemble],
-                        "workingDir": "/workspace/source",
+                        "command": ["sh", "-c", ASSEMBLE_SCRIPT, "assemble", assemble, size.to_string()],
+                        "stdin": true,
+                        "stdinOnce": true,
+                        "workingDir": "/workspace",
                         "env": env,
                         "volumeMounts": [
                             mount("workspace", "/workspace", false),
@@ -257,18 +287,17 @@ impl PodEngine {
                         "resources": builder_resources,
                         "securityContext": secure,
                     },
-                ],
-                "containers": [{
-                    "name": "export",
-                    "image": settings.export_image,
-                    "command": ["hoistd", "export"],
-                    "env": [{"name": "HOIST_EXPORT_PLAN", "value": plan}],
-                    "volumeMounts": [
-                        mount("workspace", "/workspace", false),
-                        mount("app", "/app", true),
-                        mount("deps", "/deps", true),
-                        mount("layers", super::LAYERS_DIR, true),
-                    ],
+                    {
+                        "name": "export",
+                        "image": settings.export_image,
+                        "command": ["hoistd", "export", "--after", ASSEMBLED],
+                        "env": [{"name": "HOIST_EXPORT_PLAN", "value": plan}],
+                        "volumeMounts": [
+                            mount("workspace", "/workspace", false),
+                            mount("app", "/app", true),
+                            mount("deps", "/deps", true),
+                            mount("layers", super::LAYERS_DIR, true),
+                        ],
                     "terminationMessagePolicy": "FallbackToLogsOnError",
                     "resources": {"limits": {"memory": "512Mi", "cpu": "1"}, "requests": {"memory": "64Mi", "cpu": "100m"}},
                     "securityContext": secure,
@@ -278,81 +307,102 @@ impl PodEngine {
         Ok(serde_json::from_value(pod).map_err(|e| std::io::Error::other(e.to_string()))?)
     }
 
-    /// Runs the pod's three steps, following each into `log`; the exported digest.
+    /// Sends the source to the pod's assemble container, follows its output and then the
+    /// export's into `log`; the exported digest. The kubelet's reports of the containers'
+    /// ends are read only when no digest came.
     async fn run(&self, job: &Job<'_>, name: &str, files: Vec<u8>, log: &LiveLog) -> Result<String> {
         let pods = self.pods();
-        let state = wait_container(&pods, name, "source", Until::Running).await?;
+        let state = wait_container(&pods, name, "assemble", Until::Running).await?;
         let node = pods.get(name).await.ok().and_then(|p| p.spec).and_then(|s| s.node_name).unwrap_or_default();
         log.line(format!("-----> Building in pod {name} (node {node})"));
         if state.running.is_some() {
             let attach = |message: String| Error::Attach { pod: name.to_string(), message };
-            let params = AttachParams::default().container("source").stdin(true).stdout(false).stderr(false);
+            let params = AttachParams::default().container("assemble").stdin(true).stdout(false).stderr(false);
             let mut attached = pods.attach(name, &params).await.map_err(|e| attach(e.to_string()))?;
             let mut input = attached.stdin().ok_or_else(|| attach("no stdin".to_string()))?;
             input.write_all(&files).await.map_err(|e| attach(e.to_string()))?;
             input.shutdown().await.map_err(|e| attach(e.to_string()))?;
             drop(input);
-            let ended = wait_container(&pods, name, "source", Until::Ended).await?;
+            log.line(format!("-----> Running assemble of buildpack {}", job.buildpack));
+            self.follow(&pods, name, "assemble", log).await?;
+            // Not before: closing the attachment may drop what it has yet to send.
             drop(attached);
-            check_ended(name, "source", &ended)?;
-        } else {
-            check_ended(name, "source", &state)?;
         }
 
-        log.line(format!("-----> Running assemble of buildpack {}", job.buildpack));
-        wait_container(&pods, name, "assemble", Until::Running).await?;
-        self.follow(&pods, name, "assemble", log, true).await?;
+        // The export prints the digest once assemble succeeded; should assemble have
+        // failed, or died before it could say so, the export has nothing to wait for.
+        let exported = async {
+            wait_container(&pods, name, "export", Until::Running).await?;
+            self.export_result(&pods, name, log).await
+        };
+        let assemble_failed = async {
+            let ended = wait_container(&pods, name, "assemble", Until::Ended).await?;
+            match self.assemble_error(job, &ended) {
+                Some(error) => Ok::<_, super::Error>(error),
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            digest = exported => if let Some(digest) = digest? { return Ok(digest) },
+            error = assemble_failed => return Err(error?),
+        }
         let ended = wait_container(&pods, name, "assemble", Until::Ended).await?;
-        let terminated = ended.terminated.unwrap_or_default();
-        if terminated.reason.as_deref() == Some("OOMKilled") {
-            return Err(super::Error::OutOfMemory { limit_mb: self.settings.limits.memory_mb });
+        if let Some(error) = self.assemble_error(job, &ended) {
+            return Err(error);
         }
-        if terminated.exit_code != 0 {
-            return Err(super::Error::AssembleFailed {
-                buildpack: job.buildpack.to_string(),
-                code: i64::from(terminated.exit_code),
-            });
-        }
-
-        wait_container(&pods, name, "export", Until::Running).await?;
-        self.follow(&pods, name, "export", log, false).await?;
         let ended = wait_container(&pods, name, "export", Until::Ended).await?;
         let terminated = ended.terminated.unwrap_or_default();
         let message = terminated.message.unwrap_or_default();
-        if terminated.exit_code != 0 {
-            let last = message.trim().lines().last().unwrap_or("see the lines above").to_string();
-            return Err(Error::Export { pod: name.to_string(), code: terminated.exit_code, message: last }.into());
-        }
-        let result: ExportResult = serde_json::from_str(message.trim()).map_err(|e| Error::Export {
-            pod: name.to_string(),
-            code: 0,
-            message: format!("its result {message:?} is not readable: {e}"),
-        })?;
-        Ok(result.digest)
+        let last = message.trim().lines().last().unwrap_or("see the lines above").to_string();
+        Err(Error::Export { pod: name.to_string(), code: terminated.exit_code, message: last }.into())
     }
 
-    /// Follows a container's output into `log`: a builder's as indented output, hoist's
-    /// own (the export) as the lines they are.
-    async fn follow(&self, pods: &Api<Pod>, name: &str, container: &str, log: &LiveLog, output: bool) -> Result<()> {
+    /// Why the assemble container failed, if it did.
+    fn assemble_error(&self, job: &Job<'_>, ended: &ContainerState) -> Option<super::Error> {
+        let terminated = ended.terminated.clone().unwrap_or_default();
+        if terminated.reason.as_deref() == Some("OOMKilled") {
+            return Some(super::Error::OutOfMemory { limit_mb: self.settings.limits.memory_mb });
+        }
+        (terminated.exit_code != 0).then(|| super::Error::AssembleFailed {
+            buildpack: job.buildpack.to_string(),
+            code: i64::from(terminated.exit_code),
+        })
+    }
+
+    /// Follows the export's output into `log` up to its result line; the digest it
+    /// carries, or none if the export ended without one.
+    async fn export_result(&self, pods: &Api<Pod>, name: &str, log: &LiveLog) -> Result<Option<String>> {
+        let params = LogParams { container: Some("export".to_string()), follow: true, ..Default::default() };
+        let mut lines = pods.log_stream(name, &params).await.map_err(Error::from)?.lines();
+        while let Some(Ok(line)) = lines.next().await {
+            let Some(result) = line.strip_prefix(EXPORT_RESULT) else {
+                log.line(line);
+                continue;
+            };
+            let result: ExportResult = serde_json::from_str(result).map_err(|e| Error::Export {
+                pod: name.to_string(),
+                code: 0,
+                message: format!("its result {result:?} is not readable: {e}"),
+            })?;
+            return Ok(Some(result.digest));
+        }
+        Ok(None)
+    }
+
+    /// Follows a builder's output into `log`, as indented output.
+    async fn follow(&self, pods: &Api<Pod>, name: &str, container: &str, log: &LiveLog) -> Result<()> {
         let params = LogParams { container: Some(container.to_string()), follow: true, ..Default::default() };
         let mut reader = pods.log_stream(name, &params).await.map_err(Error::from)?;
-        if output {
-            let mut lines = super::OutputLines::new(log);
-            let mut buffer = vec![0u8; 64 * 1024];
-            loop {
-                use futures_util::AsyncReadExt;
-                match reader.read(&mut buffer).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => lines.push(&buffer[..n]),
-                }
-            }
-            lines.finish();
-        } else {
-            let mut lines = reader.lines();
-            while let Some(Ok(line)) = lines.next().await {
-                log.line(line);
+        let mut lines = super::OutputLines::new(log);
+        let mut buffer = vec![0u8; 64 * 1024];
+        loop {
+            use futures_util::AsyncReadExt;
+            match reader.read(&mut buffer).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => lines.push(&buffer[..n]),
             }
         }
+        lines.finish();
         Ok(())
     }
 
@@ -386,7 +436,8 @@ impl PodEngine {
     }
 }
 
-/// What `hoistd export` leaves as its termination message.
+/// What `hoistd export` prints as its last line (after [`EXPORT_RESULT`]) and leaves as
+/// its termination message.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct ExportResult {
     pub digest: String,
@@ -530,21 +581,6 @@ async fn wait_container(pods: &Api<Pod>, name: &str, container: &str, until: Unt
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-/// An init step that ended: an error unless with code 0.
-fn check_ended(pod: &str, container: &str, state: &ContainerState) -> Result<()> {
-    let terminated = state.terminated.clone().unwrap_or_default();
-    if terminated.exit_code == 0 {
-        return Ok(());
-    }
-    Err(Error::Source {
-        pod: pod.to_string(),
-        container: container.to_string(),
-        code: terminated.exit_code,
-        message: terminated.message.or(terminated.reason).unwrap_or_default(),
-    }
-    .into())
 }
 
 #[cfg(test)]
