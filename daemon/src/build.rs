@@ -247,9 +247,23 @@ impl<'a> OutputLines<'a> {
     }
 
     pub(crate) fn push(&mut self, bytes: &[u8]) {
+        self.push_until(bytes, None);
+    }
+
+    /// As [`OutputLines::push`], up to the first line that ends with `end` (kept out of
+    /// the log, but for what came before it on its line); true once it came, and what
+    /// follows it is dropped.
+    pub(crate) fn push_until(&mut self, bytes: &[u8], end: Option<&str>) -> bool {
         self.partial.push_str(&String::from_utf8_lossy(bytes));
-        while let Some(end) = self.partial.find('\n') {
-            let line: String = self.partial.drain(..=end).collect();
+        while let Some(at) = self.partial.find('\n') {
+            let line: String = self.partial.drain(..=at).collect();
+            if let Some(before) = end.and_then(|end| line.trim_end_matches(['\n', '\r']).strip_suffix(end)) {
+                if !before.is_empty() {
+                    self.log.output(indent(before));
+                }
+                self.partial.clear();
+                return true;
+            }
             self.log.output(indent(&line));
         }
         if self.partial.len() > MAX_LINE {
@@ -263,6 +277,7 @@ impl<'a> OutputLines<'a> {
             }
             self.partial = masked[cut..].to_string();
         }
+        false
     }
 
     pub(crate) fn finish(self) {
@@ -655,6 +670,38 @@ mod tests {
         let parts = |a: &str, b: &str| vec![a.as_bytes().to_vec(), b.as_bytes().to_vec()];
         assert_eq!(key_of(&parts("ab", "c")), key_of(&parts("ab", "c")));
         assert_ne!(key_of(&parts("ab", "c")), key_of(&parts("a", "bc")), "parts are length-prefixed");
+    }
+
+    #[test]
+    fn output_is_followed_up_to_the_line_that_ends_it_whatever_the_pieces() {
+        let dir = std::env::temp_dir().join(format!("hoist-output-lines-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let texts = |path: &std::path::Path| -> Vec<String> {
+            std::fs::read_to_string(path)
+                .unwrap()
+                .lines()
+                .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["text"].as_str().unwrap().to_string())
+                .collect()
+        };
+        let end = "-----> hoist: assemble in pod-1 ended";
+        let output = format!("first\nsecond, no line break{end}\nafter the end\n");
+        // Every way of cutting the output into two pieces gives the same lines.
+        for cut in 0..output.len() {
+            let log = LiveLog::create(&dir.join(format!("cut-{cut}.log"))).unwrap();
+            let mut lines = OutputLines::new(&log);
+            let ended = lines.push_until(&output.as_bytes()[..cut], Some(end))
+                || lines.push_until(&output.as_bytes()[cut..], Some(end));
+            lines.finish();
+            assert!(ended, "cut at {cut}");
+            assert_eq!(texts(log.path()), [indent("first\n"), indent("second, no line break")], "cut at {cut}");
+        }
+        // Without the line, everything is output, and push says nothing ended.
+        let log = LiveLog::create(&dir.join("no-end.log")).unwrap();
+        let mut lines = OutputLines::new(&log);
+        assert!(!lines.push_until(b"one\n-----> hoist: assemble in pod-2 ended\n", Some(end)));
+        lines.finish();
+        assert_eq!(texts(log.path()).len(), 2);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

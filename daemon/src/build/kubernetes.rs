@@ -109,8 +109,10 @@ pub const ASSEMBLED: &str = "/workspace/assembled";
 /// The export's line that carries its result (JSON), the last it prints.
 pub const EXPORT_RESULT: &str = "hoist-export-result ";
 /// The assemble container's command (`sh -c`, $1 the assemble script, $2 the size of
-/// what hoistd sends): unpack, run assemble in the source, then leave its status for the
-/// export, whole or not at all.
+/// what hoistd sends, $3 the line that ends its output): unpack, run assemble in the
+/// source, then leave its status for the export, whole or not at all, and say it ended.
+/// hoistd stops following its output at that line: the output's own end comes only when
+/// the kubelet has seen the container end, up to a second later.
 const ASSEMBLE_SCRIPT: &str = r#"status=0
 if head -c "$2" | tar -x -C /workspace; then
   cd /workspace/source && "$1" || status=$?
@@ -119,6 +121,7 @@ else
   status=1
 fi
 echo "$status" > /workspace/assembled.new && mv /workspace/assembled.new /workspace/assembled
+echo "$3"
 exit "$status""#;
 const LABEL_INSTANCE: &str = "hoist.dev/instance";
 const LABEL_APP: &str = "hoist.dev/app";
@@ -272,7 +275,7 @@ impl PodEngine {
                     {
                         "name": "assemble",
                         "image": job.stack.build,
-                        "command": ["sh", "-c", ASSEMBLE_SCRIPT, "assemble", assemble, size.to_string()],
+                        "command": ["sh", "-c", ASSEMBLE_SCRIPT, "assemble", assemble, size.to_string(), assembled_line(name)],
                         "stdin": true,
                         "stdinOnce": true,
                         "workingDir": "/workspace",
@@ -312,19 +315,25 @@ impl PodEngine {
     /// ends are read only when no digest came.
     async fn run(&self, job: &Job<'_>, name: &str, files: Vec<u8>, log: &LiveLog) -> Result<String> {
         let pods = self.pods();
+        let attach = |message: String| Error::Attach { pod: name.to_string(), message };
+        let params = AttachParams::default().container("assemble").stdin(true).stdout(false).stderr(false);
+        // Attached once the kubelet reported the container running, up to a second after
+        // it started: an attachment made before, which the kubelet may accept, lost what
+        // was sent (the source never reached assemble).
         let state = wait_container(&pods, name, "assemble", Until::Running).await?;
+        let attached = match state.running {
+            Some(_) => Some(pods.attach(name, &params).await.map_err(|e| attach(e.to_string()))?),
+            None => None,
+        };
         let node = pods.get(name).await.ok().and_then(|p| p.spec).and_then(|s| s.node_name).unwrap_or_default();
         log.line(format!("-----> Building in pod {name} (node {node})"));
-        if state.running.is_some() {
-            let attach = |message: String| Error::Attach { pod: name.to_string(), message };
-            let params = AttachParams::default().container("assemble").stdin(true).stdout(false).stderr(false);
-            let mut attached = pods.attach(name, &params).await.map_err(|e| attach(e.to_string()))?;
+        if let Some(mut attached) = attached {
             let mut input = attached.stdin().ok_or_else(|| attach("no stdin".to_string()))?;
             input.write_all(&files).await.map_err(|e| attach(e.to_string()))?;
             input.shutdown().await.map_err(|e| attach(e.to_string()))?;
             drop(input);
             log.line(format!("-----> Running assemble of buildpack {}", job.buildpack));
-            self.follow(&pods, name, "assemble", log).await?;
+            self.follow_assemble(&pods, name, log).await?;
             // Not before: closing the attachment may drop what it has yet to send.
             drop(attached);
         }
@@ -389,17 +398,20 @@ impl PodEngine {
         Ok(None)
     }
 
-    /// Follows a builder's output into `log`, as indented output.
-    async fn follow(&self, pods: &Api<Pod>, name: &str, container: &str, log: &LiveLog) -> Result<()> {
-        let params = LogParams { container: Some(container.to_string()), follow: true, ..Default::default() };
+    /// Follows the assemble container's output into `log`, as indented output, up to the
+    /// line that says it ended (or the output's end).
+    async fn follow_assemble(&self, pods: &Api<Pod>, name: &str, log: &LiveLog) -> Result<()> {
+        let params = LogParams { container: Some("assemble".to_string()), follow: true, ..Default::default() };
         let mut reader = pods.log_stream(name, &params).await.map_err(Error::from)?;
         let mut lines = super::OutputLines::new(log);
         let mut buffer = vec![0u8; 64 * 1024];
+        let end = assembled_line(name);
         loop {
             use futures_util::AsyncReadExt;
             match reader.read(&mut buffer).await {
                 Ok(0) | Err(_) => break,
-                Ok(n) => lines.push(&buffer[..n]),
+                Ok(n) if lines.push_until(&buffer[..n], Some(&end)) => break,
+                Ok(_) => {}
             }
         }
         lines.finish();
@@ -434,6 +446,12 @@ impl PodEngine {
             }
         }
     }
+}
+
+/// The line the assemble container ends its output with: named after the pod, so no
+/// other build's output says it.
+fn assembled_line(pod: &str) -> String {
+    format!("-----> hoist: assemble in {pod} ended")
 }
 
 /// What `hoistd export` prints as its last line (after [`EXPORT_RESULT`]) and leaves as
