@@ -25,7 +25,7 @@
 //! when a build fails (the exit code, an OOM kill). The one init container left makes the
 //! output folders: mounted by sub-path, a folder nobody made is made by the kubelet as
 //! root's, and the buildpacks' `tar -x` or `cp -a` into it could not set its time and mode.
-
+//!
 //! The dependency cache is a PersistentVolumeClaim per app (`<instance>-cache-<app>`):
 //! assemble reads and writes it as a folder, as on dockerd, where a cache image would be
 //! pulled and pushed whole on every build.
@@ -112,10 +112,11 @@ pub const EXPORT_RESULT: &str = "hoist-export-result ";
 /// what hoistd sends, $3 the line that ends its output): unpack, run assemble in the
 /// source, then leave its status for the export, whole or not at all, and say it ended.
 /// hoistd stops following its output at that line: the output's own end comes only when
-/// the kubelet has seen the container end, up to a second later.
+/// the kubelet has seen the container end, up to a second later. Assemble's input is
+/// /dev/null, as on dockerd, not the attachment the source came through.
 const ASSEMBLE_SCRIPT: &str = r#"status=0
 if head -c "$2" | tar -x -C /workspace; then
-  cd /workspace/source && "$1" || status=$?
+  cd /workspace/source && "$1" </dev/null || status=$?
 else
   echo "error: the source did not reach this build pod whole; push again" >&2
   status=1
