@@ -152,6 +152,9 @@ impl From<Error> for super::Error {
     }
 }
 
+/// How soon a release's port is tried again while nothing answers on it yet.
+const UNSERVED_RETRY: Duration = Duration::from_millis(20);
+
 /// Releases as containers on the local dockerd.
 #[derive(Clone)]
 pub struct DockerTarget {
@@ -514,20 +517,36 @@ impl DockerTarget {
         }
     }
 
+    /// Waits for the release's first answer. While nothing answers at all (the port is
+    /// refused, or dockerd's proxy resets the connection: each costs a millisecond on
+    /// loopback), the port is tried every [`UNSERVED_RETRY`], so a release goes live
+    /// within that of its first answer; the container is inspected, and an answer that
+    /// is an error retried, every `checks_interval`.
     async fn wait_healthy(&self, container: &str, upstream: SocketAddr) -> Result<(), Unready> {
         let started = Instant::now();
         let mut last = Check::NoAnswerYet;
         let mut attempts = 0;
+        let mut inspected: Option<Instant> = None;
         while started.elapsed() < self.settings.checks_timeout {
             attempts += 1;
-            if let Some(exited) = self.exited(container).await {
-                return Err(exited.into());
+            if inspected.is_none_or(|at| at.elapsed() >= self.settings.checks_interval) {
+                if let Some(exited) = self.exited(container).await {
+                    return Err(exited.into());
+                }
+                inspected = Some(Instant::now());
             }
+            let checked = Instant::now();
             match self.answers(upstream).await {
                 Ok(()) => return Ok(()),
                 Err(what) => last = what,
             }
-            tokio::time::sleep(self.settings.checks_interval).await;
+            let unserved = !matches!(last, Check::Status(_)) && checked.elapsed() < UNSERVED_RETRY;
+            let pause = if unserved {
+                UNSERVED_RETRY.min(self.settings.checks_interval)
+            } else {
+                self.settings.checks_interval
+            };
+            tokio::time::sleep(pause).await;
         }
         Err(Unready::NoAnswer {
             port: self.settings.app_port,
