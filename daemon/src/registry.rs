@@ -214,18 +214,38 @@ impl Registry {
             docker.tag_image(local, Some(options)).await.map_err(|e| push_error(e.to_string()))?;
         }
         log.line(format!("-----> Pushing {reference}"));
-        let options = PushImageOptionsBuilder::default().tag(tag).build();
         let credentials = self.credentials.as_ref().map(|c| c.for_docker(&self.addr.to_string()));
-        let mut progress = docker.push_image(repository, Some(options), credentials);
-        let (mut pushed, mut existed) = (0, 0);
-        while let Some(item) = progress.next().await {
-            let info = item.map_err(|e| push_error(e.to_string()))?;
-            match info.status.as_deref() {
-                Some("Pushed") => pushed += 1,
-                Some("Layer already exists") => existed += 1,
-                _ => {}
+        // dockerd's answer to a push is a stream of progress lines; once in a CI run it
+        // broke off mid-line ("bytes remaining on stream") with the push's outcome
+        // unknown. A push is idempotent (what the registry has is skipped), so such a
+        // break is followed by one more push; an error dockerd reports is not.
+        let mut attempt = 1;
+        let (pushed, existed) = loop {
+            let options = PushImageOptionsBuilder::default().tag(tag).build();
+            let mut progress = docker.push_image(repository, Some(options), credentials.clone());
+            let (mut pushed, mut existed, mut broke_off) = (0, 0, None);
+            while let Some(item) = progress.next().await {
+                match item {
+                    Ok(info) => match info.status.as_deref() {
+                        Some("Pushed") => pushed += 1,
+                        Some("Layer already exists") => existed += 1,
+                        _ => {}
+                    },
+                    Err(error @ bollard::errors::Error::IOError { .. }) if attempt == 1 => {
+                        broke_off = Some(error);
+                        break;
+                    }
+                    Err(error) => return Err(push_error(error.to_string())),
+                }
             }
-        }
+            match broke_off {
+                None => break (pushed, existed),
+                Some(error) => {
+                    log.line(format!("       dockerd's answer to the push broke off ({error}); pushing again"));
+                    attempt += 1;
+                }
+            }
+        };
         log.line(format!("       {pushed} layers pushed, {existed} already in the registry"));
         let digest = self.digest(&reference).await?;
         log.line(format!("       digest {digest}"));
