@@ -219,33 +219,27 @@ impl Registry {
         // broke off mid-line ("bytes remaining on stream") with the push's outcome
         // unknown. A push is idempotent (what the registry has is skipped), so such a
         // break is followed by one more push; an error dockerd reports is not.
-        let mut attempt = 1;
-        let (pushed, existed) = loop {
+        let push_once = || async {
             let options = PushImageOptionsBuilder::default().tag(tag).build();
             let mut progress = docker.push_image(repository, Some(options), credentials.clone());
-            let (mut pushed, mut existed, mut broke_off) = (0, 0, None);
+            let (mut pushed, mut existed) = (0, 0);
             while let Some(item) = progress.next().await {
-                match item {
-                    Ok(info) => match info.status.as_deref() {
-                        Some("Pushed") => pushed += 1,
-                        Some("Layer already exists") => existed += 1,
-                        _ => {}
-                    },
-                    Err(error @ bollard::errors::Error::IOError { .. }) if attempt == 1 => {
-                        broke_off = Some(error);
-                        break;
-                    }
-                    Err(error) => return Err(push_error(error.to_string())),
+                match item?.status.as_deref() {
+                    Some("Pushed") => pushed += 1,
+                    Some("Layer already exists") => existed += 1,
+                    _ => {}
                 }
             }
-            match broke_off {
-                None => break (pushed, existed),
-                Some(error) => {
-                    log.line(format!("       dockerd's answer to the push broke off ({error}); pushing again"));
-                    attempt += 1;
-                }
-            }
+            Ok::<_, bollard::errors::Error>((pushed, existed))
         };
+        let (pushed, existed) = match push_once().await {
+            Err(error @ bollard::errors::Error::IOError { .. }) => {
+                log.line(format!("       dockerd's answer to the push broke off ({error}); pushing again"));
+                push_once().await
+            }
+            outcome => outcome,
+        }
+        .map_err(|e| push_error(e.to_string()))?;
         log.line(format!("       {pushed} layers pushed, {existed} already in the registry"));
         let digest = self.digest(&reference).await?;
         log.line(format!("       digest {digest}"));
